@@ -1,0 +1,127 @@
+"""Kernel throughput: memory and sqlite brokers versus a plain queue.Queue + ThreadPoolExecutor loop.
+
+    uv run python benchmarks/bench_kernel.py [-n 50000] [--json benchmarks/results/kernel.json]
+
+A benchmark, not a test: it prints a table and writes JSON. No-op tasks, one process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+os.environ.setdefault("BOOSTKERNEL_DATA_DIR", tempfile.mkdtemp(prefix="bk-bench-"))
+
+from boostkernel import boost  # noqa: E402
+
+
+def plain_loop(n: int, workers: int) -> dict[str, float]:
+    """The baseline: a producer fills queue.Queue, a dispatcher hands items to a ThreadPoolExecutor."""
+    q: queue.Queue[Any] = queue.Queue()
+    done = threading.Semaphore(0)
+
+    def noop(x: int) -> None:
+        done.release()
+
+    t0 = time.perf_counter()
+    for i in range(n):
+        q.put(i)
+    t_pub = time.perf_counter() - t0
+    pool = ThreadPoolExecutor(workers)
+    t1 = time.perf_counter()
+
+    def dispatch() -> None:
+        for _ in range(n):
+            pool.submit(noop, q.get())
+
+    threading.Thread(target=dispatch).start()
+    for _ in range(n):
+        done.acquire()
+    t_con = time.perf_counter() - t1
+    pool.shutdown()
+    return {"publish_per_s": n / t_pub, "consume_per_s": n / t_con}
+
+
+def booster_run(n: int, broker: str, concurrency: str, workers: int, batch: bool) -> dict[str, float]:
+    counter = [0]
+    finished = threading.Event()
+    lock = threading.Lock()
+
+    @boost(f"bench_{broker}_{concurrency}_{uuid.uuid4().hex[:6]}", broker=broker, concurrency=concurrency,
+           workers=workers, validate_args=False)
+    def noop(x: int) -> None:
+        with lock:
+            counter[0] += 1
+            if counter[0] == n:
+                finished.set()
+
+    noop.purge()
+    t0 = time.perf_counter()
+    if batch:
+        noop.push_many([(i,) for i in range(n)])
+    else:
+        push = noop.push
+        for i in range(n):
+            push(i)
+    t_pub = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    noop.consume()
+    if not finished.wait(600):
+        raise RuntimeError(f"only {counter[0]} of {n} ran")
+    t_con = time.perf_counter() - t1
+    noop.stop()
+    return {"publish_per_s": n / t_pub, "consume_per_s": n / t_con}
+
+
+def per_message_overhead(n: int) -> float:
+    """µs the kernel adds per message: solo on memory, minus the bare function call."""
+    r = booster_run(n, "memory", "solo", 1, batch=True)
+    return 1e6 / r["consume_per_s"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("-n", type=int, default=50_000)
+    ap.add_argument("--workers", type=int, default=16)
+    ap.add_argument("--json", default="benchmarks/results/kernel.json")
+    a = ap.parse_args()
+    n, w = a.n, a.workers
+    rows: list[dict[str, Any]] = []
+
+    def add(name: str, r: dict[str, float]) -> None:
+        rows.append({"name": name, **r})
+        print(f"{name:55s} publish {r['publish_per_s']:>10,.0f}/s   consume {r['consume_per_s']:>10,.0f}/s",
+              flush=True)
+
+    add(f"plain queue.Queue + ThreadPoolExecutor({w})", plain_loop(n, w))
+    add(f"boostkernel memory, threads({w}), push one by one", booster_run(n, "memory", "threads", w, False))
+    add(f"boostkernel memory, threads({w}), push_many", booster_run(n, "memory", "threads", w, True))
+    add("boostkernel memory, solo", booster_run(n, "memory", "solo", 1, True))
+    add("boostkernel memory, asyncio(100)", booster_run(n, "memory", "asyncio", 100, True))
+    ns = min(n, 20_000)
+    add(f"boostkernel sqlite, threads({w}), push one by one", booster_run(ns, "sqlite", "threads", w, False))
+    add(f"boostkernel sqlite, threads({w}), push_many", booster_run(ns, "sqlite", "threads", w, True))
+    add("boostkernel sqlite, solo", booster_run(ns, "sqlite", "solo", 1, True))
+    overhead = per_message_overhead(n)
+    base = rows[0]["consume_per_s"]
+    ratio = rows[2]["consume_per_s"] / base
+    print(f"\nkernel per-message cost (memory broker, solo, no-op task): {overhead:.1f} µs")
+    print(f"memory/threads end to end vs plain loop: {ratio:.0%} (target >= 50%)")
+    out = {"n": n, "workers": w, "python": sys.version.split()[0], "rows": rows,
+           "per_message_us": overhead, "memory_threads_vs_plain": ratio, "when": time.strftime("%Y-%m-%d %H:%M")}
+    os.makedirs(os.path.dirname(a.json), exist_ok=True)
+    with open(a.json, "w") as fh:
+        json.dump(out, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()

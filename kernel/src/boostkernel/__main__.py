@@ -1,0 +1,3 @@
+from boostkernel.cli import main
+
+main()

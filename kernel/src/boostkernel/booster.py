@@ -1,0 +1,482 @@
+"""``@boost`` and the :class:`Booster` it returns."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+
+from .broker import Broker, Outgoing
+from .control import Control, overrides
+from .errors import ConfigError, MessageRejected
+from .message import MAX_MESSAGE_BYTES, Envelope
+from .params import BoostParams, TaskOptions, build_params
+from .plugins import get_plugins
+from .results import AsyncResult
+
+if TYPE_CHECKING:
+    from .consumer import Consumer
+    from .store import Store
+    from .worker import ProcessGroup
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: Every booster created in this process, by queue name (the worker CLI and child processes find them here).
+REGISTRY: dict[str, Booster[Any, Any]] = {}
+
+
+class Booster(Generic[P, R]):
+    """A function bound to a queue. Call it to run it locally; ``push`` it to run it on a worker."""
+
+    def __init__(self, fn: Callable[P, R], params: BoostParams) -> None:
+        self.fn = fn
+        self.params = params
+        self.queue = params.queue
+        functools.update_wrapper(self, fn)
+        self.is_async = inspect.iscoroutinefunction(fn)
+        try:  # resolve string annotations so error messages read naturally
+            self.signature = inspect.signature(fn, eval_str=True)
+        except Exception:  # noqa: BLE001 - unresolvable forward references: keep them as strings
+            self.signature = inspect.signature(fn)
+        # Fast path of publish-time validation: a call with exactly this many positional arguments and no
+        # keywords always binds when every parameter is plain positional-or-keyword without a default.
+        ps = list(self.signature.parameters.values())
+        self._plain_arity = len(ps) if all(
+            p.kind is p.POSITIONAL_OR_KEYWORD and p.default is p.empty for p in ps) else -1
+        self._lock = threading.RLock()
+        self._broker: Broker | None = None
+        self._store: Store | None = None
+        self._consumer: Consumer | None = None
+        self._processes: ProcessGroup | None = None
+        self._bound_self: Any = None
+
+        plugins = get_plugins()
+        self.broker_name = plugins.resolve_broker_name(params.broker)
+        self.broker_class: type[Broker] = plugins.get("broker", self.broker_name).load()
+        if params.broker_url is None and "://" in params.broker:
+            params.broker_url = params.broker
+        if not self.broker_class.capabilities.needs_own_worker:
+            self.executor_class = plugins.get("executor", params.concurrency).load()
+            caps = self.executor_class.capabilities
+            if self.is_async and not caps.async_functions:
+                raise ConfigError(
+                    f"{fn.__qualname__} is an async function but concurrency={params.concurrency!r} runs only "
+                    "plain functions; use concurrency='asyncio' (or make the function synchronous)"
+                )
+        set_params = set(params.non_default())
+        if self.broker_class.capabilities.needs_own_worker:
+            # the framework implements these itself (retries, time limits …): no kernel control for them
+            set_params -= set(getattr(self.broker_class, "framework_params", ()))
+        control_regs = plugins.controls_for(set_params)
+        _check_control_plugins(set_params, control_regs)
+        self.control_classes: list[type[Control]] = [reg.load() for reg in control_regs]
+        for cls in self.control_classes:
+            cls.check(self)
+        self._publish_controls: list[Callable[[Envelope], None]] | None = None
+        if hasattr(self.broker_class, "setup_booster"):  # framework brokers register their task here
+            self.broker_class.setup_booster(self)
+        existing = REGISTRY.get(self.queue)
+        if existing is not None and existing.fn.__qualname__ != fn.__qualname__:
+            raise ConfigError(
+                f"queue {self.queue!r} is already used by {existing.fn.__module__}.{existing.fn.__qualname__}; "
+                "each queue runs one function"
+            )
+        REGISTRY[self.queue] = self
+
+    # --- local call and methods-as-tasks --------------------------------------------------------
+    #: ``None`` for a plain function; ``"instance"``, ``"class"`` or ``"static"`` for a method (see
+    #: docs/controls/core.md "Methods as tasks"). Set when the class body that defines it is created.
+    method_kind: str | None = None
+    #: The class that defines the method (``None`` for a plain function).
+    owner: type | None = None
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        if self._bound_self is not None:
+            return self.fn(self._bound_self, *args, **kwargs)
+        if self.method_kind == "class":
+            return self.fn(self.owner, *args, **kwargs)  # type: ignore[arg-type]
+        return self.fn(*args, **kwargs)
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        # Called when the class body that holds this booster is created. Only a function *defined* in that
+        # body is a method; a plain booster merely stored as a class attribute stays a plain function.
+        if not self.fn.__qualname__.startswith(f"{owner.__qualname__}."):
+            return
+        self.owner = owner
+        if self.method_kind is None:
+            self.method_kind = "instance"
+
+    def __get__(self, obj: Any, objtype: Any = None) -> Any:
+        # ``instance.method`` is a BoundBooster: calling runs locally, ``push`` records the instance's state.
+        if obj is None or self.method_kind != "instance":
+            return self
+        return BoundBooster(self, obj)
+
+    # --- lazily created parts -------------------------------------------------------------------
+    def make_broker(self) -> Broker:
+        """A new broker instance for this queue (the consumer gets its own)."""
+        return self.broker_class(self.queue, self.params.broker_url, self.params)
+
+    @property
+    def broker(self) -> Broker:
+        """The broker instance used for publishing, count and purge."""
+        if self._broker is None:
+            with self._lock:
+                if self._broker is None:
+                    self._broker = self.make_broker()
+        return self._broker
+
+    @property
+    def store(self) -> Store:
+        """The store for results and coordination (``store=`` or the broker's companion store)."""
+        if self._store is None:
+            with self._lock:
+                if self._store is None:
+                    self._store = open_store(self.params, self.broker_class.default_store)
+        return self._store
+
+    def make_controls(self) -> list[Control]:
+        return [cls(self) for cls in self.control_classes]
+
+    # --- publishing -----------------------------------------------------------------------------
+    def _validate(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+        bound = self._bound_self is not None or self.method_kind == "class"
+        if not kwargs and len(args) + bound == self._plain_arity:
+            return
+        try:
+            if bound:
+                self.signature.bind(None, *args, **kwargs)
+            else:
+                self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{self.fn.__name__}{self.signature}: {exc}") from None
+
+    def _envelope(self, args: Sequence[Any], kwargs: dict[str, Any], options: TaskOptions | None) -> Envelope:
+        if self.params.validate_args:
+            self._validate(args, kwargs)
+        opts = options.to_wire() if options is not None else {}
+        if opts and ("expires" in opts or "dedup_key" in opts):
+            self._check_message_options(opts)
+        headers = options.headers if options is not None and options.headers else None
+        env = Envelope(self.queue, list(args), kwargs, id=options.task_id if options else None,
+                       options=opts, headers=headers)
+        if self._publish_controls is None:
+            self._publish_controls = [c.on_publish for c in self.make_controls() if overrides(c, "on_publish")]
+        for hook in self._publish_controls:
+            hook(env)
+        return env
+
+    def _check_message_options(self, opts: Mapping[str, Any]) -> None:
+        """A per-message option whose control is off on this booster would be ignored: say so now."""
+        active = {p for cls in self.control_classes for p in cls.params}
+        for option, param, example in (("expires", "expires", "expires=3600"), ("dedup_key", "dedup", "dedup=True")):
+            if option in opts and param not in active:
+                raise ConfigError(
+                    f"TaskOptions({option}=...) needs the {param!r} control on queue {self.queue!r}, which is off, "
+                    f"so the option would be ignored: switch it on with @boost({self.queue!r}, {example}, ...)")
+
+    def _outgoing(self, env: Envelope) -> Outgoing:
+        body = env.encode()
+        if len(body) > MAX_MESSAGE_BYTES:
+            raise MessageRejected(f"message of {len(body)} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit "
+                                  "(BOOSTKERNEL_MAX_MESSAGE_BYTES); pass a reference to the data instead")
+        return Outgoing(env.id, body, env.priority, env.eta)
+
+    def push(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult:
+        """Publish a call of the function with these arguments; return its :class:`AsyncResult`."""
+        env = self._envelope(args, kwargs, None)
+        self.broker.publish(self._outgoing(env))
+        return AsyncResult(env.id, self)
+
+    delay = push  # celery's name
+
+    def publish(self, kwargs: Mapping[str, Any] | None = None, options: TaskOptions | None = None, /,
+                *, args: Sequence[Any] = ()) -> AsyncResult:
+        """Publish with keyword arguments as a dict and per-message :class:`TaskOptions`."""
+        env = self._envelope(args, dict(kwargs or {}), options)
+        self.broker.publish(self._outgoing(env))
+        return AsyncResult(env.id, self)
+
+    def push_many(self, calls: Iterable[Sequence[Any] | Mapping[str, Any]], *, options: TaskOptions | None = None,
+                  chunk_size: int = 1000) -> list[AsyncResult]:
+        """Publish many calls: each item is an argument tuple/list or a kwargs dict. Batched by the broker."""
+        results: list[AsyncResult] = []
+        batch: list[Outgoing] = []
+        for call in calls:
+            if isinstance(call, Mapping):
+                env = self._envelope((), dict(call), options)
+            else:
+                env = self._envelope(tuple(call), {}, options)
+            batch.append(self._outgoing(env))
+            results.append(AsyncResult(env.id, self))
+            if len(batch) >= chunk_size:
+                self.broker.publish_many(batch)
+                batch = []
+        if batch:
+            self.broker.publish_many(batch)
+        return results
+
+    async def aio_push(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult:
+        import asyncio
+
+        return await asyncio.to_thread(lambda: self.push(*args, **kwargs))
+
+    async def aio_publish(self, kwargs: Mapping[str, Any] | None = None, options: TaskOptions | None = None) -> AsyncResult:
+        import asyncio
+
+        return await asyncio.to_thread(self.publish, kwargs, options)
+
+    # --- consuming ------------------------------------------------------------------------------
+    def consume(self) -> Booster[P, R]:
+        """Start consuming in background threads of this process (or ``processes`` children); return at once."""
+        if self.params.processes > 1:
+            return self.multi_process_consume(self.params.processes)
+        if self.broker_class.capabilities.needs_own_worker:  # the framework's worker, in the background
+            with self._lock:
+                if self._consumer is None or not self._consumer.running:
+                    self._consumer = self.broker_class.start_worker([self])  # type: ignore[attr-defined]
+            return self
+        from .consumer import start_consumer
+
+        with self._lock:
+            if self._consumer is None or not self._consumer.running:
+                self._consumer = start_consumer(self)
+        return self
+
+    def multi_process_consume(self, processes: int) -> Booster[P, R]:
+        """Consume in ``processes`` child processes, each with its own pool of this booster's concurrency."""
+        from .worker import start_processes
+
+        with self._lock:
+            if self._processes is None or not self._processes.running:
+                self._processes = start_processes([self.queue], processes, module=self.fn.__module__)
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop consuming gracefully: finish running tasks, return prefetched messages (children too)."""
+        consumer, group = self._consumer, self._processes
+        if group is not None:
+            group.terminate()
+        if consumer is not None:
+            consumer.stop(timeout)
+        if group is not None:
+            group.stop(timeout)
+
+    def wait(self) -> None:
+        """Block until this booster's consumer stops (Ctrl-C / SIGTERM stop it gracefully)."""
+        from .worker import wait_for_consumers
+
+        wait_for_consumers()
+
+    # --- queue management -----------------------------------------------------------------------
+    def count(self) -> int:
+        """Messages waiting in the queue."""
+        return self.broker.count()
+
+    def purge(self) -> int:
+        """Delete every waiting message; return how many."""
+        return self.broker.purge()
+
+    def dead_letters(self, limit: int = 100) -> list[Any]:
+        return self.broker.dead_letters(limit)
+
+    def replay_dead_letters(self, ids: Sequence[str] | None = None) -> int:
+        return self.broker.replay_dead_letters(ids)
+
+    # --- remote control (read by the pause and cancel controls through the store) -----------------
+    def pause(self) -> None:
+        """Pause consumption of this queue everywhere (workers with ``pausable=True`` stop fetching within ~1 s)."""
+        from .control import pause_key
+
+        self.store.set(pause_key(self.queue), True)
+
+    def resume(self) -> None:
+        """Resume consumption paused by :meth:`pause`."""
+        from .control import pause_key
+
+        self.store.delete(pause_key(self.queue))
+
+    def is_paused(self) -> bool:
+        from .control import pause_key
+
+        return bool(self.store.get(pause_key(self.queue)))
+
+    def revoke(self, task_id: str, ttl: float = 7 * 24 * 3600.0) -> None:
+        """Revoke ``task_id``: a pending task never runs, a running one is stopped (needs ``cancellable=True``)."""
+        from .control import revoke_generation_key, revoke_key
+
+        self.store.set(revoke_key(self.queue, task_id), True, ttl=ttl)
+        self.store.incr(revoke_generation_key(self.queue), 1)
+
+    # --- schedules (the boostkernel-schedule plugin) ------------------------------------------------
+    def _schedule_plugin(self) -> Any:
+        from .errors import PluginNotInstalled
+
+        plugin = get_plugins().pm.get_plugin("schedule")
+        if plugin is None or not hasattr(plugin, "add_schedule"):
+            raise PluginNotInstalled("control", "schedule",
+                                     hint='Schedules need it: pip install "boostkernel[schedule]"')
+        return plugin
+
+    def schedule(self, *, cron: str | None = None, interval: float | None = None, at: Any = None,
+                 args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, id: str | None = None,  # noqa: A002
+                 options: TaskOptions | None = None, timezone: str | None = None) -> str:
+        """Publish this task on a schedule: ``cron="*/5 * * * *"`` (6 fields: seconds first),
+        ``interval=seconds`` or ``at=datetime``. Saved in the store, so it survives restarts; run the
+        schedulers with ``boostkernel scheduler MODULE`` (any number of them: each tick fires once).
+        Returns the schedule id (``id`` or one derived from the trigger and arguments)."""
+        return str(self._schedule_plugin().add_schedule(
+            self, cron=cron, interval=interval, at=at, args=args, kwargs=kwargs, id=id, options=options,
+            timezone=timezone))
+
+    def unschedule(self, id: str) -> bool:  # noqa: A002
+        """Remove the schedule ``id``; True if it existed."""
+        return bool(self._schedule_plugin().remove_schedule(self, id))
+
+    def schedules(self) -> list[dict[str, Any]]:
+        """The schedules saved for this queue."""
+        return list(self._schedule_plugin().list_schedules(self))
+
+    def result(self, task_id: str) -> AsyncResult:
+        """The :class:`AsyncResult` of a task id (from another process, a log line …)."""
+        return AsyncResult(task_id, self)
+
+    def __repr__(self) -> str:
+        return f"<Booster {self.fn.__qualname__} queue={self.queue!r} broker={self.broker_name!r}>"
+
+
+def instance_state(obj: Any) -> dict[str, Any]:
+    """The JSON-serialisable keyword arguments that rebuild ``obj`` on a worker: ``type(obj)(**state)``.
+
+    From ``obj.boost_state()`` if the class defines it, else from a dataclass's init fields.
+    """
+    getter = getattr(obj, "boost_state", None)
+    if callable(getter):
+        state = getter()
+    else:
+        import dataclasses
+
+        if not dataclasses.is_dataclass(obj):
+            raise TypeError(
+                f"{type(obj).__qualname__} instances cannot be sent to a worker: define "
+                f"boost_state(self) -> dict returning the keyword arguments that rebuild the object "
+                f"({type(obj).__qualname__}(**state)), or make it a dataclass")
+        state = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.init}
+    if not isinstance(state, dict):
+        raise TypeError(f"{type(obj).__qualname__}.boost_state() must return a dict, not {type(state).__name__}")
+    return state
+
+
+class BoundBooster:
+    """``instance.method`` for a booster defined on a method: call it locally, or ``push`` it.
+
+    ``push`` records the instance's state (:func:`instance_state`) as the first argument of the message;
+    the worker rebuilds the instance with ``Class(**state)`` for every message (never pickle).
+    """
+
+    __slots__ = ("booster", "obj")
+
+    def __init__(self, booster: Booster[Any, Any], obj: Any) -> None:
+        self.booster, self.obj = booster, obj
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.booster.fn(self.obj, *args, **kwargs)
+
+    def push(self, *args: Any, **kwargs: Any) -> AsyncResult:
+        return self.booster.push(instance_state(self.obj), *args, **kwargs)
+
+    delay = push
+
+    def publish(self, kwargs: Mapping[str, Any] | None = None, options: TaskOptions | None = None, /,
+                *, args: Sequence[Any] = ()) -> AsyncResult:
+        return self.booster.publish(kwargs, options, args=(instance_state(self.obj), *args))
+
+    def push_many(self, calls: Iterable[Sequence[Any] | Mapping[str, Any]], *, options: TaskOptions | None = None,
+                  chunk_size: int = 1000) -> list[AsyncResult]:
+        state, b = instance_state(self.obj), self.booster
+        results: list[AsyncResult] = []
+        batch: list[Outgoing] = []
+        for call in calls:
+            if isinstance(call, Mapping):
+                env = b._envelope((state,), dict(call), options)
+            else:
+                env = b._envelope((state, *call), {}, options)
+            batch.append(b._outgoing(env))
+            results.append(AsyncResult(env.id, b))
+            if len(batch) >= chunk_size:
+                b.broker.publish_many(batch)
+                batch = []
+        if batch:
+            b.broker.publish_many(batch)
+        return results
+
+    def __getattr__(self, name: str) -> Any:  # count, purge, consume, result … of the booster
+        return getattr(self.booster, name)
+
+    def __repr__(self) -> str:
+        return f"<BoundBooster {self.booster.fn.__qualname__} of {self.obj!r}>"
+
+
+def _check_control_plugins(set_params: set[str], regs: list[Any]) -> None:
+    """A control parameter that no installed control handles fails now, with the install command."""
+    from dataclasses import fields
+
+    from .errors import PluginNotInstalled
+
+    handled = {p for r in regs for p in r.params}
+    for f in fields(BoostParams):
+        plugin = f.metadata.get("plugin")
+        if plugin and f.name in set_params and f.name not in handled:
+            raise PluginNotInstalled(
+                "control", plugin, hint=f'Parameter {f.name!r} needs it: pip install "boostkernel[{plugin}]"')
+
+
+def open_store(params: BoostParams, default: str) -> Store:
+    plugins = get_plugins()
+    name = params.store or default
+    if "://" in name:
+        scheme = name.split("://", 1)[0]
+        for reg in plugins.registry.items["store"].values():
+            if scheme in reg.schemes:
+                return reg.load()(name, params)  # type: ignore[no-any-return]
+        raise ConfigError(f"no installed store handles URLs of scheme {scheme!r}")
+    reg = plugins.get("store", name)
+    cls = reg.load()
+    url = params.store_url
+    if url is None and name == default and params.broker_url:
+        # the companion store shares the broker's URL only if it speaks that scheme (not sqlite + amqp://)
+        if params.broker_url.split("://", 1)[0].lower() in reg.schemes:
+            url = params.broker_url
+    return cls(url, params)  # type: ignore[no-any-return]
+
+
+@overload
+def boost(queue: str, /, **params: Any) -> Callable[[Callable[P, R]], Booster[P, R]]: ...
+
+
+@overload
+def boost(queue: BoostParams, /) -> Callable[[Callable[P, R]], Booster[P, R]]: ...
+
+
+def boost(queue: str | BoostParams, /, **params: Any) -> Callable[[Callable[P, R]], Booster[P, R]]:
+    """Turn a function into a task on ``queue``. See :class:`~boostkernel.params.BoostParams` for ``params``.
+
+    Configuration errors (unknown parameter, plugin not installed, a control the concurrency mode cannot
+    support) are raised here, at decoration time, with the fix in the message.
+    """
+    if isinstance(queue, BoostParams):
+        resolved = queue
+    else:
+        resolved = build_params(queue, params)
+
+    def decorate(fn: Callable[P, R]) -> Booster[P, R]:
+        if isinstance(fn, (staticmethod, classmethod)):  # @boost above @classmethod / @staticmethod
+            b: Booster[P, R] = Booster(fn.__func__, resolved)
+            b.method_kind = "class" if isinstance(fn, classmethod) else "static"
+            return b
+        return Booster(fn, resolved)
+
+    return decorate

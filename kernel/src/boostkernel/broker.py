@@ -1,0 +1,192 @@
+"""The broker interface every broker plugin implements.
+
+A :class:`Broker` instance is bound to one queue. The interface is synchronous and small; it fits
+
+* a **pulled list** (Redis, SQL): ``fetch`` atomically moves messages into an in-flight record;
+* a **pushed channel** (AMQP): the plugin's connection thread buffers deliveries that ``fetch`` drains, and
+  ``ack`` hands the delivery tag back to that thread;
+* a **partitioned log** (Kafka): ``ack`` marks an offset finished and the plugin commits the highest
+  contiguous finished offset per partition.
+
+Reliability rules for every broker that declares ``ack=True`` (docs/reliability.md): fetching and
+recording "in flight" is one atomic operation; the kernel acks only after the task finished; dead
+consumers are found by heartbeats from a dedicated thread, never by a per-message visibility timeout;
+in-flight records are keyed by message id; deliveries are counted and a message that killed its worker
+``max_deliveries`` times goes to the dead-letter queue; ``close()`` returns unacked prefetched messages.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
+
+from .params import BoostParams
+
+
+@dataclass(frozen=True)
+class BrokerCapabilities:
+    """What a broker guarantees. The contract suite tests exactly what is declared."""
+
+    ack: bool = True
+    """At-least-once: a message fetched and not acked is delivered again after a crash."""
+    requeue: bool = True
+    """``nack(requeue=True)`` puts the message back."""
+    priority: bool = False
+    """Higher ``priority`` is fetched first."""
+    delay: bool = False
+    """Messages with a future ``eta`` are held by the broker, not by the worker."""
+    durable: bool = False
+    """Messages survive a restart of the broker / of the process hosting it."""
+    count: bool = True
+    purge: bool = True
+    fanout: bool = False
+    """Every consumer receives every message (pub/sub)."""
+    batch_publish: bool = False
+    """``publish_many`` is one round trip, not a loop."""
+    dead_letter: bool = True
+    """The broker keeps a dead-letter queue that ``dead_letters()`` lists and ``replay_dead_letters()`` replays."""
+    cross_process: bool = True
+    """Producers and consumers may live in different processes."""
+    needs_own_worker: bool = False
+    """A whole framework (celery, rq …) runs the tasks; the kernel's consume loop is not used."""
+
+    def as_dict(self) -> dict[str, bool]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(slots=True)
+class Outgoing:
+    """A message ready to publish: encoded body plus what the broker needs to route it."""
+
+    id: str
+    body: bytes
+    priority: int = 0
+    eta: float | None = None
+    """Unix time before which the message must not be delivered (``None``: now)."""
+
+
+@dataclass(slots=True)
+class Delivery:
+    """A fetched message. ``tag`` is the broker's own handle (row id, delivery tag, offset …)."""
+
+    id: str
+    body: bytes
+    tag: Any = None
+    delivery_count: int = 1
+    """1 on the first delivery; more means it was redelivered (duplicates are possible)."""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class DeadLetterRecord:
+    id: str
+    body: bytes
+    reason: str
+    failed_at: float
+    tag: Any = None
+
+
+class Broker(abc.ABC):
+    """Base class of broker plugins. Subclasses set ``name``, ``capabilities`` and implement the methods.
+
+    Thread-safety: ``publish*``, ``ack``, ``nack`` and ``dead_letter`` may be called from any thread;
+    ``fetch`` is called from one consumer thread at a time.
+
+    **Framework brokers** (celery, dramatiq, huey, rq: ``capabilities.needs_own_worker=True``) do not expose
+    fetch/ack; the framework's own worker runs the tasks. They subclass
+    :class:`boostkernel.framework.FrameworkBroker` and provide these class methods, which the kernel calls:
+
+    * ``setup_booster(booster)`` - at decoration time (``@boost``): validate the parameters (a parameter
+      the framework cannot honour raises ``ConfigError`` saying so), register the task with the framework
+      under the queue's name. ``framework_params`` lists the ``BoostParams`` fields mapped onto the
+      framework's own options; the kernel loads no control plugin for them.
+    * ``start_worker(boosters) -> handle`` - ``Booster.consume()``: start the framework's worker for these
+      boosters in the background of this process and return at once. The handle has ``running``,
+      ``stop(timeout)`` (``Booster.stop()`` calls it) and is registered so SIGTERM/SIGINT stop it and
+      ``wait_for_consumers()`` waits for it.
+    * ``run_worker(boosters)`` - ``boostkernel worker``: the same for every booster of this broker class in
+      the worker (one call per class); returns at once, the kernel waits.
+    * ``publish(outgoing)`` - as for every broker, with the encoded envelope; ``FrameworkBroker`` decodes
+      it and sends args/kwargs through the framework's own API with the envelope's id as the task id.
+    """
+
+    name: ClassVar[str] = "abstract"
+    capabilities: ClassVar[BrokerCapabilities] = BrokerCapabilities()
+    default_url: ClassVar[str | None] = None
+    #: Name of the store plugin used for results/coordination when the booster names none.
+    default_store: ClassVar[str] = "sqlite"
+
+    def __init__(self, queue: str, url: str | None = None, params: BoostParams | None = None,
+                 **options: Any) -> None:
+        self.queue = queue
+        self.url = url or self.default_url
+        self.params = params
+        self.options = {**(params.broker_options if params else {}), **options}
+
+    # --- publishing ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    def publish(self, message: Outgoing) -> None:
+        """Store one message durably (per the broker's guarantee) before returning."""
+
+    def publish_many(self, messages: Sequence[Outgoing]) -> None:
+        """Publish several messages; brokers with ``batch_publish`` do it in one round trip."""
+        for m in messages:
+            self.publish(m)
+
+    # --- consuming ----------------------------------------------------------------------------
+    @abc.abstractmethod
+    def fetch(self, max_messages: int, timeout: float) -> list[Delivery]:
+        """Return up to ``max_messages`` deliveries, waiting at most ``timeout`` seconds for the first."""
+
+    @abc.abstractmethod
+    def ack(self, delivery: Delivery) -> None:
+        """The task finished (success, or failure handled): forget the message."""
+
+    def ack_many(self, deliveries: Iterable[Delivery]) -> None:
+        for d in deliveries:
+            self.ack(d)
+
+    @abc.abstractmethod
+    def nack(self, delivery: Delivery, requeue: bool = True, delay: float = 0.0) -> None:
+        """Give the message back (``requeue``, after ``delay`` seconds where supported) or drop it."""
+
+    @abc.abstractmethod
+    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        """Move the message to the dead-letter queue with ``reason``, atomically with its ack."""
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetterRecord]:
+        """The oldest ``limit`` dead-lettered messages of this queue."""
+        raise NotImplementedError(f"broker {self.name!r} cannot list its dead-letter queue")
+
+    def replay_dead_letters(self, ids: Sequence[str] | None = None) -> int:
+        """Publish dead-lettered messages (all, or those with ``ids``) back to the queue; return how many."""
+        raise NotImplementedError(f"broker {self.name!r} cannot replay its dead-letter queue")
+
+    def purge_dead_letters(self) -> int:
+        raise NotImplementedError(f"broker {self.name!r} cannot purge its dead-letter queue")
+
+    # --- inspection and lifecycle ---------------------------------------------------------------
+    def count(self) -> int:
+        """Messages waiting (ready or delayed), not counting in-flight ones."""
+        raise NotImplementedError(f"broker {self.name!r} cannot count messages")
+
+    def purge(self) -> int:
+        """Delete every waiting message; return how many were deleted."""
+        raise NotImplementedError(f"broker {self.name!r} cannot purge")
+
+    def close(self) -> None:
+        """Stop heartbeats, return unacked deliveries to the queue, release connections. Idempotent."""
+
+    def describe(self) -> dict[str, Any]:
+        """Facts for logs and the dashboard. URLs must be masked (``mask_url``)."""
+        from .logs import mask_url
+
+        return {"broker": self.name, "queue": self.queue, "url": mask_url(self.url)}
+
+    def __enter__(self) -> Broker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,284 @@
+"""``boostkernel``: plugins, worker, demo, and queue operations (push, count, purge, dlq, result)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+import click
+
+from .. import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="boostkernel")
+@click.option("--log-level", default="INFO", show_default=True, help="Logging level of boostkernel's loggers.")
+def cli(log_level: str) -> None:
+    """Run any Python function as a distributed, controlled task."""
+    from ..logs import setup_logging
+
+    setup_logging(log_level.upper())
+
+
+# --- plugins ------------------------------------------------------------------------------------
+@cli.group()
+def plugins() -> None:
+    """Inspect installed plugins."""
+
+
+def _plugin_rows() -> list[dict[str, Any]]:
+    from ..plugins import get_plugins
+
+    ps = get_plugins()
+    rows = []
+    for st in sorted(ps.statuses.values(), key=lambda s: s.name):
+        provides: dict[str, Any] = {}
+        capabilities: dict[str, Any] = {}
+        for kind, names in st.provides.items():
+            provides[kind] = names
+            for n in names:
+                reg = ps.registry.items[kind][n]
+                entry: dict[str, Any] = {"summary": reg.summary}
+                if kind in ("broker", "executor", "store"):
+                    try:
+                        cls = reg.load()
+                        entry.update(cls.capabilities.as_dict())
+                    except Exception as exc:  # noqa: BLE001 - shown, not raised
+                        entry["error"] = f"{type(exc).__name__}: {exc}"
+                if kind == "control":
+                    entry["params"] = list(reg.params)
+                    entry["order"] = reg.order
+                capabilities[f"{kind}:{n}"] = entry
+        rows.append({
+            "name": st.name, "kinds": st.kinds, "provides": provides, "distribution": st.distribution,
+            "version": st.version, "source": st.source, "entry_point": st.entry_point,
+            "capabilities": capabilities, "status": st.status, "error": st.error,
+        })
+    return rows
+
+
+@plugins.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plugins_list(as_json: bool) -> None:
+    """List installed plugins: what each provides, its distribution, version and status."""
+    rows = _plugin_rows()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="boostkernel plugins")
+    for col in ("name", "kinds", "provides", "distribution", "version", "status"):
+        table.add_column(col)
+    for r in rows:
+        provides = "; ".join(f"{k}: {', '.join(v)}" for k, v in r["provides"].items())
+        status = r["status"] if not r["error"] else f"[red]{r['status']}[/red]: {r['error']}"
+        if r["status"] == "loaded":
+            status = "[green]loaded[/green]"
+        table.add_row(r["name"], ", ".join(r["kinds"]), provides, r["distribution"] or "-", r["version"] or "-",
+                      status)
+    Console().print(table)
+
+
+@plugins.command("check")
+def plugins_check() -> None:
+    """Static conformance of every installed plugin (exit 1 on any problem)."""
+    from ..conformance import check_all
+
+    problems = check_all()
+    for p in problems:
+        click.echo(f"FAIL {p}", err=True)
+    if problems:
+        sys.exit(1)
+    click.echo("all plugins conform")
+
+
+# --- worker and demo --------------------------------------------------------------------------------
+@cli.command()
+@click.argument("module")
+@click.option("-q", "--queue", "queues", multiple=True, help="Only these queues (repeatable).")
+@click.option("-g", "--group", default=None, help="Only boosters with this group.")
+@click.option("-p", "--processes", default=1, show_default=True, help="Worker processes, each with its own pool.")
+@click.option("-c", "--concurrency", default=None,
+              help="Run every booster with this mode (threads, asyncio, solo, gevent, eventlet …) instead of its own.")
+def worker(module: str, queues: tuple[str, ...], group: str | None, processes: int, concurrency: str | None) -> None:
+    """Consume every booster defined in MODULE (a dotted name or a .py path) until SIGTERM/SIGINT.
+
+    gevent/eventlet: the worker monkey-patches the process before importing MODULE (you write no patching).
+    """
+    from ..errors import ConfigError
+    from ..worker import run_worker
+
+    try:
+        code = run_worker(module, list(queues) or None, group, processes, concurrency=concurrency, reexec=True)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    sys.exit(code)
+
+
+@cli.command()
+@click.option("-n", "--count", "n", default=10_000, show_default=True, help="Tasks to publish.")
+@click.option("--broker", default="sqlite", show_default=True)
+@click.option("--workers", default=16, show_default=True)
+def demo(n: int, broker: str, workers: int) -> None:
+    """Publish N tasks with a progress bar, consume them with threads, print throughput and results."""
+    from ..demo import run_demo
+
+    run_demo(n, broker, workers)
+
+
+# --- queue operations -------------------------------------------------------------------------------
+def _booster(queue: str, module: str | None, broker: str | None, broker_url: str | None) -> Any:
+    """The booster of ``queue``: from MODULE if given, else a stand-in bound to the same broker."""
+    from ..booster import REGISTRY, boost
+    from ..worker import boosters_of
+
+    if module:
+        boosters_of(module)
+        if queue in REGISTRY:
+            return REGISTRY[queue]
+        raise click.ClickException(f"{module} defines no booster for queue {queue!r}")
+    params: dict[str, Any] = {"validate_args": False}
+    if broker:
+        params["broker"] = broker
+    if broker_url:
+        params["broker_url"] = broker_url
+
+    def _standin(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("the CLI's stand-in booster cannot run tasks")
+
+    _standin.__qualname__ = f"cli_standin_{queue}"
+    return boost(queue, **params)(_standin)
+
+
+_queue_opts = [
+    click.argument("queue"),
+    click.option("-m", "--module", default=None, help="Module defining the booster (uses its settings)."),
+    click.option("--broker", default=None, help="Broker name or URL (default: configuration)."),
+    click.option("--broker-url", default=None),
+]
+
+
+def queue_options(f: Any) -> Any:
+    for opt in reversed(_queue_opts):
+        f = opt(f)
+    return f
+
+
+@cli.command()
+@queue_options
+def count(queue: str, module: str | None, broker: str | None, broker_url: str | None) -> None:
+    """Messages waiting in QUEUE."""
+    click.echo(_booster(queue, module, broker, broker_url).count())
+
+
+@cli.command()
+@queue_options
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def purge(queue: str, module: str | None, broker: str | None, broker_url: str | None, yes: bool) -> None:
+    """Delete every waiting message of QUEUE."""
+    if not yes:
+        click.confirm(f"Delete every waiting message of {queue!r}?", abort=True)
+    click.echo(f"purged {_booster(queue, module, broker, broker_url).purge()} message(s)")
+
+
+@cli.command()
+@queue_options
+@click.option("--kwargs", "kwargs_json", default="{}", help="Keyword arguments as a JSON object.")
+@click.option("--countdown", type=float, default=None)
+@click.option("--priority", type=int, default=None)
+@click.option("--wait", "wait_s", type=float, default=None, help="Wait this many seconds for the result.")
+def push(queue: str, module: str | None, broker: str | None, broker_url: str | None, kwargs_json: str,
+         countdown: float | None, priority: int | None, wait_s: float | None) -> None:
+    """Publish one task to QUEUE with --kwargs '{"x": 1}'; print its task id (and result with --wait)."""
+    from ..params import TaskOptions
+
+    b = _booster(queue, module, broker, broker_url)
+    try:
+        kwargs = json.loads(kwargs_json)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"--kwargs is not JSON: {exc}") from None
+    r = b.publish(kwargs, TaskOptions(countdown=countdown, priority=priority))
+    click.echo(r.task_id)
+    if wait_s is not None:
+        click.echo(json.dumps(r.get(wait_s)))
+
+
+@cli.command()
+@queue_options
+@click.argument("task_id")
+@click.option("--wait", "wait_s", type=float, default=0.0)
+def result(queue: str, module: str | None, broker: str | None, broker_url: str | None, task_id: str,
+           wait_s: float) -> None:
+    """Print the status record of TASK_ID on QUEUE."""
+    b = _booster(queue, module, broker, broker_url)
+    rec = b.store.get_result(task_id, wait_s)
+    click.echo(json.dumps(rec, indent=2, default=repr) if rec else "pending (no record)")
+
+
+@cli.group()
+def dlq() -> None:
+    """Inspect and replay dead-lettered messages."""
+
+
+@dlq.command("list")
+@queue_options
+@click.option("--limit", default=20, show_default=True)
+def dlq_list(queue: str, module: str | None, broker: str | None, broker_url: str | None, limit: int) -> None:
+    """List dead-lettered messages of QUEUE with their reasons."""
+    from rich.console import Console
+    from rich.table import Table
+
+    recs = _booster(queue, module, broker, broker_url).dead_letters(limit)
+    table = Table(title=f"dead letters of {queue}")
+    for col in ("id", "failed at", "reason", "body"):
+        table.add_column(col, overflow="fold")
+    for r in recs:
+        body = r.body.decode("utf-8", "replace") if isinstance(r.body, bytes) else str(r.body)
+        table.add_row(r.id, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.failed_at)), r.reason,
+                      body[:200])
+    Console().print(table)
+
+
+@dlq.command("replay")
+@queue_options
+@click.option("--id", "ids", multiple=True, help="Only these message ids (repeatable); default all.")
+def dlq_replay(queue: str, module: str | None, broker: str | None, broker_url: str | None,
+               ids: tuple[str, ...]) -> None:
+    """Publish dead-lettered messages back to QUEUE."""
+    n = _booster(queue, module, broker, broker_url).replay_dead_letters(list(ids) or None)
+    click.echo(f"replayed {n} message(s)")
+
+
+@dlq.command("purge")
+@queue_options
+@click.option("--yes", is_flag=True)
+def dlq_purge(queue: str, module: str | None, broker: str | None, broker_url: str | None, yes: bool) -> None:
+    """Delete the dead-letter queue of QUEUE."""
+    if not yes:
+        click.confirm(f"Delete every dead letter of {queue!r}?", abort=True)
+    click.echo(f"deleted {_booster(queue, module, broker, broker_url).broker.purge_dead_letters()} dead letter(s)")
+
+
+_commands_loaded = False
+
+
+def _load_plugin_commands() -> None:
+    global _commands_loaded
+    if _commands_loaded:
+        return
+    _commands_loaded = True
+    from ..plugins import get_plugins
+
+    try:
+        get_plugins().pm.hook.register_commands(cli=cli)
+    except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the CLI
+        click.echo(f"warning: a plugin failed to add commands: {exc}", err=True)
+
+
+def main() -> None:
+    _load_plugin_commands()
+    cli()

@@ -1,0 +1,392 @@
+"""The consume loop: fetch → gate → submit to the executor → run the chain → ack.
+
+One :class:`Consumer` per booster per process. A dispatch thread fetches batches (at most ``prefetch``)
+and hands each delivery to the executor, whose ``submit`` blocks when the pool is full (back-pressure).
+The per-message work is one plain function (``_run``) over lists prepared at start: no hook dispatch,
+and no work for controls that are off.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar, copy_context
+from typing import TYPE_CHECKING, Any
+
+from .broker import Broker, Delivery, Outgoing
+from .control import Control, TaskContext, overrides
+from .errors import DeadLetter, MessageDecodeError, Requeue, Retry, Skip
+from .logs import current_task_id, queue_logger
+from .message import Envelope, decode
+
+if TYPE_CHECKING:
+    from .booster import Booster
+    from .executor import Executor
+
+_current: ContextVar[TaskContext | None] = ContextVar("boostkernel_current_task", default=None)
+_HOST = socket.gethostname()
+
+
+def current_task() -> TaskContext | None:
+    """The context of the task running in this thread or coroutine (``None`` outside a task)."""
+    return _current.get()
+
+
+def worker_id() -> str:
+    return f"{_HOST}:{os.getpid()}"
+
+
+class _Job:
+    __slots__ = ("consumer", "delivery")
+
+    def __init__(self, consumer: Consumer, delivery: Delivery) -> None:
+        self.consumer, self.delivery = consumer, delivery
+
+    @property
+    def is_async(self) -> bool:
+        return self.consumer.booster.is_async
+
+    def run(self) -> None:
+        c = self.consumer
+        if c._stop.is_set():  # handed over but not started before shutdown: back to the queue, not run
+            _safe(c.broker.nack, self.delivery, True)
+            return
+        c.run_one(self.delivery)
+
+    async def run_async(self) -> None:
+        c = self.consumer
+        if c._stop.is_set():
+            _safe(c.broker.nack, self.delivery, True)
+            return
+        await c.run_one_async(self.delivery)
+
+
+class Consumer:
+    def __init__(self, booster: Booster[Any, Any]) -> None:
+        self.booster = booster
+        self.params = p = booster.params
+        self.log = queue_logger(booster.queue)
+        self.broker: Broker = booster.make_broker()
+        self.executor: Executor = booster.executor_class(p.workers)
+        self.controls: list[Control] = booster.make_controls()
+        for c in self.controls:
+            c.consumer = self
+        self.worker_id = worker_id()
+        self.running = False
+        self.stopped = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.processed = 0
+        self._build_chain()
+
+    # --- the chain ------------------------------------------------------------------------------
+    def _build_chain(self) -> None:
+        cs = self.controls
+        self.gates = [c.gate for c in cs if overrides(c, "gate")]
+        self.befores = [c.before for c in cs if overrides(c, "before")]
+        self.afters = [c.after for c in cs if overrides(c, "after")]
+        fn, bound = self.booster.fn, self.booster._bound_self
+        kind, owner = self.booster.method_kind, self.booster.owner
+        if kind in ("instance", "class"):  # methods as tasks: bind them here (chosen once, not per message)
+            raw = fn
+
+            def fn(*args: Any, **kwargs: Any) -> Any:
+                if kind == "class":
+                    return raw(owner, *args, **kwargs)
+                state = args[0] if args else None
+                if not isinstance(state, dict):
+                    raise DeadLetter(f"{raw.__qualname__} is an instance method: the message's first argument "
+                                     f"must be the instance state (a JSON object), got {type(state).__name__}")
+                assert owner is not None
+                return raw(owner(**state), *args[1:], **kwargs)
+
+        def call(ctx: TaskContext) -> Any:
+            e = ctx.envelope
+            return fn(*e.args, **e.kwargs)
+
+        invoke: Callable[[TaskContext], Any] = call
+        for c in reversed([c for c in cs if overrides(c, "around")]):
+            invoke = _wrap(c, invoke)
+        self.invoke = invoke
+
+        async def acall(ctx: TaskContext) -> Any:
+            e = ctx.envelope
+            if self.booster.is_async:
+                return await fn(*e.args, **e.kwargs)
+            import asyncio
+
+            # copy the context so current_task() works inside the sync function too
+            return await asyncio.get_running_loop().run_in_executor(None, copy_context().run, call, ctx)
+
+        ainvoke: Callable[[TaskContext], Awaitable[Any]] = acall
+        for c in reversed([c for c in cs if overrides(c, "around_async")]):
+            ainvoke = _awrap(c, ainvoke)
+        self.ainvoke = ainvoke
+        del bound
+
+    # --- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> None:
+        for c in self.controls:
+            c.start()
+        self.running = True
+        self._thread = threading.Thread(target=self._dispatch_loop, name=f"boostkernel-fetch-{self.booster.queue}")
+        self._thread.start()
+        self.log.debug("consuming queue %r with %s x%d on %s", self.booster.queue, self.params.concurrency,
+                       self.params.workers, self.broker.describe())
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop fetching, return prefetched messages, let running tasks finish (up to ``timeout`` s)."""
+        if not self.running:
+            return
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        self.executor.shutdown(wait=True, timeout=timeout)
+        for c in self.controls:
+            try:
+                c.stop()
+            except Exception:  # noqa: BLE001
+                self.log.exception("control %s failed to stop", c.name)
+        self.broker.close()
+        self.running = False
+        self.stopped.set()
+
+    def _dispatch_loop(self) -> None:
+        broker, executor, gates, stop = self.broker, self.executor, self.gates, self._stop
+        prefetch = max(1, self.params.effective_prefetch)
+        park = not broker.capabilities.delay
+        seen: set[str] = set()  # ids of not-yet-due messages re-published since the last wait
+        backoff = 0.1
+        while not stop.is_set():
+            try:
+                # Always ask for a whole prefetch batch: while it is fetched the pool still runs the previous
+                # one, and submit() blocks when the pool is full (back-pressure: at most workers + prefetch held).
+                batch = broker.fetch(prefetch, 0.5)
+                backoff = 0.1
+            except Exception as exc:  # noqa: BLE001 - the loop must survive broker outages
+                self.log.warning("fetch from %s failed (%s: %s); retrying in %.1fs", broker.name,
+                                 type(exc).__name__, exc, backoff)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0) * (0.8 + 0.4 * (time.monotonic() % 1))
+                continue
+            parked, next_due, cycled = 0, 0.0, False
+            for i, delivery in enumerate(batch):
+                if park and b'"eta"' in delivery.body:  # broker without native delay: not due yet?
+                    due = self._park_if_not_due(delivery)
+                    if due:
+                        parked += 1
+                        next_due = due if not next_due else min(next_due, due)
+                        cycled = cycled or delivery.id in seen
+                        seen.add(delivery.id)
+                        continue
+                if gates:
+                    for g in gates:
+                        g()
+                if stop.is_set():  # return what we prefetched but did not start
+                    for d in batch[i:]:
+                        _safe(broker.nack, d, True)
+                    break
+                executor.submit(_Job(self, delivery))
+            # Only future messages, and either the queue had no more or we went round all of them: wait
+            # (at most 1 s) instead of spinning. Ready messages behind them are reached first.
+            if parked and parked == len(batch) and (len(batch) < prefetch or cycled or len(seen) > 10_000):
+                stop.wait(min(1.0, max(0.0, next_due - time.time())))
+                seen.clear()
+
+    def _park_if_not_due(self, delivery: Delivery) -> float:
+        """Delay fallback for brokers without native delay (``capabilities.delay=False``).
+
+        A message whose ``eta`` is in the future is published again (same id, body, priority and eta) at
+        the back of the queue and the delivery acked, so it is never held in worker memory and a crash
+        loses nothing (at worst a duplicate with the same id). Returns the eta, or 0.0 if it is due.
+        """
+        try:
+            env = decode(delivery.body, self.booster.queue)
+        except MessageDecodeError:
+            return 0.0  # the worker dead-letters it
+        eta = env.eta
+        if eta is None or eta <= time.time():
+            return 0.0
+        try:
+            self.broker.publish(Outgoing(delivery.id, delivery.body, env.priority, eta))
+        except Exception:  # noqa: BLE001 - could not re-publish: give it back instead
+            self.log.warning("could not re-publish delayed message %s; returning it to the queue", delivery.id)
+            _safe(self.broker.nack, delivery, True, max(0.0, eta - time.time()))
+            return eta
+        _safe(self.broker.ack, delivery)
+        return eta
+
+    # --- running one message ----------------------------------------------------------------------
+    def _begin(self, delivery: Delivery) -> TaskContext | None:
+        try:
+            env = decode(delivery.body, self.booster.queue)
+        except MessageDecodeError as exc:
+            self.log.error("message %s rejected to the dead-letter queue: %s", delivery.id, exc.reason)
+            _safe(self.broker.dead_letter, delivery, f"decode error: {exc.reason}")
+            return None
+        return TaskContext(env, delivery, self.booster, self.worker_id)
+
+    def run_one(self, delivery: Delivery) -> None:
+        ctx = self._begin(delivery)
+        if ctx is None:
+            return
+        token = _current.set(ctx)
+        tid = current_task_id.set(ctx.envelope.id)
+        try:
+            for b in self.befores:
+                b(ctx)
+            ctx.result = self.invoke(ctx)
+            ctx.status = "success"
+        except BaseException as exc:  # noqa: BLE001 - every outcome is decided below
+            self._failed(ctx, exc)
+        finally:
+            self._finish(ctx)
+            current_task_id.reset(tid)
+            _current.reset(token)
+
+    async def run_one_async(self, delivery: Delivery) -> None:
+        ctx = self._begin(delivery)
+        if ctx is None:
+            return
+        token = _current.set(ctx)
+        tid = current_task_id.set(ctx.envelope.id)
+        try:
+            for b in self.befores:
+                b(ctx)
+            ctx.result = await self.ainvoke(ctx)
+            ctx.status = "success"
+        except BaseException as exc:  # noqa: BLE001
+            self._failed(ctx, exc)
+        finally:
+            self._finish(ctx)
+            current_task_id.reset(tid)
+            _current.reset(token)
+
+    def _failed(self, ctx: TaskContext, exc: BaseException) -> None:
+        ctx.exception = exc
+        if isinstance(exc, Skip):
+            ctx.status = exc.status
+        elif isinstance(exc, Requeue):
+            ctx.status = "requeued"
+        elif isinstance(exc, Retry):
+            ctx.status = "retry"
+        elif isinstance(exc, DeadLetter):
+            ctx.status = "dead"
+        elif isinstance(exc, TypeError) and not self._fits_signature(ctx.envelope):
+            ctx.status = "dead"
+            ctx.state["dead_reason"] = f"arguments do not fit {self.booster.fn.__name__}" \
+                                       f"{self.booster.signature}: {str(exc).rsplit('.', 1)[-1]}"
+        else:
+            ctx.status = "failure"
+            ctx.state["traceback"] = traceback.format_exc()
+            self.log.error("task %s failed: %s: %s", ctx.envelope.id, type(exc).__name__, exc,
+                           exc_info=self.log.isEnabledFor(logging.DEBUG))
+
+    def _fits_signature(self, env: Envelope) -> bool:
+        try:
+            if self.booster.method_kind == "class":
+                self.booster.signature.bind(None, *env.args, **env.kwargs)
+            else:
+                self.booster.signature.bind(*env.args, **env.kwargs)
+            return True
+        except TypeError:
+            return False
+
+    def _finish(self, ctx: TaskContext) -> None:
+        ctx.finished_at = time.time()
+        status = ctx.status
+        broker, delivery = self.broker, ctx.delivery
+        assert delivery is not None
+        if status == "failure":  # retries (if any) are done: keep the message, with its reason
+            exc = ctx.exception
+            ctx.state.setdefault("dead_reason", f"failed after {ctx.envelope.attempt + 1} attempt(s): "
+                                                 f"{type(exc).__name__}: {exc}")
+        for a in self.afters:
+            try:
+                a(ctx)
+            except Exception:  # noqa: BLE001
+                self.log.exception("after-hook failed for task %s", ctx.envelope.id)
+        try:
+            if status in ("success", "skipped", "expired", "revoked", "duplicate"):
+                broker.ack(delivery)
+            elif status == "retry":
+                # A retry counts an attempt: publish a copy with attempt+1 (and its eta), then ack the original.
+                # (A broker without native delay runs it again at once.)
+                delay = float(getattr(ctx.exception, "delay", 0.0) or 0.0)
+                env = ctx.envelope
+                env.attempt += 1
+                if delay > 0:
+                    env.options["eta"] = time.time() + delay
+                else:
+                    env.options.pop("eta", None)
+                # The copy gets its own broker message id (the task id in the body is unchanged): brokers
+                # that key in-flight records by message id must not confuse it with the original's ack.
+                broker.publish(Outgoing(f"{env.id}~{env.attempt}", env.encode(), env.priority, env.eta))
+                broker.ack(delivery)
+            elif status == "requeued":
+                exc = ctx.exception
+                delay = float(getattr(exc, "delay", 0.0) or 0.0)
+                broker.nack(delivery, True, delay)
+            else:  # dead, failure
+                reason = ctx.state.get("dead_reason") or getattr(ctx.exception, "reason", None) or status
+                if status == "dead":
+                    self.log.error("task %s dead-lettered: %s", ctx.envelope.id, reason)
+                broker.dead_letter(delivery, str(reason))
+        except Exception:  # noqa: BLE001 - a failed ack means a redelivery, never a crash
+            self.log.exception("could not settle message %s (it will be redelivered)", delivery.id)
+        self.processed += 1
+
+
+def _wrap(c: Control, inner: Callable[[TaskContext], Any]) -> Callable[[TaskContext], Any]:
+    around = c.around
+    return lambda ctx: around(ctx, lambda: inner(ctx))
+
+
+def _awrap(c: Control, inner: Callable[[TaskContext], Awaitable[Any]]) -> Callable[[TaskContext], Awaitable[Any]]:
+    around = c.around_async
+    return lambda ctx: around(ctx, lambda: inner(ctx))
+
+
+def _safe(fn: Callable[..., Any], *args: Any) -> None:
+    try:
+        fn(*args)
+    except Exception:  # noqa: BLE001
+        logging.getLogger("boostkernel").exception("%s failed", getattr(fn, "__name__", fn))
+
+
+_consumers: list[Consumer] = []
+_consumers_lock = threading.Lock()
+
+
+def start_consumer(booster: Booster[Any, Any]) -> Consumer:
+    from .worker import check_can_start, install_signal_handlers
+
+    check_can_start(booster)  # an exclusive mode (gevent/eventlet) cannot share the process with another
+    consumer = Consumer(booster)
+    consumer.start()
+    with _consumers_lock:
+        _consumers.append(consumer)
+    install_signal_handlers()
+    return consumer
+
+
+def running_consumers() -> list[Consumer]:
+    with _consumers_lock:
+        return [c for c in _consumers if c.running]
+
+
+def stop_all(timeout: float = 30.0) -> None:
+    """Gracefully stop every consumer of this process (concurrently)."""
+    consumers = running_consumers()
+    for c in consumers:
+        c._stop.set()
+    threads = [threading.Thread(target=c.stop, args=(timeout,)) for c in consumers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout + 5)

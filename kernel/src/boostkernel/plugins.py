@@ -1,0 +1,259 @@
+"""Plugin discovery, the registries of brokers/executors/controls/stores, and each plugin's status.
+
+Discovery order (documented in docs/plugins.md):
+
+1. ``BOOSTKERNEL_DISABLED_PLUGINS=a,b`` - entry points with these names are *blocked* (listed, not loaded).
+2. Entry points of group ``boostkernel`` are loaded, each inside its own ``try``: a plugin that fails to
+   import or register is recorded as *failed* with its error and the others keep working.
+   ``BOOSTKERNEL_PLUGINS=a,b`` loads only these (an allow-list; empty means none);
+   ``BOOSTKERNEL_DISABLE_PLUGIN_AUTOLOAD=1`` loads no entry point at all.
+3. Plugins registered in code with :func:`register_plugin` (tests, applications).
+
+``BOOSTKERNEL_TRACE_PLUGINS=1`` logs every hook call.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import threading
+import traceback
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .errors import ConfigError, PluginLoadError, PluginNotInstalled
+
+log = logging.getLogger("boostkernel.plugins")
+KINDS = ("broker", "executor", "control", "store", "command")
+
+
+@dataclass
+class Registration:
+    kind: str
+    name: str
+    factory: str
+    """``"module:Class"``, imported on first use."""
+    plugin: str
+    summary: str = ""
+    schemes: tuple[str, ...] = ()
+    params: tuple[str, ...] = ()
+    order: int = 500
+    extra: dict[str, Any] = field(default_factory=dict)
+    _loaded: Any = None
+
+    def load(self) -> Any:
+        """Import and return the class (cached)."""
+        if self._loaded is None:
+            module, _, attr = self.factory.partition(":")
+            try:
+                obj: Any = importlib.import_module(module)
+                for part in attr.split("."):
+                    obj = getattr(obj, part)
+            except ImportError as exc:
+                raise PluginLoadError(
+                    f"{self.kind} {self.name!r} (plugin {self.plugin!r}) cannot be imported: {exc}. "
+                    f'Install its dependencies: pip install "boostkernel[{self.plugin}]"'
+                ) from exc
+            self._loaded = obj
+        return self._loaded
+
+
+@dataclass
+class PluginStatus:
+    name: str
+    distribution: str | None
+    version: str | None
+    source: str
+    """``entrypoint`` or ``local``."""
+    status: str = "loaded"
+    """``loaded``, ``failed`` or ``blocked``."""
+    error: str | None = None
+    entry_point: str | None = None
+    provides: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def kinds(self) -> list[str]:
+        return [k for k in KINDS if self.provides.get(k)]
+
+
+class Registry:
+    """Filled by the ``register_*`` hooks. One per :class:`Plugins`."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, dict[str, Registration]] = {k: {} for k in KINDS}
+        self.current_plugin = "?"
+
+    def _add(self, reg: Registration) -> None:
+        existing = self.items[reg.kind].get(reg.name)
+        if existing is not None and existing.plugin != reg.plugin:
+            raise PluginLoadError(
+                f"{reg.kind} name {reg.name!r} is registered by both {existing.plugin!r} and {reg.plugin!r}"
+            )
+        self.items[reg.kind][reg.name] = reg
+
+    def add_broker(self, name: str, factory: str, *, summary: str = "", schemes: tuple[str, ...] = ()) -> None:
+        self._add(Registration("broker", name, factory, self.current_plugin, summary, schemes=tuple(schemes)))
+
+    def add_executor(self, name: str, factory: str, *, summary: str = "") -> None:
+        self._add(Registration("executor", name, factory, self.current_plugin, summary))
+
+    def add_control(self, name: str, factory: str, *, params: tuple[str, ...], order: int = 500,
+                    summary: str = "") -> None:
+        self._add(Registration("control", name, factory, self.current_plugin, summary, params=tuple(params),
+                               order=order))
+
+    def add_store(self, name: str, factory: str, *, summary: str = "", schemes: tuple[str, ...] = ()) -> None:
+        self._add(Registration("store", name, factory, self.current_plugin, summary, schemes=tuple(schemes)))
+
+    def add_command(self, name: str, summary: str = "", factory: str = "") -> None:
+        """Declare a CLI subcommand (added by the plugin's ``register_commands``); ``factory`` names the
+        ``"module:command"`` object, for listings and conformance checks."""
+        self._add(Registration("command", name, factory, self.current_plugin, summary))
+
+
+_REGISTER_HOOKS = ("register_brokers", "register_concurrency", "register_controls", "register_stores")
+
+
+class Plugins:
+    """The loaded plugins: a pluggy manager plus the registry and statuses."""
+
+    def __init__(self, autoload: bool = True) -> None:
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self.registry = Registry()
+        self.statuses: dict[str, PluginStatus] = {}
+        if os.environ.get("BOOSTKERNEL_TRACE_PLUGINS"):
+            self.pm.trace.root.setwriter(lambda s: log.info("%s", s.rstrip()))
+            self.pm.enable_tracing()
+        if autoload:
+            self._load_entry_points()
+
+    # --- loading ------------------------------------------------------------------------------
+    def _load_entry_points(self) -> None:
+        blocked = {n.strip() for n in os.environ.get("BOOSTKERNEL_DISABLED_PLUGINS", "").split(",") if n.strip()}
+        allow_raw = os.environ.get("BOOSTKERNEL_PLUGINS")
+        allow = None if allow_raw is None else {n.strip() for n in allow_raw.split(",") if n.strip()}
+        if os.environ.get("BOOSTKERNEL_DISABLE_PLUGIN_AUTOLOAD") in ("1", "true", "yes"):
+            return
+        for ep in metadata.entry_points(group=hookspecs.PROJECT):
+            dist = getattr(ep, "dist", None)
+            st = PluginStatus(ep.name, dist.name if dist else None, dist.version if dist else None,
+                              "entrypoint", entry_point=ep.value)
+            if ep.name in self.statuses:
+                st.status, st.error = "failed", f"duplicate plugin name {ep.name!r} (also from " \
+                    f"{self.statuses[ep.name].distribution})"
+                self.statuses[f"{ep.name}#dup"] = st
+                continue
+            self.statuses[ep.name] = st
+            if ep.name in blocked or (allow is not None and ep.name not in allow):
+                st.status = "blocked"
+                continue
+            try:
+                module = ep.load()
+                self.pm.register(module, name=ep.name)
+            except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the others
+                st.status, st.error = "failed", f"{type(exc).__name__}: {exc}"
+                log.warning("plugin %r failed to load: %s", ep.name, st.error)
+                continue
+            self._run_register_hooks(ep.name)
+
+    def register_plugin(self, module: Any, name: str) -> None:
+        """Register a plugin object in code (tests, applications, out-of-tree examples)."""
+        self.statuses[name] = PluginStatus(name, None, None, "local")
+        self.pm.register(module, name=name)
+        self._run_register_hooks(name)
+
+    def unregister_plugin(self, name: str) -> None:
+        plugin = self.pm.get_plugin(name)
+        if plugin is not None:
+            self.pm.unregister(plugin)
+        for kind in KINDS:
+            for key in [k for k, r in self.registry.items[kind].items() if r.plugin == name]:
+                del self.registry.items[kind][key]
+        self.statuses.pop(name, None)
+
+    def _run_register_hooks(self, name: str) -> None:
+        """Call this plugin's register hooks alone, so its failure is recorded against it only."""
+        st = self.statuses[name]
+        plugin = self.pm.get_plugin(name)
+        self.registry.current_plugin = name
+        try:
+            for hook_name in _REGISTER_HOOKS:
+                for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+                    if impl.plugin is plugin:
+                        impl.function(registry=self.registry)
+        except Exception as exc:  # noqa: BLE001 - recorded as the plugin's status
+            st.status, st.error = "failed", f"{type(exc).__name__}: {exc}"
+            log.warning("plugin %r failed to register: %s\n%s", name, st.error, traceback.format_exc())
+            for kind in KINDS:  # drop whatever it half-registered
+                for key in [k for k, r in self.registry.items[kind].items() if r.plugin == name]:
+                    del self.registry.items[kind][key]
+        finally:
+            self.registry.current_plugin = "?"
+        for kind in KINDS:
+            names = [r.name for r in self.registry.items[kind].values() if r.plugin == name]
+            if names:
+                st.provides[kind] = names
+
+    # --- lookups ------------------------------------------------------------------------------
+    def names(self, kind: str) -> list[str]:
+        return sorted(self.registry.items[kind])
+
+    def get(self, kind: str, name: str) -> Registration:
+        reg = self.registry.items[kind].get(name)
+        if reg is None:
+            failed = self.statuses.get(name)
+            if failed is not None and failed.status == "failed":
+                raise PluginLoadError(f"{kind} plugin {name!r} is installed but failed to load: {failed.error}")
+            if failed is not None and failed.status == "blocked":
+                raise ConfigError(f"{kind} plugin {name!r} is blocked by BOOSTKERNEL_DISABLED_PLUGINS/PLUGINS")
+            raise PluginNotInstalled(kind, name, self.names(kind))
+        return reg
+
+    def resolve_broker_name(self, broker: str) -> str:
+        """``broker`` is a plugin name or a URL; return the plugin name."""
+        if "://" not in broker:
+            return broker
+        scheme = broker.split("://", 1)[0].lower()
+        for reg in self.registry.items["broker"].values():
+            if scheme in reg.schemes:
+                return reg.name
+        answer = self.pm.hook.resolve_broker(url=broker)
+        if answer:
+            return str(answer)
+        raise PluginNotInstalled("broker", scheme, self.names("broker"),
+                                 hint=f"No installed broker handles URLs of scheme {scheme!r}.")
+
+    def controls_for(self, params_set: set[str]) -> list[Registration]:
+        """Control registrations switched on by any of ``params_set``, in their documented order."""
+        active = [r for r in self.registry.items["control"].values() if set(r.params) & params_set]
+        return sorted(active, key=lambda r: (r.order, r.name))
+
+
+_plugins: Plugins | None = None
+_lock = threading.Lock()
+
+
+def get_plugins() -> Plugins:
+    """The process-wide :class:`Plugins`, loaded on first use."""
+    global _plugins
+    if _plugins is None:
+        with _lock:
+            if _plugins is None:
+                _plugins = Plugins()
+    return _plugins
+
+
+def reset_plugins(plugins: Plugins | None = None) -> None:
+    """Replace the process-wide plugins (tests)."""
+    global _plugins
+    _plugins = plugins
+
+
+def register_plugin(module: Any, name: str) -> None:
+    get_plugins().register_plugin(module, name)

@@ -1,0 +1,152 @@
+"""A small harness for kill -9 tests: a ledger outside the broker and a restartable worker process.
+
+The task under test records ``(key, pid)`` in a :class:`Ledger` (a SQLite WAL file, committed before the
+task returns). After the run, :meth:`Ledger.check` compares what ran against what was published, as
+Jepsen's total-queue checker does: ``lost`` must be empty; ``duplicated`` is reported.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+_local = threading.local()
+
+
+class Ledger:
+    """Append-only record of executions, safe from many threads and processes."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        with sqlite3.connect(self.path, timeout=60) as c:
+            c.execute("PRAGMA journal_mode=WAL")
+            c.execute("CREATE TABLE IF NOT EXISTS ran (key TEXT NOT NULL, pid INTEGER, at REAL)")
+
+    def _conn(self) -> sqlite3.Connection:
+        conns = getattr(_local, "conns", None)
+        if conns is None:
+            conns = _local.conns = {}
+        c = conns.get(self.path)
+        if c is None:
+            c = conns[self.path] = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            c.execute("PRAGMA synchronous=NORMAL")
+        return c
+
+    def record(self, key: Any) -> None:
+        """Call from the task, last thing before returning."""
+        self._conn().execute("INSERT INTO ran (key, pid, at) VALUES (?,?,?)", (str(key), os.getpid(), time.time()))
+
+    def keys(self) -> Counter[str]:
+        with sqlite3.connect(self.path, timeout=60) as c:
+            return Counter(r[0] for r in c.execute("SELECT key FROM ran"))
+
+    def check(self, published: Iterable[Any]) -> Report:
+        ran = self.keys()
+        expected = {str(k) for k in published}
+        return Report(
+            published=len(expected),
+            lost=sorted(expected - set(ran)),
+            unexpected=sorted(set(ran) - expected),
+            duplicated={k: n for k, n in ran.items() if n > 1},
+            executions=sum(ran.values()),
+        )
+
+
+@dataclass
+class Report:
+    published: int
+    lost: list[str]
+    unexpected: list[str]
+    duplicated: dict[str, int]
+    executions: int
+    kills: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        extra = sum(n - 1 for n in self.duplicated.values())
+        return (f"published={self.published} executions={self.executions} lost={len(self.lost)} "
+                f"unexpected={len(self.unexpected)} duplicated_keys={len(self.duplicated)} "
+                f"extra_runs={extra} kills={self.kills}")
+
+
+class WorkerProcess:
+    """``boostkernel worker MODULE`` in a subprocess that can be SIGKILLed and restarted."""
+
+    def __init__(self, module: str, cwd: str | Path, env: dict[str, str] | None = None,
+                 args: Iterable[str] = (), log_path: str | Path | None = None) -> None:
+        self.module, self.cwd = module, str(cwd)
+        self.env = {**os.environ, "PYTHONPATH": str(cwd) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+                    **(env or {})}
+        self.args = list(args)
+        self.log_path = str(log_path or Path(cwd) / f"{module}.worker.log")
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.pids: list[int] = []
+
+    def start(self) -> None:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        self.proc = subprocess.Popen([sys.executable, "-m", "boostkernel", "worker", self.module, *self.args],
+                                     cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        self.pids.append(self.proc.pid)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(30)
+
+    def terminate(self, timeout: float = 60) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        return self.proc.returncode
+
+    def wait_ready(self, timeout: float = 30) -> bool:
+        """Wait until the current process logs that it is consuming (its signal handlers are set)."""
+        assert self.proc is not None
+        marker = f"worker {self.proc.pid} consuming"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if marker in self.log():
+                return True
+            if self.proc.poll() is not None:
+                return False
+            time.sleep(0.05)
+        return False
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self) -> str:
+        try:
+            return Path(self.log_path).read_text(errors="replace")
+        except OSError:
+            return ""
+
+
+def kill_loop(worker: WorkerProcess, every: float, duration: float, restart_after: float = 0.3) -> int:
+    """SIGKILL ``worker`` every ``every`` seconds for ``duration`` seconds, restarting it each time."""
+    kills = 0
+    end = time.monotonic() + duration
+    while time.monotonic() < end:
+        time.sleep(every)
+        worker.kill()
+        kills += 1
+        time.sleep(restart_after)
+        worker.start()
+    return kills

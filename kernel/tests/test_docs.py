@@ -1,0 +1,32 @@
+"""Meta-tests: every hook is documented, and the README's commands exist."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+from boostkernel import hookspecs
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_every_hookspec_is_documented() -> None:
+    doc = (ROOT / "docs" / "hooks.md").read_text()
+    specs = [n for n, f in vars(hookspecs).items() if inspect.isfunction(f) and hasattr(f, "boostkernel_spec")]
+    assert specs, "hookspecs found"
+    missing = [n for n in specs if f"## {n}(" not in doc]
+    assert missing == []
+
+
+def test_every_hookspec_has_a_docstring() -> None:
+    for name, f in vars(hookspecs).items():
+        if inspect.isfunction(f) and hasattr(f, "boostkernel_spec"):
+            assert (f.__doc__ or "").strip(), name
+
+
+def test_readme_commands() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "uv sync --all-packages && uv run boostkernel demo" in readme
+    assert "\nuv run pytest\n" in readme
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "\nuv run pytest\n" in ci, "CI runs the README's test command"

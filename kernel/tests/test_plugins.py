@@ -1,0 +1,154 @@
+"""Plugin discovery, failure isolation, block/allow lists, and the control chain mechanism."""
+
+from __future__ import annotations
+
+import types
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from boostkernel import Control, boost, hookimpl
+from boostkernel.control import TaskContext
+from boostkernel.plugins import Plugins, get_plugins, reset_plugins
+from boostkernel.testing import wait_until
+
+
+def test_default_plugins_are_loaded() -> None:
+    ps = Plugins()
+    for name in ("memory", "sqlite", "threads", "asyncio", "solo"):
+        assert ps.statuses[name].status == "loaded", ps.statuses[name]
+    assert {"memory", "sqlite"} <= set(ps.names("broker"))
+    assert {"threads", "asyncio", "solo"} <= set(ps.names("executor"))
+    assert ps.resolve_broker_name("sqlite:////tmp/x.db") == "sqlite"
+
+
+def test_blocked_and_allow_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BOOSTKERNEL_DISABLED_PLUGINS", "memory")
+    ps = Plugins()
+    assert ps.statuses["memory"].status == "blocked"
+    assert "memory" not in ps.names("broker")
+    with pytest.raises(Exception, match="blocked"):
+        ps.get("broker", "memory")
+    monkeypatch.delenv("BOOSTKERNEL_DISABLED_PLUGINS")
+    monkeypatch.setenv("BOOSTKERNEL_PLUGINS", "sqlite,threads")
+    ps = Plugins()
+    assert ps.statuses["sqlite"].status == "loaded"
+    assert ps.statuses["solo"].status == "blocked"
+    monkeypatch.setenv("BOOSTKERNEL_DISABLE_PLUGIN_AUTOLOAD", "1")
+    assert Plugins().statuses == {}
+
+
+def test_a_broken_plugin_is_isolated() -> None:
+    ps = Plugins()
+    broken = types.ModuleType("broken_plugin")
+
+    @hookimpl
+    def register_brokers(registry: Any) -> None:
+        registry.add_broker("half", "nowhere:Nothing", summary="x")
+        raise RuntimeError("cannot register")
+
+    broken.register_brokers = register_brokers  # type: ignore[attr-defined]
+    ps.register_plugin(broken, "undo-broken")
+    st = ps.statuses["undo-broken"]
+    assert st.status == "failed" and "cannot register" in (st.error or "")
+    assert "half" not in ps.names("broker"), "what a failed plugin half-registered is dropped"
+    assert "memory" in ps.names("broker")
+
+
+def test_duplicate_names_are_refused() -> None:
+    ps = Plugins()
+    dup = types.ModuleType("dup_plugin")
+
+    @hookimpl
+    def register_brokers(registry: Any) -> None:
+        registry.add_broker("memory", "x:Y", summary="impostor")
+
+    dup.register_brokers = register_brokers  # type: ignore[attr-defined]
+    ps.register_plugin(dup, "undo-dup")
+    assert ps.statuses["undo-dup"].status == "failed"
+    assert "registered by both" in (ps.statuses["undo-dup"].error or "")
+
+
+# --- the control chain ------------------------------------------------------------------------
+EVENTS: list[str] = []
+
+
+class OuterControl(Control):
+    """Test control that records the hook points it passes."""
+
+    name = "outer"
+    order = 100
+    params = ("extra",)
+
+    def before(self, ctx: TaskContext) -> None:
+        EVENTS.append("outer.before")
+
+    def around(self, ctx: TaskContext, call_next: Any) -> Any:
+        EVENTS.append("outer.around>")
+        try:
+            return call_next()
+        finally:
+            EVENTS.append("outer.around<")
+
+    def after(self, ctx: TaskContext) -> None:
+        EVENTS.append(f"outer.after:{ctx.status}")
+
+
+class InnerControl(Control):
+    """Test control wrapping inside OuterControl."""
+
+    name = "inner"
+    order = 200
+    params = ("extra",)
+
+    def around(self, ctx: TaskContext, call_next: Any) -> Any:
+        EVENTS.append("inner.around>")
+        return call_next() * 10
+
+
+class NeverControl(Control):
+    """Test control whose parameter is never set: must never be instantiated."""
+
+    name = "never"
+    params = ("stats_interval",)
+
+    def __init__(self, booster: Any) -> None:  # pragma: no cover - the point is it never runs
+        raise AssertionError("a control that is off must not be instantiated")
+
+
+@pytest.fixture
+def chain_plugin(fresh_plugins: None) -> Iterator[None]:
+    mod = types.ModuleType("chain_plugin")
+
+    @hookimpl
+    def register_controls(registry: Any) -> None:
+        registry.add_control("inner", f"{__name__}:InnerControl", params=("extra",), order=200, summary="t")
+        registry.add_control("outer", f"{__name__}:OuterControl", params=("extra",), order=100, summary="t")
+        registry.add_control("never", f"{__name__}:NeverControl", params=("stats_interval",), summary="t")
+
+    mod.register_controls = register_controls  # type: ignore[attr-defined]
+    get_plugins().register_plugin(mod, "undo-chain")
+    yield
+    reset_plugins(None)
+
+
+def test_control_chain_order_and_off_controls_cost_nothing(chain_plugin: None) -> None:
+    EVENTS.clear()
+
+    @boost(f"chain_{uuid.uuid4().hex[:8]}", broker="memory", results=True, extra={"outer": {}})
+    def f(x: int) -> int:
+        EVENTS.append("call")
+        return x
+
+    assert [c.__name__ for c in f.control_classes] == ["OuterControl", "InnerControl", "ResultsControl"]
+    r = f.push(4)
+    f.consume()
+    try:
+        assert r.get(timeout=10) == 40
+    finally:
+        f.stop()
+    assert wait_until(lambda: "outer.after:success" in EVENTS)
+    assert EVENTS == ["outer.before", "outer.around>", "inner.around>", "call", "outer.around<",
+                      "outer.after:success"]

@@ -1,0 +1,1 @@
+"""boostkernel-confluent-kafka: the Kafka broker on confluent-kafka (librdkafka)."""

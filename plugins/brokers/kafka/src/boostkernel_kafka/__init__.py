@@ -1,0 +1,1 @@
+"""boostkernel-kafka: the Kafka broker (kafka-python) and the shared offset tracker."""

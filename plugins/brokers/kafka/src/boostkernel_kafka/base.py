@@ -1,0 +1,589 @@
+"""What both Kafka plugins share: the poll thread, the buffer, offset commits, back-pressure, the DLQ topic.
+
+A queue is a topic (created on demand) read by one consumer group (``boostkernel.<queue>`` unless
+``group_id`` is given). The client-specific subclasses (kafka-python, confluent-kafka) implement a dozen
+small primitives; everything that decides *when* an offset may be committed lives here, once.
+
+* **One poll thread owns the consumer** (neither client's consumer may be shared across threads). It
+  polls, puts records into a bounded buffer that :meth:`fetch` drains, and commits the contiguous finished
+  watermark every ``commit_interval`` seconds. While ``max_in_flight`` records are unfinished it takes no
+  more; if that lasts ``pause_after`` seconds it pauses every assigned partition and keeps polling (so the
+  member stays alive and serves rebalances).
+* **ack** marks an offset finished (any thread); the next commit moves the watermark.
+* **nack(requeue=True)** re-publishes a copy (delivery count + 1) to the topic and then marks the offset
+  finished; with ``delay`` the copy is published after ``delay`` seconds by the poll thread (the offset
+  stays unfinished meanwhile, so a crash re-runs the original: nothing is lost).
+* **dead_letter** publishes to ``<topic>.dlq`` with the reason in a header, then marks the offset finished.
+  The DLQ is read with a separate cursor (the committed offset of group ``<group>.dlq``): ``dead_letters``
+  lists from that cursor, ``replay_dead_letters``/``purge_dead_letters`` move it forward.
+* **On revoke** (rebalance) buffered records of the revoked partitions are dropped, running ones get up to
+  ``revoke_timeout`` seconds to finish, and the watermark is committed synchronously.
+* **count** is the group's lag; **purge** moves the group's committed offsets to the end of the log.
+"""
+
+from __future__ import annotations
+
+import heapq
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import unquote
+
+from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
+from boostkernel.errors import BrokerUnavailable, ConfigError
+from boostkernel.logs import mask_url, queue_logger
+
+from .offsets import OffsetTracker
+
+_TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,245}$")
+H_ID, H_DELIVERIES, H_REASON, H_FAILED_AT, H_SOURCE = "bk-id", "bk-deliveries", "bk-reason", "bk-failed-at", "bk-source"
+
+Record = tuple[int, int, bytes, list[tuple[str, bytes]]]
+"""What a client's poll yields: (partition, offset, value, headers)."""
+
+
+def bootstrap_from_url(url: str | None) -> str:
+    """``kafka://h1:9092,h2:9092`` (or a bare ``h1:9092``) -> ``"h1:9092,h2:9092"``."""
+    if not url:
+        return "127.0.0.1:9092"
+    rest = url.split("://", 1)[1] if "://" in url else url
+    hosts = rest.split("@", 1)[-1].split("/", 1)[0]
+    return hosts or "127.0.0.1:9092"
+
+
+def credentials_from_url(url: str | None) -> tuple[str, str] | None:
+    """``kafka://user:password@host`` -> (user, password) for SASL PLAIN, else None."""
+    if not url or "://" not in url:
+        return None
+    head = url.split("://", 1)[1].split("/", 1)[0]
+    if "@" not in head:
+        return None
+    userinfo = head.rsplit("@", 1)[0]
+    user, _, password = userinfo.partition(":")
+    return unquote(user), unquote(password)
+
+
+def topic_for(queue: str, options: dict[str, Any]) -> str:
+    topic = str(options.get("topic") or queue)
+    if not _TOPIC_RE.match(topic) or topic in (".", ".."):
+        raise ConfigError(
+            f"queue {queue!r} cannot be a Kafka topic name (use letters, digits, '.', '_' or '-', at most 245): "
+            f"rename the queue or pass broker_options={{'topic': 'a_valid_name'}}")
+    return topic
+
+
+def _header(headers: list[tuple[str, bytes]] | None, name: str) -> bytes | None:
+    if headers:
+        for k, v in headers:
+            if k == name:
+                return v
+    return None
+
+
+class LogBroker(Broker):
+    """Shared logic of the Kafka brokers. Subclasses implement the ``_c_*`` (consumer, poll thread only),
+    ``_p_*`` (producer, any thread) and ``_i_*`` (short-lived inspection consumers) primitives."""
+
+    capabilities = BrokerCapabilities(
+        ack=True, requeue=True, priority=False, delay=False, durable=True, count=True, purge=True,
+        fanout=False, batch_publish=True, dead_letter=True, cross_process=True,
+    )
+    default_url = "kafka://127.0.0.1:9092"
+    #: pip install command printed when the client library is missing.
+    install_hint = ""
+
+    def __init__(self, queue: str, url: str | None = None, params: Any = None, **options: Any) -> None:
+        super().__init__(queue, url, params, **options)
+        o = self.options
+        self.topic = topic_for(queue, o)
+        self.dlq_topic = str(o.get("dlq_topic") or f"{self.topic}.dlq")
+        self.group_id = str(o.get("group_id") or f"boostkernel.{self.topic}")
+        self.dlq_group_id = f"{self.group_id}.dlq"
+        self.bootstrap = bootstrap_from_url(self.url)
+        self.credentials = credentials_from_url(self.url)
+        self.partitions = int(o.get("partitions", 4))
+        self.replication_factor = int(o.get("replication_factor", 1))
+        self.session_timeout_ms = int(o.get("session_timeout_ms", 10000))
+        self.heartbeat_interval_ms = int(o.get("heartbeat_interval_ms", max(500, self.session_timeout_ms // 5)))
+        prefetch = params.effective_prefetch if params is not None else 16
+        self.max_in_flight = int(o.get("max_in_flight", max(2000, 8 * prefetch)))
+        """Unfinished records (buffered + running) above which every assigned partition is paused."""
+        self.pause_after = float(o.get("pause_after", 2.0))
+        self.commit_interval = float(o.get("commit_interval", 0.5))
+        self.revoke_timeout = float(o.get("revoke_timeout", 5.0))
+        self.poll_timeout = float(o.get("poll_timeout", 0.1))
+        self.publish_timeout = float(o.get("publish_timeout", 30.0))
+        self.client_options: dict[str, Any] = dict(o.get("client_options") or {})
+        self.log = queue_logger(queue)
+
+        self.tracker = OffsetTracker()
+        self._buffer: deque[Delivery] = deque()
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._thread_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._closed = False
+        self._delayed: list[tuple[float, int, Delivery]] = []  # (due, seq, delivery) for nack(delay)
+        self._delayed_lock = threading.Lock()
+        self._seq = 0
+        self._commands: deque[tuple[Any, threading.Event, list[Any]]] = deque()
+        self._paused = False
+        self._full_since: float | None = None
+        self._last_commit = 0.0
+        self._consumer_error: BaseException | None = None
+        self._topics_ready: set[str] = set()
+
+    # --- primitives the client subclasses implement ------------------------------------------------
+    def _p_send(self, topic: str, items: Sequence[tuple[bytes, list[tuple[str, bytes]]]]) -> None:
+        """Produce ``(value, headers)`` items to ``topic`` and wait until the broker acknowledged all of them."""
+        raise NotImplementedError
+
+    def _p_close(self) -> None:
+        raise NotImplementedError
+
+    def _create_topics(self, topics: dict[str, int]) -> None:
+        """Create ``{topic: partitions}`` where missing (an existing topic is not an error)."""
+        raise NotImplementedError
+
+    def _c_open(self) -> None:
+        """Create the consumer (poll thread), subscribe to ``self.topic`` with rebalance callbacks that call
+        :meth:`_on_assigned` / :meth:`_on_revoked`."""
+        raise NotImplementedError
+
+    def _c_poll(self, timeout: float, max_records: int) -> list[Record]:
+        """Up to ``max_records`` records; return as soon as some are there, else after ``timeout``."""
+        raise NotImplementedError
+
+    def _c_pause(self, partitions: list[int]) -> None:
+        raise NotImplementedError
+
+    def _c_resume(self, partitions: list[int]) -> None:
+        raise NotImplementedError
+
+    def _c_assigned(self) -> list[int]:
+        raise NotImplementedError
+
+    def _c_start_from_committed(self, partitions: list[int]) -> None:
+        """Called on assignment: fetching must start at the group's committed offset (not at a position kept
+        from an earlier assignment of the same partition), and the partitions must not stay paused."""
+        raise NotImplementedError
+
+    def _c_commit(self, offsets: dict[int, int]) -> None:
+        """Synchronous commit as a group member."""
+        raise NotImplementedError
+
+    def _c_seek(self, partition: int, offset: int) -> None:
+        raise NotImplementedError
+
+    def _c_close(self) -> None:
+        raise NotImplementedError
+
+    def _i_positions(self, topic: str, group: str) -> dict[int, tuple[int, int, int]]:
+        """``{partition: (log start, committed or log start, high watermark)}`` of ``topic`` for ``group``."""
+        raise NotImplementedError
+
+    def _i_read(self, topic: str, start: dict[int, int], end: dict[int, int], limit: int) -> list[Record]:
+        """Read records with ``start[p] <= offset < end[p]`` (at most ``limit``), in offset order per partition."""
+        raise NotImplementedError
+
+    def _i_commit(self, topic: str, group: str, offsets: dict[int, int]) -> None:
+        """Commit offsets for ``group`` without joining it (the group must have no live member)."""
+        raise NotImplementedError
+
+    # --- publishing ---------------------------------------------------------------------------------
+    def ensure_topics(self, *topics: str) -> None:
+        missing = {t: (1 if t == self.dlq_topic else self.partitions) for t in topics if t not in self._topics_ready}
+        if missing:
+            self._create_topics(missing)
+            self._topics_ready.update(missing)
+
+    def publish(self, message: Outgoing) -> None:
+        self.publish_many([message])
+
+    def publish_many(self, messages: Sequence[Outgoing]) -> None:
+        if not messages:
+            return
+        self.ensure_topics(self.topic)
+        self._p_send(self.topic, [(m.body, [(H_ID, m.id.encode())]) for m in messages])
+
+    # --- consuming ----------------------------------------------------------------------------------
+    def _start(self) -> None:
+        with self._thread_lock:
+            if (self._thread is not None and self._thread.is_alive()) or self._closed:
+                return
+            self._consumer_error = None
+            self.ensure_topics(self.topic)
+            ready = threading.Event()
+            self._thread = threading.Thread(target=self._poll_loop, args=(ready,), daemon=True,
+                                            name=f"boostkernel-{self.name}-poll-{self.queue}")
+            self._thread.start()
+            ready.wait(30)
+            if self._consumer_error is not None:
+                self._thread = None
+                raise BrokerUnavailable(f"{self.name}: cannot consume {self.topic!r} at {mask_url(self.url)}: "
+                                        f"{self._consumer_error}")
+
+    def fetch(self, max_messages: int, timeout: float) -> list[Delivery]:
+        t = self._thread
+        if t is None or (not t.is_alive() and not self._closed):  # not started, or the consumer failed to open
+            self._start()
+        deadline = time.monotonic() + timeout
+        buf = self._buffer
+        with self._cond:
+            while not buf:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._closed:
+                    return []
+                self._cond.wait(left)
+            n = min(max_messages, len(buf))
+            return [buf.popleft() for _ in range(n)]
+
+    def ack(self, delivery: Delivery) -> None:
+        p, off, epoch = delivery.tag
+        self.tracker.done(p, off, epoch)
+
+    def ack_many(self, deliveries: Any) -> None:
+        done = self.tracker.done
+        for d in deliveries:
+            p, off, epoch = d.tag
+            done(p, off, epoch)
+
+    def _copy_headers(self, delivery: Delivery) -> list[tuple[str, bytes]]:
+        headers: list[tuple[str, bytes]] = [(k, v) for k, v in delivery.extra.get("headers", ())
+                                            if k not in (H_ID, H_DELIVERIES)]
+        headers.append((H_ID, delivery.id.encode()))
+        return headers
+
+    def _requeue_now(self, delivery: Delivery) -> None:
+        headers = self._copy_headers(delivery)
+        headers.append((H_DELIVERIES, str(delivery.delivery_count + 1).encode()))
+        self._p_send(self.topic, [(delivery.body, headers)])
+        self.ack(delivery)
+
+    def nack(self, delivery: Delivery, requeue: bool = True, delay: float = 0.0) -> None:
+        if not requeue:
+            self.ack(delivery)
+            return
+        if delay > 0 and not self._closed:
+            with self._delayed_lock:
+                self._seq += 1
+                heapq.heappush(self._delayed, (time.monotonic() + delay, self._seq, delivery))
+            return
+        self._requeue_now(delivery)
+
+    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        self.ensure_topics(self.dlq_topic)
+        headers = self._copy_headers(delivery)
+        p, off, _ = delivery.tag
+        headers += [(H_REASON, reason.encode("utf-8", "replace")), (H_FAILED_AT, repr(time.time()).encode()),
+                    (H_SOURCE, f"{self.topic}/{p}/{off}".encode())]
+        self._p_send(self.dlq_topic, [(delivery.body, headers)])
+        self.ack(delivery)
+
+    # --- the poll thread ----------------------------------------------------------------------------
+    def _poll_loop(self, ready: threading.Event) -> None:
+        try:
+            self._c_open()
+        except Exception as exc:  # noqa: BLE001 - reported to the caller of fetch
+            self._consumer_error = exc
+            ready.set()
+            return
+        ready.set()
+        backoff = 0.1
+        try:
+            while not self._stopping.is_set():
+                try:
+                    self._run_commands()
+                    self._requeue_due()
+                    if time.monotonic() - self._last_commit >= self.commit_interval:
+                        self._commit()
+                    room = self._backpressure()
+                    if room <= 0 and not self._paused:
+                        with self.tracker.changed:  # woken by acks
+                            self.tracker.changed.wait(self.poll_timeout)
+                        continue
+                    records = self._c_poll(self.poll_timeout, max(1, min(room, 500)))
+                    if records:
+                        self._buffer_records(records)
+                    backoff = 0.1
+                except Exception as exc:  # noqa: BLE001 - the poll thread must survive broker trouble
+                    if self._stopping.is_set():
+                        break
+                    self.log.warning("%s poll loop error on %r (%s: %s); retrying in %.1fs", self.name,
+                                     self.topic, type(exc).__name__, exc, backoff)
+                    self._stopping.wait(backoff)
+                    backoff = min(backoff * 2, 5.0)
+        finally:
+            self._shutdown_consumer()
+
+    def _shutdown_consumer(self) -> None:
+        # Delayed requeues not yet due: publish them now (their offsets are then finished).
+        with self._delayed_lock:
+            pending, self._delayed = self._delayed, []
+        for _, _, d in pending:
+            try:
+                self._requeue_now(d)
+            except Exception as exc:  # noqa: BLE001 - the offset stays uncommitted: the record comes back
+                self.log.warning("could not requeue delayed message %s on close: %s", d.id, exc)
+        with self._cond:
+            self._buffer.clear()  # never started: not committed, so the group reads them again
+        try:
+            self._commit()
+        except Exception as exc:  # noqa: BLE001
+            self.log.warning("final commit on %r failed (records after the last commit run again): %s",
+                             self.topic, exc)
+        self.tracker.close()
+        try:
+            self._c_close()
+        except Exception as exc:  # noqa: BLE001
+            self.log.debug("closing the consumer failed: %s", exc)
+
+    def _buffer_records(self, records: list[Record]) -> None:
+        add, topic = self.tracker.add, self.topic
+        out = []
+        for p, off, value, headers in records:
+            epoch = add(p, off)
+            if epoch < 0:
+                continue
+            hid = _header(headers, H_ID)
+            dc = _header(headers, H_DELIVERIES)
+            out.append(Delivery(hid.decode() if hid else f"{topic}:{p}:{off}", value, (p, off, epoch),
+                                int(dc) if dc else 1, {"headers": headers} if headers else {}))
+        with self._cond:
+            self._buffer.extend(out)
+            self._cond.notify_all()
+
+    def _backpressure(self) -> int:
+        """Return how many more records may be taken (0: the window is full).
+
+        While ``max_in_flight`` records are unfinished, the poll thread first just stops taking records
+        (the client keeps its own bounded prefetch, so resuming costs nothing). If the window stays full for
+        ``pause_after`` seconds, every assigned partition is paused and polling goes on, so the member keeps
+        serving rebalances; they are resumed when half the window is free."""
+        unfinished = self.tracker.unfinished
+        room = self.max_in_flight - unfinished
+        if room > 0:
+            self._full_since = None
+            if self._paused and unfinished <= self.max_in_flight // 2:
+                self._c_resume(self._c_assigned())
+                self._paused = False
+            elif self._paused:
+                self._c_pause(self._c_assigned())  # partitions assigned since the pause
+            return room
+        now = time.monotonic()
+        if self._full_since is None:
+            self._full_since = now
+        if self._paused:
+            self._c_pause(self._c_assigned())
+        elif now - self._full_since >= self.pause_after:
+            self._c_pause(self._c_assigned())
+            self._paused = True
+        return 0
+
+    def _commit(self, partitions: list[int] | None = None) -> None:
+        self._last_commit = time.monotonic()
+        offsets = self.tracker.to_commit(partitions)
+        if offsets:
+            self._c_commit(offsets)
+            self.tracker.committed(offsets)
+            self.log.debug("committed %s of %r", offsets, self.topic)
+
+    def _requeue_due(self) -> None:
+        if not self._delayed:
+            return
+        now = time.monotonic()
+        while True:
+            with self._delayed_lock:
+                if not self._delayed or self._delayed[0][0] > now:
+                    return
+                _, _, d = heapq.heappop(self._delayed)
+            self._requeue_now(d)
+
+    # rebalance callbacks (run inside poll, on the poll thread)
+    def _on_assigned(self, partitions: list[int]) -> None:
+        self.log.debug("assigned partitions %s of %r", partitions, self.topic)
+        if partitions:
+            self._c_start_from_committed(partitions)
+        self.tracker.assign(partitions)
+        self._paused = False  # newly assigned partitions start unpaused; _backpressure pauses again
+
+    def _on_revoked(self, partitions: list[int]) -> None:
+        self.log.debug("revoked partitions %s of %r", partitions, self.topic)
+        if not partitions:
+            return
+        revoked = set(partitions)
+        with self._cond:
+            keep: deque[Delivery] = deque()
+            first_dropped: dict[int, int] = {}
+            for d in self._buffer:
+                p, off, _ = d.tag
+                if p in revoked:
+                    first_dropped[p] = min(off, first_dropped.get(p, off))
+                else:
+                    keep.append(d)
+            self._buffer = keep
+        targets = {}
+        for p in revoked:
+            target = first_dropped.get(p)
+            if target is None:
+                target = self.tracker.next_offset(p)
+            if target is not None:
+                targets[p] = target
+        if targets and not self.tracker.wait_until(targets, self.revoke_timeout):
+            self.log.warning("partitions %s of %r revoked while tasks still run: they will run again elsewhere",
+                             sorted(revoked), self.topic)
+        try:
+            self._commit(list(revoked))
+        except Exception as exc:  # noqa: BLE001
+            self.log.warning("commit on revoke of %r failed (records run again elsewhere): %s", self.topic, exc)
+        self.tracker.revoke(revoked)
+
+    # commands run by the poll thread on behalf of other threads
+    def _call_in_poll_thread(self, fn: Any, timeout: float = 30.0) -> Any:
+        done = threading.Event()
+        box: list[Any] = []
+        self._commands.append((fn, done, box))
+        if not done.wait(timeout):
+            raise BrokerUnavailable(f"{self.name}: the poll thread of {self.topic!r} did not answer in {timeout}s")
+        if isinstance(box[0], BaseException):
+            raise box[0]
+        return box[0]
+
+    def _run_commands(self) -> None:
+        while self._commands:
+            fn, done, box = self._commands.popleft()
+            try:
+                box.append(fn())
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                box.append(exc)
+            done.set()
+
+    def _consuming(self) -> bool:
+        t = self._thread
+        return t is not None and t.is_alive() and not self._stopping.is_set()
+
+    # --- count and purge ----------------------------------------------------------------------------
+    def count(self) -> int:
+        """The group's lag: records after the committed offset of every partition (includes records that
+        live consumers fetched and have not finished yet)."""
+        self.ensure_topics(self.topic)
+        return sum(max(0, hw - committed) for _, committed, hw in
+                   self._i_positions(self.topic, self.group_id).values())
+
+    def purge(self) -> int:
+        """Skip every record now waiting: the group's committed offsets move to the end of the log.
+
+        Partitions owned by this broker's own consumer are skipped by that consumer; the others by a
+        commit from outside the group, which Kafka accepts only while no other member owns them."""
+        self.ensure_topics(self.topic)
+        positions = self._i_positions(self.topic, self.group_id)
+        ends = {p: hw for p, (_, _, hw) in positions.items()}
+        lag = {p: max(0, hw - c) for p, (_, c, hw) in positions.items()}
+        if not self._consuming():
+            self._i_commit(self.topic, self.group_id, ends)
+            return sum(lag.values())
+        deadline = time.monotonic() + self.session_timeout_ms / 1000 * 3
+        while not self._call_in_poll_thread(self._c_assigned) and time.monotonic() < deadline:
+            time.sleep(0.05)  # the group join is under way: wait for our partitions
+
+        def in_poll() -> int:
+            mine = [p for p in self._c_assigned() if p in ends]
+            with self._cond:
+                self._buffer = deque(d for d in self._buffer if d.tag[0] not in mine)
+            for p in mine:
+                self.tracker.reset(p, ends[p])
+                self._c_seek(p, ends[p])
+            offsets = {p: ends[p] for p in mine}
+            if offsets:
+                self._c_commit(offsets)
+                self.tracker.committed(offsets)
+            skipped = sum(lag[p] for p in mine)
+            others = {p: off for p, off in ends.items() if p not in mine and lag[p]}
+            if others:
+                try:
+                    self._i_commit(self.topic, self.group_id, others)
+                    skipped += sum(lag[p] for p in others)
+                except Exception as exc:  # noqa: BLE001 - owned by another live member
+                    self.log.warning("purge of %r skipped partitions %s: another consumer owns them (%s)",
+                                     self.topic, sorted(others), exc)
+            return skipped
+
+        return int(self._call_in_poll_thread(in_poll))
+
+    # --- dead letters -------------------------------------------------------------------------------
+    def _dlq_records(self, limit: int) -> tuple[list[Record], dict[int, int]]:
+        self.ensure_topics(self.dlq_topic)
+        positions = self._i_positions(self.dlq_topic, self.dlq_group_id)
+        start = {p: c for p, (_, c, _) in positions.items()}
+        end = {p: hw for p, (_, _, hw) in positions.items()}
+        if all(start[p] >= end[p] for p in start):
+            return [], end
+        return self._i_read(self.dlq_topic, start, end, limit), end
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetterRecord]:
+        records, _ = self._dlq_records(limit)
+        out = []
+        for p, off, value, headers in records:
+            hid, reason, at = _header(headers, H_ID), _header(headers, H_REASON), _header(headers, H_FAILED_AT)
+            out.append(DeadLetterRecord(hid.decode() if hid else f"{self.dlq_topic}:{p}:{off}", value,
+                                        reason.decode("utf-8", "replace") if reason else "",
+                                        float(at) if at else 0.0, (p, off)))
+        return out
+
+    def replay_dead_letters(self, ids: Sequence[str] | None = None) -> int:
+        """Publish dead letters back to the topic. With ``ids``, the others are re-appended to the DLQ
+        (a log cannot delete single records) and stay listed."""
+        records, end = self._dlq_records(1 << 30)
+        wanted = set(ids) if ids is not None else None
+        back, keep = [], []
+        for _, _, value, headers in records:
+            hid = _header(headers, H_ID)
+            mid = hid.decode() if hid else None
+            if wanted is None or mid in wanted:
+                back.append((value, [(k, v) for k, v in headers if k in (H_ID,)]))
+            else:
+                keep.append((value, headers))
+        if back:
+            self.ensure_topics(self.topic)
+            self._p_send(self.topic, back)
+        if keep:
+            self._p_send(self.dlq_topic, keep)
+        if records:
+            self._i_commit(self.dlq_topic, self.dlq_group_id, end)
+        return len(back)
+
+    def purge_dead_letters(self) -> int:
+        self.ensure_topics(self.dlq_topic)
+        positions = self._i_positions(self.dlq_topic, self.dlq_group_id)
+        n = sum(max(0, hw - c) for _, c, hw in positions.values())
+        self._i_commit(self.dlq_topic, self.dlq_group_id, {p: hw for p, (_, _, hw) in positions.items()})
+        return n
+
+    # --- lifecycle ----------------------------------------------------------------------------------
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._stopping.set()
+        with self._cond:
+            self._cond.notify_all()
+        t = self._thread
+        if t is not None and t is not threading.current_thread():
+            t.join(self.revoke_timeout + 30)
+        try:
+            self._p_close()
+        except Exception as exc:  # noqa: BLE001
+            self.log.debug("closing the producer failed: %s", exc)
+
+    def describe(self) -> dict[str, Any]:
+        return {"broker": self.name, "queue": self.queue, "url": mask_url(self.url), "topic": self.topic,
+                "group": self.group_id, "partitions": self.partitions}
+
+    @classmethod
+    def setup_booster(cls, booster: Any) -> None:
+        """Checked at decoration time: the queue must be a valid topic name."""
+        topic_for(booster.queue, dict(booster.params.broker_options))
+

@@ -1,0 +1,111 @@
+"""Log-specific behaviour against the real server: contiguous commits, delayed requeue, partial DLQ replay."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from boostkernel.broker import Outgoing
+from boostkernel.message import Envelope
+from boostkernel.testing import wait_until
+from boostkernel.testing.helpers import service_url
+
+pytestmark = pytest.mark.service("kafka")
+
+
+def _broker(queue: str, **kw: object):  # type: ignore[no-untyped-def]
+    from boostkernel_kafka.broker import KafkaBroker
+
+    return KafkaBroker(queue, service_url("kafka"), None, session_timeout_ms=2000, heartbeat_interval_ms=300,
+                       partitions=1, commit_interval=0.1, **kw)
+
+
+def _msgs(n: int) -> list[Outgoing]:
+    envs = [Envelope("sem", [i]) for i in range(n)]
+    return [Outgoing(e.id, e.encode()) for e in envs]
+
+
+def _fetch(b, n: int, timeout: float = 20.0):  # type: ignore[no-untyped-def]
+    out: list = []
+    deadline = time.monotonic() + timeout
+    while len(out) < n and time.monotonic() < deadline:
+        out += b.fetch(n - len(out), 0.2)
+    return out
+
+
+def test_out_of_order_acks_commit_only_the_contiguous_prefix() -> None:
+    b = _broker(f"sem_{uuid.uuid4().hex[:8]}")
+    try:
+        b.publish_many(_msgs(20))
+        got = _fetch(b, 20)
+        assert len(got) == 20
+        b.ack_many(got[5:])  # 0-4 still "running"
+        time.sleep(0.5)  # several commit intervals pass
+        assert b.count() == 20, "the committed offset passed records that had not finished"
+        b.ack_many(got[:5])
+        assert wait_until(lambda: b.count() == 0, 10)
+    finally:
+        b.close()
+
+
+def test_unfinished_records_come_back_to_the_next_member() -> None:
+    q = f"sem_{uuid.uuid4().hex[:8]}"
+    first = _broker(q)
+    first.publish_many(_msgs(10))
+    got = _fetch(first, 10)
+    first.ack_many(got[:3] + got[4:])  # offset 3 never finishes
+    first.close()
+    second = _broker(q)
+    try:
+        again = _fetch(second, 7, timeout=20)
+        # everything from the first unfinished offset on is delivered again; nothing before it
+        assert [d.id for d in again] == [d.id for d in got[3:]]
+        second.ack_many(again)
+    finally:
+        second.close()
+
+
+def test_nack_with_delay_republishes_later_and_counts_the_delivery() -> None:
+    b = _broker(f"sem_{uuid.uuid4().hex[:8]}")
+    try:
+        b.publish(_msgs(1)[0])
+        d = _fetch(b, 1)[0]
+        t0 = time.monotonic()
+        b.nack(d, requeue=True, delay=1.0)
+        again = _fetch(b, 1)
+        assert time.monotonic() - t0 >= 0.9
+        assert [x.id for x in again] == [d.id] and again[0].delivery_count == 2
+        b.ack(again[0])
+    finally:
+        b.close()
+
+
+def test_replay_of_some_dead_letters_keeps_the_others() -> None:
+    b = _broker(f"sem_{uuid.uuid4().hex[:8]}")
+    try:
+        msgs = _msgs(3)
+        b.publish_many(msgs)
+        got = _fetch(b, 3)
+        for i, d in enumerate(got):
+            b.dead_letter(d, f"bad {i}")
+        assert sorted(r.id for r in b.dead_letters()) == sorted(m.id for m in msgs)
+        assert b.replay_dead_letters([got[0].id]) == 1
+        assert sorted(r.id for r in b.dead_letters()) == sorted(d.id for d in got[1:])
+        back = _fetch(b, 1)
+        assert [x.id for x in back] == [got[0].id]
+        b.ack(back[0])
+        assert b.purge_dead_letters() == 2
+        assert b.dead_letters() == []
+    finally:
+        b.close()
+
+
+def test_queue_name_that_is_no_topic_fails_at_decoration() -> None:
+    from boostkernel import boost
+    from boostkernel.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="Kafka topic"):
+        @boost("bad:name", broker="kafka")
+        def f() -> None: ...

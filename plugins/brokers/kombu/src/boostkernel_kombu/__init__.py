@@ -1,0 +1,1 @@
+"""kombu broker plugin of boostkernel: any kombu transport as a broker."""

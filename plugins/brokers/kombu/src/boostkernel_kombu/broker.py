@@ -1,0 +1,398 @@
+"""Any kombu transport as a boostkernel broker (``kombu+redis://``, ``kombu+amqp://``, ``kombu+memory://`` …).
+
+kombu connections are not thread-safe, so:
+
+* **consumer thread** - owns one connection and a ``kombu.Consumer`` (manual ack, ``prefetch_count``);
+  it alternates ``drain_events(timeout=poll_interval)`` with the acks/nacks that worker threads queued,
+  and fills the buffer that :meth:`KombuBroker.fetch` drains. A lost connection is re-opened with capped
+  exponential backoff and jitter; acks for the old connection are dropped (the transport redelivers).
+* **publisher connection** - one connection + ``Producer`` guarded by a lock, used from any thread, with
+  kombu's own retry policy (and publisher confirms on the amqp transport). Count, purge and the dead-letter
+  queue use it too.
+
+The delivery guarantee is the transport's: at-least-once on amqp (RabbitMQ requeues unacked deliveries when
+the channel closes) and on redis (kombu restores unacked messages on a clean close, and after its
+``visibility_timeout`` - default 1 h - when a worker was killed). Dead letters go to ``<queue>.dlq`` with the
+reason in the ``x-bk-reason`` header. Priority and native delay are not declared (transports disagree on
+them); the kernel's fallback republishes not-yet-due messages.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+from typing import Any
+
+try:
+    import kombu
+    from kombu import Connection, Exchange, Queue
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(f'the kombu broker needs kombu ({exc}): pip install "boostkernel[kombu]"') from exc
+
+from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
+from boostkernel.errors import BrokerUnavailable, ConfigError
+from boostkernel.logs import mask, mask_url, queue_logger
+
+DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672//"
+H_ID, H_REASON, H_FAILED_AT, H_REQUEUES = "x-bk-id", "x-bk-reason", "x-bk-failed-at", "x-bk-requeues"
+_RETRY_POLICY = {"max_retries": 5, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 3.0}
+
+log = logging.getLogger("boostkernel.kombu")
+
+
+def kombu_url(url: str) -> str:
+    """``kombu+redis://h`` → ``redis://h``; other URLs are kombu URLs already."""
+    return url[len("kombu+"):] if url.lower().startswith("kombu+") else url
+
+
+def _give_back(messages: list[Any]) -> None:
+    """Requeue messages read without ack, newest first, so they return in their order on every transport."""
+    for m in reversed(messages):
+        try:
+            m.requeue()
+        except Exception:  # noqa: BLE001 - closing the channel returns them on amqp/redis anyway
+            log.debug("requeue of a dead letter failed", exc_info=True)
+
+
+class KombuBroker(Broker):
+    """A kombu transport behind the kernel's synchronous Broker interface."""
+
+    name = "kombu"
+    capabilities = BrokerCapabilities(
+        ack=True, requeue=True, priority=False, delay=False, durable=True, count=True, purge=True,
+        batch_publish=False, dead_letter=True, cross_process=True,
+    )
+    default_url = DEFAULT_URL
+
+    @classmethod
+    def setup_booster(cls, booster: Any) -> None:
+        """Decoration-time check: the URL names a kombu transport that can be loaded."""
+        url = kombu_url(booster.params.broker_url or cls.default_url)
+        try:
+            Connection(url).transport_cls  # noqa: B018 - resolves and imports the transport
+            Connection(url).transport  # noqa: B018
+        except Exception as exc:  # noqa: BLE001 - unknown transport or missing client library
+            raise ConfigError(f"kombu cannot use broker URL {mask_url(url)!r}: {type(exc).__name__}: {exc}. "
+                              "Check the transport name or install its client (e.g. pip install redis)") from None
+
+    def __init__(self, queue: str, url: str | None = None, params: Any = None, **options: Any) -> None:
+        super().__init__(queue, url, params, **options)
+        o = self.options
+        self.kurl = kombu_url(self.url or DEFAULT_URL)
+        self.transport_options: dict[str, Any] = dict(o.get("transport_options", {}))
+        probe = Connection(self.kurl, transport_options=self.transport_options)
+        self.transport_name = probe.transport_cls if isinstance(probe.transport_cls, str) else \
+            getattr(probe.transport, "driver_type", "?")
+        if self.transport_name in ("amqp", "pyamqp"):
+            self.transport_options.setdefault("confirm_publish", True)  # publisher confirms
+        else:  # virtual transports: poll (redis: BRPOP timeout) often enough for prompt acks and close()
+            self.transport_options.setdefault("polling_interval", 0.1)
+        if self.transport_name == "memory":  # one process only, nothing survives it
+            self.capabilities = replace(type(self).capabilities, durable=False, cross_process=False)
+        default_prefetch = params.effective_prefetch if params is not None else 16
+        self.prefetch = int(o.get("prefetch", default_prefetch)) or 1
+        self.poll_interval = float(o.get("poll_interval", 0.05))
+        self.backoff_max = float(o.get("backoff_max", 30.0))
+        self.connect_timeout = float(o.get("connect_timeout", 10.0))
+        self.log = queue_logger(queue)
+        self.q = Queue(queue, Exchange(""), routing_key=queue, durable=True, auto_delete=False)
+        self.dlq = Queue(f"{queue}.dlq", Exchange(""), routing_key=f"{queue}.dlq", durable=True, auto_delete=False)
+        self._closed = False
+        self._plock = threading.Lock()
+        self._pconn: Any = None
+        self._producer: Any = None
+        self._buf: collections.deque[Delivery] = collections.deque()
+        self._cond = threading.Condition()
+        self._ops: collections.deque[Callable[[], None]] = collections.deque()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._gen = 0
+        self._ready = False
+        self._ever_ready = False
+        self._first_attempt = threading.Event()
+        self._last_error: str | None = None
+
+    def _connection(self) -> Any:
+        return Connection(self.kurl, transport_options=self.transport_options, connect_timeout=self.connect_timeout)
+
+    # --- publishing and admin (one lock-guarded connection) ---------------------------------------
+    def _with_conn(self, fn: Callable[[Any], Any]) -> Any:
+        with self._plock:
+            for attempt in (0, 1):
+                try:
+                    if self._pconn is None:
+                        conn = self._connection()
+                        conn.ensure_connection(max_retries=2, interval_start=0.2, interval_max=1.0)
+                        self._pconn = conn
+                        self._producer = conn.Producer(serializer=None)
+                    return fn(self._pconn)
+                except Exception as exc:  # noqa: BLE001 - reconnect once, then report
+                    recoverable = self._pconn is None or isinstance(
+                        exc, tuple(self._pconn.connection_errors) + tuple(self._pconn.channel_errors) + (OSError,))
+                    self._drop_pconn()
+                    if attempt or not recoverable:
+                        raise BrokerUnavailable(f"kombu broker {mask_url(self.kurl)}: "
+                                                f"{mask(f'{type(exc).__name__}: {exc}')}") from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _drop_pconn(self) -> None:
+        conn, self._pconn, self._producer = self._pconn, None, None
+        if conn is not None:
+            try:
+                conn.release()
+            except Exception:  # noqa: BLE001
+                pass
+
+    def _send(self, queue: Any, body: bytes, headers: dict[str, Any]) -> None:
+        def run(conn: Any) -> None:
+            self._producer.publish(
+                body, exchange="", routing_key=queue.name, declare=[queue], content_type="application/json",
+                content_encoding="binary", headers=headers, delivery_mode=2, retry=True, retry_policy=_RETRY_POLICY)
+
+        self._with_conn(run)
+
+    def publish(self, message: Outgoing) -> None:
+        self._send(self.q, message.body, {H_ID: message.id})
+
+    def publish_many(self, messages: Sequence[Outgoing]) -> None:
+        for m in messages:
+            self._send(self.q, m.body, {H_ID: m.id})
+
+    def _bound(self, conn: Any, queue: Any, channel: Any = None) -> Any:
+        b = queue.bind(channel or conn.default_channel)
+        b.declare()
+        return b
+
+    def count(self) -> int:
+        return int(self._with_conn(lambda c: self._bound(c, self.q).queue_declare().message_count or 0))
+
+    def purge(self) -> int:
+        return int(self._with_conn(lambda c: self._bound(c, self.q).purge() or 0))
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetterRecord]:
+        def run(conn: Any) -> list[DeadLetterRecord]:
+            ch = conn.channel()
+            out: list[DeadLetterRecord] = []
+            read: list[Any] = []
+            try:
+                b = self._bound(conn, self.dlq, ch)
+                while len(out) < limit:
+                    m = b.get(no_ack=False, accept=None)
+                    if m is None:
+                        break
+                    read.append(m)
+                    h = m.headers or {}
+                    out.append(DeadLetterRecord(str(h.get(H_ID, "")), m.body, str(h.get(H_REASON, "")),
+                                                int(h.get(H_FAILED_AT, 0)) / 1000.0))
+            finally:
+                _give_back(read)
+                ch.close()
+            return out
+
+        return list(self._with_conn(run))
+
+    def replay_dead_letters(self, ids: Sequence[str] | None = None) -> int:
+        wanted = set(ids) if ids is not None else None
+
+        def run(conn: Any) -> int:
+            ch = conn.channel()
+            n = 0
+            kept: list[Any] = []
+            try:
+                b = self._bound(conn, self.dlq, ch)
+                while True:
+                    m = b.get(no_ack=False, accept=None)
+                    if m is None:
+                        break
+                    h = m.headers or {}
+                    if wanted is not None and h.get(H_ID) not in wanted:
+                        kept.append(m)  # stays in the DLQ
+                        continue
+                    self._producer.publish(
+                        m.body, exchange="", routing_key=self.queue, declare=[self.q], content_type="application/json",
+                        content_encoding="binary", headers={H_ID: h.get(H_ID, "")}, delivery_mode=2)
+                    m.ack()
+                    n += 1
+            finally:
+                _give_back(kept)
+                ch.close()
+            return n
+
+        return int(self._with_conn(run))
+
+    def purge_dead_letters(self) -> int:
+        return int(self._with_conn(lambda c: self._bound(c, self.dlq).purge() or 0))
+
+    def delete_queues(self) -> None:
+        """Delete the queue and its DLQ (tests and teardown)."""
+        def run(conn: Any) -> None:
+            for q in (self.q, self.dlq):
+                try:
+                    q.bind(conn.default_channel).delete()
+                except Exception:  # noqa: BLE001 - already gone
+                    pass
+
+        self._with_conn(run)
+
+    # --- consuming --------------------------------------------------------------------------------
+    def _start(self) -> None:
+        with self._plock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=f"boostkernel-kombu-{self.queue}", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        attempt = 0
+        while not self._stop.is_set():
+            conn = self._connection()
+            try:
+                conn.ensure_connection(max_retries=1)
+                ch = conn.channel()
+                consumer = kombu.Consumer(ch, queues=[self.q], on_message=self._on_message, no_ack=False,
+                                          prefetch_count=self.prefetch, accept=None)
+                consumer.consume()
+                self._ready = self._ever_ready = True
+                self._last_error = None
+                self._first_attempt.set()
+                attempt = 0
+                while not self._stop.is_set():
+                    self._run_ops()
+                    try:
+                        conn.drain_events(timeout=self.poll_interval)
+                    except TimeoutError:
+                        pass
+                self._run_ops()  # acks handed over before close()
+                try:
+                    consumer.cancel()
+                    if not getattr(ch, "do_restore", True):  # e.g. memory: return unacked messages ourselves
+                        ch.qos.restore_unacked()
+                except Exception:  # noqa: BLE001
+                    pass
+            except Exception as exc:  # noqa: BLE001 - reconnect on anything; report it
+                self._last_error = mask(f"{type(exc).__name__}: {exc}")
+                self._first_attempt.set()
+                attempt += 1
+                delay = min(self.backoff_max, 0.2 * 2 ** min(attempt - 1, 12)) * random.uniform(0.5, 1.0)
+                self.log.warning("kombu consumer on %s failed (%s); reconnecting in %.1fs", mask_url(self.kurl),
+                                 self._last_error, delay)
+            finally:
+                self._lost()
+                try:
+                    conn.release()  # closing the channel returns unacked messages to the queue
+                except Exception:  # noqa: BLE001
+                    pass
+            if not self._stop.is_set() and attempt:
+                self._stop.wait(delay)
+
+    def _lost(self) -> None:
+        self._ready = False
+        self._gen += 1
+        with self._cond:
+            self._buf.clear()  # the transport redelivers them
+
+    def _on_message(self, message: Any) -> None:
+        h = message.headers or {}
+        count = 2 if message.delivery_info.get("redelivered") else 1
+        requeues = h.get(H_REQUEUES)
+        if requeues:
+            count += int(requeues)
+        d = Delivery(str(h.get(H_ID) or message.properties.get("message_id") or ""), message.body,
+                     (self._gen, message), count)
+        with self._cond:
+            self._buf.append(d)
+            self._cond.notify()
+
+    def _run_ops(self) -> None:
+        ops = self._ops
+        while ops:
+            fn = ops.popleft()
+            try:
+                fn()
+            except Exception:  # noqa: BLE001 - e.g. an ack on a connection that just died
+                self.log.debug("kombu settle failed (the message will be redelivered)", exc_info=True)
+
+    def fetch(self, max_messages: int, timeout: float) -> list[Delivery]:
+        if self._closed:
+            return []
+        if self._thread is None:
+            self._start()
+        buf, cond = self._buf, self._cond
+        with cond:
+            if not buf:
+                cond.wait(timeout)
+            if not buf:
+                if not self._ever_ready and self._first_attempt.is_set():
+                    raise BrokerUnavailable(f"cannot consume from {mask_url(self.kurl)}: {self._last_error}")
+                return []
+            n = min(max_messages, len(buf))
+            return [buf.popleft() for _ in range(n)]
+
+    def _settle(self, d: Delivery, action: str) -> None:
+        gen, message = d.tag
+        if gen != self._gen or not self._ready:
+            return  # from a connection that has gone: dropped, the transport redelivers
+        if action == "ack":
+            message.ack()
+        elif action == "requeue":
+            message.requeue()
+        else:
+            message.reject()
+
+    def _submit(self, d: Delivery, action: str) -> None:
+        if self._closed or self._thread is None:
+            return
+        self._ops.append(lambda: self._settle(d, action))
+
+    def ack(self, delivery: Delivery) -> None:
+        self._submit(delivery, "ack")
+
+    def ack_many(self, deliveries: Iterable[Delivery]) -> None:
+        for d in deliveries:
+            self._submit(d, "ack")
+
+    def nack(self, delivery: Delivery, requeue: bool = True, delay: float = 0.0) -> None:
+        """Requeue (at once: kombu has no portable delay) or drop the message.
+
+        A requeue publishes a copy with its requeue count (transports disagree on the ``redelivered`` flag),
+        then acks the original; if the copy cannot be published the transport's own requeue is used.
+        """
+        if not requeue:
+            self._submit(delivery, "reject")
+            return
+        gen, message = delivery.tag
+        headers = dict(message.headers or {})
+        headers[H_ID] = delivery.id
+        headers[H_REQUEUES] = int(headers.get(H_REQUEUES, 0)) + 1
+        try:
+            self._send(self.q, delivery.body, headers)
+        except BrokerUnavailable:
+            self._submit(delivery, "requeue")
+            return
+        self.ack(delivery)
+
+    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        """Publish to ``<queue>.dlq`` with the reason, then ack the original (at-least-once)."""
+        self._send(self.dlq, delivery.body, {H_ID: delivery.id, H_REASON: reason,
+                                            H_FAILED_AT: int(time.time() * 1000)})
+        self.ack(delivery)
+
+    # --- lifecycle --------------------------------------------------------------------------------
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10.0)
+        with self._plock:
+            self._drop_pconn()
+
+    def describe(self) -> dict[str, Any]:
+        d = super().describe()
+        d.update(transport=self.transport_name, prefetch=self.prefetch)
+        return d

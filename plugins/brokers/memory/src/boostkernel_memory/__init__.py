@@ -1,0 +1,1 @@
+"""In-process broker and store for boostkernel (tests, single-process apps, benchmarks)."""

@@ -1,0 +1,1 @@
+"""RabbitMQ broker plugin of boostkernel (pika)."""

@@ -1,0 +1,147 @@
+"""The Redis store: results with TTL and push waits, status records, counters, flags, locks, heartbeats.
+
+Keys (prefix ``bk:s:`` by default): ``result:<task id>`` (JSON record, PX ttl), ``notify:<task id>`` (a
+one-element list pushed when a *finished* record lands; waiters block on ``BLMOVE notify notify`` —
+the element stays, so every waiter wakes, not only the first), ``<key>`` for ``set/get/incr``,
+``lock:<name>`` for leases, ``worker:<id>`` plus the ``workers`` sorted set for heartbeats.
+
+Every process and machine that reaches the Redis server shares this state, so the controls that need
+coordination (global rate limit, dedup, pause, cancel, schedules firing once) can stand on it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from boostkernel.store import Store, StoreCapabilities
+
+from ._common import DEFAULT_URL, client
+
+_FINISHED = ("success", "failure", "skipped", "dead", "expired", "revoked", "duplicate")
+
+_INCR = """
+local v = redis.call('INCRBY', KEYS[1], ARGV[1])
+if ARGV[2] ~= '' and redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return v
+"""
+_LOCK = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
+return 0
+"""
+_UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def _dumps(v: Any) -> bytes:
+    return orjson.dumps(v, default=repr)
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
+class RedisStore(Store):
+    name = "redis"
+    capabilities = StoreCapabilities(cross_process=True, cross_host=True, durable=True, push_wait=True)
+    default_url = DEFAULT_URL
+
+    def __init__(self, url: str | None = None, params: Any = None, **options: Any) -> None:
+        super().__init__(url, params, **options)
+        opts = dict(params.broker_options) if params is not None and url == params.broker_url else {}
+        opts.update(options)
+        self.redis = client(self.url, opts)
+        self.prefix = str(opts.get("key_prefix", "bk")) + ":s:"
+        self._max_block = max(0.05, float(opts.get("socket_timeout", 10.0)) - 1.0)
+        self._incr = self.redis.register_script(_INCR)
+        self._lock = self.redis.register_script(_LOCK)
+        self._unlock = self.redis.register_script(_UNLOCK)
+
+    def _k(self, key: str) -> str:
+        return self.prefix + key
+
+    # --- results ------------------------------------------------------------------------------------
+    def put_result(self, task_id: str, record: dict[str, Any], ttl: float) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(self._k(f"result:{task_id}"), _dumps(record), px=_ms(ttl))
+        if record.get("status") in _FINISHED:
+            nkey = self._k(f"notify:{task_id}")
+            pipe.delete(nkey)
+            pipe.rpush(nkey, b"1")
+            pipe.pexpire(nkey, _ms(min(ttl, 600.0)))
+        pipe.execute()
+
+    def get_result(self, task_id: str, timeout: float = 0.0) -> dict[str, Any] | None:
+        key = self._k(f"result:{task_id}")
+        deadline = time.monotonic() + timeout
+        while True:
+            raw = self.redis.get(key)
+            rec = orjson.loads(raw) if raw is not None else None
+            if rec is not None and rec.get("status") != "running":
+                return rec  # type: ignore[no-any-return]
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return rec  # type: ignore[no-any-return]
+            # Block until the finished record is announced (pushed, not polled); the element stays in the
+            # list, so every waiter on this task wakes.
+            nkey = self._k(f"notify:{task_id}")
+            self.redis.blmove(nkey, nkey, max(0.01, min(left, self._max_block)), "LEFT", "RIGHT")
+
+    def get_results(self, task_ids: Sequence[str], timeout: float = 0.0) -> list[dict[str, Any] | None]:
+        deadline = time.monotonic() + timeout
+        return [self.get_result(t, max(0.0, deadline - time.monotonic())) for t in task_ids]
+
+    # --- key/value, counters, locks ---------------------------------------------------------------
+    def set(self, key: str, value: Any, ttl: float | None = None, only_if_absent: bool = False) -> bool:
+        ok = self.redis.set(self._k(key), _dumps(value), px=_ms(ttl) if ttl else None, nx=only_if_absent)
+        return bool(ok)
+
+    def get(self, key: str) -> Any:
+        raw = self.redis.get(self._k(key))
+        return orjson.loads(raw) if raw is not None else None
+
+    def get_many(self, keys: Sequence[str]) -> list[Any]:
+        if not keys:
+            return []
+        return [orjson.loads(r) if r is not None else None for r in self.redis.mget([self._k(k) for k in keys])]
+
+    def delete(self, key: str) -> bool:
+        return bool(self.redis.delete(self._k(key)))
+
+    def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
+        return int(self._incr(keys=[self._k(key)], args=[int(amount), _ms(ttl) if ttl else ""]))
+
+    def acquire_lock(self, name: str, owner: str, ttl: float) -> bool:
+        return bool(self._lock(keys=[self._k(f"lock:{name}")], args=[owner, _ms(ttl)]))
+
+    def release_lock(self, name: str, owner: str) -> bool:
+        return bool(self._unlock(keys=[self._k(f"lock:{name}")], args=[owner]))
+
+    def keys(self, prefix: str) -> list[str]:
+        """Keys (without the store prefix) that start with ``prefix`` (SCAN, never KEYS)."""
+        n = len(self.prefix)
+        pattern = (self.prefix + prefix).replace("[", "\\[").replace("*", "\\*").replace("?", "\\?") + "*"
+        return sorted({k.decode()[n:] for k in self.redis.scan_iter(match=pattern, count=1000)})
+
+    # --- workers ------------------------------------------------------------------------------
+    def heartbeat(self, worker_id: str, info: dict[str, Any], ttl: float) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(self._k(f"worker:{worker_id}"), _dumps(info), px=_ms(ttl))
+        pipe.zadd(self._k("workers"), {worker_id: time.time()})
+        pipe.execute()
+
+    def workers(self, within: float = 60.0) -> dict[str, Any]:
+        """Workers whose heartbeat is still alive, with the info they sent."""
+        self.redis.zremrangebyscore(self._k("workers"), "-inf", time.time() - max(within, 3600.0))
+        ids = [w.decode() for w in self.redis.zrangebyscore(self._k("workers"), time.time() - within, "+inf")]
+        infos = self.get_many([f"worker:{w}" for w in ids])
+        return {w: i for w, i in zip(ids, infos, strict=True) if i is not None}
+
+    def close(self) -> None:
+        """The connection pool is shared per URL in this process; nothing to release per store."""

@@ -1,0 +1,73 @@
+"""The boostkernel contract suite against the real Redis (db 15 by default, unique queue names)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from boostkernel.broker import Broker
+from boostkernel.store import Store
+from boostkernel.testing import BrokerContract, StoreContract
+from boostkernel.testing.helpers import service_url
+
+pytestmark = pytest.mark.service("redis")
+
+FAST = {"heartbeat_interval": 0.2, "dead_after": 1.0, "reap_interval": 0.3, "idle_poll": 0.1}
+
+
+def _maker(cls_path: str, **options: object) -> Callable[[], Iterator[Callable[[str], Broker]]]:
+    def fixture(self: object) -> Iterator[Callable[[str], Broker]]:
+        import importlib
+
+        mod, _, name = cls_path.partition(":")
+        cls = getattr(importlib.import_module(mod), name)
+        made: list[Broker] = []
+
+        def make(queue: str) -> Broker:
+            b = cls(queue, service_url("redis"), None, **options)
+            if hasattr(b, "subscribe"):
+                b.subscribe()  # fan-out: a subscriber only receives what is published after it subscribed
+            made.append(b)
+            return b
+
+        yield make
+        for b in made:
+            b.close()
+
+    return pytest.fixture(fixture)  # type: ignore[return-value]
+
+
+class TestRedisListContract(BrokerContract):
+    make_broker = _maker("boostkernel_redis.broker:RedisBroker", **FAST)
+
+
+class TestRedisListAutoBatchContract(BrokerContract):
+    make_broker = _maker("boostkernel_redis.broker:RedisBroker", auto_batch=True, **FAST)
+
+
+class TestRedisStreamsContract(BrokerContract):
+    make_broker = _maker("boostkernel_redis.streams:RedisStreamsBroker", **FAST)
+
+
+class TestRedisPubSubContract(BrokerContract):
+    make_broker = _maker("boostkernel_redis.pubsub:RedisPubSubBroker")
+
+
+class TestRedisStoreContract(StoreContract):
+    @pytest.fixture
+    def make_store(self) -> Iterator[Callable[[], Store]]:
+        from boostkernel_redis.store import RedisStore
+
+        prefix = f"bktest-{uuid.uuid4().hex[:8]}"
+        made: list[Store] = []
+
+        def make() -> Store:
+            s = RedisStore(service_url("redis"), None, key_prefix=prefix)
+            made.append(s)
+            return s
+
+        yield make
+        for s in made:
+            s.close()

@@ -1,0 +1,1 @@
+"""eventlet concurrency for boostkernel."""

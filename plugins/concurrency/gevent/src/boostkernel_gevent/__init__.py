@@ -1,0 +1,1 @@
+"""gevent concurrency for boostkernel."""

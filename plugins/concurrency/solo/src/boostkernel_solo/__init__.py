@@ -1,0 +1,1 @@
+"""Single-thread concurrency for boostkernel: one task at a time, inline in the consumer thread."""

@@ -1,0 +1,1 @@
+"""Thread-pool concurrency for boostkernel (the default)."""

@@ -1,0 +1,1 @@
+"""Circuit breaker: stop consuming after N consecutive failures, for boostkernel."""

@@ -1,0 +1,1 @@
+"""Periodic quota: at most N task starts per period, for boostkernel."""

@@ -1,0 +1,1 @@
+"""Precise rate limit (qps, fractional, process or global scope) for boostkernel."""

@@ -1,0 +1,1 @@
+"""Retries with exponential backoff and jitter, in the worker or by republishing, for boostkernel."""

@@ -1,0 +1,1 @@
+"""Stop a task after N seconds (threads, asyncio, processes) for boostkernel."""

@@ -1,0 +1,1 @@
+"""Allowed time window (cron expression) for boostkernel consumers."""

@@ -1,0 +1,1 @@
+"""boostkernel-celery: celery as a whole-framework broker."""

@@ -1,0 +1,1 @@
+"""boostkernel-dramatiq: dramatiq as a whole-framework broker."""

@@ -1,0 +1,1 @@
+"""boostkernel-huey: huey as a whole-framework broker."""

@@ -1,0 +1,1 @@
+"""boostkernel-rq: rq as a whole-framework broker."""
