@@ -55,3 +55,33 @@ def test_one_broker_url_per_process_is_refused_clearly(unique_queue: str, tmp_pa
     with pytest.raises(ConfigError, match="one celery broker URL") as info:
         a.broker_class.start_worker([a, b])
     assert "secret" not in str(info.value)
+
+
+@pytest.mark.service("redis")
+@pytest.mark.service("rabbitmq")
+def test_retries_are_republished_through_the_boosters_own_broker(unique_queue: str, tmp_path: Path) -> None:
+    """Regression: celery's pool threads traced tasks through its default app, so a retry was published to
+    celery's built-in default broker (amqp://localhost) and never came back to this worker."""
+    from kombu import Connection
+
+    from boostkernel import boost
+
+    calls: list[int] = []
+
+    def flaky(i: int) -> int:
+        calls.append(i)
+        if len(calls) == 1:
+            raise ConnectionError("first attempt fails")
+        return i
+
+    b = boost(unique_queue, broker="celery", broker_url=service_url("redis"), results=True, max_retries=2,
+              data_dir=str(tmp_path))(flaky)
+    b.consume()
+    try:
+        assert b.push(7).get(20) == 7
+        assert calls == [7, 7]
+    finally:
+        b.stop(10)
+    with Connection(service_url("rabbitmq")) as conn:
+        with pytest.raises(Exception, match="NOT_FOUND"):
+            conn.default_channel.queue_declare(queue=unique_queue, passive=True)

@@ -72,6 +72,12 @@ class _SharedWorker:
         from celery.utils.nodenames import anon_nodename
         from celery.worker import WorkController
 
+        # celery's pool threads trace tasks through the *default* app (trace_task_ret looks the task up in
+        # current_app), and a retry republishes through the app of the task instance found there. Unless the
+        # worker's app is the default, retries go to celery's built-in default broker (amqp://localhost)
+        # and are lost to this worker. One process consumes one celery broker URL, so this is unambiguous.
+        app.set_default()
+
         self.controller = WorkController(
             app=app, queues=queues, concurrency=concurrency, pool=pool, hostname=anon_nodename(),
             without_heartbeat=True, without_mingle=True, without_gossip=True, loglevel="WARNING",
@@ -198,7 +204,7 @@ class CeleryBroker(FrameworkBroker):
 
         run.__name__ = run.__qualname__ = booster.queue
         opts: dict[str, Any] = {
-            "name": booster.queue, "bind": True, "ignore_result": True, "acks_late": True,
+            "name": booster.queue, "bind": True, "ignore_result": True, "acks_late": True, "shared": False,
             "max_retries": p.max_retries, "default_retry_delay": 0,
             "autoretry_for": tuple(p.retry_on) if p.max_retries else (),
             "retry_backoff": int(p.retry_backoff) if p.retry_backoff else False,
