@@ -242,6 +242,7 @@ def peer_counter_ceiling(n: int, threads: int = 50) -> float | None:
         def work() -> None:
             for _ in range(per):
                 pc.count_done()
+            pc._flush()
 
         ts = [threading.Thread(target=work) for _ in range(threads)]
         t0 = time.perf_counter()
@@ -320,7 +321,10 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3, help="best of this many runs for every own/raw row")
     ap.add_argument("--json", default=str(HERE / "results" / "redis.json"), help="where to write the JSON")
     ap.add_argument("--no-peers", action="store_true")
+    ap.add_argument("--count-method", choices=("batched", "roundtrip"), default="batched",
+                    help="how peer-method workers count completions (benchmarks/peers/peerbench_common.py)")
     args = ap.parse_args()
+    os.environ["PEERBENCH_COUNT"] = args.count_method  # inherited by every peer script and worker process
     n, url = args.n, args.url
     import logging
 
@@ -375,10 +379,10 @@ def main() -> int:
     for res in (pm_solo, pm_thr):
         if res is not None:
             row("boostkernel (peer method)", res["mode"], res["publish_per_s"], res["consume_per_s"],
-                "1 worker process, +1 counter round trip per task, steady state")
+                f"1 worker process, completions counted {args.count_method}, steady state")
     ceiling = peer_counter_ceiling(args.peer_n or n)
     if ceiling is not None:
-        row("(peer method ceiling)", "counter round trip alone, 50 threads, no framework", None, ceiling,
+        row("(peer method ceiling)", f"the {args.count_method} counter alone, 50 threads, no framework", None, ceiling,
             "no framework can exceed this with the peer method")
     peers: dict[str, dict[str, Any]] = {}
     if not args.no_peers:
@@ -401,7 +405,7 @@ def main() -> int:
          f"{100 * pub_ratio:.0f}% (best runs: {pub['one_by_one']:,.0f} vs {lp:,.0f})"),
         ("auto-batched publish >= 100,000/s", pub["auto_batched"] >= 100_000, f"{pub['auto_batched']:,.0f}"),
     ]
-    # Peers are measured with one counter round trip per task in a separate worker process: compare them
+    # Peers are measured by a counter in a separate worker process: compare them
     # with boostkernel measured the same way (the "peer method" row), not with the in-process rows.
     same = pm_thr["consume_per_s"] if pm_thr else thr
     fb = consume_of("funboost")
@@ -417,7 +421,7 @@ def main() -> int:
     for name, ok, detail in checks:
         print(f"  [{'PASS' if ok else ('n/a ' if ok is None else 'FAIL')}] {name}: {detail}")
     out = {"n": n, "repeat": k, "command": " ".join(["python", *sys.argv]), "url": url.split("@")[-1], "python": platform.python_version(),
-           "redis": r.info("server")["redis_version"], "time": time.time(), "rows": rows,
+           "redis": r.info("server")["redis_version"], "time": time.time(), "count_method": args.count_method, "rows": rows,
            "targets": [{"target": a, "ok": b, "detail": c} for a, b, c in checks]}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(out, indent=2))
