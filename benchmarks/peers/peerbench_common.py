@@ -174,9 +174,6 @@ def _flush_loop() -> None:
 
 
 def _flush() -> None:
-    global _counter_client
-    import redis
-
     with _batch_lock:
         if not _batch:
             return
@@ -184,10 +181,23 @@ def _flush() -> None:
         _batch.clear()
         _batch_times.clear()
     key = os.environ.get(COUNTER_KEY_ENV, "peerbench:done")
-    for attempt in range(8):
-        pipe = _counter().pipeline(transaction=True)
+
+    def fill(pipe: Any) -> None:
         pipe.sadd(key, *tokens)
         pipe.eval(_MINMAX, 2, key + ":first", key + ":last", repr(times[0]), repr(times[1]))
+
+    _execute_with_retries(fill)
+
+
+def _execute_with_retries(fill: Callable[[Any], None]) -> None:
+    """Run one MULTI/EXEC pipeline filled by ``fill``, reconnecting after connection errors (the tokens in
+    a set make a repeated pipeline count nothing twice)."""
+    global _counter_client
+    import redis
+
+    for attempt in range(8):
+        pipe = _counter().pipeline(transaction=True)
+        fill(pipe)
         try:
             pipe.execute()
             return
@@ -205,25 +215,16 @@ def _count_roundtrip() -> None:
     error or a read timeout (the Redis here is shared with other suites, some of which kill or pause
     clients) never counts one execution twice.
     """
-    global _counter_client
-    import redis
-
     key = os.environ.get(COUNTER_KEY_ENV, "peerbench:done")
     token = uuid.uuid4().bytes
-    for attempt in range(8):
+
+    def fill(pipe: Any) -> None:
         now = repr(time.time())
-        pipe = _counter().pipeline(transaction=True)
         pipe.sadd(key, token)
         pipe.setnx(key + ":first", now)
         pipe.set(key + ":last", now)
-        try:
-            pipe.execute()
-            return
-        except (redis.ConnectionError, redis.TimeoutError):
-            if attempt == 7:
-                raise
-            _counter_client = None
-            time.sleep(0.05 * (attempt + 1))
+
+    _execute_with_retries(fill)
 
 
 # ---------------------------------------------------------------- harness side
