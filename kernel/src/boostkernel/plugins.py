@@ -85,23 +85,41 @@ class PluginStatus:
 
     @property
     def light(self) -> bool:
-        """True if the distribution needs nothing but boostkernel packages: loading its classes imports no
-        client library (``plugins list`` shows their capabilities without ``--capabilities``)."""
+        """True if the distribution needs nothing but boostkernel and the kernel's own dependencies: loading
+        its classes imports no client library (``plugins list`` shows their capabilities)."""
         if self.requires is None:
             return self.source == "local"
-        for req in self.requires:
-            if "extra ==" in req:
-                continue
-            name = req.split(";")[0].strip().split("[")[0]
-            for sep in "<>=!~ (":
-                name = name.split(sep)[0]
-            if not name.lower().startswith("boostkernel"):
-                return False
-        return True
+        allowed = _kernel_requirements()
+        return all(name.startswith("boostkernel") or name in allowed
+                   for name in (_requirement_name(r) for r in self.requires if "extra ==" not in r))
 
     @property
     def kinds(self) -> list[str]:
         return [k for k in KINDS if self.provides.get(k)]
+
+
+def _requirement_name(req: str) -> str:
+    name = req.split(";")[0].strip().split("[")[0]
+    for sep in "<>=!~ (":
+        name = name.split(sep)[0]
+    return name.lower().replace("_", "-")
+
+
+_kernel_reqs: set[str] | None = None
+
+
+def _kernel_requirements() -> set[str]:
+    """Names of the kernel's own dependencies (already imported, so not client libraries)."""
+    global _kernel_reqs
+    if _kernel_reqs is None:
+        from importlib import metadata
+
+        try:
+            reqs = metadata.distribution("boostkernel").requires or []
+        except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+            reqs = []
+        _kernel_reqs = {_requirement_name(r) for r in reqs if "extra ==" not in r}
+    return _kernel_reqs
 
 
 class Registry:
