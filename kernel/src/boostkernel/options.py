@@ -81,9 +81,13 @@ def _default_of(f: Field[Any]) -> Any:
 
 
 def _type_name(t: Any) -> str:
-    if isinstance(t, type):
+    if get_origin(t) is Union:  # typing.Optional[X] as returned by get_type_hints on Python 3.10
+        return " | ".join(_type_name(a) for a in get_args(t))
+    if isinstance(t, type) and get_origin(t) is None:
         return t.__name__
-    return str(t).replace("typing.", "")
+    if t is type(None) or t is None:
+        return "None"
+    return str(t).replace("typing.", "").replace("NoneType", "None")
 
 
 def describe(cls: type, control: str = "") -> list[OptionInfo]:
