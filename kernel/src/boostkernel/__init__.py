@@ -15,9 +15,11 @@
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # not ``from typing import``: importing typing would cost more than this whole module
 if TYPE_CHECKING:
+    from typing import Any
+
     from .booster import Booster, boost
     from .broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
     from .context import Outcome, TaskContext, current_task, worker_id
