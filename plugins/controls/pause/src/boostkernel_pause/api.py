@@ -22,4 +22,5 @@ def resume(booster: Any) -> None:
 
 
 def is_paused(booster: Any) -> bool:
+    """True while the queue is paused."""
     return bool(booster.store.get(pause_key(booster.queue)))

@@ -29,12 +29,16 @@ def register_commands(cli: Any) -> None:
 
 
 def add_schedule(booster: Any, **spec: Any) -> str:
+    """``Booster.schedule(cron=... | interval=... | at=..., args=, kwargs=, id=, options=, timezone=)``: publish
+    this task on a schedule saved in the store (run the schedulers with ``boostkernel scheduler MODULE``);
+    returns the schedule id."""
     from .api import add_schedule as add
 
     return add(booster, **spec)
 
 
 def remove_schedule(booster: Any, schedule_id: str) -> bool:
+    """Remove the schedule ``schedule_id`` of ``booster``'s queue; True if it existed."""
     from .api import remove_schedule as remove
 
     return remove(booster, schedule_id)
@@ -46,6 +50,7 @@ def unschedule(booster: Any, id: str) -> bool:  # noqa: A002 - Booster.unschedul
 
 
 def list_schedules(booster: Any) -> list[dict[str, Any]]:
+    """``Booster.schedules()``: the schedules saved for this queue."""
     from .api import list_schedules as lst
 
     return lst(booster)
