@@ -368,6 +368,9 @@ class DeliveryContract:
         charged = {b.id: dead[b.id] for b in bystanders if b.id in dead}
         assert not charged, f"prefetched (never started) messages were dead-lettered: {charged}"
         assert {b.id for b in bystanders} <= back.keys(), "prefetched messages of a dead consumer were lost"
+        if poison.id not in dead:  # the reaper may run just after the bystanders came back
+            assert _eventually(lambda: any(r.id == poison.id for r in broker.dead_letters()),
+                               bound + self.settle_time), "the message that was running is not dead-lettered"
 
     # --- no crash: exactly once ---------------------------------------------------------------------
     @requires("ack")
