@@ -12,7 +12,7 @@ Reliability rules for every broker that declares ``ack=True`` (docs/reliability.
 recording "in flight" is one atomic operation; the kernel acks only after the task finished; dead
 consumers are found by heartbeats from a dedicated thread, never by a per-message visibility timeout;
 in-flight records are keyed by message id; deliveries are counted and a message that killed its worker
-``max_deliveries`` times goes to the dead-letter queue; ``close()`` returns unacked prefetched messages.
+``max_deliveries`` times *while running* (see :meth:`Broker.started`) goes to the dead-letter queue; ``close()`` returns unacked prefetched messages.
 """
 
 from __future__ import annotations
@@ -77,6 +77,11 @@ class Delivery:
     delivery_count: int = 1
     """1 on the first delivery; more means it was redelivered (duplicates are possible)."""
     extra: dict[str, Any] = field(default_factory=dict)
+    crashes: int = 0
+    """How often a worker died while running this message (brokers that count crashes set it). The kernel
+    runs a message with ``crashes > 0`` alone in its process, so that if it kills the worker again it is
+    the only message charged: a poison message reaches ``max_deliveries`` by itself, and messages that
+    happened to run beside it the first time are not dead-lettered with it."""
 
 
 @dataclass(slots=True)
@@ -139,6 +144,18 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     def fetch(self, max_messages: int, timeout: float) -> list[Delivery]:
         """Return up to ``max_messages`` deliveries, waiting at most ``timeout`` seconds for the first."""
+
+    def started(self, delivery: Delivery) -> None:
+        """The kernel is about to run this delivery's function (once per delivery, on the thread that runs it).
+
+        Brokers that count crashes override it so that a worker's death charges a crash only to the
+        message(s) that were *running*: messages it had only prefetched go back uncharged, and a poison
+        message does not take its bystanders to the dead-letter queue. The kernel calls it only when a
+        broker overrides it. It runs on the per-message path: keep it to a cheap local write that survives
+        ``kill -9`` (:class:`boostkernel.running.RunningJournal`, one ``write(2)``), never a broker round
+        trip. Code that drives a broker by hand (tests, the contract suite) calls it before running a
+        delivery; a delivery never started is returned uncharged when its consumer dies.
+        """
 
     @abc.abstractmethod
     def ack(self, delivery: Delivery) -> None:
