@@ -58,6 +58,8 @@ class _Job:
             if c._stop.is_set():  # handed over but not started before shutdown: back to the queue, not run
                 _safe(c.broker.nack, self.delivery, True)
                 return
+            if c.started is not None:  # prefetched -> running (crash-loop accounting), only if the broker cares
+                c.started(self.delivery)
             c.run_one(self.delivery)
         finally:
             next(c._finished)
@@ -68,6 +70,8 @@ class _Job:
             if c._stop.is_set():
                 _safe(c.broker.nack, self.delivery, True)
                 return
+            if c.started is not None:
+                c.started(self.delivery)
             await c.run_one_async(self.delivery)
         finally:
             next(c._finished)
@@ -79,6 +83,9 @@ class Consumer:
         self.params = p = booster.params
         self.log = queue_logger(booster.queue)
         self.broker: Broker = booster.make_broker()
+        #: ``broker.started`` if the broker overrides it (it tracks running vs prefetched), else None.
+        self.started: Callable[[Delivery], None] | None = (
+            self.broker.started if type(self.broker).started is not Broker.started else None)
         self.executor: Executor = booster.executor_class(p.workers)
         self.controls: list[Control] = booster.make_controls()
         for c in self.controls:
@@ -91,10 +98,6 @@ class Consumer:
         self.processed = 0
         self._submitted = 0  # jobs handed to the executor (dispatch thread only)
         self._finished = itertools.count(1)  # next() is atomic: jobs done, from any thread
-        # Called just before a function runs, only for brokers that count crashes per running message.
-        started = type(self.broker).started
-        self._started: Callable[[Delivery], None] | None = (
-            self.broker.started if started is not Broker.started else None)
         self._build_chain()
 
     # --- the chain ------------------------------------------------------------------------------
@@ -260,8 +263,6 @@ class Consumer:
         ctx = self._begin(delivery)
         if ctx is None:
             return
-        if self._started is not None:
-            self._started(delivery)
         token = _current.set(ctx)
         tid = current_task_id.set(ctx.envelope.id)
         try:
@@ -280,8 +281,6 @@ class Consumer:
         ctx = self._begin(delivery)
         if ctx is None:
             return
-        if self._started is not None:
-            self._started(delivery)
         token = _current.set(ctx)
         tid = current_task_id.set(ctx.envelope.id)
         try:
