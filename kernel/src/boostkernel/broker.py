@@ -115,7 +115,7 @@ class Broker(abc.ABC):
 
     * ``setup_booster(booster)`` - at decoration time (``@boost``): validate the parameters (a parameter
       the framework cannot honour raises ``ConfigError`` saying so), register the task with the framework
-      under the queue's name. ``framework_params`` lists the ``BoostParams`` fields mapped onto the
+      under the queue's name. ``framework_params`` lists the control options mapped onto the
       framework's own options; the kernel loads no control plugin for them.
     * ``start_worker(boosters) -> handle`` - ``Booster.consume()``: start the framework's worker for these
       boosters in the background of this process and return at once. The handle has ``running``,
@@ -170,7 +170,7 @@ class Broker(abc.ABC):
         that declares ``ack`` records it so that a consumer's death charges a crash to the messages it was
         running and not to those it had only prefetched (see the module docstring). Must be cheap: it runs
         on the per-message path, so a local write that survives ``kill -9``
-        (:class:`boostkernel.running.RunningJournal`, one ``write(2)``), never a broker round trip.
+        (:class:`boostkernel.journal.RunningJournal`, one ``write(2)``), never a broker round trip.
         """
 
     @abc.abstractmethod
