@@ -56,6 +56,8 @@ class _Job:
         if c._stop.is_set():  # handed over but not started before shutdown: back to the queue, not run
             _safe(c.broker.nack, self.delivery, True)
             return
+        if c.started is not None:  # prefetched -> running (crash-loop accounting), only if the broker cares
+            c.started(self.delivery)
         c.run_one(self.delivery)
 
     async def run_async(self) -> None:
@@ -63,6 +65,8 @@ class _Job:
         if c._stop.is_set():
             _safe(c.broker.nack, self.delivery, True)
             return
+        if c.started is not None:
+            c.started(self.delivery)
         await c.run_one_async(self.delivery)
 
 
@@ -72,6 +76,9 @@ class Consumer:
         self.params = p = booster.params
         self.log = queue_logger(booster.queue)
         self.broker: Broker = booster.make_broker()
+        #: ``broker.started`` if the broker overrides it (it tracks running vs prefetched), else None.
+        self.started: Callable[[Delivery], None] | None = (
+            self.broker.started if type(self.broker).started is not Broker.started else None)
         self.executor: Executor = booster.executor_class(p.workers)
         self.controls: list[Control] = booster.make_controls()
         for c in self.controls:

@@ -6,7 +6,20 @@ import os
 import socket
 import time
 from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import urlparse
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def requires(*capabilities: str) -> Callable[[F], F]:
+    """Mark a contract test as needing these capabilities of the plugin under test."""
+
+    def mark(fn: F) -> F:
+        fn._requires = capabilities  # type: ignore[attr-defined]
+        return fn
+
+    return mark
 
 DEFAULT_URLS = {
     "redis": "redis://127.0.0.1:6379/15",
