@@ -1,8 +1,12 @@
-"""The boostkernel contract suite against the real PostgreSQL (a schema of its own, unique queue names)."""
+"""The boostkernel contract suite against the real PostgreSQL (a schema of its own, unique queue names).
+
+The durability test restarts the server: it runs against a private PostgreSQL started for the session
+(``boostkernel.testing.private``), never the shared one."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -10,27 +14,55 @@ from boostkernel.broker import Broker
 from boostkernel.store import Store
 from boostkernel.testing import BrokerContract, StoreContract
 from boostkernel.testing.helpers import service_url
+from boostkernel.testing.private import PrivatePostgres
 
 pytestmark = pytest.mark.service("postgres")
 
-FAST = {"heartbeat_interval": 0.2, "dead_after": 1.0, "reap_interval": 0.3}
+#: Short intervals so the delivery tests run in seconds: heartbeats every 0.2 s, dead after 1 s.
+FAST = {"heartbeat_interval": 0.2, "dead_after": 1.0, "reap_interval": 0.3, "max_deliveries": 3}
+
+
+@pytest.fixture(scope="session")
+def private_pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivatePostgres]:
+    if not PrivatePostgres.available():
+        pytest.skip("PostgreSQL server binaries are not installed")
+    pg = PrivatePostgres.start(Path(tmp_path_factory.mktemp("private-pg")))
+    yield pg
+    pg.stop()
 
 
 class TestPostgresBroker(BrokerContract):
+    lease_seconds = 1.0
+    recovery_seconds = 5.0
+
     @pytest.fixture
-    def make_broker(self, pg_schema: str) -> Iterator[Callable[[str], Broker]]:
+    def make_broker(self, request: pytest.FixtureRequest, pg_schema: str) -> Iterator[Callable[[str], Broker]]:
         from boostkernel_postgres.broker import PostgresBroker
 
+        url = service_url("postgres")
+        if "restart_service" in request.fixturenames:  # this test restarts the server: use the private one
+            url = request.getfixturevalue("private_pg").url
         made: list[Broker] = []
 
         def make(queue: str) -> Broker:
-            b = PostgresBroker(queue, service_url("postgres"), None, schema=pg_schema, **FAST)
+            b = PostgresBroker(queue, url, None, schema=pg_schema, **FAST)
             made.append(b)
             return b
 
         yield make
         for b in made:
             b.close()
+
+    @pytest.fixture
+    def cut_connection(self) -> Callable[[Broker], None]:
+        def cut(broker: Broker) -> None:  # pg_terminate_backend of every connection the broker holds
+            assert broker.cut_connections() >= 1  # type: ignore[attr-defined]
+
+        return cut
+
+    @pytest.fixture
+    def restart_service(self, private_pg: PrivatePostgres) -> Callable[[], None]:
+        return private_pg.restart
 
 
 class TestPostgresStore(StoreContract):

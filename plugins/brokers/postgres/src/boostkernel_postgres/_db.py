@@ -128,15 +128,23 @@ class Link:
             self._conn, self._had_conn = c, True
         return c
 
-    def run(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
+    def run(self, fn: Callable[[psycopg.Connection[Any]], T], retry_stale: bool = True) -> T:
+        """``fn(conn)``. With ``retry_stale``, a connection that broke while idle (a server restart, a cut
+        link: noticed only now) is replaced and ``fn`` runs once more; pass False where a second run
+        needs the caller's care (a claim whose reply was lost)."""
         with self.lock:
-            try:
-                return fn(self.conn())
-            except BrokerUnavailable:
-                raise
-            except CONNECTION_ERRORS as exc:
-                self.drop()
-                raise BrokerUnavailable(f"PostgreSQL at {mask_url(self.url)}: {mask(str(exc)).strip()}") from exc
+            for attempt in (1, 2):
+                stale = self._conn is not None and not self._conn.closed
+                try:
+                    return fn(self.conn())
+                except BrokerUnavailable:
+                    raise
+                except CONNECTION_ERRORS as exc:
+                    self.drop()
+                    if attempt == 1 and stale and retry_stale:
+                        continue
+                    raise BrokerUnavailable(f"PostgreSQL at {mask_url(self.url)}: {mask(str(exc)).strip()}") from exc
+            raise AssertionError("unreachable")  # pragma: no cover
 
     def run_retrying(self, fn: Callable[[psycopg.Connection[Any]], T], timeout: float, what: str) -> T:
         """``run`` with capped exponential backoff and jitter until ``timeout`` seconds have passed."""
@@ -186,6 +194,50 @@ def ensure_schema(link: Link, schema: str, name: str, ddl: str) -> None:
     link.run_retrying(tx, float(link.options.get("connect_retry_timeout", 30.0)), "creating the boostkernel tables")
     with _schemas_lock:
         _schemas_ready.add(key)
+
+
+class GroupCommit:
+    """Writes that callers must wait for, batched: the first caller writes everything queued so far while
+    the others wait for it (one round trip for all the worker threads that started a task meanwhile).
+
+    ``Broker.started`` uses it: the "running" mark must be in the database before the task runs (a task
+    that kills its worker at once must be charged the crash), but a round trip per task and thread on
+    one connection would serialize the workers.
+    """
+
+    def __init__(self, write: Callable[[list[Any]], None], what: str) -> None:
+        self._write, self._what = write, what
+        self._cond = threading.Condition()
+        self._pending: list[Any] = []
+        self._open = 0  # number of the batch new items join
+        self._done = -1  # last batch written (or given up)
+        self._writing = False
+        self._warned = False
+
+    def add(self, item: Any) -> None:
+        with self._cond:
+            self._pending.append(item)
+            mine = self._open
+            while True:
+                if self._done >= mine:
+                    return
+                if not self._writing:
+                    break
+                self._cond.wait()
+            self._writing = True
+            batch, self._pending = self._pending, []
+            no, self._open = self._open, self._open + 1
+        try:
+            self._write(batch)
+        except Exception as exc:  # noqa: BLE001 - the task still runs; only crash accounting is degraded
+            if not self._warned:
+                self._warned = True
+                log.warning("%s failed (%s): a crash of these tasks' worker will not be charged to them", self._what,
+                            exc)
+        finally:
+            with self._cond:
+                self._done, self._writing = no, False
+                self._cond.notify_all()
 
 
 NOW = "extract(epoch from clock_timestamp())"

@@ -37,6 +37,7 @@ from ._db import (
     DEFAULT_SCHEMA,
     DEFAULT_URL,
     NOW,
+    GroupCommit,
     Link,
     channel,
     check_schema,
@@ -54,6 +55,7 @@ CREATE TABLE IF NOT EXISTS {s}.bk_messages (
     priority integer NOT NULL DEFAULT 0,
     eta double precision NOT NULL DEFAULT 0,
     owner text,
+    running boolean NOT NULL DEFAULT false,
     deliveries integer NOT NULL DEFAULT 0,
     crashes integer NOT NULL DEFAULT 0
 );
@@ -123,6 +125,7 @@ class PostgresBroker(Broker):
         self._hb_thread: threading.Thread | None = None
         self._closed = threading.Event()
         self._sql()
+        self._starts = GroupCommit(self._mark_running, f"marking tasks of {queue!r} as running")
 
     def _sql(self) -> None:
         t = self.t_msg
@@ -136,7 +139,7 @@ class PostgresBroker(Broker):
             f"WITH a AS (DELETE FROM {t} WHERE seq = ANY(%(acks)s) AND owner = %(owner)s), "
             f"c AS (SELECT seq FROM {t} WHERE queue = %(q)s AND owner IS NULL AND eta <= {NOW} "
             f"ORDER BY priority DESC, seq LIMIT %(n)s FOR UPDATE SKIP LOCKED) "
-            f"UPDATE {t} m SET owner = %(owner)s, deliveries = m.deliveries + 1 FROM c WHERE m.seq = c.seq "
+            f"UPDATE {t} m SET owner = %(owner)s, running = false, deliveries = m.deliveries + 1 FROM c WHERE m.seq = c.seq "
             f"RETURNING m.seq, m.id, m.body, m.deliveries, m.priority")
         self.q_ack = f"DELETE FROM {t} WHERE seq = ANY(%s) AND owner = %s"
         self.q_beat = (f"INSERT INTO {self.t_cons} (owner, queue, beat_at) VALUES (%s, %s, {NOW}) "
@@ -146,12 +149,13 @@ class PostgresBroker(Broker):
             f"  AND NOT EXISTS (SELECT 1 FROM {self.t_cons} c WHERE c.owner = m.owner "
             f"                  AND c.beat_at > {NOW} - %(dead_after)s) "
             f"  FOR UPDATE OF m SKIP LOCKED), "
-            f"dead AS (DELETE FROM {t} m USING orphan o WHERE m.seq = o.seq AND m.crashes + 1 >= %(maxc)s "
-            f"  RETURNING m.queue, m.id, m.body, m.crashes), "
+            f"dead AS (DELETE FROM {t} m USING orphan o WHERE m.seq = o.seq AND m.running "
+            f"  AND m.crashes + 1 >= %(maxc)s RETURNING m.queue, m.id, m.body, m.crashes), "
             f"ins AS (INSERT INTO {self.t_dead} (queue, id, body, reason, failed_at) SELECT queue, id, body, "
-            f"  'crash-loop: its worker died ' || (crashes + 1) || ' time(s) while holding it', {NOW} FROM dead), "
-            f"back AS (UPDATE {t} m SET owner = NULL, crashes = m.crashes + 1 FROM orphan o "
-            f"  WHERE m.seq = o.seq AND m.crashes + 1 < %(maxc)s RETURNING 1) "
+            f"  'crash-loop: its worker died ' || (crashes + 1) || ' time(s) while running it', {NOW} FROM dead), "
+            f"back AS (UPDATE {t} m SET owner = NULL, running = false, "
+            f"  crashes = m.crashes + CASE WHEN m.running THEN 1 ELSE 0 END FROM orphan o "
+            f"  WHERE m.seq = o.seq AND NOT (m.running AND m.crashes + 1 >= %(maxc)s) RETURNING 1) "
             f"SELECT (SELECT count(*) FROM back), (SELECT count(*) FROM dead)")
         self.q_forget_consumers = (
             f"DELETE FROM {self.t_cons} c WHERE c.queue = %s AND c.beat_at < {NOW} - %s "
@@ -208,7 +212,13 @@ class PostgresBroker(Broker):
             with self._acks_lock:
                 acks, self._acks = self._acks, []
             try:
-                rows = self._fetch.run(lambda c, a=acks: self._claim(c, max_messages, a))  # type: ignore[misc]
+                try:
+                    rows = self._fetch.run(lambda c, a=acks: self._claim(c, max_messages, a), False)  # type: ignore[misc]
+                except BrokerUnavailable:
+                    # A connection that died while idle (server restart, cut): one more try on a new one. The
+                    # failed claim may have committed: the retry also delivers rows we own but do not know.
+                    self._suspect = True
+                    rows = self._fetch.run(lambda c, a=acks: self._claim(c, max_messages, a), False)  # type: ignore[misc]
             except BaseException:
                 with self._acks_lock:
                     self._acks[:0] = acks
@@ -232,6 +242,16 @@ class PostgresBroker(Broker):
     def _wait_notify(conn: psycopg.Connection[Any], timeout: float) -> None:
         for _ in conn.notifies(timeout=timeout, stop_after=1):
             pass
+
+    def started(self, delivery: Delivery) -> None:
+        """Mark the row running before the task runs (batched with other threads' marks): if this worker
+        dies now, the reaper charges the crash to this message and not to the ones only prefetched."""
+        self._starts.add(delivery.tag)
+
+    def _mark_running(self, seqs: list[int]) -> None:
+        self._pub.run_retrying(lambda c: c.execute(
+            f"UPDATE {self.t_msg} SET running = true WHERE seq = ANY(%s) AND owner = %s", (seqs, self.owner)),
+            min(5.0, self.publish_timeout), "marking tasks running")
 
     def _settled(self, seqs: Iterable[int]) -> None:
         held = self._held
@@ -271,7 +291,7 @@ class PostgresBroker(Broker):
             self._pub.run_retrying(lambda c: c.execute(self.q_ack, ([seq], self.owner)), self.publish_timeout, "nack")
         else:
             self._pub.run_retrying(lambda c: c.execute(
-                f"WITH u AS (UPDATE {self.t_msg} SET owner = NULL, eta = CASE WHEN %s > 0 THEN {NOW} + %s "
+                f"WITH u AS (UPDATE {self.t_msg} SET owner = NULL, running = false, eta = CASE WHEN %s > 0 THEN {NOW} + %s "
                 f"ELSE eta END WHERE seq = %s AND owner = %s) SELECT pg_notify(%s, '')",
                 (delay, delay, seq, self.owner, self.channel)), self.publish_timeout, "nack")
         self._held.discard(seq)
@@ -370,7 +390,7 @@ class PostgresBroker(Broker):
 
     def cut_connections(self) -> int:
         """Terminate this broker's server connections (tests of reconnection); return how many were cut."""
-        pids = [p for p in (self._fetch.backend_pid(), self._maint.backend_pid()) if p is not None]
+        pids = [p for p in (link.backend_pid() for link in (self._fetch, self._maint, self._pub)) if p is not None]
         if not pids:
             return 0
         with psycopg.connect(self.url, autocommit=True) as c:
