@@ -65,7 +65,7 @@ class PrivatePostgres:
         self.url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
 
     @staticmethod
-    def bindir() -> Path | None:
+    def find_bindir() -> Path | None:
         found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
         if found:
             return Path(found[-1]).parent
@@ -74,11 +74,11 @@ class PrivatePostgres:
 
     @classmethod
     def available(cls) -> bool:
-        return cls.bindir() is not None
+        return cls.find_bindir() is not None
 
     @classmethod
     def start(cls, base: Path, port: int | None = None) -> PrivatePostgres:
-        bindir = cls.bindir()
+        bindir = cls.find_bindir()
         if bindir is None:
             raise RuntimeError("PostgreSQL server binaries not found (apt-get install postgresql)")
         if os.geteuid() == 0:  # the postgres user must reach the directory: not under root's private tmp
