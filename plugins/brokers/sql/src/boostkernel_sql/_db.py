@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import re
@@ -20,6 +21,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the depe
     raise ImportError(f"the sql broker of boostkernel needs SQLAlchemy 2 ({exc}). Install it with: "
                       'pip install "boostkernel[sql]"  plus your database driver (pymysql, psycopg …)') from exc
 
+log = logging.getLogger("boostkernel.sql")
 _engines: dict[tuple[Any, ...], sa.Engine] = {}
 _lock = threading.Lock()
 _PREFIX = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
@@ -80,7 +82,8 @@ def engine_for(url: str, options: dict[str, Any]) -> sa.Engine:
         elif backend == "postgresql":
             kw["isolation_level"] = "READ COMMITTED"
             if driver in ("psycopg", "psycopg2"):
-                connect_args = {"connect_timeout": connect_timeout, "keepalives": 1, "keepalives_idle": 10}
+                connect_args = {"connect_timeout": connect_timeout, "keepalives": 1, "keepalives_idle": 10,
+                                "application_name": f"boostkernel-sql:{os.getpid()}"}
         elif backend == "sqlite":
             kw = {"pool_pre_ping": True}
             connect_args = {"timeout": 30, "check_same_thread": False}
@@ -126,6 +129,50 @@ def is_transient(exc: sa.exc.DBAPIError) -> str | None:
     return None
 
 
+class GroupCommit:
+    """Writes that callers must wait for, batched: the first caller writes everything queued so far while
+    the others wait for it (one round trip for all the worker threads that started a task meanwhile).
+
+    ``Broker.started`` uses it: the "running" mark must be in the database before the task runs (a task
+    that kills its worker at once must be charged the crash), but a round trip per task and thread on
+    one connection would serialize the workers.
+    """
+
+    def __init__(self, write: Callable[[list[Any]], None], what: str) -> None:
+        self._write, self._what = write, what
+        self._cond = threading.Condition()
+        self._pending: list[Any] = []
+        self._open = 0  # number of the batch new items join
+        self._done = -1  # last batch written (or given up)
+        self._writing = False
+        self._warned = False
+
+    def add(self, item: Any) -> None:
+        with self._cond:
+            self._pending.append(item)
+            mine = self._open
+            while True:
+                if self._done >= mine:
+                    return
+                if not self._writing:
+                    break
+                self._cond.wait()
+            self._writing = True
+            batch, self._pending = self._pending, []
+            no, self._open = self._open, self._open + 1
+        try:
+            self._write(batch)
+        except Exception as exc:  # noqa: BLE001 - the task still runs; only crash accounting is degraded
+            if not self._warned:
+                self._warned = True
+                log.warning("%s failed (%s): a crash of these tasks' worker will not be charged to them", self._what,
+                            exc)
+        finally:
+            with self._cond:
+                self._done, self._writing = no, False
+                self._cond.notify_all()
+
+
 class Tables:
     """The broker's tables (``<prefix>messages``, ``<prefix>consumers``, ``<prefix>dead``), created once."""
 
@@ -146,6 +193,7 @@ class Tables:
             sa.Column("priority", sa.Integer, nullable=False, default=0),
             sa.Column("eta", sa.Double, nullable=False, default=0.0),
             sa.Column("owner", name, nullable=True),
+            sa.Column("running", sa.Boolean, nullable=False, default=False),
             sa.Column("deliveries", sa.Integer, nullable=False, default=0),
             sa.Column("crashes", sa.Integer, nullable=False, default=0),
             sa.Index(f"{prefix}messages_ready", "queue", "owner", "priority", "seq"),

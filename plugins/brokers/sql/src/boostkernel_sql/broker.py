@@ -34,7 +34,16 @@ from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Del
 from boostkernel.errors import BrokerUnavailable, ConfigError
 from boostkernel.logs import mask, mask_url, queue_logger
 
-from ._db import Tables, backoff_delays, consumer_id, engine_for, is_transient, now_expr, skip_locked_supported
+from ._db import (
+    GroupCommit,
+    Tables,
+    backoff_delays,
+    consumer_id,
+    engine_for,
+    is_transient,
+    now_expr,
+    skip_locked_supported,
+)
 
 T = TypeVar("T")
 _wakeups: dict[str, threading.Condition] = {}
@@ -84,6 +93,7 @@ class SqlBroker(Broker):
         self._suspect = False
         self._hb_thread: threading.Thread | None = None
         self._closed = threading.Event()
+        self._starts = GroupCommit(self._mark_running, f"marking tasks of {queue!r} as running")
 
     # --- plumbing ---------------------------------------------------------------------------------
     def _tx(self, fn: Callable[[Connection], T]) -> T:
@@ -153,12 +163,12 @@ class SqlBroker(Broker):
             seqs = [r[0] for r in conn.execute(pick.with_for_update(skip_locked=True))]
             if seqs:
                 conn.execute(m.update().where(m.c.seq.in_(seqs))
-                             .values(owner=self.owner, deliveries=m.c.deliveries + 1))
+                             .values(owner=self.owner, running=False, deliveries=m.c.deliveries + 1))
         else:
             seqs = [r[0] for r in conn.execute(pick)]
             if seqs:  # whoever updates a row first owns it; the others' WHERE no longer matches
                 conn.execute(m.update().where(m.c.seq.in_(seqs), m.c.owner.is_(None))
-                             .values(owner=self.owner, deliveries=m.c.deliveries + 1))
+                             .values(owner=self.owner, running=False, deliveries=m.c.deliveries + 1))
         rows = list(conn.execute(sa.select(*cols).where(m.c.seq.in_(seqs), m.c.owner == self.owner))) if seqs else []
         if self._suspect:  # rows a claim whose reply was lost gave us: deliver them now
             known = [*self._held, *(r[0] for r in rows)]
@@ -201,6 +211,16 @@ class SqlBroker(Broker):
                 self._wake.wait(min(pause, left))
             pause = min(pause * 2, self.idle_poll)
 
+    def started(self, delivery: Delivery) -> None:
+        """Mark the row running before the task runs (batched with other threads' marks): if this worker
+        dies now, the reaper charges the crash to this message and not to the ones only prefetched."""
+        self._starts.add(delivery.tag)
+
+    def _mark_running(self, seqs: list[int]) -> None:
+        m = self.tables.messages
+        self._tx(lambda c: c.execute(m.update().where(m.c.seq.in_(seqs), m.c.owner == self.owner)
+                                     .values(running=True)))
+
     def _settled(self, seqs: Iterable[int]) -> None:
         held = self._held
         for s in seqs:
@@ -240,7 +260,7 @@ class SqlBroker(Broker):
         if not requeue:
             self._tx_retrying(lambda c: c.execute(m.delete().where(mine)), "nack")
         else:
-            values: dict[str, Any] = {"owner": None}
+            values: dict[str, Any] = {"owner": None, "running": False}
             if delay > 0:
                 values["eta"] = (self._now + delay) if self._now is not None else time.time() + delay
             self._tx_retrying(lambda c: c.execute(m.update().where(mine).values(**values)), "nack")
@@ -316,20 +336,25 @@ class SqlBroker(Broker):
             dead_owners = [o for o in dead_owners if o not in alive]
             if not dead_owners:
                 return 0, 0
-            lock = sa.select(m.c.seq, m.c.id, m.c.body, m.c.crashes).where(
+            lock = sa.select(m.c.seq, m.c.id, m.c.body, m.c.crashes, m.c.running).where(
                 m.c.queue == self.queue, m.c.owner.in_(dead_owners))
             rows = list(c.execute(lock.with_for_update(skip_locked=self.claim_mode == "skip_locked")))
-            doomed = [r for r in rows if r[3] + 1 >= self.max_crashes]
-            back = [r[0] for r in rows if r[3] + 1 < self.max_crashes]
+            # only a message that was running when its worker died is charged the crash
+            doomed = [r for r in rows if r[4] and r[3] + 1 >= self.max_crashes]
+            charged = [r[0] for r in rows if r[4] and r[3] + 1 < self.max_crashes]
+            spared = [r[0] for r in rows if not r[4]]
             if doomed:
                 t = time.time()
                 c.execute(d.insert(), [{"queue": self.queue, "id": r[1], "body": r[2], "failed_at": t,
-                                        "reason": f"crash-loop: its worker died {r[3] + 1} time(s) while holding it"}
+                                        "reason": f"crash-loop: its worker died {r[3] + 1} time(s) while running it"}
                                        for r in doomed])
                 c.execute(m.delete().where(m.c.seq.in_([r[0] for r in doomed])))
-            if back:
-                c.execute(m.update().where(m.c.seq.in_(back), m.c.owner.in_(dead_owners))
-                          .values(owner=None, crashes=m.c.crashes + 1))
+            if charged:
+                c.execute(m.update().where(m.c.seq.in_(charged), m.c.owner.in_(dead_owners))
+                          .values(owner=None, running=False, crashes=m.c.crashes + 1))
+            if spared:
+                c.execute(m.update().where(m.c.seq.in_(spared), m.c.owner.in_(dead_owners)).values(owner=None))
+            back = charged + spared
             c.execute(cons.delete().where(cons.c.owner.in_(dead_owners)))
             return len(back), len(doomed)
 
@@ -401,7 +426,7 @@ class SqlBroker(Broker):
             self.flush_acks()
 
             def tx(c: Connection) -> int:
-                n = c.execute(m.update().where(m.c.owner == self.owner).values(owner=None)).rowcount
+                n = c.execute(m.update().where(m.c.owner == self.owner).values(owner=None, running=False)).rowcount
                 c.execute(cons.delete().where(cons.c.owner == self.owner))
                 return int(n)
 
