@@ -9,6 +9,7 @@ from boostkernel_sqlite.store import SqliteStore
 
 from boostkernel.broker import Broker
 from boostkernel.testing import BrokerContract, StoreContract
+from boostkernel.testing.chaos import ChaosContract
 
 #: Short intervals so the delivery tests run in seconds: a 1 s lease, renewed every 0.2 s, reaped every 0.2 s.
 FAST = {"lease": 1.0, "heartbeat_interval": 0.2, "reap_interval": 0.2, "max_deliveries": 3}
@@ -46,3 +47,10 @@ class TestSqliteStore(StoreContract):
     @pytest.fixture
     def make_store(self, tmp_path: Path) -> Callable[[], SqliteStore]:
         return lambda: SqliteStore(f"sqlite:///{tmp_path}/store.db")
+
+
+class TestSqliteChaos(ChaosContract):
+    @pytest.fixture
+    def chaos_boost_options(self, tmp_path: Path) -> dict[str, object]:
+        return {"broker": "sqlite", "broker_url": f"sqlite:///{tmp_path}/chaos.db",
+                "broker_options": {"lease": 2.0, "heartbeat_interval": 0.5, "reap_interval": 0.5}}
