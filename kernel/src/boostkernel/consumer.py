@@ -78,10 +78,13 @@ class Consumer:
             c.consumer = self
         self.worker_id = worker_id()
         self.running = False
+        self.abandoned: list[str] = []
         self.stopped = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.processed = 0
+        #: Tasks running now, by id(ctx) (so stop() can name the ones it abandons).
+        self.in_flight: dict[int, TaskContext] = {}
         self._build_chain()
 
     # --- the chain ------------------------------------------------------------------------------
@@ -147,6 +150,14 @@ class Consumer:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
         self.executor.shutdown(wait=True, timeout=timeout)
+        abandoned = [ctx.envelope.id for ctx in list(self.in_flight.values())]
+        if abandoned:
+            self.log.warning(
+                "queue %r stopped after %ss with %d task(s) still running, abandoned: %s. Their messages are "
+                "not acknowledged: the broker delivers them again (a memory broker loses them with the process)",
+                self.booster.queue, timeout, len(abandoned), ", ".join(abandoned[:20])
+                + (" …" if len(abandoned) > 20 else ""))
+        self.abandoned = abandoned
         for c in self.controls:
             try:
                 c.stop()
@@ -191,7 +202,16 @@ class Consumer:
                     for d in batch[i:]:
                         _safe(broker.nack, d, True)
                     break
-                executor.submit(_Job(self, delivery))
+                try:
+                    executor.submit(_Job(self, delivery))
+                except Exception:
+                    if not stop.is_set():
+                        raise
+                    # stop() gave up waiting and shut the pool down while we waited for a free slot: the
+                    # rest of the batch goes back to the queue (no traceback: this is a normal stop)
+                    for d in batch[i:]:
+                        _safe(broker.nack, d, True)
+                    return
             # Only future messages, and either the queue had no more or we went round all of them: wait
             # (at most 1 s) instead of spinning. Ready messages behind them are reached first.
             if parked and parked == len(batch) and (len(batch) < prefetch or cycled or len(seen) > 10_000):
@@ -237,6 +257,8 @@ class Consumer:
             return
         token = _current.set(ctx)
         tid = current_task_id.set(ctx.envelope.id)
+        key = id(ctx)
+        self.in_flight[key] = ctx
         try:
             for b in self.befores:
                 b(ctx)
@@ -246,6 +268,7 @@ class Consumer:
             self._failed(ctx, exc)
         finally:
             self._finish(ctx)
+            del self.in_flight[key]
             current_task_id.reset(tid)
             _current.reset(token)
 
@@ -255,6 +278,8 @@ class Consumer:
             return
         token = _current.set(ctx)
         tid = current_task_id.set(ctx.envelope.id)
+        key = id(ctx)
+        self.in_flight[key] = ctx
         try:
             for b in self.befores:
                 b(ctx)
@@ -264,6 +289,7 @@ class Consumer:
             self._failed(ctx, exc)
         finally:
             self._finish(ctx)
+            del self.in_flight[key]
             current_task_id.reset(tid)
             _current.reset(token)
 
