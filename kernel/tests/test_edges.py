@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import subprocess
 import sys
 import threading
+import time
 import uuid
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -76,3 +81,66 @@ def test_stop_with_short_timeout_reports_abandoned_tasks_without_a_traceback(
     running_ids = {results[i].task_id for i in started}
     assert all(tid in text for tid in running_ids)
     assert "Traceback" not in text and "executor is shut down" not in text
+
+
+# --- a SIGTERM delivered twice (uv run / timeout / systemd signal the process group) ------------------------
+_SIGNAL_MOD = """
+import os, pathlib, time
+from boostkernel import boost
+
+OUT = pathlib.Path(os.environ["EDGE_OUT"])
+
+@boost({queue!r}, broker="sqlite", workers=4)
+def job(n: int) -> None:
+    (OUT / f"start-{{n}}").touch()
+    time.sleep(1.5)
+    (OUT / f"end-{{n}}").touch()
+"""
+
+
+def test_repeated_sigterm_is_one_graceful_stop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BOOSTKERNEL_DATA_DIR", str(tmp_path))
+    out = tmp_path / "out"
+    out.mkdir()
+    monkeypatch.setenv("EDGE_OUT", str(out))
+    queue = q()
+    mod = tmp_path / f"sig_{queue}.py"
+    mod.write_text(_SIGNAL_MOD.format(queue=queue))
+    from boostkernel.worker import boosters_of
+
+    (job,) = boosters_of(str(mod))
+    try:
+        job.push_many([(i,) for i in range(4)])
+        env = {**os.environ, "BOOSTKERNEL_DATA_DIR": str(tmp_path), "EDGE_OUT": str(out)}
+        proc = subprocess.Popen([sys.executable, "-c", "from boostkernel.cli import main; main()", "worker",
+                                 str(mod)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                start_new_session=True)
+        try:
+            assert wait_until(lambda: len(list(out.glob("start-*"))) == 4, 30), "the worker never started tasks"
+            os.killpg(proc.pid, signal.SIGTERM)  # what `kill -TERM -PGID` does; under uv run the worker then
+            time.sleep(0.3)                      # gets uv's forwarded copy a moment later (two signals sent
+            os.killpg(proc.pid, signal.SIGTERM)  # at once would be merged into one by the interpreter)
+            _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 0, err.decode()[-3000:]
+        assert len(list(out.glob("end-*"))) == 4, "in-flight tasks were abandoned"
+        assert b"already stopping gracefully" in err
+    finally:
+        job.purge()
+        REGISTRY.pop(job.queue, None)
+
+
+def test_second_ctrl_c_still_forces() -> None:
+    from boostkernel import worker
+
+    old = worker._first_signal_at
+    try:
+        worker._first_signal_at = 100.0
+        assert worker._is_repeat(signal.SIGTERM, 101.0)        # SIGTERM copy: same request
+        assert not worker._is_repeat(signal.SIGTERM, 103.0)    # a later, deliberate SIGTERM forces
+        assert worker._is_repeat(signal.SIGINT, 100.1)         # a wrapper's copy of Ctrl-C
+        assert not worker._is_repeat(signal.SIGINT, 100.6)     # a person pressing Ctrl-C again
+    finally:
+        worker._first_signal_at = old
