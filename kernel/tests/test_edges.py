@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
+import enum
 import logging
 import os
 import signal
@@ -11,7 +14,9 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from decimal import Decimal
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -144,3 +149,130 @@ def test_second_ctrl_c_still_forces() -> None:
         assert not worker._is_repeat(signal.SIGINT, 100.6)     # a person pressing Ctrl-C again
     finally:
         worker._first_signal_at = old
+
+
+# --- honest argument and result types ----------------------------------------------------------------------
+@dataclasses.dataclass
+class Point:
+    x: int
+    at: dt.datetime
+
+
+class Colour(enum.Enum):
+    RED = "red"
+
+
+@pytest.mark.parametrize("broker", ["memory", "sqlite"])
+def test_annotated_arguments_arrive_with_their_types(broker: str, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BOOSTKERNEL_DATA_DIR", str(tmp_path))
+    seen: list[tuple[Any, ...]] = []
+
+    @boost(q(), broker=broker, results=True)
+    def f(when: dt.datetime, key: uuid.UUID, p: Point, amount: Decimal, c: Colour, day: dt.date | None = None,
+          tags: frozenset[str] = frozenset()) -> tuple[int, dt.datetime]:
+        seen.append((when, key, p, amount, c, day, tags))
+        return (p.x, when)
+
+    when = dt.datetime(2026, 1, 2, 3, 4, 5, 600, tzinfo=dt.timezone.utc)
+    key = uuid.uuid4()
+    p = Point(3, dt.datetime(2025, 5, 6, 7, 8, 9))
+    try:
+        r = f.push(when, key, p, Decimal("1.25"), Colour.RED, day=dt.date(2026, 2, 3), tags=frozenset({"a"}))
+        f.consume()
+        assert r.get(10) == (3, when)  # the result is rebuilt from the return annotation too
+        assert seen == [(when, key, p, Decimal("1.25"), Colour.RED, dt.date(2026, 2, 3), frozenset({"a"}))]
+        assert type(seen[0][1]) is uuid.UUID and type(seen[0][2].at) is dt.datetime
+    finally:
+        f.stop()
+        REGISTRY.pop(f.queue, None)
+
+
+@pytest.mark.parametrize("value", [dt.datetime.now(dt.timezone.utc), uuid.uuid4(), Decimal("1"), {1, 2},
+                                   [1, {"k": uuid.uuid4()}], Colour.RED, {1: "int key"}, object()])
+def test_non_json_arguments_without_annotation_are_refused(value: Any) -> None:
+    @boost(q(), broker="memory")
+    def f(x, y: Any = None) -> None: ...  # noqa: ANN001 - unannotated on purpose
+
+    try:
+        with pytest.raises(TypeError, match="argument 'x' of .* must be JSON-serialisable"):
+            f.push(value)
+        with pytest.raises(TypeError, match="argument 'y' of .* must be JSON-serialisable"):
+            f.push(1, y=value)
+        with pytest.raises(TypeError, match="JSON-serialisable"):
+            f.publish({"x": value})
+        assert f.count() == 0
+    finally:
+        REGISTRY.pop(f.queue, None)
+
+
+def test_plain_json_arguments_pass_unchanged() -> None:
+    got: list[Any] = []
+
+    @boost(q(), broker="memory")
+    def f(a, b: int, c: list[int], d: dict[str, Any], e: str | None) -> None:  # noqa: ANN001
+        got.append((a, b, c, d, e))
+
+    try:
+        f.push((1, 2), True, [1], {"k": [1.5, None]}, None)
+        f.consume()
+        assert wait_until(lambda: got, 10)
+        assert got == [([1, 2], True, [1], {"k": [1.5, None]}, None)]  # a tuple arrives as a list, as documented
+    finally:
+        f.stop()
+        REGISTRY.pop(f.queue, None)
+
+
+def test_a_message_whose_typed_argument_does_not_fit_is_dead_lettered() -> None:
+    from boostkernel.broker import Outgoing
+    from boostkernel.message import Envelope
+
+    @boost(q(), broker="memory")
+    def f(when: dt.datetime) -> None: ...
+
+    try:
+        env = Envelope(f.queue, ["not a date"], {})
+        f.broker.publish(Outgoing(env.id, env.encode(), 0, None))
+        f.consume()
+        assert wait_until(lambda: f.dead_letters(), 10)
+        (dl,) = f.dead_letters()
+        assert "argument 'when'" in str(dl.reason) and "does not fit" in str(dl.reason)
+    finally:
+        f.stop()
+        REGISTRY.pop(f.queue, None)
+
+
+@pytest.mark.parametrize("broker", ["memory", "sqlite"])
+def test_a_non_json_result_is_the_same_everywhere_or_a_recorded_failure(broker: str, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from boostkernel import TaskFailed
+
+    monkeypatch.setenv("BOOSTKERNEL_DATA_DIR", str(tmp_path))
+
+    @boost(q(), broker=broker, results=True)
+    def untyped(x: int):  # noqa: ANN202 - no return annotation on purpose
+        return {x, x + 1}
+
+    @boost(q(), broker=broker, results=True)
+    def typed(x: int) -> set[int]:
+        return {x, x + 1}
+
+    try:
+        bad, good = untyped.push(1), typed.push(1)
+        untyped.consume()
+        typed.consume()
+        with pytest.raises(TaskFailed, match="returned a value of type set"):
+            bad.get(10)
+        assert bad.status == "failure"
+        assert good.get(10) == {1, 2}
+        # another process reads the same record: a fresh booster object on the same queue and store
+        if broker == "sqlite":
+            from boostkernel.results import AsyncResult
+
+            rec = AsyncResult(good.task_id, typed).record()
+            assert rec is not None and sorted(rec["result"]) == [1, 2]
+    finally:
+        untyped.stop()
+        typed.stop()
+        REGISTRY.pop(untyped.queue, None)
+        REGISTRY.pop(typed.queue, None)

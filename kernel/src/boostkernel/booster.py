@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 from .broker import Broker, Outgoing
 from .control import Control, overrides
 from .errors import ConfigError, MessageRejected
-from .message import MAX_MESSAGE_BYTES, Envelope
+from .message import MAX_MESSAGE_BYTES, Envelope, TypeCodec
 from .params import BoostParams, TaskOptions, build_params
 from .plugins import get_plugins
 from .results import AsyncResult
@@ -52,6 +52,7 @@ class Booster(Generic[P, R]):
         self._consumer: Consumer | None = None
         self._processes: ProcessGroup | None = None
         self._bound_self: Any = None
+        self._codec: TypeCodec | None = None
 
         plugins = get_plugins()
         self.broker_name = plugins.resolve_broker_name(params.broker)
@@ -115,6 +116,13 @@ class Booster(Generic[P, R]):
             return self
         return BoundBooster(self, obj)
 
+    @property
+    def codec(self) -> TypeCodec:
+        """How arguments and results cross the wire (JSON; annotated datetime, UUID … rebuilt)."""
+        if self._codec is None:
+            self._codec = TypeCodec(self.fn.__qualname__, self.signature, 1 if self.method_kind == "class" else 0)
+        return self._codec
+
     # --- lazily created parts -------------------------------------------------------------------
     def make_broker(self) -> Broker:
         """A new broker instance for this queue (the consumer gets its own)."""
@@ -157,11 +165,13 @@ class Booster(Generic[P, R]):
     def _envelope(self, args: Sequence[Any], kwargs: dict[str, Any], options: TaskOptions | None) -> Envelope:
         if self.params.validate_args:
             self._validate(args, kwargs)
+        args = list(args)
+        (self._codec or self.codec).encode_args(args, kwargs)
         opts = options.to_wire() if options is not None else {}
         if opts and ("expires" in opts or "dedup_key" in opts):
             self._check_message_options(opts)
         headers = options.headers if options is not None and options.headers else None
-        env = Envelope(self.queue, list(args), kwargs, id=options.task_id if options else None,
+        env = Envelope(self.queue, args, kwargs, id=options.task_id if options else None,
                        options=opts, headers=headers)
         if self._publish_controls is None:
             self._publish_controls = [c.on_publish for c in self.make_controls() if overrides(c, "on_publish")]

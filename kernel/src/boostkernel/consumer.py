@@ -85,6 +85,10 @@ class Consumer:
         self.processed = 0
         #: Tasks running now, by id(ctx) (so stop() can name the ones it abandons).
         self.in_flight: dict[int, TaskContext] = {}
+        codec = booster.codec
+        #: Rebuild annotated arguments (datetime, UUID …) before the call; JSON-encode the result when it is kept.
+        self._decode_args = codec.decode_args if codec.any_typed else None
+        self._encode_result = codec.encode_result if p.results else None
         self._build_chain()
 
     # --- the chain ------------------------------------------------------------------------------
@@ -262,7 +266,11 @@ class Consumer:
         try:
             for b in self.befores:
                 b(ctx)
+            if self._decode_args is not None:
+                self._rebuild_args(ctx)
             ctx.result = self.invoke(ctx)
+            if self._encode_result is not None:
+                ctx.result = self._encode_result(ctx.result)
             ctx.status = "success"
         except BaseException as exc:  # noqa: BLE001 - every outcome is decided below
             self._failed(ctx, exc)
@@ -283,7 +291,11 @@ class Consumer:
         try:
             for b in self.befores:
                 b(ctx)
+            if self._decode_args is not None:
+                self._rebuild_args(ctx)
             ctx.result = await self.ainvoke(ctx)
+            if self._encode_result is not None:
+                ctx.result = self._encode_result(ctx.result)
             ctx.status = "success"
         except BaseException as exc:  # noqa: BLE001
             self._failed(ctx, exc)
@@ -292,6 +304,14 @@ class Consumer:
             del self.in_flight[key]
             current_task_id.reset(tid)
             _current.reset(token)
+
+    def _rebuild_args(self, ctx: TaskContext) -> None:
+        e = ctx.envelope
+        assert self._decode_args is not None
+        try:
+            self._decode_args(e.args, e.kwargs)
+        except ValueError as exc:
+            raise DeadLetter(str(exc)) from None
 
     def _failed(self, ctx: TaskContext, exc: BaseException) -> None:
         ctx.exception = exc
