@@ -318,10 +318,15 @@ class TaskRunner:
         try:
             for b in self.befores:
                 b(ctx)
+            codec = self.booster.codec
+            if codec.any_typed:  # annotated datetime, UUID … are rebuilt (as on every broker)
+                codec.decode_args(env.args, env.kwargs)
             if self.is_async:
                 result = asyncio.run(self.fn(*env.args, **env.kwargs))
             else:
                 result = self.fn(*env.args, **env.kwargs)
+            if self.booster.params.results:  # a result no process could read back as it was is a failure
+                result = codec.encode_result(result)
             ctx.result = result
             ctx.status = "success"
             return result
