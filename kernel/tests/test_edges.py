@@ -13,8 +13,8 @@ import sys
 import threading
 import time
 import uuid
-from pathlib import Path
 from decimal import Decimal
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -276,3 +276,24 @@ def test_a_non_json_result_is_the_same_everywhere_or_a_recorded_failure(broker: 
         typed.stop()
         REGISTRY.pop(untyped.queue, None)
         REGISTRY.pop(typed.queue, None)
+
+
+# --- push_many validates everything before publishing -----------------------------------------------------------
+@pytest.mark.parametrize("bad", [("x", "too", "many"), (uuid.uuid4(),)])
+def test_push_many_publishes_nothing_when_an_item_is_bad(bad: tuple[Any, ...], tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BOOSTKERNEL_DATA_DIR", str(tmp_path))
+
+    @boost(q(), broker="sqlite")
+    def f(x) -> None: ...  # noqa: ANN001
+
+    try:
+        calls = [(i,) for i in range(2500)] + [bad] + [(i,) for i in range(10)]
+        with pytest.raises(TypeError, match="push_many item 2500: .*nothing was published"):
+            f.push_many(calls, chunk_size=1000)
+        assert f.count() == 0
+        assert len(f.push_many([(i,) for i in range(2500)], chunk_size=1000)) == 2500
+        assert f.count() == 2500
+    finally:
+        f.purge()
+        REGISTRY.pop(f.queue, None)

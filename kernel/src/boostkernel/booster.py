@@ -212,22 +212,21 @@ class Booster(Generic[P, R]):
 
     def push_many(self, calls: Iterable[Sequence[Any] | Mapping[str, Any]], *, options: TaskOptions | None = None,
                   chunk_size: int = 1000) -> list[AsyncResult]:
-        """Publish many calls: each item is an argument tuple/list or a kwargs dict. Batched by the broker."""
-        results: list[AsyncResult] = []
-        batch: list[Outgoing] = []
-        for call in calls:
-            if isinstance(call, Mapping):
-                env = self._envelope((), dict(call), options)
-            else:
-                env = self._envelope(tuple(call), {}, options)
-            batch.append(self._outgoing(env))
-            results.append(AsyncResult(env.id, self))
-            if len(batch) >= chunk_size:
-                self.broker.publish_many(batch)
-                batch = []
-        if batch:
-            self.broker.publish_many(batch)
-        return results
+        """Publish many calls: each item is an argument tuple/list or a kwargs dict. Batched by the broker.
+
+        Every call is validated and encoded before the first is published: a bad item raises (naming its
+        index) and nothing is sent."""
+        out: list[Outgoing] = []
+        for i, call in enumerate(calls):
+            try:
+                if isinstance(call, Mapping):
+                    env = self._envelope((), dict(call), options)
+                else:
+                    env = self._envelope(tuple(call), {}, options)
+                out.append(self._outgoing(env))
+            except (TypeError, ValueError, MessageRejected) as exc:
+                raise _item_error(exc, i) from None
+        return _publish_chunks(self, out, chunk_size)
 
     async def aio_push(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult:
         import asyncio
@@ -407,27 +406,39 @@ class BoundBooster:
     def push_many(self, calls: Iterable[Sequence[Any] | Mapping[str, Any]], *, options: TaskOptions | None = None,
                   chunk_size: int = 1000) -> list[AsyncResult]:
         state, b = instance_state(self.obj), self.booster
-        results: list[AsyncResult] = []
-        batch: list[Outgoing] = []
-        for call in calls:
-            if isinstance(call, Mapping):
-                env = b._envelope((state,), dict(call), options)
-            else:
-                env = b._envelope((state, *call), {}, options)
-            batch.append(b._outgoing(env))
-            results.append(AsyncResult(env.id, b))
-            if len(batch) >= chunk_size:
-                b.broker.publish_many(batch)
-                batch = []
-        if batch:
-            b.broker.publish_many(batch)
-        return results
+        out: list[Outgoing] = []
+        for i, call in enumerate(calls):
+            try:
+                if isinstance(call, Mapping):
+                    env = b._envelope((state,), dict(call), options)
+                else:
+                    env = b._envelope((state, *call), {}, options)
+                out.append(b._outgoing(env))
+            except (TypeError, ValueError, MessageRejected) as exc:
+                raise _item_error(exc, i) from None
+        return _publish_chunks(b, out, chunk_size)
 
     def __getattr__(self, name: str) -> Any:  # count, purge, consume, result … of the booster
         return getattr(self.booster, name)
 
     def __repr__(self) -> str:
         return f"<BoundBooster {self.booster.fn.__qualname__} of {self.obj!r}>"
+
+
+def _item_error(exc: Exception, i: int) -> Exception:
+    """``exc`` with the failing push_many item named (the same type, so callers catch it as before)."""
+    try:
+        return type(exc)(f"push_many item {i}: {exc} (nothing was published)")
+    except Exception:  # noqa: BLE001 - an exception type with another constructor: keep it as it is
+        return exc
+
+
+def _publish_chunks(b: Booster[Any, Any], out: list[Outgoing], chunk_size: int) -> list[AsyncResult]:
+    """Publish already validated messages, ``chunk_size`` per broker call."""
+    step = max(1, chunk_size)
+    for start in range(0, len(out), step):
+        b.broker.publish_many(out[start:start + step])
+    return [AsyncResult(m.id, b) for m in out]
 
 
 def _check_control_plugins(set_params: set[str], regs: list[Any]) -> None:
