@@ -297,3 +297,36 @@ def test_push_many_publishes_nothing_when_an_item_is_bad(bad: tuple[Any, ...], t
     finally:
         f.purge()
         REGISTRY.pop(f.queue, None)
+
+
+# --- the user's own logger inside a task ---------------------------------------------------------------------
+def test_a_users_own_logger_gets_the_task_id_and_masking() -> None:
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    user_log = logging.getLogger(f"myapp.{uuid.uuid4().hex[:6]}")
+    user_log.setLevel(logging.INFO)
+    user_log.propagate = False
+    user_log.addHandler(Keep())
+
+    @boost(q(), broker="memory")
+    def task(n: int) -> None:
+        user_log.info("connecting to %s with password=%s", "redis://app:s3cret@db:6379/0", "hunter2")
+
+    try:
+        r = task.push(1)
+        task.consume()
+        assert wait_until(lambda: records, 10)
+        user_log.info("outside any task, password=%s", "visible")
+    finally:
+        task.stop()
+        REGISTRY.pop(task.queue, None)
+    inside, outside = records[0], records[-1]
+    assert inside.task_id == r.task_id  # type: ignore[attr-defined]
+    text = inside.getMessage()
+    assert "hunter2" not in text and "s3cret" not in text and "password=**" in text
+    assert outside.task_id == "-"  # type: ignore[attr-defined]
+    assert outside.getMessage().endswith("password=visible")  # outside a task nothing is rewritten

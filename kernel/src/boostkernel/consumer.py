@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from .broker import Broker, Delivery, Outgoing
 from .control import Control, TaskContext, overrides
 from .errors import DeadLetter, MessageDecodeError, Requeue, Retry, Skip
-from .logs import current_task_id, queue_logger
+from .logs import current_task_id, install_task_record_factory, queue_logger
 from .message import Envelope, decode
 
 if TYPE_CHECKING:
@@ -71,6 +71,7 @@ class Consumer:
         self.booster = booster
         self.params = p = booster.params
         self.log = queue_logger(booster.queue)
+        install_task_record_factory()  # the task id and masking in the user's own log records too
         self.broker: Broker = booster.make_broker()
         self.executor: Executor = booster.executor_class(p.workers)
         self.controls: list[Control] = booster.make_controls()

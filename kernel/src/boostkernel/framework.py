@@ -298,6 +298,9 @@ class TaskRunner:
         self.afters = [c.after for c in controls if overrides(c, "after")]
         self.retry_on = booster.params.retry_on
         self.max_retries = booster.params.max_retries
+        from .logs import install_task_record_factory
+
+        install_task_record_factory()
 
     def will_retry(self, exc: BaseException, attempt: int) -> bool:
         """Whether the framework will run the task again after ``exc`` on attempt ``attempt`` (0-based)."""
