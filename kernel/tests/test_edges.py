@@ -330,3 +330,57 @@ def test_a_users_own_logger_gets_the_task_id_and_masking() -> None:
     assert "hunter2" not in text and "s3cret" not in text and "password=**" in text
     assert outside.task_id == "-"  # type: ignore[attr-defined]
     assert outside.getMessage().endswith("password=visible")  # outside a task nothing is rewritten
+
+
+# --- per-message priority: one rule for every broker ------------------------------------------------------------
+def test_priority_is_accepted_where_the_broker_orders_by_it() -> None:
+    from boostkernel import TaskOptions
+
+    @boost(q(), broker="memory")
+    def f(x: int) -> None: ...
+
+    try:
+        f.publish({"x": 1}, TaskOptions(priority=5))
+        f.publish({"x": 1}, TaskOptions(priority=0))  # the default: nothing to honour
+        assert f.count() == 2
+    finally:
+        REGISTRY.pop(f.queue, None)
+
+
+@pytest.mark.service("redis")
+@pytest.mark.parametrize("broker", ["redis-streams", "celery", "dramatiq"])
+def test_priority_is_refused_where_it_would_be_ignored(broker: str, tmp_path: Path) -> None:
+    from boostkernel import TaskOptions
+    from boostkernel.errors import ConfigError
+    from boostkernel.testing.helpers import service_url
+
+    @boost(q(), broker=broker, broker_url=service_url("redis"), data_dir=str(tmp_path))
+    def f(x: int) -> None: ...
+
+    try:
+        with pytest.raises(ConfigError, match="priority.*would be ignored"):
+            f.publish({"x": 1}, TaskOptions(priority=5))
+        with pytest.raises(ConfigError, match="priority"):
+            f.push_many([(1,)], options=TaskOptions(priority=5))
+        assert f.count() == 0
+    finally:
+        f.purge()
+        REGISTRY.pop(f.queue, None)
+
+
+def test_framework_brokers_say_when_they_honour_priority() -> None:
+    pytest.importorskip("dramatiq")
+    pytest.importorskip("celery")
+    from boostkernel_celery.broker import CeleryBroker
+    from boostkernel_dramatiq.broker import DramatiqBroker
+
+    from boostkernel.params import build_params
+
+    amqp = "amqp://guest:guest@127.0.0.1:5672/%2F"
+    assert DramatiqBroker.honours_priority(build_params("x", {"broker_url": amqp, "broker_options": {
+        "broker_kwargs": {"max_priority": 9}}}))
+    assert not DramatiqBroker.honours_priority(build_params("x", {"broker_url": amqp}))
+    assert not DramatiqBroker.honours_priority(build_params("x", {"broker_url": "redis://127.0.0.1:6379/0"}))
+    assert CeleryBroker.honours_priority(build_params("x", {"broker_url": amqp, "broker_options": {
+        "app_config": {"task_queue_max_priority": 9}}}))
+    assert not CeleryBroker.honours_priority(build_params("x", {"broker_url": "redis://127.0.0.1:6379/0"}))

@@ -168,7 +168,7 @@ class Booster(Generic[P, R]):
         args = list(args)
         (self._codec or self.codec).encode_args(args, kwargs)
         opts = options.to_wire() if options is not None else {}
-        if opts and ("expires" in opts or "dedup_key" in opts):
+        if opts and ("expires" in opts or "dedup_key" in opts or "priority" in opts):
             self._check_message_options(opts)
         headers = options.headers if options is not None and options.headers else None
         env = Envelope(self.queue, args, kwargs, id=options.task_id if options else None,
@@ -179,8 +179,20 @@ class Booster(Generic[P, R]):
             hook(env)
         return env
 
+    def honours_priority(self) -> bool:
+        """Whether this booster's broker orders messages by ``TaskOptions(priority=...)``: the broker class's
+        ``honours_priority(params)`` when it has one (it depends on the URL or options), else its
+        ``capabilities.priority``."""
+        hook = getattr(self.broker_class, "honours_priority", None)
+        return bool(hook(self.params)) if hook is not None else self.broker_class.capabilities.priority
+
     def _check_message_options(self, opts: Mapping[str, Any]) -> None:
         """A per-message option whose control is off on this booster would be ignored: say so now."""
+        if opts.get("priority") and not self.honours_priority():
+            raise ConfigError(
+                f"TaskOptions(priority=...) on queue {self.queue!r}: broker {self.broker_name!r} does not order "
+                "messages by priority here, so the option would be ignored. Use a broker that does (sqlite, memory, "
+                "redis, rabbitmq; see `boostkernel plugins list`), or leave priority unset")
         active = {p for cls in self.control_classes for p in cls.params}
         for option, param, example in (("expires", "expires", "expires=3600"), ("dedup_key", "dedup", "dedup=True")):
             if option in opts and param not in active:

@@ -138,6 +138,12 @@ class DramatiqBroker(FrameworkBroker):
     message_options = frozenset({"eta", "expires", "priority"})
 
     @classmethod
+    def honours_priority(cls, p: Any) -> bool:
+        """dramatiq orders by priority only on RabbitMQ with a ``max_priority`` queue argument."""
+        url = (p.broker_url or "").lower()
+        return url.startswith("amqp") and bool((p.broker_options.get("broker_kwargs") or {}).get("max_priority"))
+
+    @classmethod
     def check_framework_params(cls, p: Any) -> None:
         unknown = set(p.broker_options.get("actor_options") or {}) - set(actor_options_allowed())
         if unknown:
