@@ -384,3 +384,32 @@ def test_framework_brokers_say_when_they_honour_priority() -> None:
     assert CeleryBroker.honours_priority(build_params("x", {"broker_url": amqp, "broker_options": {
         "app_config": {"task_queue_max_priority": 9}}}))
     assert not CeleryBroker.honours_priority(build_params("x", {"broker_url": "redis://127.0.0.1:6379/0"}))
+
+
+# --- configuration from different sources is validated merged, at decoration ---------------------------------------
+def test_mixed_sources_that_do_not_fit_fail_at_decoration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from boostkernel import params as params_mod
+    from boostkernel.errors import ConfigError
+
+    (tmp_path / "pyproject.toml").write_text('[tool.boostkernel]\nbroker_url = "redis://127.0.0.1:6379/0"\n')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(params_mod, "_pyproject_cache", {})
+    monkeypatch.setenv("BOOSTKERNEL_BROKER", "sqlite")
+    monkeypatch.setenv("BOOSTKERNEL_DATA_DIR", str(tmp_path))
+    name = q()
+    with pytest.raises(ConfigError, match=r"broker 'sqlite' \(from BOOSTKERNEL_BROKER\) cannot use the URL "
+                                          r"'redis://127.0.0.1:6379/0' \(from \[tool.boostkernel\] in pyproject.toml\)"):
+        @boost(name)
+        def f(x: int) -> None: ...
+    assert name not in REGISTRY
+    # the same settings from one source that fit are fine
+    monkeypatch.setenv("BOOSTKERNEL_BROKER", "memory")
+    monkeypatch.setattr(params_mod, "_pyproject_cache", {})
+    (tmp_path / "pyproject.toml").write_text('[tool.boostkernel]\nbroker_url = "memory://x"\n')
+    try:
+        @boost(name)
+        def g(x: int) -> None: ...
+
+        assert g.broker_name == "memory"
+    finally:
+        REGISTRY.pop(name, None)

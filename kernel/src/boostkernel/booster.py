@@ -56,9 +56,11 @@ class Booster(Generic[P, R]):
 
         plugins = get_plugins()
         self.broker_name = plugins.resolve_broker_name(params.broker)
-        self.broker_class: type[Broker] = plugins.get("broker", self.broker_name).load()
+        broker_reg = plugins.get("broker", self.broker_name)
+        self.broker_class: type[Broker] = broker_reg.load()
         if params.broker_url is None and "://" in params.broker:
             params.broker_url = params.broker
+        _check_url_fits(params, self.broker_name, broker_reg.schemes)
         if not self.broker_class.capabilities.needs_own_worker:
             self.executor_class = plugins.get("executor", params.concurrency).load()
             caps = self.executor_class.capabilities
@@ -435,6 +437,29 @@ class BoundBooster:
 
     def __repr__(self) -> str:
         return f"<BoundBooster {self.booster.fn.__qualname__} of {self.obj!r}>"
+
+
+def _check_url_fits(params: BoostParams, broker_name: str, schemes: tuple[str, ...]) -> None:
+    """The merged configuration must agree with itself: a broker that declares its URL schemes cannot be
+    given another scheme's URL (e.g. ``BOOSTKERNEL_BROKER=sqlite`` with a ``redis://`` URL from pyproject.toml).
+    Checked at decoration, not at the first push."""
+    from .logs import mask_url
+    from .params import source_of
+
+    url = params.broker_url
+    if not url or not schemes or "://" not in url:
+        return
+    scheme = url.split("://", 1)[0].lower()
+    if scheme in schemes:
+        return
+    src_b, src_u = source_of(params, "broker"), source_of(params, "broker_url")
+    if "://" in params.broker:
+        src_u = src_b
+    raise ConfigError(
+        f"queue {params.queue!r}: broker {broker_name!r} (from {src_b}) cannot use the URL {mask_url(url)!r} "
+        f"(from {src_u}): it takes {', '.join(s + '://' for s in schemes)} URLs. Settings are merged from "
+        "@boost arguments > BOOSTKERNEL_* environment variables > [tool.boostkernel] in pyproject.toml; set the "
+        f"broker and its URL in the same place, or choose the broker that handles {scheme}:// URLs")
 
 
 def _item_error(exc: Exception, i: int) -> Exception:

@@ -292,9 +292,11 @@ def build_params(queue: str, given: Mapping[str, Any]) -> BoostParams:
             hints.append(f"{u!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
         raise ConfigError(f"unknown @boost parameter(s) for queue {queue!r}: {', '.join(hints)}")
     merged: dict[str, Any] = {}
+    sources: dict[str, str] = {}
     for name, value in pyproject_settings().items():
         if name in known and name not in _NOT_CONFIGURABLE:
             merged[name] = tuple(value) if isinstance(value, list) else value
+            sources[name] = "[tool.boostkernel] in pyproject.toml"
         elif name not in known and name != "queues":
             raise ConfigError(f"[tool.boostkernel] in pyproject.toml has an unknown key {name!r}")
     for name, f in known.items():
@@ -304,6 +306,16 @@ def build_params(queue: str, given: Mapping[str, Any]) -> BoostParams:
         if raw is not None:
             default = f.default if f.default is not dataclasses.MISSING else {}
             merged[name] = _coerce(name, raw, default)
+            sources[name] = f"BOOSTKERNEL_{name.upper()}"
     merged.update(given)
+    sources.update((name, f"@boost({name}=...)") for name in given)
     merged["queue"] = queue
-    return BoostParams(**merged)
+    params = BoostParams(**merged)
+    params.__dict__["_sources"] = sources  # where each setting came from, for errors about mixed sources
+    return params
+
+
+def source_of(params: BoostParams, name: str) -> str:
+    """Where setting ``name`` of ``params`` came from: ``@boost(...)``, an environment variable,
+    pyproject.toml, or the default."""
+    return str(params.__dict__.get("_sources", {}).get(name, "the default"))
