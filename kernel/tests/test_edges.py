@@ -138,7 +138,7 @@ def test_repeated_sigterm_is_one_graceful_stop(tmp_path: Path, monkeypatch: pyte
 
 
 def test_second_ctrl_c_still_forces() -> None:
-    from boostkernel import worker
+    from boostkernel import signals as worker
 
     old = worker._first_signal_at
     try:
@@ -374,7 +374,7 @@ def test_framework_brokers_say_when_they_honour_priority() -> None:
     from boostkernel_celery.broker import CeleryBroker
     from boostkernel_dramatiq.broker import DramatiqBroker
 
-    from boostkernel.params import build_params
+    from boostkernel.config import build_params
 
     amqp = "amqp://guest:guest@127.0.0.1:5672/%2F"
     assert DramatiqBroker.honours_priority(build_params("x", {"broker_url": amqp, "broker_options": {

@@ -17,8 +17,8 @@ from boostkernel_rabbitmq.broker import MIN_DEFAULT_WINDOW, RabbitmqBroker
 
 from boostkernel import boost
 from boostkernel.booster import REGISTRY
+from boostkernel.config import build_params
 from boostkernel.errors import MessageRejected
-from boostkernel.params import build_params
 from boostkernel.testing.helpers import service_url
 
 pytestmark = pytest.mark.service("rabbitmq")
