@@ -13,6 +13,13 @@ recording "in flight" is one atomic operation; the kernel acks only after the ta
 consumers are found by heartbeats from a dedicated thread, never by a per-message visibility timeout;
 in-flight records are keyed by message id; deliveries are counted and a message that killed its worker
 ``max_deliveries`` times goes to the dead-letter queue; ``close()`` returns unacked prefetched messages.
+
+**Running versus prefetched.** A fetched message is *prefetched* until the kernel calls
+:meth:`Broker.started` for it, right before it runs the task; from then until it is settled it is
+*running*. When a consumer dies, the broker returns all its unsettled messages, but charges a crash only
+to the running ones: a message is dead-lettered (reason naming the crash loop) when its consumer died
+while running it ``max_deliveries`` times; prefetched bystanders go back uncharged. The crash-loop limit
+is the broker's job (it alone sees the crash); the kernel only reports ``started``.
 """
 
 from __future__ import annotations
@@ -51,8 +58,11 @@ class BrokerCapabilities:
     """Producers and consumers may live in different processes."""
     needs_own_worker: bool = False
     """A whole framework (celery, rq …) runs the tasks; the kernel's consume loop is not used."""
+    recovery_seconds: float = 15.0
+    """With ``ack``: at default settings, the most seconds from a consumer's death (kill -9) until its
+    unsettled messages can be fetched again. The contract suite checks it."""
 
-    def as_dict(self) -> dict[str, bool]:
+    def as_dict(self) -> dict[str, bool | float]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
@@ -77,6 +87,11 @@ class Delivery:
     delivery_count: int = 1
     """1 on the first delivery; more means it was redelivered (duplicates are possible)."""
     extra: dict[str, Any] = field(default_factory=dict)
+    crashes: int = 0
+    """How often a worker died while running this message (brokers that count crashes set it). The kernel
+    runs a message with ``crashes > 0`` alone in its process, so that if it kills the worker again it is
+    the only message charged: a poison message reaches ``max_deliveries`` by itself, and messages that
+    happened to run beside it the first time are not dead-lettered with it."""
 
 
 @dataclass(slots=True)
@@ -147,6 +162,16 @@ class Broker(abc.ABC):
     def ack_many(self, deliveries: Iterable[Delivery]) -> None:
         for d in deliveries:
             self.ack(d)
+
+    def started(self, delivery: Delivery) -> None:
+        """The kernel is about to run this delivery's task (it was only prefetched until now).
+
+        Called from the executor's thread, once per delivery, only if the broker overrides it. A broker
+        that declares ``ack`` records it so that a consumer's death charges a crash to the messages it was
+        running and not to those it had only prefetched (see the module docstring). Must be cheap: it runs
+        on the per-message path, so a local write that survives ``kill -9``
+        (:class:`boostkernel.running.RunningJournal`, one ``write(2)``), never a broker round trip.
+        """
 
     @abc.abstractmethod
     def nack(self, delivery: Delivery, requeue: bool = True, delay: float = 0.0) -> None:

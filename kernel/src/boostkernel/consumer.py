@@ -8,6 +8,7 @@ and no work for controls that are off.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import threading
@@ -52,17 +53,27 @@ class _Job:
 
     def run(self) -> None:
         c = self.consumer
-        if c._stop.is_set():  # handed over but not started before shutdown: back to the queue, not run
-            _safe(c.broker.nack, self.delivery, True)
-            return
-        c.run_one(self.delivery)
+        try:
+            if c._stop.is_set():  # handed over but not started before shutdown: back to the queue, not run
+                _safe(c.broker.nack, self.delivery, True)
+                return
+            if c.started is not None:  # prefetched -> running (crash-loop accounting), only if the broker cares
+                c.started(self.delivery)
+            c.run_one(self.delivery)
+        finally:
+            next(c._finished)
 
     async def run_async(self) -> None:
         c = self.consumer
-        if c._stop.is_set():
-            _safe(c.broker.nack, self.delivery, True)
-            return
-        await c.run_one_async(self.delivery)
+        try:
+            if c._stop.is_set():
+                _safe(c.broker.nack, self.delivery, True)
+                return
+            if c.started is not None:
+                c.started(self.delivery)
+            await c.run_one_async(self.delivery)
+        finally:
+            next(c._finished)
 
 
 class Consumer:
@@ -72,6 +83,9 @@ class Consumer:
         self.log = queue_logger(booster.queue)
         install_task_record_factory()  # the task id and masking in the user's own log records too
         self.broker: Broker = booster.make_broker()
+        #: ``broker.started`` if the broker overrides it (it tracks running vs prefetched), else None.
+        self.started: Callable[[Delivery], None] | None = (
+            self.broker.started if type(self.broker).started is not Broker.started else None)
         self.executor: Executor = booster.executor_class(p.workers)
         self.controls: list[Control] = booster.make_controls()
         for c in self.controls:
@@ -91,6 +105,8 @@ class Consumer:
         self._encode_result = codec.encode_result if p.results else None
         #: Whether a control decides retries (the retry control); otherwise the default limit applies.
         self.retry_owned = any(c.handles_retry for c in self.controls)
+        self._submitted = 0  # jobs handed to the executor (dispatch thread only)
+        self._finished = itertools.count(1)  # next() is atomic: jobs done, from any thread
         self._build_chain()
 
     # --- stopping (public for controls and plugins) ------------------------------------------------
@@ -221,6 +237,13 @@ class Consumer:
                         _safe(broker.nack, d, True)
                     break
                 try:
+                    if delivery.crashes:  # a worker died while running it: run it alone (see Delivery.crashes)
+                        self._wait_idle()
+                        self._submitted += 1
+                        executor.submit(_Job(self, delivery))
+                        self._wait_idle()
+                        continue
+                    self._submitted += 1
                     executor.submit(_Job(self, delivery))
                 except Exception:
                     if not stop.is_set():
@@ -235,6 +258,11 @@ class Consumer:
             if parked and parked == len(batch) and (len(batch) < prefetch or cycled or len(seen) > 10_000):
                 stop.wait(min(1.0, max(0.0, next_due - time.time())))
                 seen.clear()
+
+    def _wait_idle(self) -> None:
+        """Wait until every job handed to the executor has finished (or the consumer stops)."""
+        while not self._stop.is_set() and int(repr(self._finished)[6:-1]) - 1 < self._submitted:
+            self._stop.wait(0.005)
 
     def _park_if_not_due(self, delivery: Delivery) -> float:
         """Delay fallback for brokers without native delay (``capabilities.delay=False``).

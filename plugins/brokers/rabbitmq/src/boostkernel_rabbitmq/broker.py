@@ -21,6 +21,17 @@ remaining delay; when it comes back early the consumer link sends it to the next
 copy only after the confirm), so it is never delivered before its ``eta`` and never held in memory. This
 works on a stock RabbitMQ (no delayed-message plugin). Both links reconnect with capped exponential
 backoff and jitter.
+
+Crash loops (a message that kills its worker): RabbitMQ requeues every unacked delivery of a dead
+connection, prefetched or running, so its own redelivery count cannot tell a poison message from its
+bystanders. The death count is kept aside instead: the kernel calls :meth:`RabbitmqBroker.started` before
+it runs a message, which appends the message id to this consumer's running journal (a small file,
+:mod:`boostkernel.running`). When a delivery arrives flagged ``redelivered``, the consumer link looks it
+up in the journals of dead consumers of this host: if one was running it, the message is published
+again with ``x-bk-crashes`` + 1 (the original acked after the confirm), or, at ``max_deliveries``
+crashes, to ``<queue>.dlq`` with reason ``crash-loop``. Prefetched bystanders are not in any journal and
+run normally. The queue's arguments are unchanged, so existing queues keep working. A consumer killed
+on another host leaves no journal here: its messages are redelivered without a crash count.
 """
 
 from __future__ import annotations
@@ -30,9 +41,14 @@ import collections
 import itertools
 import logging
 import math
+import os
 import random
+import re
+import socket
+import tempfile
 import threading
 import time
+import uuid
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
@@ -48,6 +64,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
 from boostkernel.errors import BrokerUnavailable, ConfigError, MessageRejected
 from boostkernel.logs import mask, mask_url, queue_logger
+from boostkernel.running import RunningJournal, journal_path, read_journal
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 PUBLISH_SLICE = 250
@@ -56,6 +73,7 @@ DELAY_LEVELS = 25
 """Delay buckets ``2^0 .. 2^24`` ms (1 ms to 4.6 h); longer delays take several hops of the largest."""
 H_ETA, H_REASON, H_FAILED_AT, H_REQUEUES, H_QUEUE = "x-bk-eta", "x-bk-reason", "x-bk-failed-at", \
     "x-bk-requeues", "x-bk-queue"
+H_CRASHES = "x-bk-crashes"
 
 log = logging.getLogger("boostkernel.rabbitmq")
 
@@ -399,6 +417,13 @@ class RabbitmqBroker(Broker):
         self.connect_timeout = float(o.get("connect_timeout", 10.0))
         self.backoff_max = float(o.get("backoff_max", 30.0))
         self.log = queue_logger(queue)
+        self.max_crashes = int(params.max_deliveries if params is not None else o.get("max_deliveries", 3))
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.journal_dir = os.path.join(tempfile.gettempdir(), "boostkernel-running",
+                                        "rabbitmq-" + re.sub(r"[^A-Za-z0-9_.-]", "_", queue))
+        self.journal = RunningJournal(self.journal_dir, self.owner)
+        self._dead_journals: dict[str, set[str]] = {}
+        self._dead_journals_at = 0.0
         self.dlq = f"{queue}.dlq"
         self.buckets = [f"{queue}.delay.{1 << k}" for k in range(DELAY_LEVELS)]
         try:
@@ -632,6 +657,7 @@ class RabbitmqBroker(Broker):
         if link is None:
             with self._lock:
                 if self._con is None:
+                    self.journal.open()
                     self._con = _Link("consumer", self._params("consumer"), self._con_setup, self._con_lost,
                                       backoff_max=self.backoff_max, log=self.log)
                     self._con.start()
@@ -675,11 +701,69 @@ class RabbitmqBroker(Broker):
             requeues = headers.get(H_REQUEUES)
             if requeues:
                 count += int(requeues)
+        crashes = int(headers.get(H_CRASHES, 0)) if headers else 0
+        if method.redelivered and props.message_id and self._was_running(props.message_id):
+            self._charge_crash(ch, method.delivery_tag, props, body, crashes + 1)
+            return
         d = Delivery(props.message_id or "", body, (self._con.generation, method.delivery_tag),  # type: ignore[union-attr]
-                     count, {"props": props})
+                     count + crashes, {"props": props}, crashes)
         with self._cond:
             self._buf.append(d)
             self._cond.notify()
+
+    def _was_running(self, mid: str) -> str | None:
+        """The dead consumer of this host that was running message ``mid`` (I/O thread), else ``None``."""
+        now = time.monotonic()
+        if now - self._dead_journals_at > 1.0:  # reload at most once a second (redeliveries come in bursts)
+            self._dead_journals_at = now
+            self._dead_journals = {}
+            host = socket.gethostname() + ":"
+            try:
+                names = [n[:-len(".running")] for n in os.listdir(self.journal_dir) if n.endswith(".running")]
+            except OSError:
+                names = []
+            for name in names:
+                parts = name.rsplit("_", 2)  # host_pid_rand (see journal_path)
+                if len(parts) != 3 or not parts[1].isdigit() or name == journal_path("", self.owner).stem:
+                    continue
+                if not _pid_dead(int(parts[1])):
+                    continue
+                owner = f"{host}{parts[1]}:{parts[2]}"
+                ran = read_journal(self.journal_dir, owner)
+                if ran:
+                    self._dead_journals[owner] = ran
+                elif ran is not None:  # a dead consumer that was running nothing: forget it
+                    _unlink(journal_path(self.journal_dir, owner))
+        for owner, ran in self._dead_journals.items():
+            if mid in ran:
+                return owner
+        return None
+
+    def _charge_crash(self, ch: Any, tag: int, props: Any, body: bytes, crashes: int) -> None:
+        """A dead consumer was running this delivery: count the crash in a copy, or dead-letter a crash loop."""
+        mid = props.message_id
+        owner = self._was_running(mid)
+        if owner is not None:  # charged once: the dead consumer's journal no longer lists it as running
+            self._dead_journals[owner].discard(mid)
+            try:
+                with open(journal_path(self.journal_dir, owner), "a") as f:
+                    f.write(f"-{mid}\n")
+            except OSError:
+                pass
+        if crashes >= self.max_crashes:
+            reason = f"crash-loop: its worker died {crashes} time(s) while running it (last: {owner})"
+            self.log.error("message %s dead-lettered: %s", mid, reason)
+            p = pika.BasicProperties(
+                content_type="application/json", delivery_mode=2, message_id=mid,
+                headers={H_REASON: reason, H_FAILED_AT: int(time.time() * 1000), H_QUEUE: self.queue,
+                         **({"x-bk-priority": props.priority} if props.priority else {})})
+            self._confirm_then(ch, self.dlq, body, p, partial(self._settle_original, ch, tag))
+            return
+        headers = {k: v for k, v in (props.headers or {}).items() if k != "x-death"}
+        headers[H_CRASHES] = crashes
+        p = pika.BasicProperties(content_type=props.content_type, delivery_mode=2, message_id=mid,
+                                 priority=props.priority, headers=headers)
+        self._confirm_then(ch, self.queue, body, p, partial(self._settle_original, ch, tag))
 
     def _confirm_then(self, ch: Any, rk: str, body: bytes, props: Any, then: Callable[[bool], None]) -> None:
         """Publish on the consumer channel (confirm mode); call ``then(ok)`` on the confirm."""
@@ -777,7 +861,12 @@ class RabbitmqBroker(Broker):
             self._forget(tag)
             ch.basic_ack(tag)
 
+    def started(self, delivery: Delivery) -> None:
+        """Record that this delivery runs now: one write(2) to this consumer's journal (see the module doc)."""
+        self.journal.started(delivery.id)
+
     def ack(self, delivery: Delivery) -> None:
+        self.journal.finished(delivery.id)
         link = self._con
         if self._closed or link is None:
             return  # stale: the channel is gone, the broker redelivers the message
@@ -788,6 +877,9 @@ class RabbitmqBroker(Broker):
             link.submit(self._flush_acks, lazy=bool(self._buf))
 
     def ack_many(self, deliveries: Iterable[Delivery]) -> None:
+        deliveries = list(deliveries)
+        for d in deliveries:
+            self.journal.finished(d.id)
         link = self._con
         if self._closed or link is None:
             return
@@ -811,6 +903,7 @@ class RabbitmqBroker(Broker):
             ch.basic_nack(tag, requeue=requeue)
 
     def nack(self, delivery: Delivery, requeue: bool = True, delay: float = 0.0) -> None:
+        self.journal.finished(delivery.id)
         link = self._con
         if self._closed or link is None:
             return
@@ -836,6 +929,7 @@ class RabbitmqBroker(Broker):
 
     def dead_letter(self, delivery: Delivery, reason: str) -> None:
         """Publish to ``<queue>.dlq`` with the reason header; ack the original only after the confirm."""
+        self.journal.finished(delivery.id)
         link = self._con
         if self._closed or link is None:
             return
@@ -980,6 +1074,7 @@ class RabbitmqBroker(Broker):
             self._buf.clear()
         with self._admin_lock:
             self._close_admin()
+        self.journal.close()
         if unconfirmed is not None:
             raise unconfirmed
 
@@ -987,3 +1082,20 @@ class RabbitmqBroker(Broker):
         d = super().describe()
         d.update(prefetch=self.prefetch, max_priority=self.max_priority, dlq=self.dlq)
         return d
+
+
+def _pid_dead(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def _unlink(path: Any) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
