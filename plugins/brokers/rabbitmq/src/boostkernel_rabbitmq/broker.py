@@ -87,9 +87,10 @@ MIN_DEFAULT_WINDOW = 100
 
 def default_window(params: Any) -> int:
     """The ``basic_qos`` prefetch count when ``broker_options`` does not set one: the booster's explicit
-    ``prefetch`` if given, else running + prefetched tasks, and at least :data:`MIN_DEFAULT_WINDOW`."""
+    ``prefetch`` if given, else running + prefetched tasks, and at least :data:`MIN_DEFAULT_WINDOW`.
+    A broker made without booster parameters (direct use, the contract suite) keeps a window of 16."""
     if params is None:
-        return MIN_DEFAULT_WINDOW
+        return 16
     if params.prefetch is not None:
         return int(params.prefetch)
     return max(MIN_DEFAULT_WINDOW, params.workers + params.effective_prefetch)
