@@ -29,6 +29,8 @@ class _Contract:
 
     def _gate(self, request: pytest.FixtureRequest, caps: Any) -> None:
         fn = request.function
+        if not getattr(self, "delivery_tests", True) and fn.__module__.endswith("testing.delivery"):
+            pytest.skip(f"{type(self).__name__}.delivery_tests is False: another class runs them")
         for cap in getattr(fn, "_requires", ()):
             if not getattr(caps, cap, False):
                 pytest.skip(f"{type(caps).__name__} does not declare {cap!r}")
@@ -67,10 +69,15 @@ class BrokerContract(DeliveryContract, _Contract):
         self._gate(request, b.capabilities)
         yield b
         try:
-            if b.capabilities.purge:
-                b.purge()
-        finally:
-            b.close()
+            try:
+                if b.capabilities.purge:
+                    b.purge()
+            finally:
+                b.close()
+        except Exception:
+            # a known gap (strict xfail) may leave the broker unable to clean up: the xfail reports it
+            if request.function.__name__ not in self.expected_failures:
+                raise
 
     # --- tests ------------------------------------------------------------------------------------
     def test_publish_fetch_ack_roundtrip(self, broker: Broker) -> None:

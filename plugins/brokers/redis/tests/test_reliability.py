@@ -425,3 +425,25 @@ def test_fetch_whose_reply_was_lost_is_delivered_by_the_next_fetch(list_broker: 
     list_broker.flush_acks()
     assert list_broker.in_flight() == 0
     assert list_broker.fetch(10, 0.2) == []
+
+
+def test_streams_entry_whose_reply_was_lost_comes_back_uncharged(unique_queue: str) -> None:
+    from boostkernel_redis.streams import GROUP, RedisStreamsBroker
+
+    b = RedisStreamsBroker(unique_queue, service_url("redis"), None, **FAST)
+    try:
+        m = msg(lost=True)
+        b.publish(m)
+        b._start()
+        # an XREADGROUP for this live consumer whose reply never reached it: pending, never delivered
+        assert b.redis.xreadgroup(GROUP, b.cid, {b.stream: ">"}, count=1)
+        got: list[Any] = []
+        deadline = time.monotonic() + 10
+        while not got and time.monotonic() < deadline:
+            got = b.fetch(1, 0.3)
+        assert [d.id for d in got] == [m.id], "an entry pending for a live consumer that never got it is returned"
+        assert got[0].crashes == 0
+        b.ack(got[0])
+    finally:
+        b.close()
+        b.purge()

@@ -44,7 +44,7 @@ from ._common import (
     parse_value,
     redis,
 )
-from .broker import _HOST_PREFIX, dead_consumers, journal_dir
+from .broker import _HOST_PREFIX, journal_dir
 
 GROUP = "bk"
 
@@ -405,24 +405,37 @@ class RedisStreamsBroker(Broker):
             raise
 
     def reap(self) -> tuple[int, int]:
-        """Take the entries of consumers whose heartbeat expired and add them again as new entries, charging
-        a crash only to those the dead consumer was running (its journal). Returns (returned, dead)."""
+        """Take entries idle for ``dead_after`` and add them again as new entries. Live consumers keep their
+        entries fresh (heartbeat), so these belong to dead consumers - charged a crash only where the dead
+        consumer's journal says it was running them - or to a live consumer that never received them (an
+        ``XREADGROUP`` reply that was lost), which go back uncharged. Returns (returned, dead)."""
         lock = self.base + ":reaper"
         if not self.redis.set(lock, self.cid, nx=True, px=max(1, int(self.reap_interval * 900))):
             return -1, 0
         back = killed = charged = 0
         min_idle = int(self.dead_after * 1000)
-        for c in dead_consumers(self.redis, self.base):
-            ran = read_journal(self.journal_dir, c) if c.startswith(_HOST_PREFIX) else None
-            while True:
-                pend = self.redis.xpending_range(self.stream, GROUP, "-", "+", 100, consumername=c)
-                if not pend:
-                    break
-                ids = [p["message_id"] for p in pend]
+        journals: dict[str, set[str] | None] = {}
+        dead: set[str] = set()
+        for _ in range(10):
+            pend = self.redis.xpending_range(self.stream, GROUP, "-", "+", 100, idle=min_idle)
+            if not pend:
+                break
+            by_consumer: dict[str, list[Any]] = {}
+            for p in pend:
+                c = p["consumer"].decode() if isinstance(p["consumer"], bytes) else p["consumer"]
+                by_consumer.setdefault(c, []).append(p["message_id"])
+            progressed = False
+            for c, ids in by_consumer.items():
+                if c not in journals:
+                    if self.redis.exists(f"{self.base}:hb:{c}"):
+                        journals[c] = set()  # alive: it never received these entries
+                    else:
+                        dead.add(c)
+                        journals[c] = read_journal(self.journal_dir, c) if c.startswith(_HOST_PREFIX) else None
+                ran = journals[c]
                 claimed = self.redis.xclaim(self.stream, GROUP, self.cid, min_idle, ids)
-                if not claimed:  # not idle long enough (it came back to life?): leave them for later
-                    break
                 for eid_b, fields in claimed:
+                    progressed = True
                     eid = eid_b.decode() if isinstance(eid_b, bytes) else eid_b
                     if not fields:  # deleted while pending
                         self.redis.xack(self.stream, GROUP, eid)
@@ -439,8 +452,9 @@ class RedisStreamsBroker(Broker):
                             continue
                     self._requeue(keys=[self.stream], args=[self.base, eid, mid, d + 1, body, 0, crashes])
                     back += 1
-                if len(claimed) < len(ids):
-                    break
+            if not progressed or len(pend) < 100:
+                break
+        for c in dead:
             remove_journal(self.journal_dir, c)
         self._forget_dead_consumers()
         if back or killed:
