@@ -183,9 +183,10 @@ def bk_broker_layer(url: str, n: int) -> float:
     return done / dt
 
 
-def bk_consume(url: str, n: int, concurrency: str, workers: int, prefetch: int | None) -> float:
+def bk_consume(url: str, n: int, concurrency: str, workers: int, prefetch: int | None,
+               broker_options: dict[str, Any] | None = None) -> float:
     done: list[None] = []
-    f = _booster(url, concurrency, workers, prefetch, done)
+    f = _booster(url, concurrency, workers, prefetch, done, broker_options)
     f.purge()
     f.push_many([(i,) for i in range(n)])
     assert f.count() == n
@@ -271,6 +272,8 @@ def main() -> int:
     row("boostkernel", "broker layer: fetch(100) + ack_many, prefetch 100", None, layer)
     dflt = bk_consume(url, n, "threads", 16, None)
     row("boostkernel", "consume at defaults: threads x16, prefetch unset", None, dflt)
+    old_dflt = bk_consume(url, n, "threads", 16, None, {"prefetch": 32})
+    row("boostkernel", "consume threads x16, qos window 32 (the former default)", None, old_dflt)
     solo = bk_consume(url, n, "solo", 1, 100)
     row("boostkernel", "consume solo, prefetch 100 (at-least-once)", None, solo)
     thr = bk_consume(url, n, "threads", args.threads, 100)
