@@ -115,7 +115,7 @@ class Broker(abc.ABC):
 
     * ``setup_booster(booster)`` - at decoration time (``@boost``): validate the parameters (a parameter
       the framework cannot honour raises ``ConfigError`` saying so), register the task with the framework
-      under the queue's name. ``framework_params`` lists the ``BoostParams`` fields mapped onto the
+      under the queue's name. ``framework_params`` lists the control options mapped onto the
       framework's own options; the kernel loads no control plugin for them.
     * ``start_worker(boosters) -> handle`` - ``Booster.consume()``: start the framework's worker for these
       boosters in the background of this process and return at once. The handle has ``running``,

@@ -51,6 +51,9 @@ def build_params(queue: str, given: Mapping[str, Any]) -> BoostParams:
             put(name, tuple(value) if isinstance(value, list) else value)
         elif info is not None and info.configurable:
             put(name, value)
+        elif info is not None or name in _NOT_CONFIGURABLE:
+            raise ConfigError(f"[tool.boostkernel] in pyproject.toml sets {name!r}, which cannot come from "
+                              f"configuration (it is code or the booster's identity): pass it to @boost")
         elif name != "queues":
             raise unknown_parameters_error(queue, [name], [*known, *option_infos],
                                            where="[tool.boostkernel] in pyproject.toml has")

@@ -12,7 +12,7 @@ contract (documented on :class:`~boostkernel.broker.Broker`) is four class metho
   :meth:`FrameworkBroker.send` with the :class:`~boostkernel.message.Envelope`.
 
 :class:`FrameworkBroker` implements the parts every framework shares: parameter checking (each plugin
-lists the ``BoostParams`` it maps onto the framework's own options in ``framework_params``; any other
+lists the control options it maps onto the framework's own options in ``framework_params``; any other
 control parameter fails at decoration time), the choice of the result store, registration of worker
 handles with the process (so SIGTERM and ``wait_for_consumers`` include them) and :func:`run_task`, which
 runs the user's function inside the framework's task with the kernel's task context and result records.
@@ -125,7 +125,7 @@ class FrameworkBroker(Broker):
     default_url: ClassVar[str | None] = "redis://127.0.0.1:6379/0"
     #: Not used as such: ``setup_booster`` always sets ``params.store`` (see :meth:`pick_store`).
     default_store: ClassVar[str] = "redis"
-    #: ``BoostParams`` control fields the framework implements itself (retries, time limits …). The kernel
+    #: Control options the framework implements itself (retries, time limits …). The kernel
     #: loads no control plugin for them; any *other* control parameter fails at decoration time.
     framework_params: ClassVar[frozenset[str]] = frozenset()
     #: Why a parameter cannot be honoured (shown in the decoration-time error), by field name.
