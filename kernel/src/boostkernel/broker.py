@@ -170,7 +170,7 @@ class Broker(abc.ABC):
         that declares ``ack`` records it so that a consumer's death charges a crash to the messages it was
         running and not to those it had only prefetched (see the module docstring). Must be cheap: it runs
         on the per-message path, so a local write that survives ``kill -9``
-        (:class:`boostkernel.running.RunningJournal`, one ``write(2)``), never a broker round trip.
+        (:class:`boostkernel.journal.RunningJournal`, one ``write(2)``), never a broker round trip.
         """
 
     @abc.abstractmethod

@@ -143,6 +143,9 @@ class DeliveryContract:
     max_deliveries: int = 3
     #: Messages in the competing-consumers tests.
     competing_messages: int = 2000
+    #: Seconds the competing-consumers tests let the 4 consumers start before publishing: for brokers
+    #: whose consumers must first join a group (Kafka's rebalance hands unacked messages to a newcomer).
+    competing_warmup: float = 0.0
     #: ``False`` skips the delivery tests in this class, for a variant whose delivery path another class
     #: of the same test module already runs (e.g. the same broker with another publishing option).
     delivery_tests: bool = True
@@ -325,13 +328,11 @@ class DeliveryContract:
                                                           make_broker: Callable[[str], Broker]) -> None:
         n = self.competing_messages
         msgs = [_msg({"i": i}) for i in range(n)]
-        for i in range(0, n, 500):
-            broker.publish_many(msgs[i:i + 500])
         seen: Counter[str] = Counter()
         lock = threading.Lock()
         done = threading.Event()
         errors: list[BaseException] = []
-        deadline = time.monotonic() + self.settle_time * 6 + n / 100
+        deadline = time.monotonic() + self.competing_warmup + self.settle_time * 6 + n / 100
 
         def consume(b: Broker) -> None:
             try:
@@ -351,6 +352,9 @@ class DeliveryContract:
         threads = [threading.Thread(target=consume, args=(b,)) for b in brokers]
         for t in threads:
             t.start()
+        time.sleep(self.competing_warmup)  # nothing to wait on: the consumers are joining their group
+        for i in range(0, n, 500):
+            broker.publish_many(msgs[i:i + 500])
         for t in threads:
             t.join()
         for b in brokers:
@@ -366,6 +370,7 @@ class DeliveryContract:
         children = [consumers(broker) for _ in range(4)]
         for c in children:
             c.call("drain")
+        time.sleep(self.competing_warmup)
         for i in range(0, n, 500):
             broker.publish_many(msgs[i:i + 500])
 

@@ -16,6 +16,7 @@ pytestmark = pytest.mark.service("kafka")
 class TestConfluentKafkaContract(BrokerContract):
     settle_time = 15.0  # the first consumer-group join of a fresh group takes a few seconds
     lease_seconds = 2.0  # session_timeout_ms below
+    competing_warmup = 10.0  # 4 consumers join the group before the messages flow (no rebalance mid-stream)
     recovery_seconds = 15.0
     expected_failures = {
         "test_crash_redelivers_everything_held": "a log has no delivery count: redelivered messages come "

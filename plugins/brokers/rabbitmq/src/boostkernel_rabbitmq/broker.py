@@ -26,7 +26,7 @@ Crash loops (a message that kills its worker): RabbitMQ requeues every unacked d
 connection, prefetched or running, so its own redelivery count cannot tell a poison message from its
 bystanders. The death count is kept aside instead: the kernel calls :meth:`RabbitmqBroker.started` before
 it runs a message, which appends the message id to this consumer's running journal (a small file,
-:mod:`boostkernel.running`). When a delivery arrives flagged ``redelivered``, the consumer link looks it
+:mod:`boostkernel.journal`). When a delivery arrives flagged ``redelivered``, the consumer link looks it
 up in the journals of dead consumers of this host: if one was running it, the message is published
 again with ``x-bk-crashes`` + 1 (the original acked after the confirm), or, at ``max_deliveries``
 crashes, to ``<queue>.dlq`` with reason ``crash-loop``. Prefetched bystanders are not in any journal and
@@ -64,8 +64,8 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
 from boostkernel.errors import BrokerUnavailable, ConfigError, MessageRejected
+from boostkernel.journal import RunningJournal, journal_path, sweep_journals
 from boostkernel.logs import mask, mask_url, queue_logger
-from boostkernel.running import RunningJournal, journal_path, sweep_journals
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 PUBLISH_SLICE = 250

@@ -32,8 +32,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
+from boostkernel.journal import RunningJournal, read_journal, remove_journal
 from boostkernel.logs import mask_url, queue_logger
-from boostkernel.running import RunningJournal, read_journal, remove_journal
 
 from ._common import (
     CONNECTION_ERRORS,
@@ -498,7 +498,7 @@ class RedisBroker(Broker):
         return out
 
     def started(self, delivery: Delivery) -> None:
-        """Record that this delivery runs now: one write(2) to this consumer's journal (boostkernel.running)."""
+        """Record that this delivery runs now: one write(2) to this consumer's journal (boostkernel.journal)."""
         self.journal.started(f"{delivery.id}:{delivery.delivery_count}")
 
     def ack(self, delivery: Delivery) -> None:

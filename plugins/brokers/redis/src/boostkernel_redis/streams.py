@@ -12,7 +12,7 @@
   with ``XAUTOCLAIM`` — live long tasks are never stolen.
 * **Poison detection**: each entry carries ``c``, how often a worker died while *running* it. The reaper
   takes a dead consumer's entries (``XCLAIM``) and re-adds each as a new entry: the ones its journal
-  (:mod:`boostkernel.running`; the kernel calls :meth:`RedisStreamsBroker.started`) says were running get
+  (:mod:`boostkernel.journal`; the kernel calls :meth:`RedisStreamsBroker.started`) says were running get
   ``c + 1``, prefetched ones go back uncharged; at ``max_deliveries`` crashes it goes to the dead-letter
   queue with reason ``crash-loop``. Without the dead consumer's journal (another host) every entry it
   held is charged.
@@ -30,8 +30,8 @@ from typing import Any
 import orjson
 
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
+from boostkernel.journal import RunningJournal, read_journal, remove_journal
 from boostkernel.logs import mask_url, queue_logger
-from boostkernel.running import RunningJournal, read_journal, remove_journal
 
 from ._common import (
     CONNECTION_ERRORS,
@@ -313,7 +313,7 @@ class RedisStreamsBroker(Broker):
                 return []
 
     def started(self, delivery: Delivery) -> None:
-        """Record that this delivery runs now: one write(2) to this consumer's journal (boostkernel.running)."""
+        """Record that this delivery runs now: one write(2) to this consumer's journal (boostkernel.journal)."""
         self.journal.started(delivery.tag)
 
     def ack(self, delivery: Delivery) -> None:

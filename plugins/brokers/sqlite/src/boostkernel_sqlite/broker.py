@@ -7,7 +7,7 @@
 * The **reaper** (same thread, on a timer, under SQLite's write lock) returns rows whose lease expired —
   their worker died — to the queue. A crash is counted only for the rows that were *running* when the
   worker died (the kernel calls :meth:`SqliteBroker.started`, which appends ``seq:delivery`` to a small
-  per-consumer file next to the database, see :mod:`boostkernel.running`); prefetched rows go back
+  per-consumer file next to the database, see :mod:`boostkernel.journal`); prefetched rows go back
   uncharged. After ``max_deliveries`` crashes the message goes to the dead-letter table with reason
   ``crash-loop``. Defaults (lease 10 s, heartbeat and reaper every 2 s) bring a killed worker's messages
   back within about 12 s.
@@ -28,8 +28,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
+from boostkernel.journal import RunningJournal, read_journal, remove_journal, sweep_journals
 from boostkernel.logs import queue_logger
-from boostkernel.running import RunningJournal, read_journal, remove_journal, sweep_journals
 
 from .db import Database, path_from_url
 
