@@ -54,18 +54,40 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 _pools: dict[tuple[Any, ...], Any] = {}
 _pools_lock = threading.Lock()
 _warned_urls: set[str] = set()
+_reserved: dict[int, int] = {}  # id(pool) -> connections reserved by the brokers and stores using it
+
+# Connections a pool keeps beyond what its users reserved: the maintenance thread, ack flushers,
+# publishers, result waiters of the publishing side, the user's own calls.
+POOL_HEADROOM = 50
+MIN_POOL = 100  # redis-py's default: a pool is never smaller than that
 
 
-def client(url: str | None, options: dict[str, Any] | None = None) -> redis.Redis:
-    """A ``redis.Redis`` on a shared pool for ``url`` (``redis://``, ``rediss://``, ``unix://``; password, db)."""
+def pool_need(params: Any) -> int:
+    """Connections a booster with these parameters may use at once: one per worker (each task can store its
+    result, publish, wait on another task's result) plus its fetch loop."""
+    if params is None:
+        return 0
+    return int(getattr(params, "workers", 0) or 0) + 1
+
+
+def client(url: str | None, options: dict[str, Any] | None = None, need: int = 0) -> redis.Redis:
+    """A ``redis.Redis`` on a shared pool for ``url`` (``redis://``, ``rediss://``, ``unix://``; password, db).
+
+    The pool's ``max_connections`` grows with what its users reserve (``need``: one connection per worker,
+    see :func:`pool_need`) plus a headroom of ``POOL_HEADROOM``, never below redis-py's default of 100, so a
+    booster with ``workers=200`` never sees "Too many connections". ``max_connections`` in the options fixes
+    the size instead."""
     url = url or DEFAULT_URL
     o = options or {}
     scheme = urlparse(url).scheme
     if scheme not in ("redis", "rediss", "unix"):
         raise ConfigError(f"Redis URL {mask_url(url)!r} must start with redis://, rediss:// or unix://")
     socket_timeout = float(o.get("socket_timeout", 10.0))
+    fixed = o.get("max_connections")
+    if fixed is not None and (not isinstance(fixed, int) or isinstance(fixed, bool) or fixed < 1):
+        raise ConfigError(f"broker option max_connections={fixed!r}: must be an integer >= 1")
     key = (url, socket_timeout, float(o.get("socket_connect_timeout", 5.0)), float(o.get("health_check_interval", 15)),
-           int(o.get("command_retries", 2)))
+           int(o.get("command_retries", 2)), fixed)
     with _pools_lock:
         pool = _pools.get(key)
         if pool is None:
@@ -73,10 +95,21 @@ def client(url: str | None, options: dict[str, Any] | None = None) -> redis.Redi
             pool = redis.ConnectionPool.from_url(
                 url, socket_timeout=socket_timeout, socket_connect_timeout=key[2], socket_keepalive=True,
                 health_check_interval=int(key[3]), retry=retry, client_name=f"boostkernel-{os.getpid()}",
+                max_connections=fixed or MIN_POOL,
             )
             _pools[key] = pool
             _warn_no_auth(url)
+        if fixed is None and need > 0:
+            reserved = _reserved[id(pool)] = _reserved.get(id(pool), 0) + need
+            pool.max_connections = max(pool.max_connections, MIN_POOL, reserved + POOL_HEADROOM)
     return redis.Redis(connection_pool=pool)
+
+
+def own_connection(r: redis.Redis) -> Any:
+    """A connection of ``r``'s pool's kind that the pool does not count (a thread's private publisher socket:
+    it closes when the thread's state is collected and never uses up the pool's ``max_connections``)."""
+    pool = r.connection_pool
+    return pool.connection_class(**pool.connection_kwargs)
 
 
 def _warn_no_auth(url: str) -> None:

@@ -44,7 +44,9 @@ from ._common import (
     element,
     key_base,
     maintenance,
+    own_connection,
     parse_value,
+    pool_need,
 )
 
 # Helpers shared by the scripts. ARGV[1] is always the key base ("bk:{q}").
@@ -260,7 +262,7 @@ class RedisBroker(Broker):
         self.publish_retry_timeout = float(o.get("publish_retry_timeout", 30.0))
         self.max_crashes = int(params.max_deliveries if params is not None else o.get("max_deliveries", 3))
         self.max_batch = int(o.get("max_batch", 1000))
-        self.redis = client(self.url, o)
+        self.redis = client(self.url, o, pool_need(params))
         # socket_timeout bounds every read, including blocking ones: never block longer than it allows
         self._max_block = max(0.05, float(o.get("socket_timeout", 10.0)) - 1.0)
         self.base = key_base(queue, o)
@@ -325,7 +327,7 @@ class RedisBroker(Broker):
         (no pool checkout, no per-command instrumentation); errors close the connection."""
         conn = getattr(self._local, "conn", None)
         if conn is None or self._local.pid != os.getpid():  # never share a socket with a forked parent
-            conn = self._local.conn = self.redis.connection_pool.make_connection()
+            conn = self._local.conn = own_connection(self.redis)
             self._local.pid = os.getpid()
         try:
             conn.send_command("RPUSH", key, value)

@@ -19,7 +19,7 @@ import orjson
 
 from boostkernel.store import Store, StoreCapabilities
 
-from ._common import DEFAULT_URL, client
+from ._common import DEFAULT_URL, client, pool_need
 
 _FINISHED = ("success", "failure", "skipped", "dead", "expired", "revoked", "duplicate")
 
@@ -56,7 +56,7 @@ class RedisStore(Store):
         super().__init__(url, params, **options)
         opts = dict(params.broker_options) if params is not None and url == params.broker_url else {}
         opts.update(options)
-        self.redis = client(self.url, opts)
+        self.redis = client(self.url, opts, pool_need(params))
         self.prefix = str(opts.get("key_prefix", "bk")) + ":s:"
         self._max_block = max(0.05, float(opts.get("socket_timeout", 10.0)) - 1.0)
         self._incr = self.redis.register_script(_INCR)
