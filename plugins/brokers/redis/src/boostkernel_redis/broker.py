@@ -292,6 +292,7 @@ class RedisBroker(Broker):
         self._reap_not_before = 0.0
         self._buffer: PublishBuffer | None = None
         self._local = threading.local()
+        self._direct = own_connection(self.redis) is not None  # plain pool: publish on a thread's own socket
         if o.get("auto_batch"):
             self._buffer = PublishBuffer(self._send_batch, queue, float(o.get("batch_interval", 0.002)))
 
@@ -325,6 +326,9 @@ class RedisBroker(Broker):
     def _rpush(self, key: str, value: bytes) -> None:
         """One RPUSH on this thread's own connection: the lean path of a one-by-one ``publish``
         (no pool checkout, no per-command instrumentation); errors close the connection."""
+        if not self._direct:  # a cluster (the key's slot picks the node) or Sentinel
+            self.redis.rpush(key, value)
+            return
         conn = getattr(self._local, "conn", None)
         if conn is None or self._local.pid != os.getpid():  # never share a socket with a forked parent
             conn = self._local.conn = own_connection(self.redis)

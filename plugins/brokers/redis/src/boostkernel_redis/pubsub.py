@@ -21,7 +21,16 @@ from typing import Any
 from boostkernel.broker import Broker, BrokerCapabilities, Delivery, Outgoing
 from boostkernel.logs import mask_url, queue_logger
 
-from ._common import CONNECTION_ERRORS, DEFAULT_URL, backoff_delays, client, element, key_base, pool_need
+from ._common import (
+    CONNECTION_ERRORS,
+    DEFAULT_URL,
+    backoff_delays,
+    client,
+    element,
+    is_cluster,
+    key_base,
+    pool_need,
+)
 
 
 class RedisPubSubBroker(Broker):
@@ -37,6 +46,9 @@ class RedisPubSubBroker(Broker):
         super().__init__(queue, url, params, **options)
         self.redis = client(self.url, self.options, pool_need(params))
         self.channel = key_base(queue, self.options) + ":pubsub"
+        self._cluster = is_cluster(self.redis)
+        self._publish_script = self.redis.register_script(
+            "for i = 1, #ARGV do redis.call('PUBLISH', KEYS[1], ARGV[i]) end return #ARGV")
         self.log = queue_logger(queue)
         self._pubsub: Any = None
         self._backoff = backoff_delays()
@@ -60,6 +72,10 @@ class RedisPubSubBroker(Broker):
         self.redis.publish(self.channel, self._element(message))
 
     def publish_many(self, messages: Sequence[Outgoing]) -> None:
+        if self._cluster:  # a cluster pipeline refuses PUBLISH: one script call per 1000 (the channel's slot)
+            for i in range(0, len(messages), 1000):
+                self._publish_script(keys=[self.channel], args=[self._element(m) for m in messages[i:i + 1000]])
+            return
         pipe = self.redis.pipeline(transaction=False)
         for m in messages:
             pipe.publish(self.channel, self._element(m))
