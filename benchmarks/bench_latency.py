@@ -18,8 +18,8 @@ Phases, each with ``--probes`` probes after 20 warm-up probes:
 
 * **idle**: one probe at a time, then a random 20-60 ms pause, so the worker is back in its idle wait (a
   polling consumer shows its poll interval here);
-* **load**: a thread in the probing process publishes no-op tasks (``tag = -1``) at ``--load-rate`` per
-  second while probes go out every 20 ms.
+* **load**: a separate process publishes no-op tasks (``tag = -1``) at ``--load-rate`` per second (a
+  thread of the probing process for ``bk-memory``) while probes go out every 20 ms.
 
 ``raw-redis`` is the floor on this machine: a bare redis-py ``BLPOP`` loop calling the same function.
 Each system's worker is a separate process started with the framework's own defaults (boostkernel:
@@ -85,7 +85,7 @@ def broker_url(system: str) -> str:
 
 
 # --- the systems' task definitions (module level: the frameworks' CLIs import this module) ---------------
-def make_bk(system: str) -> Any:
+def make_bk(system: str, queue: str | None = None) -> Any:
     from boostkernel import boost
 
     kind = system.removeprefix("bk-").removesuffix("-results")
@@ -95,7 +95,7 @@ def make_bk(system: str) -> Any:
         probe(tag, t_pub)
         return tag
 
-    return boost(QUEUE, broker=kind, broker_url=url, data_dir=DATA_DIR or None,
+    return boost(queue or QUEUE, broker=kind, broker_url=url, data_dir=DATA_DIR or None,
                  results=system.endswith("-results"))(bk_probe)
 
 
@@ -189,6 +189,17 @@ def _publisher(system: str) -> tuple[Any, Any]:
     raise SystemExit(f"unknown system {system!r}")
 
 
+def role_load(system: str, load_rate: float) -> None:
+    publish, _ = _publisher(system)
+    interval, nxt = 1.0 / load_rate, time.monotonic()
+    while True:
+        publish(-1, time.time())
+        nxt += interval
+        d = nxt - time.monotonic()
+        if d > 0:
+            time.sleep(d)
+
+
 def role_probe(system: str, probes: int, load_rate: float, out: str) -> None:
     publish, wait = _publisher(system)
     sig = _signal_client()
@@ -238,12 +249,22 @@ def role_probe(system: str, probes: int, load_rate: float, out: str) -> None:
             if d > 0:
                 time.sleep(d)
 
-    t = threading.Thread(target=load, daemon=True)
-    t.start()
-    time.sleep(1.0)  # let the stream settle
+    # the load comes from its own process (framework publishers are not all thread-safe), except for the
+    # memory broker, whose queue lives in this process
+    loader = None
+    if system == "bk-memory":
+        t = threading.Thread(target=load, daemon=True)
+        t.start()
+    else:
+        loader = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--role", "load", "--system",
+                                   system, "--load-rate", str(load_rate)], stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(2.0)  # let the stream settle
     loaded = phase((0.02, 0.02))
     stop.set()
-    t.join(5)
+    if loader is not None:
+        loader.kill()
+        loader.wait(10)
     Path(out).write_text(json.dumps({"idle": idle, "load": loaded}))
     sys.stdout.flush()
     os._exit(0)  # funboost and celery keep non-daemon threads alive
@@ -288,13 +309,16 @@ def cleanup(system: str, queue: str, tmp: Path) -> None:
             rabbitmq_delete(AMQP_URL, queues=[queue, f"{queue}.DQ", f"{queue}.XQ"], exchanges=[queue])
         except Exception as exc:
             print(f"  (cleanup of RabbitMQ queue {queue}: {exc})")
-    if system.startswith("bk-"):  # boostkernel's own queue names and the store's result keys
+    if system.startswith("bk-") and system != "bk-memory":  # whatever is left in boostkernel's queue
         try:
-            os.environ["LAT_SYSTEM"], os.environ["LAT_QUEUE"] = system, queue
-            b = make_bk(system)
+            b = make_bk(system, queue)
             b.purge()
-        except Exception:
-            pass
+            if system.endswith("rabbitmq"):
+                from peerbench_common import rabbitmq_delete
+
+                rabbitmq_delete(AMQP_URL, queues=[queue])
+        except Exception as exc:
+            print(f"  (cleanup of {queue}: {exc})")
 
 
 def run_system(system: str, probes: int, load_rate: float) -> dict[str, Any]:
@@ -353,7 +377,7 @@ def run_system(system: str, probes: int, load_rate: float) -> dict[str, Any]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--role", choices=["worker", "probe"])
+    ap.add_argument("--role", choices=["worker", "probe", "load"])
     ap.add_argument("--system")
     ap.add_argument("--systems", default=",".join(ALL))
     ap.add_argument("--probes", type=int, default=200)
@@ -363,6 +387,9 @@ def main() -> int:
     a = ap.parse_args()
     if a.role == "worker":
         role_worker(a.system)
+        return 0
+    if a.role == "load":
+        role_load(a.system, a.load_rate)
         return 0
     if a.role == "probe":
         role_probe(a.system, a.probes, a.load_rate, a.out)
