@@ -78,7 +78,7 @@ def worker_connection(url: str, workers: int) -> redis.Redis:
 
 def runner(queue: str) -> TaskRunner:
     """The runner of the booster of ``queue`` in this process (a dict lookup, never an import)."""
-    from boostkernel.booster import REGISTRY
+    from boostkernel.registry import REGISTRY
 
     booster = REGISTRY.get(queue)
     if booster is None:
