@@ -34,6 +34,27 @@ os.environ.setdefault("BOOSTKERNEL_REDISCLUSTER_URL", "redis+cluster://127.0.0.1
 os.environ.setdefault("BOOSTKERNEL_REDISSENTINEL_URL", "redis+sentinel://127.0.0.1:7011/bkmaster")
 
 FAST = {"heartbeat_interval": 0.2, "dead_after": 1.0, "reap_interval": 0.3, "idle_poll": 0.1}
+
+
+def _single_redis_contract() -> Any:
+    """test_contract.py of this folder: the cluster classes share its delivery settings and known gaps."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_bk_redis_contract", Path(__file__).with_name("test_contract.py"))
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+_single = _single_redis_contract()._RedisDelivery
+
+
+class _ClusterDelivery(BrokerContract):
+    lease_seconds = _single.lease_seconds
+    recovery_seconds = _single.recovery_seconds
+    # the same known gaps as on a single Redis (no private server to restart here)
+    expected_failures = dict(_single.expected_failures)
 cluster = pytest.mark.service("rediscluster")
 sentinel = pytest.mark.service("redissentinel")
 
@@ -66,17 +87,17 @@ def _maker(cls_path: str, service: str, **options: object) -> Callable[[], Itera
 
 
 @cluster
-class TestClusterListContract(BrokerContract):
+class TestClusterListContract(_ClusterDelivery):
     make_broker = _maker("boostkernel_redis.broker:RedisBroker", "rediscluster", **FAST)
 
 
 @cluster
-class TestClusterListAutoBatchContract(BrokerContract):
+class TestClusterListAutoBatchContract(_ClusterDelivery):
     make_broker = _maker("boostkernel_redis.broker:RedisBroker", "rediscluster", auto_batch=True, **FAST)
 
 
 @cluster
-class TestClusterStreamsContract(BrokerContract):
+class TestClusterStreamsContract(_ClusterDelivery):
     make_broker = _maker("boostkernel_redis.streams:RedisStreamsBroker", "rediscluster", **FAST)
 
 
