@@ -158,7 +158,7 @@ class Booster(Generic[P, R]):
         if self.params.validate_args:
             self._validate(args, kwargs)
         opts = options.to_wire() if options is not None else {}
-        if opts and ("expires" in opts or "dedup_key" in opts):
+        if opts and ("expires" in opts or "dedup_key" in opts or opts.get("timeout") or opts.get("max_retries")):
             self._check_message_options(opts)
         headers = options.headers if options is not None and options.headers else None
         env = Envelope(self.queue, list(args), kwargs, id=options.task_id if options else None,
@@ -172,8 +172,10 @@ class Booster(Generic[P, R]):
     def _check_message_options(self, opts: Mapping[str, Any]) -> None:
         """A per-message option whose control is off on this booster would be ignored: say so now."""
         active = {p for cls in self.control_classes for p in cls.params}
-        for option, param, example in (("expires", "expires", "expires=3600"), ("dedup_key", "dedup", "dedup=True")):
-            if option in opts and param not in active:
+        for option, param, example in (("expires", "expires", "expires=3600"), ("dedup_key", "dedup", "dedup=True"),
+                                       ("timeout", "timeout", "timeout=60"), ("max_retries", "max_retries",
+                                                                              "max_retries=3")):
+            if opts.get(option) is not None and opts.get(option) != 0 and param not in active:
                 raise ConfigError(
                     f"TaskOptions({option}=...) needs the {param!r} control on queue {self.queue!r}, which is off, "
                     f"so the option would be ignored: switch it on with @boost({self.queue!r}, {example}, ...)")

@@ -1,0 +1,45 @@
+"""A per-message option whose control is off on the booster fails at publish with the fix (issue 13).
+
+Before, ``TaskOptions(timeout=...)`` and ``TaskOptions(max_retries=...)`` on a booster without ``timeout`` /
+``max_retries`` were silently ignored (the task ran to the end; it failed after one attempt). docs/index.md
+lists which option needs which control.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from boostkernel import ConfigError, TaskOptions, boost
+
+
+def _booster(**params: object):  # type: ignore[no-untyped-def]
+    @boost(f"opts_{uuid.uuid4().hex[:8]}", broker="memory", **params)  # type: ignore[call-overload]
+    def f(x: int) -> int:
+        return x
+
+    return f
+
+
+@pytest.mark.parametrize(("option", "fix"), [
+    ({"timeout": 0.5}, "timeout=60"),
+    ({"max_retries": 2}, "max_retries=3"),
+    ({"expires": 5.0}, "expires=3600"),
+    ({"dedup_key": "k"}, "dedup=True"),
+])
+def test_option_without_its_control_fails_with_the_fix(option: dict[str, object], fix: str) -> None:
+    f = _booster()
+    with pytest.raises(ConfigError, match=f"which is off.*{fix}"):
+        f.publish({"x": 1}, TaskOptions(**option))  # type: ignore[arg-type]
+
+
+def test_option_with_its_control_on_is_accepted() -> None:
+    f = _booster(timeout=10, max_retries=1, expires=60, dedup=True)
+    for option in ({"timeout": 0.5}, {"max_retries": 2}, {"expires": 5.0}, {"dedup_key": "k"}):
+        f.publish({"x": 1}, TaskOptions(**option))  # type: ignore[arg-type]
+    assert f.count() == 4
+
+
+def test_zero_retries_needs_no_control() -> None:
+    _booster().publish({"x": 1}, TaskOptions(max_retries=0))
