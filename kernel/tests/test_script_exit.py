@@ -94,3 +94,23 @@ def test_in_flight_task_finishes_and_waiting_messages_stay_queued(tmp_path: Path
     assert left.returncode == 0, left.stderr
     # nothing lost: every message either ran to completion or is back in the queue
     assert len(done) + int(left.stdout.strip()) == 5, (done, left.stdout)
+
+
+def test_a_script_with_worker_processes_ends(tmp_path: Path) -> None:
+    """``processes=2``: the children get SIGTERM when the main thread ends, even while still starting."""
+    q = f"exit_{uuid.uuid4().hex[:8]}"
+    out = _run(tmp_path, f"""
+        from boostkernel import boost
+
+        @boost("{q}", processes=2, results=True)
+        def add(x: int, y: int) -> int:
+            return x + y
+
+        if __name__ == "__main__":
+            r = add.push(1, y=2)
+            add.consume()
+            print(r.get(timeout=30))
+    """, timeout=25)  # a child that missed the SIGTERM was killed only after BOOSTKERNEL_SHUTDOWN_GRACE (30 s)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "3"
+    assert "did not stop" not in out.stderr

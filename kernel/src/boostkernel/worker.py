@@ -592,5 +592,8 @@ def _child_entry() -> None:
     except Exception:
         log.exception("worker process %s could not start", os.getpid())
         sys.exit(3)
+    if _shutdown.is_set():  # SIGTERM came while we were starting: stop what started after it
+        _graceful_stop()
+        return
     log.info("worker process %s consuming %s", os.getpid(), ", ".join(spec["queues"]))
     wait_for_consumers()
