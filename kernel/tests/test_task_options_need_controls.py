@@ -43,3 +43,20 @@ def test_option_with_its_control_on_is_accepted() -> None:
 
 def test_zero_retries_needs_no_control() -> None:
     _booster().publish({"x": 1}, TaskOptions(max_retries=0))
+
+
+@pytest.mark.service("redis")
+def test_a_framework_broker_handles_its_own_options() -> None:
+    pytest.importorskip("boostkernel_dramatiq")
+    q = f"opts_fw_{uuid.uuid4().hex[:8]}"
+
+    @boost(q, broker="dramatiq", broker_url="redis://127.0.0.1:6379/13", expires=60)
+    def g(x: int) -> int:
+        return x
+
+    try:
+        g.publish({"x": 1}, TaskOptions(expires=5))  # dramatiq drops expired messages itself: accepted
+        with pytest.raises(ConfigError, match="timeout=60"):
+            g.publish({"x": 1}, TaskOptions(timeout=1))  # not switched on: refused
+    finally:
+        g.purge()

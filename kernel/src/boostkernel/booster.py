@@ -172,6 +172,8 @@ class Booster(Generic[P, R]):
     def _check_message_options(self, opts: Mapping[str, Any]) -> None:
         """A per-message option whose control is off on this booster would be ignored: say so now."""
         active = {p for cls in self.control_classes for p in cls.params}
+        if self.broker_class.capabilities.needs_own_worker:  # the framework implements these itself
+            active |= set(getattr(self.broker_class, "framework_params", ())) & set(self.params.non_default())
         for option, param, example in (("expires", "expires", "expires=3600"), ("dedup_key", "dedup", "dedup=True"),
                                        ("timeout", "timeout", "timeout=60"), ("max_retries", "max_retries",
                                                                               "max_retries=3")):
