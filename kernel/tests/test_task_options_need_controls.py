@@ -60,3 +60,21 @@ def test_a_framework_broker_handles_its_own_options() -> None:
             g.publish({"x": 1}, TaskOptions(timeout=1))  # not switched on: refused
     finally:
         g.purge()
+
+
+def test_fields_and_overrides_follow_one_rule() -> None:
+    """``TaskOptions(timeout=...)`` and ``TaskOptions(overrides={"timeout": ...})`` are checked alike: by the
+    option its control declares (type, control on), not by a list of their own."""
+    off = _booster()
+    for options in (TaskOptions(timeout=0.5), TaskOptions(overrides={"timeout": 0.5})):
+        with pytest.raises(ConfigError, match="needs the 'timeout' control on queue .* which is off.*timeout="):
+            off.publish({"x": 1}, options)
+    off.publish({"x": 1}, TaskOptions(overrides={"max_retries": 0}))  # the option's default: nothing to ignore
+    on = _booster(timeout=10)
+    with pytest.raises(ConfigError, match="must be float"):
+        on.publish({"x": 1}, TaskOptions(timeout="soon"))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="must be float"):
+        on.publish({"x": 1}, TaskOptions(overrides={"timeout": "soon"}))
+    on.publish({"x": 1}, TaskOptions(timeout=0.5))
+    on.publish({"x": 1}, TaskOptions(overrides={"timeout": 0.5}))
+    assert on.count() == 2

@@ -74,7 +74,10 @@ def plugins() -> None:
     """Inspect installed plugins."""
 
 
-def _plugin_rows() -> list[dict[str, Any]]:
+def _plugin_rows(load_all: bool = False) -> list[dict[str, Any]]:
+    """One row per plugin. Capabilities are read from the plugin classes only for plugins whose distribution
+    needs no client library (or all with ``load_all``), so listing never imports redis, celery, eventlet …"""
+    from ..options import describe
     from ..plugins import get_plugins
 
     ps = get_plugins()
@@ -87,7 +90,9 @@ def _plugin_rows() -> list[dict[str, Any]]:
             for n in names:
                 reg = ps.registry.items[kind][n]
                 entry: dict[str, Any] = {"summary": reg.summary}
-                if kind in ("broker", "executor", "store"):
+                if kind in ("broker", "executor", "store") and not (load_all or st.light):
+                    entry["not_loaded"] = "needs a client library: use --capabilities to import it"
+                elif kind in ("broker", "executor", "store"):
                     try:
                         cls = reg.load()
                         entry.update(cls.capabilities.as_dict())
@@ -96,6 +101,7 @@ def _plugin_rows() -> list[dict[str, Any]]:
                 if kind == "control":
                     entry["params"] = list(reg.params)
                     entry["order"] = reg.order
+                    entry["options"] = [i.as_dict() for i in describe(reg.options, n)] if reg.options else []
                 capabilities[f"{kind}:{n}"] = entry
         rows.append({
             "name": st.name, "kinds": st.kinds, "provides": provides, "distribution": st.distribution,
@@ -107,9 +113,11 @@ def _plugin_rows() -> list[dict[str, Any]]:
 
 @plugins.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def plugins_list(as_json: bool) -> None:
-    """List installed plugins: what each provides, its distribution, version and status."""
-    rows = _plugin_rows()
+@click.option("--capabilities", "load_all", is_flag=True,
+              help="Import every plugin class to show its capabilities (imports client libraries).")
+def plugins_list(as_json: bool, load_all: bool) -> None:
+    """List installed plugins: what each provides, each control's options, distribution, version, status."""
+    rows = _plugin_rows(load_all)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -117,15 +125,17 @@ def plugins_list(as_json: bool) -> None:
     from rich.table import Table
 
     table = Table(title="boostkernel plugins")
-    for col in ("name", "kinds", "provides", "distribution", "version", "status"):
+    for col in ("name", "kinds", "provides", "options", "distribution", "version", "status"):
         table.add_column(col)
     for r in rows:
         provides = "; ".join(f"{k}: {', '.join(v)}" for k, v in r["provides"].items())
         status = r["status"] if not r["error"] else f"[red]{r['status']}[/red]: {r['error']}"
         if r["status"] == "loaded":
             status = "[green]loaded[/green]"
-        table.add_row(r["name"], ", ".join(r["kinds"]), provides, r["distribution"] or "-", r["version"] or "-",
-                      status)
+        options = "\n".join(f"{o['name']}: {o['type']} = {o['default']!r}" for cap in r["capabilities"].values()
+                            for o in cap.get("options", ()))
+        table.add_row(r["name"], ", ".join(r["kinds"]), provides, options or "-", r["distribution"] or "-",
+                      r["version"] or "-", status)
     Console().print(table)
 
 
@@ -177,11 +187,14 @@ def demo(n: int, broker: str, workers: int) -> None:
 
 
 # --- queue operations -------------------------------------------------------------------------------
-def _booster(queue: str, module: str | None, broker: str | None, broker_url: str | None,
-             results: bool = False) -> Any:
-    """The booster of ``queue``: from MODULE if given, else a stand-in bound to the same broker."""
-    from ..booster import REGISTRY, boost
-    from ..worker import boosters_of
+def booster_for(queue: str, module: str | None, broker: str | None, broker_url: str | None,
+                results: bool = False) -> Any:
+    """The booster of ``queue`` for a queue command: from MODULE if given, else a stand-in bound to the same
+    broker (keeping results when ``results``). Public for plugins' commands (with :func:`queue_options`):
+    ``boostkernel.cli.booster_for``."""
+    from ..booster import boost
+    from ..loading import boosters_of
+    from ..registry import REGISTRY
 
     if module:
         boosters_of(module)
@@ -203,6 +216,9 @@ def _booster(queue: str, module: str | None, broker: str | None, broker_url: str
     return boost(queue, **params)(_standin)
 
 
+_booster = booster_for
+
+
 _queue_opts = [
     click.argument("queue"),
     click.option("-m", "--module", default=None, help="Module defining the booster (uses its settings)."),
@@ -212,6 +228,7 @@ _queue_opts = [
 
 
 def queue_options(f: Any) -> Any:
+    """The QUEUE argument and the --module/--broker/--broker-url options of every queue command."""
     for opt in reversed(_queue_opts):
         f = opt(f)
     return f
@@ -221,7 +238,7 @@ def queue_options(f: Any) -> Any:
 @queue_options
 def count(queue: str, module: str | None, broker: str | None, broker_url: str | None) -> None:
     """Messages waiting in QUEUE."""
-    click.echo(_booster(queue, module, broker, broker_url).count())
+    click.echo(booster_for(queue, module, broker, broker_url).count())
 
 
 @cli.command()
@@ -231,7 +248,7 @@ def purge(queue: str, module: str | None, broker: str | None, broker_url: str | 
     """Delete every waiting message of QUEUE."""
     if not yes:
         click.confirm(f"Delete every waiting message of {queue!r}?", abort=True)
-    click.echo(f"purged {_booster(queue, module, broker, broker_url).purge()} message(s)")
+    click.echo(f"purged {booster_for(queue, module, broker, broker_url).purge()} message(s)")
 
 
 @cli.command()
@@ -253,7 +270,7 @@ def push(queue: str, module: str | None, broker: str | None, broker_url: str | N
         raise click.BadParameter(f"--kwargs must be a JSON object, got {type(kwargs).__name__}")
     # Without -m the CLI does not know the booster's settings: to --wait it reads the results store anyway
     # (a booster without results=True never writes one: the wait then times out with that hint).
-    b = _booster(queue, module, broker, broker_url, results=wait_s is not None and not module)
+    b = booster_for(queue, module, broker, broker_url, results=wait_s is not None and not module)
     r = b.publish(kwargs, TaskOptions(countdown=countdown, priority=priority))
     click.echo(r.task_id)
     if wait_s is not None:
@@ -267,7 +284,7 @@ def push(queue: str, module: str | None, broker: str | None, broker_url: str | N
 def result(queue: str, module: str | None, broker: str | None, broker_url: str | None, task_id: str,
            wait_s: float) -> None:
     """Print the status record of TASK_ID on QUEUE."""
-    b = _booster(queue, module, broker, broker_url)
+    b = booster_for(queue, module, broker, broker_url)
     rec = b.store.get_result(task_id, wait_s)
     click.echo(json.dumps(rec, indent=2, default=repr) if rec else "pending (no record)")
 
@@ -285,7 +302,7 @@ def dlq_list(queue: str, module: str | None, broker: str | None, broker_url: str
     from rich.console import Console
     from rich.table import Table
 
-    recs = _booster(queue, module, broker, broker_url).dead_letters(limit)
+    recs = booster_for(queue, module, broker, broker_url).dead_letters(limit)
     table = Table(title=f"dead letters of {queue}")
     for col in ("id", "failed at", "reason", "body"):
         table.add_column(col, overflow="fold")
@@ -302,7 +319,7 @@ def dlq_list(queue: str, module: str | None, broker: str | None, broker_url: str
 def dlq_replay(queue: str, module: str | None, broker: str | None, broker_url: str | None,
                ids: tuple[str, ...]) -> None:
     """Publish dead-lettered messages back to QUEUE."""
-    n = _booster(queue, module, broker, broker_url).replay_dead_letters(list(ids) or None)
+    n = booster_for(queue, module, broker, broker_url).replay_dead_letters(list(ids) or None)
     click.echo(f"replayed {n} message(s)")
 
 
@@ -313,7 +330,7 @@ def dlq_purge(queue: str, module: str | None, broker: str | None, broker_url: st
     """Delete the dead-letter queue of QUEUE."""
     if not yes:
         click.confirm(f"Delete every dead letter of {queue!r}?", abort=True)
-    click.echo(f"deleted {_booster(queue, module, broker, broker_url).broker.purge_dead_letters()} dead letter(s)")
+    click.echo(f"deleted {booster_for(queue, module, broker, broker_url).broker.purge_dead_letters()} dead letter(s)")
 
 
 _commands_loaded = False
