@@ -8,6 +8,7 @@ and no work for controls that are off.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import threading
@@ -57,21 +58,27 @@ class _Job:
 
     def run(self) -> None:
         c = self.consumer
-        if c._stop.is_set():  # handed over but not started before shutdown: back to the queue, not run
-            _safe(c.broker.nack, self.delivery, True)
-            return
-        if c.started is not None:  # prefetched -> running (crash-loop accounting), only if the broker cares
-            c.started(self.delivery)
-        c.run_one(self.delivery)
+        try:
+            if c._stop.is_set():  # handed over but not started before shutdown: back to the queue, not run
+                _safe(c.broker.nack, self.delivery, True)
+                return
+            if c.started is not None:  # prefetched -> running (crash-loop accounting), only if the broker cares
+                c.started(self.delivery)
+            c.run_one(self.delivery)
+        finally:
+            next(c._finished)
 
     async def run_async(self) -> None:
         c = self.consumer
-        if c._stop.is_set():
-            _safe(c.broker.nack, self.delivery, True)
-            return
-        if c.started is not None:
-            c.started(self.delivery)
-        await c.run_one_async(self.delivery)
+        try:
+            if c._stop.is_set():
+                _safe(c.broker.nack, self.delivery, True)
+                return
+            if c.started is not None:
+                c.started(self.delivery)
+            await c.run_one_async(self.delivery)
+        finally:
+            next(c._finished)
 
 
 class Consumer:
@@ -93,6 +100,8 @@ class Consumer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.processed = 0
+        self._submitted = 0  # jobs handed to the executor (dispatch thread only)
+        self._finished = itertools.count(1)  # next() is atomic: jobs done, from any thread
         #: Whether a control decides retries (the retry control); otherwise the default limit applies.
         self.retry_owned = any(c.handles_retry for c in self.controls)
         self._build_chain()
@@ -217,12 +226,24 @@ class Consumer:
                     for d in batch[i:]:
                         _safe(broker.nack, d, True)
                     break
+                if delivery.crashes:  # a worker died while running it: run it alone (see Delivery.crashes)
+                    self._wait_idle()
+                    self._submitted += 1
+                    executor.submit(_Job(self, delivery))
+                    self._wait_idle()
+                    continue
+                self._submitted += 1
                 executor.submit(_Job(self, delivery))
             # Only future messages, and either the queue had no more or we went round all of them: wait
             # (at most 1 s) instead of spinning. Ready messages behind them are reached first.
             if parked and parked == len(batch) and (len(batch) < prefetch or cycled or len(seen) > 10_000):
                 stop.wait(min(1.0, max(0.0, next_due - time.time())))
                 seen.clear()
+
+    def _wait_idle(self) -> None:
+        """Wait until every job handed to the executor has finished (or the consumer stops)."""
+        while not self._stop.is_set() and int(repr(self._finished)[6:-1]) - 1 < self._submitted:
+            self._stop.wait(0.005)
 
     def _park_if_not_due(self, delivery: Delivery) -> float:
         """Delay fallback for brokers without native delay (``capabilities.delay=False``).

@@ -20,8 +20,6 @@ pytestmark = pytest.mark.service("redis")
 
 FAST = {"heartbeat_interval": 0.2, "dead_after": 1.0, "reap_interval": 0.3, "idle_poll": 0.1}
 
-BYSTANDERS = ("issue #10 (brokerfix): a dead worker's prefetched messages are charged a crash like the running "
-              "one, so a poison message takes its bystanders to the dead-letter queue")
 NO_PRIVATE_REDIS = ("the shared Redis runs with persistence off and must not be restarted: durability is "
                     "tested against a private redis-server by the *Durability classes below")
 
@@ -46,8 +44,7 @@ def _client_kill(broker: Broker) -> None:
 class _RedisDelivery(BrokerContract):
     lease_seconds = 1.0  # dead_after
     recovery_seconds = 5.0
-    expected_failures = {"test_crash_loop_spares_prefetched_messages": BYSTANDERS,
-                         "test_durable_across_service_restart": NO_PRIVATE_REDIS}
+    expected_failures = {"test_durable_across_service_restart": NO_PRIVATE_REDIS}
 
     @pytest.fixture
     def cut_connection(self) -> Callable[[Broker], None]:
