@@ -128,11 +128,12 @@ def test_async_function_needs_asyncio_concurrency() -> None:
             pass
 
 
-def test_unknown_broker_names_install_command() -> None:
-    with pytest.raises(PluginNotInstalled, match=r'pip install "boostkernel\[nosuch\]"'):
+def test_unknown_broker_names_no_extra_that_does_not_exist() -> None:
+    with pytest.raises(PluginNotInstalled, match=r"not a plugin of this project") as info:
         @boost(q(), broker="nosuch")
         def f() -> None:
             pass
+    assert "boostkernel[" not in str(info.value)
 
 
 def test_asyncio_mode_runs_coroutines_and_await_result() -> None:

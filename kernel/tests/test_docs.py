@@ -30,3 +30,12 @@ def test_readme_commands() -> None:
     assert "\nuv run pytest\n" in readme
     ci = (ROOT / ".ci" / "run").read_text()
     assert "\nuv run pytest\n" in ci, "CI runs the README's test command"
+
+
+def test_ci_runs_the_docs_build_the_wheelhouse_check_and_the_inexact_sync() -> None:
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "mkdocs build --strict" in ci
+    assert "scripts/build_wheelhouse.py" in ci and "--check redis,celery" in ci
+    assert "uv sync --all-packages --inexact" in ci
+    ignored = (ROOT / ".gitignore").read_text().split()
+    assert "wheelhouse/" in ignored and "site/" in ignored

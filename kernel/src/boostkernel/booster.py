@@ -9,7 +9,7 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from .broker import Broker, Outgoing
-from .catalog import KNOWN_METHODS
+from .catalog import KNOWN_METHODS, KNOWN_OPTIONS
 from .config import build_params, fill_controls
 from .consumer import Consumer, start_consumer
 from .control import Control, overrides
@@ -32,6 +32,14 @@ __all__ = ["Booster", "AsyncBooster", "BoostDecorator", "BoundBooster", "boost",
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+#: ``TaskOptions`` fields that set a control's option for one message: field -> (the option whose control
+#: must be on, the ``@boost`` argument that switches it on). ``overrides={...}`` follows the same rule.
+_CONTROL_FIELDS: dict[str, tuple[str, str]] = {
+    "expires": ("expires", "expires=3600"), "max_retries": ("max_retries", "max_retries=3"),
+    "timeout": ("timeout", "timeout=60"), "dedup_key": ("dedup", "dedup=True"),
+}
 
 
 class Booster(Generic[P, R]):
@@ -168,10 +176,13 @@ class Booster(Generic[P, R]):
         args = list(args)
         (self._codec or self.codec).encode_args(args, kwargs)
         opts = options.to_wire() if options is not None else {}
-        if opts and ("expires" in opts or "dedup_key" in opts or "priority" in opts):
-            self._check_message_options(opts)
-        if options is not None and options.overrides:
-            self._check_overrides(options.overrides)
+        if opts and options is not None and options.priority and not self.honours_priority():
+            raise ConfigError(
+                f"TaskOptions(priority=...) on queue {self.queue!r}: broker {self.broker_name!r} does not order "
+                "messages by priority here, so the option would be ignored. Use a broker that does (sqlite, memory, "
+                "redis, rabbitmq; see `boostkernel plugins list`), or leave priority unset")
+        if opts and options is not None and (options.overrides or not _CONTROL_FIELDS.keys().isdisjoint(opts)):
+            self._check_message_options(options)
         headers = options.headers if options is not None and options.headers else None
         env = Envelope(self.queue, args, kwargs, id=options.task_id if options else None,
                        options=opts, headers=headers)
@@ -188,37 +199,46 @@ class Booster(Generic[P, R]):
         hook = getattr(self.broker_class, "honours_priority", None)
         return bool(hook(self.params)) if hook is not None else self.broker_class.capabilities.priority
 
-    def _check_message_options(self, opts: Mapping[str, Any]) -> None:
-        """A per-message option whose control is off on this booster would be ignored: say so now."""
-        if opts.get("priority") and not self.honours_priority():
-            raise ConfigError(
-                f"TaskOptions(priority=...) on queue {self.queue!r}: broker {self.broker_name!r} does not order "
-                "messages by priority here, so the option would be ignored. Use a broker that does (sqlite, memory, "
-                "redis, rabbitmq; see `boostkernel plugins list`), or leave priority unset")
-        active = {p for reg in self.control_registrations for p in reg.params}
-        for option, param, example in (("expires", "expires", "expires=3600"), ("dedup_key", "dedup", "dedup=True")):
-            if option in opts and param not in active:
-                raise ConfigError(
-                    f"TaskOptions({option}=...) needs the {param!r} control on queue {self.queue!r}, which is off, "
-                    f"so the option would be ignored: switch it on with @boost({self.queue!r}, {example}, ...)")
-
-    def _check_overrides(self, overrides: Mapping[str, Any]) -> None:
-        """``TaskOptions(overrides=...)``: each a per-message option of a control that is on, of its type."""
+    def _check_message_options(self, options: TaskOptions) -> None:
+        """Per-message values of control options (``TaskOptions(timeout=..., max_retries=..., expires=...,
+        dedup_key=...)`` and ``overrides={...}``): each must be a per-message option of an installed control,
+        of its type, and that control must be on for this booster, else the value would be silently ignored.
+        A value equal to the option's default needs no control (``max_retries=0``)."""
         from .options import matches
 
         infos = get_plugins().control_options()
         active = {reg.name for reg in self.control_registrations}
-        for name, value in overrides.items():
+        if self.broker_class.capabilities.needs_own_worker:  # the framework implements these itself
+            honoured = set(getattr(self.broker_class, "framework_params", ())) & set(self.params.non_default())
+        else:
+            honoured = set()
+        # (how it was given, the option, its value (None: not a value of the option), the @boost argument)
+        values: list[tuple[str, str, Any, str]] = []
+        for field_name, (name, example) in _CONTROL_FIELDS.items():
+            value = getattr(options, field_name)
+            if value is not None:
+                values.append((f"TaskOptions({field_name}=...)", name, value if field_name == name else None, example))
+        for name, value in (options.overrides or {}).items():
+            values.append((f"TaskOptions(overrides={{{name!r}: ...}})", name, value, f"{name}=..."))
+        for given, name, value, example in values:
             info = infos.get(name)
-            if info is None or not info.per_message:
-                allowed = sorted(n for n, i in infos.items() if i.per_message)
-                raise ConfigError(f"TaskOptions(overrides={{{name!r}: ...}}): {name!r} is not a per-message option "
-                                  f"of an installed control (per-message options: {', '.join(allowed)})")
-            if info.control not in active:
-                raise ConfigError(f"TaskOptions(overrides={{{name!r}: ...}}) needs the {info.control!r} control on "
-                                  f"queue {self.queue!r}, which is off, so the value would be ignored")
-            if not matches(value, info.annotation):
-                raise ConfigError(f"TaskOptions(overrides={{{name!r}: {value!r}}}): must be {info.type}")
+            fix = f"switch it on with @boost({self.queue!r}, {example}, ...)"
+            override = given.startswith("TaskOptions(overrides=")
+            if info is None or (override and not info.per_message):
+                if override:
+                    allowed = sorted(n for n, i in infos.items() if i.per_message)
+                    raise ConfigError(f"{given}: {name!r} is not a per-message option of an installed control "
+                                      f"(per-message options: {', '.join(allowed)})")
+                plugin = KNOWN_OPTIONS.get(name)
+                how = f'install it with: pip install "boostkernel[{plugin}]"' if plugin else fix
+                raise ConfigError(f"{given} needs the control that declares option {name!r}, which is not "
+                                  f"installed, so the value would be ignored: {how}")
+            if value is not None and not matches(value, info.annotation):
+                raise ConfigError(f"{given.replace('...', repr(value))}: must be {info.type}")
+            if info.control in active or name in honoured or (value is not None and value == info.default):
+                continue
+            raise ConfigError(f"{given} needs the {info.control!r} control on queue {self.queue!r}, which is off, "
+                              f"so the value would be ignored: {fix}")
 
     def _outgoing(self, env: Envelope) -> Outgoing:
         body = env.encode()

@@ -4,7 +4,7 @@ to install instead of "unknown parameter". Checked against the in-tree plugins b
 
 from __future__ import annotations
 
-#: ``@boost`` option -> the plugin (and ``boostkernel[extra]``) that declares it.
+#: ``@boost`` option -> the plugin that declares it (also the name of its extra of ``boostkernel``).
 KNOWN_OPTIONS: dict[str, str] = {
     "qps": "ratelimit", "qps_scope": "ratelimit",
     "max_retries": "retry", "retry_backoff": "retry", "retry_backoff_max": "retry", "retry_jitter": "retry",

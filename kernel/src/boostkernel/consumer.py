@@ -176,7 +176,8 @@ class Consumer:
         for c in self.controls:
             c.start()
         self.running = True
-        self._thread = threading.Thread(target=self._dispatch_loop, name=f"boostkernel-fetch-{self.booster.queue}")
+        self._thread = threading.Thread(target=self._dispatch_loop, name=f"boostkernel-fetch-{self.booster.queue}",
+                                        daemon=True)  # stopped by the exit hook (signals.install_exit_hook)
         self._thread.start()
         self.log.debug("consuming queue %r with %s x%d on %s", self.booster.queue, self.params.concurrency,
                        self.params.workers, self.broker.describe())

@@ -18,18 +18,44 @@ class ConfigError(BoostError, ValueError):
     """A booster or plugin is misconfigured. Raised at decoration time; the message says how to fix it."""
 
 
+def install_command(extra: str) -> str:
+    return f'pip install "boostkernel[{extra}]"'
+
+
+def suggest(kind: str, name: str, installed: list[str] | None = None) -> str:
+    """The fix for a ``kind`` name that is not installed: its install command when a plugin of the project
+    provides it, else "did you mean" the closest installed or installable name. Names only extras that exist
+    (the catalog is generated from the plugins by scripts/sync_plugins.py)."""
+    import difflib
+
+    from ._catalog import NAMES
+
+    installable = NAMES.get(kind, {})
+    if name in installable:
+        return f"Install it with: {install_command(installable[name])}"
+    candidates = sorted(set(installed or ()) | set(installable))
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    if not close:
+        lowered = {c.lower(): c for c in candidates}
+        close = [lowered[name.lower()]] if name.lower() in lowered else []
+    if close:
+        best = close[0]
+        if best in (installed or ()):
+            return f"Did you mean {best!r}?"
+        return f"Did you mean {best!r}? (install it with: {install_command(installable[best])})"
+    return "It is not a plugin of this project: check the name, or install the third-party plugin that provides it."
+
+
 class PluginNotInstalled(ConfigError):
-    """A parameter names a plugin that is not installed. The message carries the install command."""
+    """A parameter names a plugin that is not installed. The message carries the fix: the install command of
+    the extra that provides it, or the closest valid name ("did you mean")."""
 
     def __init__(self, kind: str, name: str, known: list[str] | None = None, hint: str | None = None):
         self.kind, self.name = kind, name
-        msg = f"no {kind} plugin named {name!r} is installed."
-        if hint:
-            msg += f" {hint}"
-        else:
-            msg += f' Install it with: pip install "boostkernel[{name}]"'
+        label = "concurrency" if kind == "executor" else kind
+        msg = f"no {label} plugin named {name!r} is installed. {hint or suggest(kind, name, known)}"
         if known:
-            msg += f" (installed {kind}s: {', '.join(sorted(known))})"
+            msg += f" (installed {label} plugins: {', '.join(sorted(known))})"
         super().__init__(msg)
 
 

@@ -281,5 +281,8 @@ def _child_entry() -> None:
     except Exception:
         log.exception("worker process %s could not start", os.getpid())
         sys.exit(3)
+    if shutdown_requested():  # SIGTERM came while we were starting: stop what started after it
+        graceful_stop()
+        return
     log.info("worker process %s consuming %s", os.getpid(), ", ".join(spec["queues"]))
     wait_for_consumers()

@@ -60,9 +60,13 @@ class Registration:
                 for part in attr.split("."):
                     obj = getattr(obj, part)
             except ImportError as exc:
+                from ._catalog import EXTRAS
+
+                fix = (f'pip install "boostkernel[{self.plugin}]"' if self.plugin in EXTRAS
+                       else f"reinstall the distribution of plugin {self.plugin!r} with its dependencies")
                 raise PluginLoadError(
                     f"{self.kind} {self.name!r} (plugin {self.plugin!r}) cannot be imported: {exc}. "
-                    f'Install its dependencies: pip install "boostkernel[{self.plugin}]"'
+                    f"Install its dependencies: {fix}"
                 ) from exc
             self._loaded = obj
         return self._loaded
@@ -298,8 +302,8 @@ class Plugins:
         answer = self.pm.hook.resolve_broker(url=broker)
         if answer:
             return str(answer)
-        raise PluginNotInstalled("broker", scheme, self.names("broker"),
-                                 hint=f"No installed broker handles URLs of scheme {scheme!r}.")
+        raise PluginNotInstalled("broker", scheme, self.names("broker"), hint=_scheme_hint(
+            scheme, [s for r in self.registry.items["broker"].values() for s in r.schemes]))
 
     def control_options(self) -> dict[str, OptionInfo]:
         """Every option of every installed control, by option name."""
@@ -326,6 +330,19 @@ class Plugins:
         """Control registrations switched on by any of ``params_set``, in their documented order."""
         active = [r for r in self.registry.items["control"].values() if set(r.params) & params_set]
         return sorted(active, key=lambda r: (r.order, r.name))
+
+
+def _scheme_hint(scheme: str, installed: list[str]) -> str:
+    """No installed broker handles ``scheme://``: the extra that does, or the closest scheme."""
+    import difflib
+
+    from ._catalog import SCHEMES
+
+    msg = f"No installed broker handles URLs of scheme {scheme!r}."
+    if scheme in SCHEMES:
+        return f'{msg} Install it with: pip install "boostkernel[{SCHEMES[scheme]}]"'
+    close = difflib.get_close_matches(scheme, sorted(set(installed) | set(SCHEMES)), n=1, cutoff=0.6)
+    return f"{msg} Did you mean {close[0]}://?" if close else msg
 
 
 _plugins: Plugins | None = None

@@ -117,9 +117,46 @@ def graceful_stop(signum: int | None = None) -> None:
         g.stop(SHUTDOWN_GRACE)
 
 
+_exit_hook_installed = False
+
+
+def _at_main_thread_exit() -> None:
+    """The main thread has finished (its script ended, or it raised): stop what ``consume()`` started, so the
+    process ends. In-flight tasks finish (at most ``BOOSTKERNEL_SHUTDOWN_GRACE`` s), prefetched messages go back
+    to the queue; a task still running after the grace period is redelivered later (acks follow execution)."""
+    if _shutdown.is_set() or not (running_consumers() or any(g.running for g in all_groups())):
+        return
+    _shutdown.set()
+    log.info("main thread finished: stopping consumers (running tasks get %.0fs to finish, prefetched "
+             "messages go back to the queue; call booster.wait() or use `boostkernel worker` to keep "
+             "consuming)", SHUTDOWN_GRACE)
+    graceful_stop()
+
+
+def install_exit_hook() -> None:
+    """Stop every consumer of this process when its main thread ends (see :func:`_at_main_thread_exit`)."""
+    global _exit_hook_installed
+    if _exit_hook_installed:
+        return
+    _exit_hook_installed = True
+    # Runs when the main thread ends, before the interpreter joins non-daemon threads and while new threads
+    # may still start (concurrent.futures uses the same hook); plain atexit runs too late for that.
+    register = getattr(threading, "_register_atexit", None)
+    try:
+        if register is not None:
+            register(_at_main_thread_exit)
+        else:  # pragma: no cover - every supported CPython has it
+            import atexit
+
+            atexit.register(_at_main_thread_exit)
+    except RuntimeError:  # already shutting down: nothing left to hook
+        pass
+
+
 def install_signal_handlers() -> None:
     """SIGTERM/SIGINT stop every consumer (and child) gracefully (only possible from the main thread)."""
     global _handlers_installed
+    install_exit_hook()
     if _handlers_installed:
         return
     # Not ``current_thread() is main_thread()``: under eventlet's patching that is false even in the main

@@ -11,11 +11,57 @@ import click
 
 from .. import __version__
 
+# --- errors: one line with the fix, a non-zero exit; the traceback only with --debug ----------------
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def describe_error(exc: BaseException) -> str:
+    """What went wrong and how to fix it, in one line (the CLI prints this instead of a traceback)."""
+    from ..errors import BoostError, ResultTimeout
+
+    text = _one_line(str(exc)) or type(exc).__name__
+    if isinstance(exc, ResultTimeout):
+        return (f"{text}. The task has not finished yet, or its booster keeps no results (results=True); "
+                f"wait longer (--wait SECONDS) or check that a worker consumes the queue")
+    if isinstance(exc, BoostError):  # the kernel's own errors already carry the fix
+        return text
+    if isinstance(exc, ModuleNotFoundError):
+        return (f"cannot import {exc.name or 'the module'!r} ({text}). Give a module importable from the "
+                f"current directory (a dotted name) or the path of a .py file, or install the missing package")
+    if isinstance(exc, FileNotFoundError):
+        return f"{text}. Check the path (relative paths start at the current directory)"
+    if isinstance(exc, ConnectionError | TimeoutError) or type(exc).__name__ in (
+            "ConnectionError", "OperationalError", "AMQPConnectionError", "NoBrokersAvailable", "TimeoutError"):
+        return (f"cannot reach the broker ({type(exc).__name__}: {text}). Is the server running? Check --broker/"
+                f"--broker-url or BOOSTKERNEL_BROKER_URL")
+    if isinstance(exc, TypeError) and "argument" in text:
+        return f"the task's arguments do not match: {text}. Pass them as JSON with --kwargs '{{\"name\": value}}'"
+    return f"{type(exc).__name__}: {text} (run with --debug for the traceback)"
+
+
+class _Group(click.Group):
+    """The top-level group: any exception of a command becomes one line on stderr and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Abort, click.exceptions.Exit):
+            raise
+        except Exception as exc:  # noqa: BLE001 - turned into one line unless --debug
+            if ctx.params.get("debug"):
+                raise
+            raise click.ClickException(describe_error(exc)) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="boostkernel")
 @click.option("--log-level", default="INFO", show_default=True, help="Logging level of boostkernel's loggers.")
-def cli(log_level: str) -> None:
+@click.option("--debug", is_flag=True, envvar="BOOSTKERNEL_DEBUG",
+              help="Show the full traceback of an error (default: one line with the fix).")
+def cli(log_level: str, debug: bool) -> None:
     """Run any Python function as a distributed, controlled task."""
     from ..logs import setup_logging
 
@@ -141,9 +187,11 @@ def demo(n: int, broker: str, workers: int) -> None:
 
 
 # --- queue operations -------------------------------------------------------------------------------
-def booster_for(queue: str, module: str | None, broker: str | None, broker_url: str | None) -> Any:
+def booster_for(queue: str, module: str | None, broker: str | None, broker_url: str | None,
+                results: bool = False) -> Any:
     """The booster of ``queue`` for a queue command: from MODULE if given, else a stand-in bound to the same
-    broker. Public for plugins' commands (with :func:`queue_options`): ``boostkernel.cli.booster_for``."""
+    broker (keeping results when ``results``). Public for plugins' commands (with :func:`queue_options`):
+    ``boostkernel.cli.booster_for``."""
     from ..booster import boost
     from ..loading import boosters_of
     from ..registry import REGISTRY
@@ -154,6 +202,8 @@ def booster_for(queue: str, module: str | None, broker: str | None, broker_url: 
             return REGISTRY[queue]
         raise click.ClickException(f"{module} defines no booster for queue {queue!r}")
     params: dict[str, Any] = {"validate_args": False}
+    if results:
+        params["results"] = True
     if broker:
         params["broker"] = broker
     if broker_url:
@@ -188,7 +238,7 @@ def queue_options(f: Any) -> Any:
 @queue_options
 def count(queue: str, module: str | None, broker: str | None, broker_url: str | None) -> None:
     """Messages waiting in QUEUE."""
-    click.echo(_booster(queue, module, broker, broker_url).count())
+    click.echo(booster_for(queue, module, broker, broker_url).count())
 
 
 @cli.command()
@@ -198,7 +248,7 @@ def purge(queue: str, module: str | None, broker: str | None, broker_url: str | 
     """Delete every waiting message of QUEUE."""
     if not yes:
         click.confirm(f"Delete every waiting message of {queue!r}?", abort=True)
-    click.echo(f"purged {_booster(queue, module, broker, broker_url).purge()} message(s)")
+    click.echo(f"purged {booster_for(queue, module, broker, broker_url).purge()} message(s)")
 
 
 @cli.command()
@@ -212,11 +262,15 @@ def push(queue: str, module: str | None, broker: str | None, broker_url: str | N
     """Publish one task to QUEUE with --kwargs '{"x": 1}'; print its task id (and result with --wait)."""
     from ..params import TaskOptions
 
-    b = _booster(queue, module, broker, broker_url)
     try:
         kwargs = json.loads(kwargs_json)
     except json.JSONDecodeError as exc:
         raise click.BadParameter(f"--kwargs is not JSON: {exc}") from None
+    if not isinstance(kwargs, dict):
+        raise click.BadParameter(f"--kwargs must be a JSON object, got {type(kwargs).__name__}")
+    # Without -m the CLI does not know the booster's settings: to --wait it reads the results store anyway
+    # (a booster without results=True never writes one: the wait then times out with that hint).
+    b = booster_for(queue, module, broker, broker_url, results=wait_s is not None and not module)
     r = b.publish(kwargs, TaskOptions(countdown=countdown, priority=priority))
     click.echo(r.task_id)
     if wait_s is not None:
@@ -230,7 +284,7 @@ def push(queue: str, module: str | None, broker: str | None, broker_url: str | N
 def result(queue: str, module: str | None, broker: str | None, broker_url: str | None, task_id: str,
            wait_s: float) -> None:
     """Print the status record of TASK_ID on QUEUE."""
-    b = _booster(queue, module, broker, broker_url)
+    b = booster_for(queue, module, broker, broker_url)
     rec = b.store.get_result(task_id, wait_s)
     click.echo(json.dumps(rec, indent=2, default=repr) if rec else "pending (no record)")
 
@@ -248,7 +302,7 @@ def dlq_list(queue: str, module: str | None, broker: str | None, broker_url: str
     from rich.console import Console
     from rich.table import Table
 
-    recs = _booster(queue, module, broker, broker_url).dead_letters(limit)
+    recs = booster_for(queue, module, broker, broker_url).dead_letters(limit)
     table = Table(title=f"dead letters of {queue}")
     for col in ("id", "failed at", "reason", "body"):
         table.add_column(col, overflow="fold")
@@ -265,7 +319,7 @@ def dlq_list(queue: str, module: str | None, broker: str | None, broker_url: str
 def dlq_replay(queue: str, module: str | None, broker: str | None, broker_url: str | None,
                ids: tuple[str, ...]) -> None:
     """Publish dead-lettered messages back to QUEUE."""
-    n = _booster(queue, module, broker, broker_url).replay_dead_letters(list(ids) or None)
+    n = booster_for(queue, module, broker, broker_url).replay_dead_letters(list(ids) or None)
     click.echo(f"replayed {n} message(s)")
 
 
@@ -276,7 +330,7 @@ def dlq_purge(queue: str, module: str | None, broker: str | None, broker_url: st
     """Delete the dead-letter queue of QUEUE."""
     if not yes:
         click.confirm(f"Delete every dead letter of {queue!r}?", abort=True)
-    click.echo(f"deleted {_booster(queue, module, broker, broker_url).broker.purge_dead_letters()} dead letter(s)")
+    click.echo(f"deleted {booster_for(queue, module, broker, broker_url).broker.purge_dead_letters()} dead letter(s)")
 
 
 _commands_loaded = False
