@@ -25,6 +25,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 ROOT = Path(__file__).resolve().parent.parent
 KERNEL = ROOT / "kernel" / "pyproject.toml"
+WORKSPACE = ROOT / "pyproject.toml"
 DOCS = ROOT / "docs" / "plugins.md"
 CI_LIST = ROOT / ".ci" / "plugins.txt"
 CATALOG = ROOT / "kernel" / "src" / "boostkernel" / "_catalog.py"
@@ -52,15 +53,20 @@ def registrations(p: dict[str, Any]) -> list[tuple[str, str, tuple[str, ...]]]:
     for module in p["modules"]:
         src = ROOT / p["path"] / "src" / Path(*module.split("."))
         path = src.with_suffix(".py") if src.with_suffix(".py").exists() else src / "__init__.py"
-        for node in ast.walk(ast.parse(path.read_text())):
+        tree = ast.parse(path.read_text())
+        # module-level tuples such as ``SCHEMES = ("redis", "rediss", …)`` passed as ``schemes=SCHEMES``
+        constants = {t.id: n.value for n in tree.body if isinstance(n, ast.Assign)
+                     for t in n.targets if isinstance(t, ast.Name)}
+        for node in ast.walk(tree):
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in _ADD):
                 continue
             if not (node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
                 continue
             schemes: tuple[str, ...] = ()
             for kw in node.keywords:
-                if kw.arg == "schemes" and isinstance(kw.value, ast.Tuple | ast.List):
-                    schemes = tuple(e.value for e in kw.value.elts if isinstance(e, ast.Constant))
+                value = constants.get(kw.value.id, kw.value) if isinstance(kw.value, ast.Name) else kw.value
+                if kw.arg == "schemes" and isinstance(value, ast.Tuple | ast.List):
+                    schemes = tuple(e.value for e in value.elts if isinstance(e, ast.Constant))
             found.append((_ADD[node.func.attr], node.args[0].value, schemes))
     return found
 
@@ -111,11 +117,20 @@ def render_docs(text: str, ps: list[dict[str, Any]]) -> str:
                          "<!-- END GENERATED PLUGIN TABLE -->", rows)
 
 
+def render_workspace(text: str, ps: list[dict[str, Any]]) -> str:
+    """The plugin import packages that import-linter checks (root pyproject.toml)."""
+    packages = sorted({m.split(".")[0] for p in ps for m in p["modules"]})
+    body = "".join(f'    "{name}",\n' for name in packages) + "    "
+    return replace_block(text, "# BEGIN GENERATED PLUGIN PACKAGES (scripts/sync_plugins.py)",
+                         "# END GENERATED PLUGIN PACKAGES", body)
+
+
 def main() -> int:
     check = "--check" in sys.argv
     ps = plugins()
     targets = {
         KERNEL: render_kernel(KERNEL.read_text(), ps),
+        WORKSPACE: render_workspace(WORKSPACE.read_text(), ps),
         DOCS: render_docs(DOCS.read_text(), ps),
         CI_LIST: "".join(p["path"] + "\n" for p in ps),
         CATALOG: render_catalog(ps),

@@ -104,7 +104,11 @@ SCHEMES: dict[str, str] = {
     "postgresql+psycopg": "sql",
     "postgresql+psycopg2": "sql",
     "redis": "redis",
+    "redis+cluster": "redis",
+    "redis+sentinel": "redis",
     "rediss": "redis",
+    "rediss+cluster": "redis",
+    "rediss+sentinel": "redis",
     "sqlite": "sqlite",
     "sqlite+pysqlite": "sql",
 }
