@@ -19,7 +19,7 @@ from boostkernel.errors import BrokerUnavailable, PluginNotInstalled
 
 try:
     from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]  # documented; not re-exported
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise PluginNotInstalled("client library", "confluent-kafka",
                              hint='The confluent-kafka broker needs confluent-kafka: '

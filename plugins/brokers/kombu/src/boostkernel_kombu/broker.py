@@ -93,7 +93,8 @@ class KombuBroker(Broker):
         else:  # virtual transports: poll (redis: BRPOP timeout) often enough for prompt acks and close()
             self.transport_options.setdefault("polling_interval", 0.1)
         if self.transport_name == "memory":  # one process only, nothing survives it
-            self.capabilities = replace(type(self).capabilities, durable=False, cross_process=False)
+            # a per-instance override of the class's capabilities: this transport's queues are in-process
+            self.capabilities = replace(type(self).capabilities, durable=False, cross_process=False)  # type: ignore[misc]
         default_prefetch = params.effective_prefetch if params is not None else 16
         self.prefetch = int(o.get("prefetch", default_prefetch)) or 1
         self.poll_interval = float(o.get("poll_interval", 0.05))

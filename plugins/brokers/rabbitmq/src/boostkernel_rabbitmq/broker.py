@@ -204,7 +204,7 @@ class _Link:
                 self.last_error = _describe(reason)
             conn.close()
 
-    def _lost(self, reason: Exception | str) -> None:
+    def _lost(self, reason: BaseException | str) -> None:
         if self.channel is None and not self.ready:
             return
         self.ready = False
@@ -215,17 +215,17 @@ class _Link:
         except Exception:  # noqa: BLE001
             self.log.exception("rabbitmq %s: cleanup after a lost channel failed", self.role)
 
-    def _on_open_error(self, conn: Any, err: Exception | str) -> None:
+    def _on_open_error(self, conn: Any, err: BaseException | str) -> None:
         self._failed(err)
 
-    def _on_closed(self, conn: Any, reason: Exception) -> None:
+    def _on_closed(self, conn: Any, reason: BaseException) -> None:
         self._lost(reason)
         if self.closing:
             self.ioloop.stop()
             return
         self._failed(reason)
 
-    def _failed(self, err: Exception | str) -> None:
+    def _failed(self, err: BaseException | str) -> None:
         if self.closing:
             self.ioloop.stop()
             return
@@ -270,7 +270,7 @@ class _Link:
         self.ioloop.stop()
 
 
-def _describe(reason: Exception | str) -> str:
+def _describe(reason: BaseException | str) -> str:
     text = reason if isinstance(reason, str) else f"{type(reason).__name__}: {reason}"
     if "inequivalent arg" in text:
         text += (" - the queue already exists with other arguments (e.g. another x-max-priority); delete it "
@@ -291,6 +291,7 @@ class RabbitmqBroker(Broker):
         batch_publish=True, dead_letter=True, cross_process=True,
     )
     default_url = DEFAULT_URL
+    url: str  # never None: checked in __init__
 
     @classmethod
     def setup_booster(cls, booster: Any) -> None:

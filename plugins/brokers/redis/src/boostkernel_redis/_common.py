@@ -38,7 +38,7 @@ DEFAULT_URL = "redis://127.0.0.1:6379/0"
 MAX_PRIORITY = 9
 
 try:  # imported lazily by the broker modules, never by plugin.py
-    import redis
+    import redis as redis  # re-exported: the broker modules import it from here, lazily
     from redis.backoff import ExponentialWithJitterBackoff
     from redis.retry import Retry
 except ImportError as exc:  # pragma: no cover - exercised only without the dependency

@@ -28,7 +28,7 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
 from boostkernel.logs import mask_url, queue_logger
@@ -446,16 +446,17 @@ class RedisBroker(Broker):
                 time.sleep(block)
                 continue
             # Wait for a ready message: BLMOVE into our landing list (atomic); the next fetch takes it.
-            self.redis.blmove(self._q0, self._landing, block, "LEFT", "RIGHT")
+            # redis-py annotates the timeout as int; BLMOVE takes fractional seconds (Redis >= 6)
+            self.redis.blmove(self._q0, self._landing, block, "LEFT", "RIGHT")  # type: ignore[arg-type]
 
     def _reconcile(self) -> list[Delivery]:
         """After a fetch whose reply was lost: deliver what our in-flight hash holds that we never received."""
-        ids = [i.decode() for i in self.redis.hkeys(self._inflight)]
+        ids = [i.decode() for i in cast("list[bytes]", self.redis.hkeys(self._inflight))]
         with self._ack_lock:
             orphans = [i for i in ids if i not in self._known]  # acked ids stay known until their HDEL is sent
         out: list[Delivery] = []
         if orphans:
-            for v in self.redis.hmget(self._inflight, orphans):
+            for v in cast("list[bytes | None]", self.redis.hmget(self._inflight, orphans)):
                 if v is not None:
                     p, mid, d, _, body = parse_value(v)
                     out.append(Delivery(mid, body, p, d + 1))
@@ -563,7 +564,7 @@ class RedisBroker(Broker):
 
     # --- dead letters ------------------------------------------------------------------------------
     def dead_letters(self, limit: int = 100) -> list[DeadLetterRecord]:
-        rows = self.redis.zrange(self.base + ":dead", 0, limit - 1, withscores=True)
+        rows = cast("list[tuple[bytes, float]]", self.redis.zrange(self.base + ":dead", 0, limit - 1, withscores=True))
         if not rows:
             return []
         ids = [r[0] for r in rows]

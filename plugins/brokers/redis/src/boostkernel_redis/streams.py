@@ -22,12 +22,15 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
 from boostkernel.logs import mask_url, queue_logger
+
+if TYPE_CHECKING:
+    from redis.typing import StreamIdT
 
 from ._common import (
     CONNECTION_ERRORS,
@@ -241,8 +244,8 @@ class RedisStreamsBroker(Broker):
     def fetch(self, max_messages: int, timeout: float) -> list[Delivery]:
         if not self._started:
             self._start()
+        out: list[Delivery] = []
         if self._reclaimed:
-            out = []
             while self._reclaimed and len(out) < max_messages:
                 out.append(self._reclaimed.popleft())
             return out
@@ -276,7 +279,7 @@ class RedisStreamsBroker(Broker):
                     with self._held_lock:
                         self._acks[:0] = acks
                 raise
-            out: list[Delivery] = []
+            out = []
             if res:
                 entries = res[0][1] if isinstance(res, list) else next(iter(res.values()))[0]
                 with self._held_lock:
@@ -352,7 +355,7 @@ class RedisStreamsBroker(Broker):
     # --- heartbeat and reclaim ------------------------------------------------------------------------
     def _beat(self) -> None:
         with self._held_lock:
-            held = list(self._held.values())
+            held: list[StreamIdT] = list(self._held.values())
         pipe = self.redis.pipeline(transaction=False)
         pipe.set(f"{self.base}:hb:{self.cid}", b"1", px=int(self.dead_after * 1000))
         pipe.sadd(self.base + ":consumers", self.cid)
@@ -427,12 +430,12 @@ class RedisStreamsBroker(Broker):
 
     # --- dead letters ------------------------------------------------------------------------------
     def dead_letters(self, limit: int = 100) -> list[DeadLetterRecord]:
-        rows = self.redis.zrange(self.base + ":dead", 0, limit - 1, withscores=True)
+        rows = cast("list[tuple[bytes, float]]", self.redis.zrange(self.base + ":dead", 0, limit - 1, withscores=True))
         if not rows:
             return []
         ids = [r[0] for r in rows]
-        data = self.redis.hmget(self.base + ":dead:data", ids)
-        reasons = self.redis.hmget(self.base + ":dead:reason", ids)
+        data = cast("list[bytes | None]", self.redis.hmget(self.base + ":dead:data", ids))
+        reasons = cast("list[bytes | None]", self.redis.hmget(self.base + ":dead:reason", ids))
         out = []
         for (mid, t), v, reason in zip(rows, data, reasons, strict=True):
             if v is not None:
@@ -483,11 +486,12 @@ class RedisStreamsBroker(Broker):
             self.flush_acks()
             # return what this consumer still holds (prefetched, never started) as new entries
             while True:
-                pend = self.redis.xpending_range(self.stream, GROUP, "-", "+", 1000, consumername=self.cid)
+                pend = cast("list[dict[str, Any]]",
+                            self.redis.xpending_range(self.stream, GROUP, "-", "+", 1000, consumername=self.cid))
                 if not pend:
                     break
                 ids = [p["message_id"] for p in pend]
-                entries = self.redis.xrange(self.stream, ids[0], ids[-1])
+                entries = cast("list[tuple[bytes, dict[bytes, bytes]]]", self.redis.xrange(self.stream, ids[0], ids[-1]))
                 by_id = {e: f for e, f in entries}
                 for p in pend:
                     eid = p["message_id"]

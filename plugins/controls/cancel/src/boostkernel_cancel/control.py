@@ -70,7 +70,7 @@ class CancelControl(Control):
     def __init__(self, booster: Any) -> None:
         super().__init__(booster)
         self.queue = booster.queue
-        self.poll_interval = float(self.params.extra.get("cancel", {}).get("poll_interval", POLL_INTERVAL))
+        self.poll_interval = float(self.booster.params.extra.get("cancel", {}).get("poll_interval", POLL_INTERVAL))
         self._running: dict[str, _Running] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()

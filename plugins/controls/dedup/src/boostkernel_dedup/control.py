@@ -56,9 +56,9 @@ class DedupControl(Control):
     def __init__(self, booster: Any) -> None:
         super().__init__(booster)
         self.store = booster.store
-        self.ttl = self.params.dedup_ttl
-        opts = self.params.extra.get("dedup", {}) if isinstance(self.params.extra, dict) else {}
-        timeout = self.params.timeout
+        self.ttl = self.booster.params.dedup_ttl
+        opts = self.booster.params.extra.get("dedup", {}) if isinstance(self.booster.params.extra, dict) else {}
+        timeout = self.booster.params.timeout
         #: Lease of an in-flight claim. Longer than any run, so a live run's claim never lapses.
         self.claim_ttl = float(opts.get("claim_ttl", max(600.0, 2 * timeout + 60) if timeout else 600.0))
         #: Seconds an identical message waits in the queue while another copy is running.

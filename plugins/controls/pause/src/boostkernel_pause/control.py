@@ -28,7 +28,7 @@ class PauseControl(Control):
     def __init__(self, booster: Any) -> None:
         super().__init__(booster)
         self.key = pause_key(booster.queue)
-        self.poll_interval = float(self.params.extra.get("pause", {}).get("poll_interval", POLL_INTERVAL))
+        self.poll_interval = float(self.booster.params.extra.get("pause", {}).get("poll_interval", POLL_INTERVAL))
         self._checked_at = -1e9
         self._paused = False
 

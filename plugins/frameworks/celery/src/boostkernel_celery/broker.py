@@ -259,12 +259,15 @@ class CeleryBroker(FrameworkBroker):
             opts["expires"] = float(expires)
         if "priority" in env.options:
             opts["priority"] = int(env.options["priority"])
-        task.apply_async(args=env.args, kwargs=env.kwargs, **opts)
+        # celery-types annotates args as a tuple; celery takes any list or tuple (it is JSON on the wire)
+        task.apply_async(args=env.args, kwargs=env.kwargs, **opts)  # type: ignore[arg-type]
 
     def count(self) -> int:
         with self.app.connection_for_write() as conn:
             try:
-                return int(conn.default_channel.queue_declare(queue=self.queue, passive=True).message_count)
+                # the channel is the transport's (py-amqp, kombu virtual); celery-types' StdChannel omits these
+                channel: Any = conn.default_channel
+                return int(channel.queue_declare(queue=self.queue, passive=True).message_count)
             except Exception as exc:  # noqa: BLE001 - a queue never declared holds nothing
                 if "NOT_FOUND" in str(exc) or "404" in str(exc):
                     return 0
@@ -273,7 +276,8 @@ class CeleryBroker(FrameworkBroker):
     def purge(self) -> int:
         with self.app.connection_for_write() as conn:
             try:
-                return int(conn.default_channel.queue_purge(self.queue) or 0)
+                channel: Any = conn.default_channel
+                return int(channel.queue_purge(self.queue) or 0)
             except Exception as exc:  # noqa: BLE001
                 if "NOT_FOUND" in str(exc) or "404" in str(exc):
                     return 0

@@ -102,8 +102,8 @@ def declare(booster: Any, broker: dramatiq.Broker) -> dramatiq.Actor[Any, Any]:
         return runner[0].run(msg.message_id, args, kwargs, attempt, msg.message_timestamp / 1000.0)
 
     run.__name__ = run.__qualname__ = booster.queue
-    return dramatiq.actor(run, actor_name=booster.queue, queue_name=booster.queue, broker=broker,
-                          **actor_options(booster))
+    return dramatiq.actor(actor_name=booster.queue, queue_name=booster.queue, broker=broker,
+                          **actor_options(booster))(run)
 
 
 class DramatiqWorker(FrameworkWorker):
