@@ -37,10 +37,12 @@ from .errors import (
     TaskTimeout,
 )
 from .executor import Executor, ExecutorCapabilities
+from .green import GreenExecutor
 from .hookspecs import hookimpl
 from .params import BoostParams, TaskOptions
 from .results import AsyncResult, await_all, wait_all
 from .store import Store, StoreCapabilities
+from .timeouts import call_with_timeout, raise_in_thread
 from .worker import run_worker, wait_for_consumers
 
 try:
@@ -61,5 +63,7 @@ __all__ = [
     # the plugin API
     "hookimpl", "Broker", "BrokerCapabilities", "Outgoing", "Delivery", "DeadLetterRecord",
     "Executor", "ExecutorCapabilities", "Store", "StoreCapabilities", "Control", "TaskContext",
+    # helpers shared by plugins
+    "GreenExecutor", "call_with_timeout", "raise_in_thread",
     "__version__",
 ]

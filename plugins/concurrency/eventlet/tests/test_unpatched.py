@@ -41,10 +41,10 @@ def test_consume_in_an_unpatched_process_fails_at_consume_time(unique_queue: str
 
 
 def test_prepare_process_patches_everything_the_mode_needs() -> None:
-    code = ("from boostkernel_eventlet.executor import EventletExecutor, missing_patches\n"
-            "assert missing_patches(), 'fresh interpreter should start unpatched'\n"
+    code = ("from boostkernel_eventlet.executor import EventletExecutor\n"
+            "assert EventletExecutor.missing_patches(), 'fresh interpreter should start unpatched'\n"
             "EventletExecutor.prepare_process(); EventletExecutor.prepare_process()\n"
-            "assert not missing_patches(), missing_patches()\n"
+            "assert not EventletExecutor.missing_patches(), EventletExecutor.missing_patches()\n"
             "EventletExecutor(3).shutdown(); print('ok')\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                          env={**os.environ})

@@ -36,10 +36,10 @@ def test_consume_in_an_unpatched_process_fails_at_consume_time(unique_queue: str
 
 
 def test_prepare_process_patches_everything_the_mode_needs() -> None:
-    code = ("from boostkernel_gevent.executor import GeventExecutor, missing_patches\n"
-            "assert missing_patches(), 'fresh interpreter should start unpatched'\n"
+    code = ("from boostkernel_gevent.executor import GeventExecutor\n"
+            "assert GeventExecutor.missing_patches(), 'fresh interpreter should start unpatched'\n"
             "GeventExecutor.prepare_process(); GeventExecutor.prepare_process()\n"
-            "assert not missing_patches(), missing_patches()\n"
+            "assert not GeventExecutor.missing_patches(), GeventExecutor.missing_patches()\n"
             "GeventExecutor(3).shutdown(); print('ok')\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                          env={**os.environ})
