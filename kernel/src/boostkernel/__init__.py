@@ -41,6 +41,7 @@ from .green import GreenExecutor
 from .hookspecs import hookimpl
 from .params import BoostParams, TaskOptions
 from .results import AsyncResult, await_all, wait_all
+from .retrying import Backoff, backoff_delay
 from .store import Store, StoreCapabilities
 from .timeouts import call_with_timeout, raise_in_thread
 from .worker import run_worker, wait_for_consumers
@@ -64,6 +65,6 @@ __all__ = [
     "hookimpl", "Broker", "BrokerCapabilities", "Outgoing", "Delivery", "DeadLetterRecord",
     "Executor", "ExecutorCapabilities", "Store", "StoreCapabilities", "Control", "TaskContext",
     # helpers shared by plugins
-    "GreenExecutor", "call_with_timeout", "raise_in_thread",
+    "Backoff", "backoff_delay", "GreenExecutor", "call_with_timeout", "raise_in_thread",
     "__version__",
 ]

@@ -35,6 +35,7 @@ from urllib.parse import unquote
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
 from boostkernel.errors import BrokerUnavailable, ConfigError
 from boostkernel.logs import mask_url, queue_logger
+from boostkernel.retrying import Backoff
 
 from .offsets import OffsetTracker
 
@@ -292,7 +293,7 @@ class LogBroker(Broker):
             ready.set()
             return
         ready.set()
-        backoff = 0.1
+        backoff = Backoff(0.1, 5.0, jitter=(1.0, 1.0))  # 0.1, 0.2, 0.4 … 5 s
         try:
             while not self._stopping.is_set():
                 try:
@@ -308,14 +309,14 @@ class LogBroker(Broker):
                     records = self._c_poll(self.poll_timeout, max(1, min(room, 500)))
                     if records:
                         self._buffer_records(records)
-                    backoff = 0.1
+                    backoff.reset()
                 except Exception as exc:  # noqa: BLE001 - the poll thread must survive broker trouble
                     if self._stopping.is_set():
                         break
+                    delay = backoff()
                     self.log.warning("%s poll loop error on %r (%s: %s); retrying in %.1fs", self.name,
-                                     self.topic, type(exc).__name__, exc, backoff)
-                    self._stopping.wait(backoff)
-                    backoff = min(backoff * 2, 5.0)
+                                     self.topic, type(exc).__name__, exc, delay)
+                    self._stopping.wait(delay)
         finally:
             self._shutdown_consumer()
 

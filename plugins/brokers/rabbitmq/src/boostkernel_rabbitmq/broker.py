@@ -29,7 +29,6 @@ import collections
 import itertools
 import logging
 import math
-import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -46,6 +45,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
 from boostkernel.errors import BrokerUnavailable, ConfigError, MessageRejected
 from boostkernel.logs import mask, mask_url, queue_logger
+from boostkernel.retrying import backoff_delay
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 PUBLISH_SLICE = 250
@@ -234,7 +234,7 @@ class _Link:
             self.last_error = desc
         self.first_attempt.set()
         self._attempt += 1
-        delay = min(self.backoff_max, 0.2 * 2 ** min(self._attempt - 1, 12)) * random.uniform(0.5, 1.0)
+        delay = backoff_delay(self._attempt, base=0.2, cap=self.backoff_max)
         self.log.warning("rabbitmq %s connection to %s failed (%s); retrying in %.1fs", self.role,
                          mask_url(_url_of(self.params)), self.last_error, delay)
         self.ioloop.call_later(delay, self._connect)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import random
 import socket
 import threading
 import time
@@ -31,6 +30,7 @@ from urllib.parse import urlparse
 
 from boostkernel.errors import ConfigError
 from boostkernel.logs import mask_url
+from boostkernel.retrying import Backoff
 
 log = logging.getLogger("boostkernel.redis")
 
@@ -100,15 +100,9 @@ def key_base(queue: str, options: dict[str, Any]) -> str:
     return f"{prefix}:{{{queue}}}"
 
 
-def backoff_delays(start: float = 0.1, cap: float = 5.0) -> Callable[[], float]:
-    """A generator of capped exponential delays with +-20% jitter (call it for the next delay)."""
-    state = [start / 2]
-
-    def nxt() -> float:
-        state[0] = min(state[0] * 2, cap)
-        return state[0] * (0.8 + 0.4 * random.random())
-
-    return nxt
+def backoff_delays(start: float = 0.1, cap: float = 5.0) -> Backoff:
+    """Capped exponential delays with +-20% jitter, starting at ``start`` (call it for the next delay)."""
+    return Backoff(start, cap, jitter=(0.8, 1.2))
 
 
 def element(mid: str, body: bytes, deliveries: int = 0, crashes: int = 0) -> bytes:
