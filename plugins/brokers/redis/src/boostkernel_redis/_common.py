@@ -174,6 +174,70 @@ def _flush_all_at_exit() -> None:
             log.error("could not flush auto-batched publishes of queue %r at exit: %s", getattr(b, "queue", "?"), exc)
 
 
+_RedisClient = redis.Redis
+
+
+class AckBatching:
+    """Batched acks, shared by the list and streams brokers (a mixin).
+
+    ``ack()`` appends to ``_acks`` (guarded by ``_ack_guard``) and sets ``_ack_wake``; a background thread
+    (``_ack_loop``) waits ``ack_flush_interval`` for more, then sends them all in one pipeline (``fetch`` may
+    piggy-back them as well). On connection errors the acks are put back and retried with backoff, so none is
+    lost while the process lives. A broker says how to send a chunk of acks (``_pipe_acks``) and what to do
+    once they are sent (``_acks_sent``).
+    """
+
+    queue: str
+    log: logging.Logger | logging.LoggerAdapter[logging.Logger]
+    redis: _RedisClient
+    ack_flush_interval: float
+    _closed: bool
+    _acks: list[str]
+    _ack_wake: threading.Event
+    _ack_guard: threading.Lock
+
+    def _pipe_acks(self, pipe: Any, ids: list[str]) -> None:
+        raise NotImplementedError
+
+    def _acks_sent(self, ids: list[str]) -> None:
+        """Called after ``ids`` were acked in Redis. Default: nothing."""
+
+    def _ack_loop(self) -> None:
+        nxt = backoff_delays()
+        while True:
+            self._ack_wake.wait()
+            if self._closed:
+                return
+            self._ack_wake.clear()
+            if self.ack_flush_interval:
+                time.sleep(self.ack_flush_interval)
+            try:
+                self.flush_acks()
+                nxt = backoff_delays()
+            except CONNECTION_ERRORS as exc:
+                delay = nxt()
+                self.log.warning("acking on %r failed (%s); retrying in %.2fs", self.queue, exc, delay)
+                self._ack_wake.set()
+                time.sleep(delay)
+
+    def flush_acks(self) -> None:
+        """Send every buffered ack now (the caller's thread)."""
+        with self._ack_guard:
+            acks, self._acks = self._acks, []
+        if not acks:
+            return
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            for i in range(0, len(acks), 5000):
+                self._pipe_acks(pipe, acks[i:i + 5000])
+            pipe.execute()
+        except BaseException:
+            with self._ack_guard:
+                self._acks[:0] = acks
+            raise
+        self._acks_sent(acks)
+
+
 class PublishBuffer:
     """Auto-batching of ``publish()``: messages are buffered and a background thread sends them in
     pipelines (one ``RPUSH key e1 … eN`` per key) within ``interval`` seconds. ``flush()`` waits until the

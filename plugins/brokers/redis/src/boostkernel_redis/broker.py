@@ -37,6 +37,7 @@ from ._common import (
     CONNECTION_ERRORS,
     DEFAULT_URL,
     MAX_PRIORITY,
+    AckBatching,
     PublishBuffer,
     backoff_delays,
     client,
@@ -231,7 +232,7 @@ return n
 """
 
 
-class RedisBroker(Broker):
+class RedisBroker(AckBatching, Broker):
     """Reliable Redis list. Options (``broker_options``):
 
     ``heartbeat_interval`` (2 s), ``dead_after`` (heartbeat expiry: 20 s), ``reap_interval`` (5 s),
@@ -279,7 +280,7 @@ class RedisBroker(Broker):
         self._acks: list[str] = []
         self._known: set[str] = set()  # ids handed out and not yet settled in Redis (guarded by _ack_lock)
         self._suspect = False
-        self._ack_lock = threading.Lock()
+        self._ack_lock = self._ack_guard = threading.Lock()
         self._ack_wake = threading.Event()
         self._ack_thread: threading.Thread | None = None
         self._started = False
@@ -478,40 +479,12 @@ class RedisBroker(Broker):
             self._acks.extend(d.id for d in deliveries)
         self._ack_wake.set()
 
-    def _ack_loop(self) -> None:
-        nxt = backoff_delays()
-        while True:
-            self._ack_wake.wait()
-            if self._closed:
-                return
-            self._ack_wake.clear()
-            if self.ack_flush_interval:
-                time.sleep(self.ack_flush_interval)
-            try:
-                self.flush_acks()
-                nxt = backoff_delays()
-            except CONNECTION_ERRORS as exc:
-                delay = nxt()
-                self.log.warning("acking on %r failed (%s); retrying in %.2fs", self.queue, exc, delay)
-                self._ack_wake.set()
-                time.sleep(delay)
+    def _pipe_acks(self, pipe: Any, ids: list[str]) -> None:
+        pipe.hdel(self._inflight, *ids)
 
-    def flush_acks(self) -> None:
+    def _acks_sent(self, ids: list[str]) -> None:
         with self._ack_lock:
-            acks, self._acks = self._acks, []
-        if not acks:
-            return
-        try:
-            pipe = self.redis.pipeline(transaction=False)
-            for i in range(0, len(acks), 5000):
-                pipe.hdel(self._inflight, *acks[i:i + 5000])
-            pipe.execute()
-        except BaseException:
-            with self._ack_lock:
-                self._acks[:0] = acks
-            raise
-        with self._ack_lock:
-            self._known.difference_update(acks)
+            self._known.difference_update(ids)
 
     def nack(self, delivery: Delivery, requeue: bool = True, delay: float = 0.0) -> None:
         if not requeue:

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 from ._common import (
     CONNECTION_ERRORS,
     DEFAULT_URL,
-    backoff_delays,
+    AckBatching,
     client,
     consumer_id,
     key_base,
@@ -153,7 +153,7 @@ def _fields(fields: dict[bytes, bytes], entry_id: str) -> tuple[str, int, bytes]
     return (mid.decode() if mid else f"x-{entry_id}"), int(fields.get(b"d") or 0), body
 
 
-class RedisStreamsBroker(Broker):
+class RedisStreamsBroker(AckBatching, Broker):
     """Options: ``heartbeat_interval`` (2 s), ``dead_after`` (20 s), ``reap_interval`` (5 s),
     ``ack_flush_interval`` (0.002 s), ``socket_timeout`` (10 s), ``key_prefix`` ("bk")."""
 
@@ -186,7 +186,7 @@ class RedisStreamsBroker(Broker):
         self._replay = self.redis.register_script(_REPLAY)
         self._purge = self.redis.register_script(_PURGE)
         self._held: dict[str, str] = {}  # message id -> entry id, for deliveries not yet acked
-        self._held_lock = threading.Lock()
+        self._held_lock = self._ack_guard = threading.Lock()
         self._acks: list[str] = []
         self._ack_wake = threading.Event()
         self._ack_thread: threading.Thread | None = None
@@ -303,39 +303,9 @@ class RedisStreamsBroker(Broker):
         if not self._ack_wake.is_set():
             self._ack_wake.set()
 
-    def _ack_loop(self) -> None:
-        nxt = backoff_delays()
-        while True:
-            self._ack_wake.wait()
-            if self._closed:
-                return
-            self._ack_wake.clear()
-            if self.ack_flush_interval:
-                time.sleep(self.ack_flush_interval)
-            try:
-                self.flush_acks()
-                nxt = backoff_delays()
-            except CONNECTION_ERRORS as exc:
-                delay = nxt()
-                self.log.warning("acking on %r failed (%s); retrying in %.2fs", self.queue, exc, delay)
-                self._ack_wake.set()
-                time.sleep(delay)
-
-    def flush_acks(self) -> None:
-        with self._held_lock:
-            acks, self._acks = self._acks, []
-        if not acks:
-            return
-        try:
-            pipe = self.redis.pipeline(transaction=False)
-            for i in range(0, len(acks), 5000):
-                pipe.xack(self.stream, GROUP, *acks[i:i + 5000])
-                pipe.xdel(self.stream, *acks[i:i + 5000])
-            pipe.execute()
-        except BaseException:
-            with self._held_lock:
-                self._acks[:0] = acks
-            raise
+    def _pipe_acks(self, pipe: Any, ids: list[str]) -> None:
+        pipe.xack(self.stream, GROUP, *ids)
+        pipe.xdel(self.stream, *ids)
 
     def nack(self, delivery: Delivery, requeue: bool = True, delay: float = 0.0) -> None:
         if not requeue:
