@@ -2,15 +2,10 @@
 
 Such a library needs the whole process patched before anything else is imported, and patching the shared
 pytest process would turn every other plugin's threads into green threads. So a plugin's test file holds
-two things: the contract class, collected only when the process is patched, and one plain test that runs
-the file again in a fresh interpreter that patches first::
-
-    if monkey.is_module_patched("socket"):
-        class TestGeventExecutor(GreenExecutorContract):
-            executor_class = GeventExecutor
-    else:
-        def test_contract_in_a_patched_process() -> None:
-            run_patched(__file__, "from gevent import monkey; monkey.patch_all()")
+two things: a subclass of :class:`GreenExecutorContract` naming the executor, defined only when the
+process is patched, and otherwise one plain test that calls :func:`run_patched` with the library's patch
+line, which runs the file again in a fresh interpreter that patches first. See the gevent and eventlet
+plugins' ``tests/test_contract.py``.
 """
 
 from __future__ import annotations

@@ -136,8 +136,23 @@ class LogBroker(Broker):
         self._last_commit = 0.0
         self._consumer_error: BaseException | None = None
         self._topics_ready: set[str] = set()
+        self._producer: Any = None
+        self._producer_lock = threading.Lock()
+        self._consumer: Any = None
+
+    def _producer_get(self) -> Any:
+        """The broker's one producer, made on first use (``_new_producer``)."""
+        if self._producer is None:
+            with self._producer_lock:
+                if self._producer is None:
+                    self._producer = self._new_producer()
+        return self._producer
 
     # --- primitives the client subclasses implement ------------------------------------------------
+    def _new_producer(self) -> Any:
+        """A producer of the client library, with acks from all replicas."""
+        raise NotImplementedError
+
     def _p_send(self, topic: str, items: Sequence[tuple[bytes, list[tuple[str, bytes]]]]) -> None:
         """Produce ``(value, headers)`` items to ``topic`` and wait until the broker acknowledged all of them."""
         raise NotImplementedError

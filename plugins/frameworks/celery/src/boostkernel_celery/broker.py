@@ -21,11 +21,11 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-from typing import Any, ClassVar
+from dataclasses import replace
+from typing import Any
 
 from celery import Celery, _state
 
-from boostkernel.broker import BrokerCapabilities
 from boostkernel.errors import ConfigError
 from boostkernel.framework import (
     FrameworkBroker,
@@ -161,10 +161,8 @@ class CeleryWorker(FrameworkWorker):
 
 class CeleryBroker(FrameworkBroker):
     name = "celery"
-    capabilities: ClassVar[BrokerCapabilities] = BrokerCapabilities(
-        ack=True, requeue=False, dead_letter=False, needs_own_worker=True, count=True, purge=True,
-        delay=False, priority=False, durable=True,
-    )
+    # the framework brokers' common capabilities (FrameworkBroker), plus what this framework adds
+    capabilities = replace(FrameworkBroker.capabilities, ack=True, durable=True)
     url_schemes = ("redis", "rediss", "amqp", "amqps", "pyamqp")
     framework_params = frozenset({"max_retries", "retry_on", "retry_backoff", "retry_backoff_max", "retry_jitter",
                                   "qps", "qps_scope", "expires", "retry_mode"})
