@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -68,3 +68,23 @@ def run_doc_example(code: str, tmp_path: Path, page: Path, timeout: float = 120.
                          env={**os.environ, "BOOSTKERNEL_DATA_DIR": str(tmp_path / "data")})
     assert out.returncode == 0, f"{'/'.join(page.parts[-3:])} example failed:\n{out.stderr.decode()[-3000:]}"
     return out.stdout.decode()
+
+
+def closing_brokers(factory: Callable[[str], Any], delete_queues: bool = False) -> Iterator[Callable[[str], Any]]:
+    """The body of a ``make_broker`` fixture (``yield from closing_brokers(...)``): yields a factory that
+    remembers each broker it makes; at teardown closes them all and, with ``delete_queues``, deletes the
+    server's queues of the first one (through a broker's ``delete_queues()``)."""
+    made: list[Any] = []
+
+    def make(queue: str) -> Any:
+        b = factory(queue)
+        made.append(b)
+        return b
+
+    yield make
+    for b in made:
+        b.close()
+    if made and delete_queues:
+        cleaner = factory(made[0].queue)
+        cleaner.delete_queues()
+        cleaner.close()
