@@ -63,10 +63,7 @@ class KombuBroker(Broker):
     """A kombu transport behind the kernel's synchronous Broker interface."""
 
     name = "kombu"
-    capabilities = BrokerCapabilities(
-        ack=True, requeue=True, priority=False, delay=False, durable=True, count=True, purge=True,
-        batch_publish=False, dead_letter=True, cross_process=True,
-    )
+    capabilities = BrokerCapabilities(durable=True)  # and the defaults: ack, requeue, count, purge, dead letters
     default_url = DEFAULT_URL
 
     @classmethod

@@ -286,10 +286,8 @@ class RabbitmqBroker(Broker):
     """RabbitMQ through pika. At-least-once: manual ack after execution, publisher confirms, durable."""
 
     name = "rabbitmq"
-    capabilities = BrokerCapabilities(
-        ack=True, requeue=True, priority=True, delay=True, durable=True, count=True, purge=True,
-        batch_publish=True, dead_letter=True, cross_process=True,
-    )
+    # and the defaults: ack, requeue, count, purge, dead letters, cross-process
+    capabilities = BrokerCapabilities(priority=True, delay=True, durable=True, batch_publish=True)
     default_url = DEFAULT_URL
     url: str  # never None: checked in __init__
 
