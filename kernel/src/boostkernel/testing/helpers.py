@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import os
-import re
 import socket
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
 from urllib.parse import urlparse
 
 DEFAULT_URLS = {
@@ -49,42 +44,3 @@ def wait_until(cond: Callable[[], bool], timeout: float = 10.0, interval: float 
             return True
         time.sleep(interval)
     return bool(cond())
-
-
-def doc_example_params(page: Path) -> list[Any]:
-    """The ```python blocks of the Markdown ``page``, as pytest parameters (ids ``example-0``, …)."""
-    import pytest
-
-    blocks = re.findall(r"```python\n(.*?)```", page.read_text(), re.S)
-    return [pytest.param(code, id=f"example-{i}") for i, code in enumerate(blocks)]
-
-
-def run_doc_example(code: str, tmp_path: Path, page: Path, timeout: float = 120.0) -> str:
-    """Run one documentation example as a script in ``tmp_path`` (with its own data directory) and return
-    what it printed; fail with the end of its stderr if it exits non-zero."""
-    script = tmp_path / "example.py"
-    script.write_text(code)
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, timeout=timeout, cwd=tmp_path,
-                         env={**os.environ, "BOOSTKERNEL_DATA_DIR": str(tmp_path / "data")})
-    assert out.returncode == 0, f"{'/'.join(page.parts[-3:])} example failed:\n{out.stderr.decode()[-3000:]}"
-    return out.stdout.decode()
-
-
-def closing_brokers(factory: Callable[[str], Any], delete_queues: bool = False) -> Iterator[Callable[[str], Any]]:
-    """The body of a ``make_broker`` fixture (``yield from closing_brokers(...)``): yields a factory that
-    remembers each broker it makes; at teardown closes them all and, with ``delete_queues``, deletes the
-    server's queues of the first one (through a broker's ``delete_queues()``)."""
-    made: list[Any] = []
-
-    def make(queue: str) -> Any:
-        b = factory(queue)
-        made.append(b)
-        return b
-
-    yield make
-    for b in made:
-        b.close()
-    if made and delete_queues:
-        cleaner = factory(made[0].queue)
-        cleaner.delete_queues()
-        cleaner.close()

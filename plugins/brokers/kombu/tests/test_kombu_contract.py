@@ -10,13 +10,25 @@ from boostkernel_kombu.broker import KombuBroker
 
 from boostkernel.broker import Broker
 from boostkernel.testing import BrokerContract
-from boostkernel.testing.helpers import closing_brokers, service_url
+from boostkernel.testing.helpers import service_url
 
 
 def _factory(url: str) -> Callable[[], Iterator[Callable[[str], Broker]]]:
     def make_broker(self: object) -> Iterator[Callable[[str], Broker]]:
-        # prefetch: the contract holds up to 200 unacked deliveries
-        yield from closing_brokers(lambda q: KombuBroker(q, url, prefetch=256), delete_queues=True)
+        made: list[KombuBroker] = []
+
+        def make(queue: str) -> Broker:
+            b = KombuBroker(queue, url, prefetch=256)  # the contract holds up to 200 unacked deliveries
+            made.append(b)
+            return b
+
+        yield make
+        for b in made:
+            b.close()
+        if made:
+            cleaner = KombuBroker(made[0].queue, url)
+            cleaner.delete_queues()
+            cleaner.close()
 
     return make_broker
 

@@ -9,7 +9,7 @@ from boostkernel_rabbitmq.broker import RabbitmqBroker
 
 from boostkernel.broker import Broker
 from boostkernel.testing import BrokerContract
-from boostkernel.testing.helpers import closing_brokers, service_url
+from boostkernel.testing.helpers import service_url
 
 pytestmark = pytest.mark.service("rabbitmq")
 
@@ -17,6 +17,17 @@ pytestmark = pytest.mark.service("rabbitmq")
 class TestRabbitmqContract(BrokerContract):
     @pytest.fixture
     def make_broker(self) -> Iterator[Callable[[str], Broker]]:
-        # prefetch: the contract holds up to 200 unacked deliveries
-        yield from closing_brokers(lambda q: RabbitmqBroker(q, service_url("rabbitmq"), prefetch=256),
-                                   delete_queues=True)
+        made: list[RabbitmqBroker] = []
+
+        def make(queue: str) -> Broker:
+            b = RabbitmqBroker(queue, service_url("rabbitmq"), prefetch=256)  # the contract holds up to 200 unacked deliveries
+            made.append(b)
+            return b
+
+        yield make
+        for b in made:
+            b.close()
+        if made:
+            cleaner = RabbitmqBroker(made[0].queue, service_url("rabbitmq"))
+            cleaner.delete_queues()
+            cleaner.close()
