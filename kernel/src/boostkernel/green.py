@@ -34,8 +34,8 @@ class GreenExecutor(Executor):
 
     capabilities = ExecutorCapabilities(timeout=True, cancel=True, async_functions=False, sync_functions=True,
                                         exclusive=True)
-    #: The library's name as users know it (``"gevent"``).
-    library: ClassVar[str] = "abstract"
+    #: The library's name as users know it, when it is not the executor's ``name``.
+    library: ClassVar[str] = ""
     #: Modules that must be patched for the kernel's fetch loop, locks, sleeps and socket I/O to cooperate.
     required_patches: ClassVar[tuple[str, ...]] = ()
     #: The lines that patch a process by hand, shown in the error when it is not patched.
@@ -77,7 +77,7 @@ class GreenExecutor(Executor):
     def __init__(self, max_workers: int, **options: Any) -> None:
         missing = self.missing_patches()
         if missing:
-            raise ConfigError(NOT_PATCHED.format(name=self.name, library=self.library, missing=", ".join(missing),
+            raise ConfigError(NOT_PATCHED.format(name=self.name, library=self.library or self.name, missing=", ".join(missing),
                                                  patch_lines=self.patch_lines))
         super().__init__(max_workers, **options)
         self._log = logging.getLogger(f"boostkernel.{self.name}")

@@ -27,7 +27,6 @@ from boostkernel.green import GreenExecutor
 
 class EventletExecutor(GreenExecutor):
     name = "eventlet"
-    library = "eventlet"
     required_patches = ("socket", "thread", "time", "select")
     patch_lines = "    import eventlet\n    eventlet.monkey_patch()"
 

@@ -25,7 +25,6 @@ from boostkernel.green import GreenExecutor
 
 class GeventExecutor(GreenExecutor):
     name = "gevent"
-    library = "gevent"
     required_patches = ("socket", "threading", "time", "select")
     patch_lines = "    from gevent import monkey\n    monkey.patch_all()"
 
