@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 
 from boostkernel import TaskOptions
+from boostkernel.config import build_params
 from boostkernel.errors import ConfigError
-from boostkernel.params import build_params, pyproject_settings
+from boostkernel.params import pyproject_settings
 
 
 def test_defaults() -> None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import types
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from boostkernel import Control, boost, hookimpl
+from boostkernel import Control, boost, hookimpl, option
 from boostkernel.control import TaskContext
 from boostkernel.plugins import Plugins, get_plugins, reset_plugins
 from boostkernel.testing import wait_until
@@ -80,7 +81,6 @@ class OuterControl(Control):
 
     name = "outer"
     order = 100
-    params = ("extra",)
 
     def before(self, ctx: TaskContext) -> None:
         EVENTS.append("outer.before")
@@ -101,7 +101,6 @@ class InnerControl(Control):
 
     name = "inner"
     order = 200
-    params = ("extra",)
 
     def around(self, ctx: TaskContext, call_next: Any) -> Any:
         EVENTS.append("inner.around>")
@@ -112,10 +111,14 @@ class NeverControl(Control):
     """Test control whose parameter is never set: must never be instantiated."""
 
     name = "never"
-    params = ("stats_interval",)
 
     def __init__(self, booster: Any) -> None:  # pragma: no cover - the point is it never runs
         raise AssertionError("a control that is off must not be instantiated")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChainOptions:
+    chain: bool = option(False, "switch the test controls on")
 
 
 @pytest.fixture
@@ -124,8 +127,8 @@ def chain_plugin(fresh_plugins: None) -> Iterator[None]:
 
     @hookimpl
     def register_controls(registry: Any) -> None:
-        registry.add_control("inner", f"{__name__}:InnerControl", params=("extra",), order=200, summary="t")
-        registry.add_control("outer", f"{__name__}:OuterControl", params=("extra",), order=100, summary="t")
+        registry.add_control("inner", f"{__name__}:InnerControl", params=("chain",), order=200, summary="t")
+        registry.add_control("outer", f"{__name__}:OuterControl", options=ChainOptions, order=100, summary="t")
         registry.add_control("never", f"{__name__}:NeverControl", params=("stats_interval",), summary="t")
 
     mod.register_controls = register_controls  # type: ignore[attr-defined]
@@ -137,7 +140,7 @@ def chain_plugin(fresh_plugins: None) -> Iterator[None]:
 def test_control_chain_order_and_off_controls_cost_nothing(chain_plugin: None) -> None:
     EVENTS.clear()
 
-    @boost(f"chain_{uuid.uuid4().hex[:8]}", broker="memory", results=True, extra={"outer": {}})
+    @boost(f"chain_{uuid.uuid4().hex[:8]}", broker="memory", results=True, chain=True)
     def f(x: int) -> int:
         EVENTS.append("call")
         return x

@@ -5,27 +5,33 @@ from __future__ import annotations
 import functools
 import inspect
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from .broker import Broker, Outgoing
+from .catalog import KNOWN_METHODS
+from .config import build_params, fill_controls
+from .consumer import Consumer, start_consumer
 from .control import Control, overrides
-from .errors import ConfigError, MessageRejected
+from .errors import ConfigError, MessageRejected, PluginNotInstalled
 from .message import MAX_MESSAGE_BYTES, Envelope
-from .params import BoostParams, TaskOptions, build_params
-from .plugins import get_plugins
+from .overlay import ProcessGroup, start_processes
+from .params import BoostParams, TaskOptions
+from .plugins import Registration, get_plugins
+from .registry import REGISTRY, register_booster
 from .results import AsyncResult
+from .signals import wait_for_consumers
 
 if TYPE_CHECKING:
-    from .consumer import Consumer
+    from typing_extensions import Unpack
+
+    from .kwargs import BoostKwargs
     from .store import Store
-    from .worker import ProcessGroup
+
+__all__ = ["Booster", "AsyncBooster", "BoostDecorator", "BoundBooster", "boost", "REGISTRY", "open_store", "instance_state"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-#: Every booster created in this process, by queue name (the worker CLI and child processes find them here).
-REGISTRY: dict[str, Booster[Any, Any]] = {}
 
 
 class Booster(Generic[P, R]):
@@ -51,7 +57,6 @@ class Booster(Generic[P, R]):
         self._store: Store | None = None
         self._consumer: Consumer | None = None
         self._processes: ProcessGroup | None = None
-        self._bound_self: Any = None
 
         plugins = get_plugins()
         self.broker_name = plugins.resolve_broker_name(params.broker)
@@ -66,25 +71,20 @@ class Booster(Generic[P, R]):
                     f"{fn.__qualname__} is an async function but concurrency={params.concurrency!r} runs only "
                     "plain functions; use concurrency='asyncio' (or make the function synchronous)"
                 )
-        set_params = set(params.non_default())
+        if not params.controls:  # a BoostParams built by hand: every installed control at its defaults
+            fill_controls(params)
+        set_params = set(params.non_default(switches_only=True))
         if self.broker_class.capabilities.needs_own_worker:
             # the framework implements these itself (retries, time limits …): no kernel control for them
             set_params -= set(getattr(self.broker_class, "framework_params", ()))
-        control_regs = plugins.controls_for(set_params)
-        _check_control_plugins(set_params, control_regs)
-        self.control_classes: list[type[Control]] = [reg.load() for reg in control_regs]
+        self.control_registrations: list[Registration] = plugins.controls_for(set_params)
+        self.control_classes: list[type[Control]] = [reg.load() for reg in self.control_registrations]
         for cls in self.control_classes:
             cls.check(self)
         self._publish_controls: list[Callable[[Envelope], None]] | None = None
         if hasattr(self.broker_class, "setup_booster"):  # framework brokers register their task here
             self.broker_class.setup_booster(self)
-        existing = REGISTRY.get(self.queue)
-        if existing is not None and existing.fn.__qualname__ != fn.__qualname__:
-            raise ConfigError(
-                f"queue {self.queue!r} is already used by {existing.fn.__module__}.{existing.fn.__qualname__}; "
-                "each queue runs one function"
-            )
-        REGISTRY[self.queue] = self
+        register_booster(self)
 
     # --- local call and methods-as-tasks --------------------------------------------------------
     #: ``None`` for a plain function; ``"instance"``, ``"class"`` or ``"static"`` for a method (see
@@ -94,8 +94,6 @@ class Booster(Generic[P, R]):
     owner: type | None = None
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        if self._bound_self is not None:
-            return self.fn(self._bound_self, *args, **kwargs)
         if self.method_kind == "class":
             return self.fn(self.owner, *args, **kwargs)  # type: ignore[arg-type]
         return self.fn(*args, **kwargs)
@@ -143,7 +141,7 @@ class Booster(Generic[P, R]):
 
     # --- publishing -----------------------------------------------------------------------------
     def _validate(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
-        bound = self._bound_self is not None or self.method_kind == "class"
+        bound = self.method_kind == "class"
         if not kwargs and len(args) + bound == self._plain_arity:
             return
         try:
@@ -160,6 +158,8 @@ class Booster(Generic[P, R]):
         opts = options.to_wire() if options is not None else {}
         if opts and ("expires" in opts or "dedup_key" in opts):
             self._check_message_options(opts)
+        if options is not None and options.overrides:
+            self._check_overrides(options.overrides)
         headers = options.headers if options is not None and options.headers else None
         env = Envelope(self.queue, list(args), kwargs, id=options.task_id if options else None,
                        options=opts, headers=headers)
@@ -171,12 +171,30 @@ class Booster(Generic[P, R]):
 
     def _check_message_options(self, opts: Mapping[str, Any]) -> None:
         """A per-message option whose control is off on this booster would be ignored: say so now."""
-        active = {p for cls in self.control_classes for p in cls.params}
+        active = {p for reg in self.control_registrations for p in reg.params}
         for option, param, example in (("expires", "expires", "expires=3600"), ("dedup_key", "dedup", "dedup=True")):
             if option in opts and param not in active:
                 raise ConfigError(
                     f"TaskOptions({option}=...) needs the {param!r} control on queue {self.queue!r}, which is off, "
                     f"so the option would be ignored: switch it on with @boost({self.queue!r}, {example}, ...)")
+
+    def _check_overrides(self, overrides: Mapping[str, Any]) -> None:
+        """``TaskOptions(overrides=...)``: each a per-message option of a control that is on, of its type."""
+        from .options import matches
+
+        infos = get_plugins().control_options()
+        active = {reg.name for reg in self.control_registrations}
+        for name, value in overrides.items():
+            info = infos.get(name)
+            if info is None or not info.per_message:
+                allowed = sorted(n for n, i in infos.items() if i.per_message)
+                raise ConfigError(f"TaskOptions(overrides={{{name!r}: ...}}): {name!r} is not a per-message option "
+                                  f"of an installed control (per-message options: {', '.join(allowed)})")
+            if info.control not in active:
+                raise ConfigError(f"TaskOptions(overrides={{{name!r}: ...}}) needs the {info.control!r} control on "
+                                  f"queue {self.queue!r}, which is off, so the value would be ignored")
+            if not matches(value, info.annotation):
+                raise ConfigError(f"TaskOptions(overrides={{{name!r}: {value!r}}}): must be {info.type}")
 
     def _outgoing(self, env: Envelope) -> Outgoing:
         body = env.encode()
@@ -185,7 +203,13 @@ class Booster(Generic[P, R]):
                                   "(BOOSTKERNEL_MAX_MESSAGE_BYTES); pass a reference to the data instead")
         return Outgoing(env.id, body, env.priority, env.eta)
 
-    def push(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult:
+    def message(self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,
+                options: TaskOptions | None = None) -> Outgoing:
+        """The message a publish of this call would send, validated and encoded, without publishing it
+        (signature, JSON, size, per-message options and the controls' ``on_publish``)."""
+        return self._outgoing(self._envelope(args, dict(kwargs or {}), options))
+
+    def push(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
         """Publish a call of the function with these arguments; return its :class:`AsyncResult`."""
         env = self._envelope(args, kwargs, None)
         self.broker.publish(self._outgoing(env))
@@ -194,16 +218,16 @@ class Booster(Generic[P, R]):
     delay = push  # celery's name
 
     def publish(self, kwargs: Mapping[str, Any] | None = None, options: TaskOptions | None = None, /,
-                *, args: Sequence[Any] = ()) -> AsyncResult:
+                *, args: Sequence[Any] = ()) -> AsyncResult[R]:
         """Publish with keyword arguments as a dict and per-message :class:`TaskOptions`."""
         env = self._envelope(args, dict(kwargs or {}), options)
         self.broker.publish(self._outgoing(env))
         return AsyncResult(env.id, self)
 
     def push_many(self, calls: Iterable[Sequence[Any] | Mapping[str, Any]], *, options: TaskOptions | None = None,
-                  chunk_size: int = 1000) -> list[AsyncResult]:
+                  chunk_size: int = 1000) -> list[AsyncResult[R]]:
         """Publish many calls: each item is an argument tuple/list or a kwargs dict. Batched by the broker."""
-        results: list[AsyncResult] = []
+        results: list[AsyncResult[R]] = []
         batch: list[Outgoing] = []
         for call in calls:
             if isinstance(call, Mapping):
@@ -219,12 +243,13 @@ class Booster(Generic[P, R]):
             self.broker.publish_many(batch)
         return results
 
-    async def aio_push(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult:
+    async def aio_push(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
         import asyncio
 
         return await asyncio.to_thread(lambda: self.push(*args, **kwargs))
 
-    async def aio_publish(self, kwargs: Mapping[str, Any] | None = None, options: TaskOptions | None = None) -> AsyncResult:
+    async def aio_publish(self, kwargs: Mapping[str, Any] | None = None, options: TaskOptions | None = None
+                          ) -> AsyncResult[R]:
         import asyncio
 
         return await asyncio.to_thread(self.publish, kwargs, options)
@@ -239,8 +264,6 @@ class Booster(Generic[P, R]):
                 if self._consumer is None or not self._consumer.running:
                     self._consumer = self.broker_class.start_worker([self])  # type: ignore[attr-defined]
             return self
-        from .consumer import start_consumer
-
         with self._lock:
             if self._consumer is None or not self._consumer.running:
                 self._consumer = start_consumer(self)
@@ -248,8 +271,6 @@ class Booster(Generic[P, R]):
 
     def multi_process_consume(self, processes: int) -> Booster[P, R]:
         """Consume in ``processes`` child processes, each with its own pool of this booster's concurrency."""
-        from .worker import start_processes
-
         with self._lock:
             if self._processes is None or not self._processes.running:
                 self._processes = start_processes([self.queue], processes, module=self.fn.__module__)
@@ -267,8 +288,6 @@ class Booster(Generic[P, R]):
 
     def wait(self) -> None:
         """Block until this booster's consumer stops (Ctrl-C / SIGTERM stop it gracefully)."""
-        from .worker import wait_for_consumers
-
         wait_for_consumers()
 
     # --- queue management -----------------------------------------------------------------------
@@ -286,66 +305,47 @@ class Booster(Generic[P, R]):
     def replay_dead_letters(self, ids: Sequence[str] | None = None) -> int:
         return self.broker.replay_dead_letters(ids)
 
-    # --- remote control (read by the pause and cancel controls through the store) -----------------
-    def pause(self) -> None:
-        """Pause consumption of this queue everywhere (workers with ``pausable=True`` stop fetching within ~1 s)."""
-        from .control import pause_key
+    # --- methods added by plugins (pause/resume, revoke, schedule …) ------------------------------------
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for names the class does not define: methods registered by plugins with
+        # ``registry.add_booster_method`` (docs/plugins.md), e.g. ``pause`` from boostkernel-pause.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        fn = get_plugins().booster_method(name)
+        if fn is not None:
+            return functools.partial(fn, self)
+        plugin = KNOWN_METHODS.get(name)
+        if plugin is not None:
+            def missing(*args: Any, **kwargs: Any) -> Any:
+                raise PluginNotInstalled("control", plugin, hint=f'Booster.{name}() needs it: '
+                                                                 f'pip install "boostkernel[{plugin}]"')
+            return missing
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
-        self.store.set(pause_key(self.queue), True)
-
-    def resume(self) -> None:
-        """Resume consumption paused by :meth:`pause`."""
-        from .control import pause_key
-
-        self.store.delete(pause_key(self.queue))
-
-    def is_paused(self) -> bool:
-        from .control import pause_key
-
-        return bool(self.store.get(pause_key(self.queue)))
-
-    def revoke(self, task_id: str, ttl: float = 7 * 24 * 3600.0) -> None:
-        """Revoke ``task_id``: a pending task never runs, a running one is stopped (needs ``cancellable=True``)."""
-        from .control import revoke_generation_key, revoke_key
-
-        self.store.set(revoke_key(self.queue, task_id), True, ttl=ttl)
-        self.store.incr(revoke_generation_key(self.queue), 1)
-
-    # --- schedules (the boostkernel-schedule plugin) ------------------------------------------------
-    def _schedule_plugin(self) -> Any:
-        from .errors import PluginNotInstalled
-
-        plugin = get_plugins().pm.get_plugin("schedule")
-        if plugin is None or not hasattr(plugin, "add_schedule"):
-            raise PluginNotInstalled("control", "schedule",
-                                     hint='Schedules need it: pip install "boostkernel[schedule]"')
-        return plugin
-
-    def schedule(self, *, cron: str | None = None, interval: float | None = None, at: Any = None,
-                 args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, id: str | None = None,  # noqa: A002
-                 options: TaskOptions | None = None, timezone: str | None = None) -> str:
-        """Publish this task on a schedule: ``cron="*/5 * * * *"`` (6 fields: seconds first),
-        ``interval=seconds`` or ``at=datetime``. Saved in the store, so it survives restarts; run the
-        schedulers with ``boostkernel scheduler MODULE`` (any number of them: each tick fires once).
-        Returns the schedule id (``id`` or one derived from the trigger and arguments)."""
-        return str(self._schedule_plugin().add_schedule(
-            self, cron=cron, interval=interval, at=at, args=args, kwargs=kwargs, id=id, options=options,
-            timezone=timezone))
-
-    def unschedule(self, id: str) -> bool:  # noqa: A002
-        """Remove the schedule ``id``; True if it existed."""
-        return bool(self._schedule_plugin().remove_schedule(self, id))
-
-    def schedules(self) -> list[dict[str, Any]]:
-        """The schedules saved for this queue."""
-        return list(self._schedule_plugin().list_schedules(self))
-
-    def result(self, task_id: str) -> AsyncResult:
+    def result(self, task_id: str) -> AsyncResult[R]:
         """The :class:`AsyncResult` of a task id (from another process, a log line …)."""
         return AsyncResult(task_id, self)
 
     def __repr__(self) -> str:
         return f"<Booster {self.fn.__qualname__} queue={self.queue!r} broker={self.broker_name!r}>"
+
+
+class AsyncBooster(Booster[P, R]):
+    """A booster of an ``async def`` function: the same at run time; for type checkers, ``R`` is what the
+    coroutine returns (``AsyncResult[R].get()`` returns it) and a local call returns the coroutine."""
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:  # type: ignore[override]
+        return super().__call__(*args, **kwargs)  # type: ignore[return-value]
+
+
+class BoostDecorator(Protocol):
+    """What ``boost(...)`` returns: applied to ``async def`` it gives an :class:`AsyncBooster`."""
+
+    @overload
+    def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> AsyncBooster[P, R]: ...
+
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> Booster[P, R]: ...
 
 
 def instance_state(obj: Any) -> dict[str, Any]:
@@ -385,19 +385,19 @@ class BoundBooster:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.booster.fn(self.obj, *args, **kwargs)
 
-    def push(self, *args: Any, **kwargs: Any) -> AsyncResult:
+    def push(self, *args: Any, **kwargs: Any) -> AsyncResult[Any]:
         return self.booster.push(instance_state(self.obj), *args, **kwargs)
 
     delay = push
 
     def publish(self, kwargs: Mapping[str, Any] | None = None, options: TaskOptions | None = None, /,
-                *, args: Sequence[Any] = ()) -> AsyncResult:
+                *, args: Sequence[Any] = ()) -> AsyncResult[Any]:
         return self.booster.publish(kwargs, options, args=(instance_state(self.obj), *args))
 
     def push_many(self, calls: Iterable[Sequence[Any] | Mapping[str, Any]], *, options: TaskOptions | None = None,
-                  chunk_size: int = 1000) -> list[AsyncResult]:
+                  chunk_size: int = 1000) -> list[AsyncResult[Any]]:
         state, b = instance_state(self.obj), self.booster
-        results: list[AsyncResult] = []
+        results: list[AsyncResult[Any]] = []
         batch: list[Outgoing] = []
         for call in calls:
             if isinstance(call, Mapping):
@@ -420,20 +420,6 @@ class BoundBooster:
         return f"<BoundBooster {self.booster.fn.__qualname__} of {self.obj!r}>"
 
 
-def _check_control_plugins(set_params: set[str], regs: list[Any]) -> None:
-    """A control parameter that no installed control handles fails now, with the install command."""
-    from dataclasses import fields
-
-    from .errors import PluginNotInstalled
-
-    handled = {p for r in regs for p in r.params}
-    for f in fields(BoostParams):
-        plugin = f.metadata.get("plugin")
-        if plugin and f.name in set_params and f.name not in handled:
-            raise PluginNotInstalled(
-                "control", plugin, hint=f'Parameter {f.name!r} needs it: pip install "boostkernel[{plugin}]"')
-
-
 def open_store(params: BoostParams, default: str) -> Store:
     plugins = get_plugins()
     name = params.store or default
@@ -454,29 +440,36 @@ def open_store(params: BoostParams, default: str) -> Store:
 
 
 @overload
-def boost(queue: str, /, **params: Any) -> Callable[[Callable[P, R]], Booster[P, R]]: ...
+def boost(queue: str, /, **params: Unpack[BoostKwargs]) -> BoostDecorator: ...
 
 
 @overload
-def boost(queue: BoostParams, /) -> Callable[[Callable[P, R]], Booster[P, R]]: ...
+def boost(queue: str, /, **params: Any) -> BoostDecorator: ...
 
 
-def boost(queue: str | BoostParams, /, **params: Any) -> Callable[[Callable[P, R]], Booster[P, R]]:
-    """Turn a function into a task on ``queue``. See :class:`~boostkernel.params.BoostParams` for ``params``.
+@overload
+def boost(queue: BoostParams, /) -> BoostDecorator: ...
 
-    Configuration errors (unknown parameter, plugin not installed, a control the concurrency mode cannot
-    support) are raised here, at decoration time, with the fix in the message.
+
+def boost(queue: str | BoostParams, /, **params: Any) -> BoostDecorator:
+    """Turn a function into a task on ``queue``.
+
+    ``params`` are the core settings (:class:`~boostkernel.params.BoostParams`) and the options of every
+    installed control (``boostkernel plugins list`` shows them). Configuration errors (unknown parameter,
+    wrong type, plugin not installed, a control the concurrency mode cannot support) are raised here, at
+    decoration time, with the fix in the message.
     """
     if isinstance(queue, BoostParams):
         resolved = queue
     else:
         resolved = build_params(queue, params)
 
-    def decorate(fn: Callable[P, R]) -> Booster[P, R]:
-        if isinstance(fn, (staticmethod, classmethod)):  # @boost above @classmethod / @staticmethod
-            b: Booster[P, R] = Booster(fn.__func__, resolved)
+    def decorate(fn: Any) -> Any:
+        raw = fn.__func__ if isinstance(fn, (staticmethod, classmethod)) else fn
+        cls = AsyncBooster if inspect.iscoroutinefunction(raw) else Booster
+        b: Booster[Any, Any] = cls(raw, resolved)
+        if raw is not fn:  # @boost above @classmethod / @staticmethod
             b.method_kind = "class" if isinstance(fn, classmethod) else "static"
-            return b
-        return Booster(fn, resolved)
+        return b
 
     return decorate

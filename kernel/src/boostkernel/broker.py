@@ -13,6 +13,13 @@ recording "in flight" is one atomic operation; the kernel acks only after the ta
 consumers are found by heartbeats from a dedicated thread, never by a per-message visibility timeout;
 in-flight records are keyed by message id; deliveries are counted and a message that killed its worker
 ``max_deliveries`` times goes to the dead-letter queue; ``close()`` returns unacked prefetched messages.
+
+**Running versus prefetched.** A fetched message is *prefetched* until the kernel calls
+:meth:`Broker.started` for it, right before it runs the task; from then until it is settled it is
+*running*. When a consumer dies, the broker returns all its unsettled messages, but charges a crash only
+to the running ones: a message is dead-lettered (reason naming the crash loop) when its consumer died
+while running it ``max_deliveries`` times; prefetched bystanders go back uncharged. The crash-loop limit
+is the broker's job (it alone sees the crash); the kernel only reports ``started``.
 """
 
 from __future__ import annotations
@@ -51,8 +58,11 @@ class BrokerCapabilities:
     """Producers and consumers may live in different processes."""
     needs_own_worker: bool = False
     """A whole framework (celery, rq …) runs the tasks; the kernel's consume loop is not used."""
+    recovery_seconds: float = 15.0
+    """With ``ack``: at default settings, the most seconds from a consumer's death (kill -9) until its
+    unsettled messages can be fetched again. The contract suite checks it."""
 
-    def as_dict(self) -> dict[str, bool]:
+    def as_dict(self) -> dict[str, bool | float]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
@@ -100,7 +110,7 @@ class Broker(abc.ABC):
 
     * ``setup_booster(booster)`` - at decoration time (``@boost``): validate the parameters (a parameter
       the framework cannot honour raises ``ConfigError`` saying so), register the task with the framework
-      under the queue's name. ``framework_params`` lists the ``BoostParams`` fields mapped onto the
+      under the queue's name. ``framework_params`` lists the control options mapped onto the
       framework's own options; the kernel loads no control plugin for them.
     * ``start_worker(boosters) -> handle`` - ``Booster.consume()``: start the framework's worker for these
       boosters in the background of this process and return at once. The handle has ``running``,
@@ -147,6 +157,14 @@ class Broker(abc.ABC):
     def ack_many(self, deliveries: Iterable[Delivery]) -> None:
         for d in deliveries:
             self.ack(d)
+
+    def started(self, delivery: Delivery) -> None:
+        """The kernel is about to run this delivery's task (it was only prefetched until now).
+
+        Called from the executor's thread, once per delivery, only if the broker overrides it. A broker
+        that declares ``ack`` records it so that a consumer's death charges a crash to the messages it was
+        running and not to those it had only prefetched (see the module docstring). Must be cheap.
+        """
 
     @abc.abstractmethod
     def nack(self, delivery: Delivery, requeue: bool = True, delay: float = 0.0) -> None:

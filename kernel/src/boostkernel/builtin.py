@@ -25,7 +25,6 @@ class ResultsControl(Control):
 
     name = "results"
     order = ORDER_RESULTS
-    params = ("results",)
     needs_store = True
 
     def __init__(self, booster: Any) -> None:

@@ -52,8 +52,19 @@ def check_all(light: bool = True) -> list[str]:
             p = check_entry_point_light(st.entry_point)
             if p:
                 problems.append(f"plugin {st.name}: {p}")
+    for name, reg in ps.registry.items["method"].items():
+        where = f"booster method {name!r} (plugin {reg.plugin})"
+        try:
+            fn = reg.load()
+        except Exception as exc:  # noqa: BLE001
+            problems.append(f"{where}: factory {reg.factory} does not load: {exc}")
+            continue
+        if not callable(fn):
+            problems.append(f"{where}: {reg.factory} is not callable")
+        elif not fn.__doc__:
+            problems.append(f"{where}: {reg.factory} is undocumented (no docstring)")
     for kind, regs in ps.registry.items.items():
-        if kind == "command":
+        if kind in ("command", "method"):
             continue
         base, caps_type = _BASES[kind]
         for name, reg in regs.items():
@@ -75,7 +86,13 @@ def check_all(light: bool = True) -> list[str]:
             if not (cls.__doc__ or importlib.import_module(cls.__module__).__doc__):
                 problems.append(f"{where}: undocumented (no docstring)")
             if kind == "control" and not reg.params:
-                problems.append(f"{where}: declares no params that switch it on")
+                problems.append(f"{where}: declares no options (or params) that switch it on")
+            if kind == "control" and reg.options is not None:
+                from .options import describe
+
+                undocumented = [i.name for i in describe(reg.options, name) if not i.doc]
+                if undocumented:
+                    problems.append(f"{where}: options without a doc: {', '.join(undocumented)}")
     try:
         ps.pm.check_pending()
     except Exception as exc:  # noqa: BLE001

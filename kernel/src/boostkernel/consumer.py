@@ -10,35 +10,34 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 import time
 import traceback
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar, copy_context
+from contextvars import copy_context
 from typing import TYPE_CHECKING, Any
 
 from .broker import Broker, Delivery, Outgoing
-from .control import Control, TaskContext, overrides
+from .context import Outcome, TaskContext, _current, current_task, outcome_of, worker_id
+from .control import Control, overrides
 from .errors import DeadLetter, MessageDecodeError, Requeue, Retry, Skip
 from .logs import current_task_id, queue_logger
 from .message import Envelope, decode
+from .modes import check_can_start
+from .running import add_consumer, running_consumers, stop_all
+from .signals import install_signal_handlers
 
 if TYPE_CHECKING:
     from .booster import Booster
     from .executor import Executor
 
-_current: ContextVar[TaskContext | None] = ContextVar("boostkernel_current_task", default=None)
-_HOST = socket.gethostname()
+__all__ = ["Consumer", "current_task", "worker_id", "start_consumer", "running_consumers", "stop_all",
+           "DEFAULT_RETRY_LIMIT"]
 
-
-def current_task() -> TaskContext | None:
-    """The context of the task running in this thread or coroutine (``None`` outside a task)."""
-    return _current.get()
-
-
-def worker_id() -> str:
-    return f"{_HOST}:{os.getpid()}"
+#: Without the retry control, a task raising :class:`~boostkernel.Retry` is published again at most this
+#: many times, then dead-lettered (``BOOSTKERNEL_RETRY_LIMIT``; the retry control's ``max_retries`` decides
+#: instead when it is on).
+DEFAULT_RETRY_LIMIT = int(os.environ.get("BOOSTKERNEL_RETRY_LIMIT", "3"))
 
 
 class _Job:
@@ -56,6 +55,8 @@ class _Job:
         if c._stop.is_set():  # handed over but not started before shutdown: back to the queue, not run
             _safe(c.broker.nack, self.delivery, True)
             return
+        if c.started is not None:  # prefetched -> running (crash-loop accounting), only if the broker cares
+            c.started(self.delivery)
         c.run_one(self.delivery)
 
     async def run_async(self) -> None:
@@ -63,6 +64,8 @@ class _Job:
         if c._stop.is_set():
             _safe(c.broker.nack, self.delivery, True)
             return
+        if c.started is not None:
+            c.started(self.delivery)
         await c.run_one_async(self.delivery)
 
 
@@ -72,6 +75,9 @@ class Consumer:
         self.params = p = booster.params
         self.log = queue_logger(booster.queue)
         self.broker: Broker = booster.make_broker()
+        #: ``broker.started`` if the broker overrides it (it tracks running vs prefetched), else None.
+        self.started: Callable[[Delivery], None] | None = (
+            self.broker.started if type(self.broker).started is not Broker.started else None)
         self.executor: Executor = booster.executor_class(p.workers)
         self.controls: list[Control] = booster.make_controls()
         for c in self.controls:
@@ -82,7 +88,22 @@ class Consumer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.processed = 0
+        #: Whether a control decides retries (the retry control); otherwise the default limit applies.
+        self.retry_owned = any(c.handles_retry for c in self.controls)
         self._build_chain()
+
+    # --- stopping (public for controls and plugins) ------------------------------------------------
+    def is_stopping(self) -> bool:
+        """True once :meth:`stop` or :meth:`request_stop` was called."""
+        return self._stop.is_set()
+
+    def wait_stopping(self, seconds: float) -> bool:
+        """Wait up to ``seconds``, waking when the consumer starts stopping; True if it is stopping."""
+        return self._stop.wait(seconds)
+
+    def request_stop(self) -> None:
+        """Stop fetching (returns at once); :meth:`stop` waits for the running tasks."""
+        self._stop.set()
 
     # --- the chain ------------------------------------------------------------------------------
     def _build_chain(self) -> None:
@@ -90,7 +111,7 @@ class Consumer:
         self.gates = [c.gate for c in cs if overrides(c, "gate")]
         self.befores = [c.before for c in cs if overrides(c, "before")]
         self.afters = [c.after for c in cs if overrides(c, "after")]
-        fn, bound = self.booster.fn, self.booster._bound_self
+        fn = self.booster.fn
         kind, owner = self.booster.method_kind, self.booster.owner
         if kind in ("instance", "class"):  # methods as tasks: bind them here (chosen once, not per message)
             raw = fn
@@ -127,7 +148,6 @@ class Consumer:
         for c in reversed([c for c in cs if overrides(c, "around_async")]):
             ainvoke = _awrap(c, ainvoke)
         self.ainvoke = ainvoke
-        del bound
 
     # --- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -241,7 +261,7 @@ class Consumer:
             for b in self.befores:
                 b(ctx)
             ctx.result = self.invoke(ctx)
-            ctx.status = "success"
+            ctx.status = Outcome.SUCCESS
         except BaseException as exc:  # noqa: BLE001 - every outcome is decided below
             self._failed(ctx, exc)
         finally:
@@ -259,7 +279,7 @@ class Consumer:
             for b in self.befores:
                 b(ctx)
             ctx.result = await self.ainvoke(ctx)
-            ctx.status = "success"
+            ctx.status = Outcome.SUCCESS
         except BaseException as exc:  # noqa: BLE001
             self._failed(ctx, exc)
         finally:
@@ -270,19 +290,26 @@ class Consumer:
     def _failed(self, ctx: TaskContext, exc: BaseException) -> None:
         ctx.exception = exc
         if isinstance(exc, Skip):
-            ctx.status = exc.status
+            ctx.status = outcome_of(exc.status)
         elif isinstance(exc, Requeue):
-            ctx.status = "requeued"
+            ctx.status = Outcome.REQUEUED
         elif isinstance(exc, Retry):
-            ctx.status = "retry"
+            ctx.status = Outcome.RETRY
+            if not self.retry_owned and ctx.envelope.attempt >= DEFAULT_RETRY_LIMIT:
+                ctx.status = Outcome.DEAD
+                ctx.state["dead_reason"] = (
+                    f"Retry raised on {ctx.envelope.attempt + 1} attempts; without the retry control a task is "
+                    f"retried at most {DEFAULT_RETRY_LIMIT} times. To allow more, set "
+                    f"@boost({self.booster.queue!r}, max_retries=N) (the boostkernel-retry control) or "
+                    "BOOSTKERNEL_RETRY_LIMIT")
         elif isinstance(exc, DeadLetter):
-            ctx.status = "dead"
+            ctx.status = Outcome.DEAD
         elif isinstance(exc, TypeError) and not self._fits_signature(ctx.envelope):
-            ctx.status = "dead"
+            ctx.status = Outcome.DEAD
             ctx.state["dead_reason"] = f"arguments do not fit {self.booster.fn.__name__}" \
                                        f"{self.booster.signature}: {str(exc).rsplit('.', 1)[-1]}"
         else:
-            ctx.status = "failure"
+            ctx.status = Outcome.FAILURE
             ctx.state["traceback"] = traceback.format_exc()
             self.log.error("task %s failed: %s: %s", ctx.envelope.id, type(exc).__name__, exc,
                            exc_info=self.log.isEnabledFor(logging.DEBUG))
@@ -302,7 +329,7 @@ class Consumer:
         status = ctx.status
         broker, delivery = self.broker, ctx.delivery
         assert delivery is not None
-        if status == "failure":  # retries (if any) are done: keep the message, with its reason
+        if status is Outcome.FAILURE:  # retries (if any) are done: keep the message, with its reason
             exc = ctx.exception
             ctx.state.setdefault("dead_reason", f"failed after {ctx.envelope.attempt + 1} attempt(s): "
                                                  f"{type(exc).__name__}: {exc}")
@@ -312,9 +339,9 @@ class Consumer:
             except Exception:  # noqa: BLE001
                 self.log.exception("after-hook failed for task %s", ctx.envelope.id)
         try:
-            if status in ("success", "skipped", "expired", "revoked", "duplicate"):
+            if status.acked:
                 broker.ack(delivery)
-            elif status == "retry":
+            elif status is Outcome.RETRY:
                 # A retry counts an attempt: publish a copy with attempt+1 (and its eta), then ack the original.
                 # (A broker without native delay runs it again at once.)
                 delay = float(getattr(ctx.exception, "delay", 0.0) or 0.0)
@@ -328,13 +355,13 @@ class Consumer:
                 # that key in-flight records by message id must not confuse it with the original's ack.
                 broker.publish(Outgoing(f"{env.id}~{env.attempt}", env.encode(), env.priority, env.eta))
                 broker.ack(delivery)
-            elif status == "requeued":
+            elif status is Outcome.REQUEUED:
                 exc = ctx.exception
                 delay = float(getattr(exc, "delay", 0.0) or 0.0)
                 broker.nack(delivery, True, delay)
             else:  # dead, failure
-                reason = ctx.state.get("dead_reason") or getattr(ctx.exception, "reason", None) or status
-                if status == "dead":
+                reason = ctx.state.get("dead_reason") or getattr(ctx.exception, "reason", None) or status.value
+                if status is Outcome.DEAD:
                     self.log.error("task %s dead-lettered: %s", ctx.envelope.id, reason)
                 broker.dead_letter(delivery, str(reason))
         except Exception:  # noqa: BLE001 - a failed ack means a redelivery, never a crash
@@ -359,34 +386,10 @@ def _safe(fn: Callable[..., Any], *args: Any) -> None:
         logging.getLogger("boostkernel").exception("%s failed", getattr(fn, "__name__", fn))
 
 
-_consumers: list[Consumer] = []
-_consumers_lock = threading.Lock()
-
-
 def start_consumer(booster: Booster[Any, Any]) -> Consumer:
-    from .worker import check_can_start, install_signal_handlers
-
     check_can_start(booster)  # an exclusive mode (gevent/eventlet) cannot share the process with another
     consumer = Consumer(booster)
     consumer.start()
-    with _consumers_lock:
-        _consumers.append(consumer)
+    add_consumer(consumer)
     install_signal_handlers()
     return consumer
-
-
-def running_consumers() -> list[Consumer]:
-    with _consumers_lock:
-        return [c for c in _consumers if c.running]
-
-
-def stop_all(timeout: float = 30.0) -> None:
-    """Gracefully stop every consumer of this process (concurrently)."""
-    consumers = running_consumers()
-    for c in consumers:
-        c._stop.set()
-    threads = [threading.Thread(target=c.stop, args=(timeout,)) for c in consumers]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout + 5)

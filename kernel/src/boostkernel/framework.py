@@ -12,7 +12,7 @@ contract (documented on :class:`~boostkernel.broker.Broker`) is four class metho
   :meth:`FrameworkBroker.send` with the :class:`~boostkernel.message.Envelope`.
 
 :class:`FrameworkBroker` implements the parts every framework shares: parameter checking (each plugin
-lists the ``BoostParams`` it maps onto the framework's own options in ``framework_params``; any other
+lists the control options it maps onto the framework's own options in ``framework_params``; any other
 control parameter fails at decoration time), the choice of the result store, registration of worker
 handles with the process (so SIGTERM and ``wait_for_consumers`` include them) and :func:`run_task`, which
 runs the user's function inside the framework's task with the kernel's task context and result records.
@@ -26,12 +26,11 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import fields
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
-from .consumer import _current, worker_id
-from .control import TaskContext
+from .context import Outcome, TaskContext, _current, worker_id
+from .control import overrides
 from .errors import ConfigError
 from .logs import current_task_id
 from .message import Envelope, decode
@@ -63,6 +62,10 @@ class FrameworkWorker:
         self.stopped = threading.Event()
         self._stop = threading.Event()
         self._stop_lock = threading.Lock()
+
+    def request_stop(self) -> None:
+        """Ask the worker to stop (returns at once); :meth:`stop` waits for it."""
+        self._stop.set()
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop taking new tasks, let running ones finish (at most ``timeout`` seconds). Idempotent."""
@@ -105,11 +108,10 @@ class GroupWorker(FrameworkWorker):
 
 def register_worker(handle: FrameworkWorker) -> None:
     """Make SIGTERM/SIGINT stop ``handle`` and ``wait_for_consumers()`` wait for it."""
-    from . import consumer
-    from .worker import install_signal_handlers
+    from .running import add_consumer
+    from .signals import install_signal_handlers
 
-    with consumer._consumers_lock:
-        consumer._consumers.append(handle)  # type: ignore[arg-type]
+    add_consumer(handle)
     install_signal_handlers()
 
 
@@ -123,7 +125,7 @@ class FrameworkBroker(Broker):
     default_url: ClassVar[str | None] = "redis://127.0.0.1:6379/0"
     #: Not used as such: ``setup_booster`` always sets ``params.store`` (see :meth:`pick_store`).
     default_store: ClassVar[str] = "redis"
-    #: ``BoostParams`` control fields the framework implements itself (retries, time limits …). The kernel
+    #: Control options the framework implements itself (retries, time limits …). The kernel
     #: loads no control plugin for them; any *other* control parameter fails at decoration time.
     framework_params: ClassVar[frozenset[str]] = frozenset()
     #: Why a parameter cannot be honoured (shown in the decoration-time error), by field name.
@@ -288,16 +290,14 @@ class TaskRunner:
     __slots__ = ("booster", "fn", "is_async", "befores", "afters", "retry_on", "max_retries")
 
     def __init__(self, booster: Booster[Any, Any]) -> None:
-        from .control import overrides
-
         self.booster = booster
         self.fn = booster.fn
         self.is_async = booster.is_async
         controls: list[Control] = booster.make_controls()
         self.befores = [c.before for c in controls if overrides(c, "before")]
         self.afters = [c.after for c in controls if overrides(c, "after")]
-        self.retry_on = booster.params.retry_on
-        self.max_retries = booster.params.max_retries
+        self.retry_on: tuple[type[BaseException], ...] = getattr(booster.params, "retry_on", (Exception,))
+        self.max_retries: int = getattr(booster.params, "max_retries", 0)
 
     def will_retry(self, exc: BaseException, attempt: int) -> bool:
         """Whether the framework will run the task again after ``exc`` on attempt ``attempt`` (0-based)."""
@@ -323,12 +323,12 @@ class TaskRunner:
             else:
                 result = self.fn(*env.args, **env.kwargs)
             ctx.result = result
-            ctx.status = "success"
+            ctx.status = Outcome.SUCCESS
             return result
         except BaseException as exc:
             ctx.exception = exc
             again = retrying(exc) if retrying is not None else self.will_retry(exc, attempt)
-            ctx.status = "retry" if again else "failure"
+            ctx.status = Outcome.RETRY if again else Outcome.FAILURE
             ctx.state["traceback"] = traceback.format_exc()
             raise
         finally:
@@ -342,8 +342,3 @@ class TaskRunner:
                     logging.getLogger("boostkernel.framework").exception("after-hook failed for %s", task_id)
             current_task_id.reset(tid)
             _current.reset(token)
-
-
-def control_fields() -> frozenset[str]:
-    """Every ``BoostParams`` field that is not common to all brokers."""
-    return frozenset(f.name for f in fields(BoostParams)) - COMMON_PARAMS

@@ -4,8 +4,10 @@ Every parameter can be given to ``@boost(...)``, set by a ``BOOSTKERNEL_<NAME>``
 (e.g. ``BOOSTKERNEL_BROKER=redis``), or set in ``[tool.boostkernel]`` of the nearest pyproject.toml.
 Precedence: argument > environment > pyproject.toml > default.
 
-Control plugins read their own fields; a control is *active* only when one of its fields differs from
-the default, so controls that are off cost nothing per message.
+``BoostParams`` holds the core settings only. Every control plugin declares its own options (a dataclass,
+see :mod:`boostkernel.options`); ``@boost`` accepts the options of every installed control, and a control
+is *active* only when one of its options differs from its default, so controls that are off cost nothing
+per message. ``params.qps`` (or ``params.option("qps")``) reads a control's option.
 """
 
 from __future__ import annotations
@@ -14,10 +16,9 @@ import dataclasses
 import datetime as _dt
 import os
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from .errors import ConfigError
 
@@ -60,40 +61,6 @@ class BoostParams:
     result_ttl: float = 3600.0
     """Seconds a result is kept."""
 
-    # --- controls (each implemented by a control plugin) -----------------------------------------
-    qps: float | None = field(default=None, metadata={"plugin": "ratelimit"})
-    """Rate limit: task starts per second (fractional allowed, e.g. 0.5 = one every 2 s)."""
-    qps_scope: Literal["process", "global"] = field(default="process", metadata={"plugin": "ratelimit"})
-    """``global`` shares the ``qps`` budget among every process and machine through the store."""
-    max_retries: int = field(default=0, metadata={"plugin": "retry"})
-    """Retries after a failure before the message goes to the dead-letter queue."""
-    retry_backoff: float = field(default=0.0, metadata={"plugin": "retry"})
-    """Base of exponential backoff in seconds between retries (0 = retry at once)."""
-    retry_backoff_max: float = field(default=300.0, metadata={"plugin": "retry"})
-    retry_jitter: bool = field(default=True, metadata={"plugin": "retry"})
-    retry_on: tuple[type[BaseException], ...] = field(default=(Exception,), metadata={"plugin": "retry"})
-    """Only these exception types are retried; others go straight to the dead-letter queue."""
-    retry_mode: Literal["worker", "republish"] = field(default="worker", metadata={"plugin": "retry"})
-    """``worker`` retries in place; ``republish`` sends the message back to the queue with its delay."""
-    timeout: float | None = field(default=None, metadata={"plugin": "timeout"})
-    """Stop the function after this many seconds."""
-    dedup: bool = field(default=False, metadata={"plugin": "dedup"})
-    """Skip a task whose arguments already ran successfully (within ``dedup_ttl`` when set)."""
-    dedup_ttl: float | None = field(default=None, metadata={"plugin": "dedup"})
-    expires: float | None = field(default=None, metadata={"plugin": "expiry"})
-    """Drop messages older than this many seconds instead of running them."""
-    allowed_window: str | None = field(default=None, metadata={"plugin": "timewindow"})
-    """Cron expression of the minutes in which tasks may run; outside it consumption waits."""
-    pausable: bool = field(default=False, metadata={"plugin": "pause"})
-    """Poll the store for a pause flag so ``pause()``/``resume()`` from anywhere take effect."""
-    cancellable: bool = field(default=False, metadata={"plugin": "cancel"})
-    """Check revocations so ``AsyncResult.revoke()`` works for pending and running tasks."""
-    circuit_breaker: tuple[int, float] | None = field(default=None, metadata={"plugin": "circuitbreaker"})
-    """``(failures, cool_down_seconds)``: after that many consecutive failures, pause consuming."""
-    quota: tuple[int, float] | None = field(default=None, metadata={"plugin": "quota"})
-    """``(runs, period_seconds)``: at most that many task starts per period."""
-    stats_interval: float | None = field(default=None, metadata={"plugin": "stats"})
-    """Log execution statistics and time-left estimates every this many seconds."""
     validate_args: bool = True
     """Check arguments against the function's signature at publish time."""
     max_deliveries: int = 3
@@ -103,8 +70,11 @@ class BoostParams:
     group: str | None = None
     """Consume group: ``boostkernel worker MODULE --group NAME`` starts only boosters of this group."""
     log_level: str = "INFO"
-    extra: dict[str, Any] = field(default_factory=dict)
-    """Typed options of third-party controls, keyed by control name."""
+
+    # --- controls ------------------------------------------------------------------------------
+    controls: dict[str, Any] = field(default_factory=dict, repr=False)
+    """The options of each installed control, by control name: instances of the options dataclass each
+    control registers (``registry.add_control(..., options=...)``). Filled by :func:`build_params`."""
 
     def __post_init__(self) -> None:
         self.validate()
@@ -120,20 +90,6 @@ class BoostParams:
                 raise ConfigError(f"{name}={v!r} for queue {self.queue!r}: must be an integer >= 1")
         if self.prefetch is not None and (not isinstance(self.prefetch, int) or self.prefetch < 0):
             raise ConfigError(f"prefetch={self.prefetch!r}: must be an integer >= 0")
-        if self.qps is not None and (not isinstance(self.qps, (int, float)) or self.qps <= 0):
-            raise ConfigError(f"qps={self.qps!r}: must be a positive number (e.g. 0.5 for one run every 2 s)")
-        if self.qps_scope not in ("process", "global"):
-            raise ConfigError(f"qps_scope={self.qps_scope!r}: must be 'process' or 'global'")
-        if not isinstance(self.max_retries, int) or self.max_retries < 0:
-            raise ConfigError(f"max_retries={self.max_retries!r}: must be an integer >= 0")
-        if self.retry_mode not in ("worker", "republish"):
-            raise ConfigError(f"retry_mode={self.retry_mode!r}: must be 'worker' or 'republish'")
-        if self.timeout is not None and (not isinstance(self.timeout, (int, float)) or self.timeout <= 0):
-            raise ConfigError(f"timeout={self.timeout!r}: must be a positive number of seconds")
-        if not isinstance(self.retry_on, tuple) or not all(
-            isinstance(t, type) and issubclass(t, BaseException) for t in self.retry_on
-        ):
-            raise ConfigError("retry_on must be a tuple of exception classes, e.g. (ConnectionError,)")
         if self.result_ttl <= 0:
             raise ConfigError(f"result_ttl={self.result_ttl!r}: must be > 0")
         if self.max_deliveries < 1:
@@ -148,17 +104,44 @@ class BoostParams:
     def resolved_data_dir(self) -> Path:
         return Path(self.data_dir) if self.data_dir else default_data_dir()
 
-    def non_default(self) -> dict[str, Any]:
-        """The fields whose values differ from the defaults (used to pick active controls)."""
+    def non_default(self, switches_only: bool = False) -> dict[str, Any]:
+        """The core fields and control options whose values differ from their defaults."""
+        from .options import non_default
+
         out: dict[str, Any] = {}
         for f in fields(self):
+            if f.name == "controls":
+                continue
             default = f.default if f.default is not dataclasses.MISSING else (
                 f.default_factory() if f.default_factory is not dataclasses.MISSING else dataclasses.MISSING
             )
             v = getattr(self, f.name)
             if v != default:
                 out[f.name] = v
+        for opts in self.controls.values():
+            out.update(non_default(opts, switches_only))
         return out
+
+    def options(self, control: str) -> Any:
+        """The options instance of ``control`` (an instance of the dataclass the control registered)."""
+        try:
+            return self.controls[control]
+        except KeyError:
+            raise ConfigError(f"no installed control {control!r} with options on queue {self.queue!r}") from None
+
+    def option(self, name: str) -> Any:
+        """The value of the control option ``name`` (e.g. ``"qps"``) on this booster."""
+        for opts in self.controls.values():
+            if name in opts.__dataclass_fields__:
+                return getattr(opts, name)
+        raise AttributeError(f"{name!r} is neither a core setting of BoostParams nor an option of an installed "
+                             "control")
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for names that are not core fields: read a control's option (``params.qps``).
+        if name.startswith("_") or name == "controls":
+            raise AttributeError(name)
+        return self.option(name)
 
 
 @dataclass(kw_only=True)
@@ -180,6 +163,9 @@ class TaskOptions:
     dedup_key: str | None = None
     """Dedup on this key instead of on the arguments."""
     headers: dict[str, Any] | None = None
+    overrides: dict[str, Any] | None = None
+    """Per-message values of control options declared ``per_message`` (``{"max_retries": 5}``); checked
+    at publish against the option's type, and refused when its control is off on the booster."""
 
     def to_wire(self) -> dict[str, Any]:
         """The ``options`` object of the envelope: only the fields that were set."""
@@ -204,12 +190,12 @@ class TaskOptions:
             v = getattr(self, name)
             if v is not None:
                 out[name] = v
+        if self.overrides:
+            out.update(self.overrides)
         return out
 
 
 # --- configuration sources ----------------------------------------------------------------------
-
-_FIELD_TYPES: dict[str, Any] = {}
 
 
 def default_data_dir() -> Path:
@@ -220,38 +206,8 @@ def default_data_dir() -> Path:
     return Path(base) / "boostkernel"
 
 
-def _coerce(name: str, raw: str, default: Any) -> Any:
-    """Turn an environment string into the type of the field's default."""
-    raw_l = raw.strip().lower()
-    if isinstance(default, bool):
-        if raw_l in ("1", "true", "yes", "on"):
-            return True
-        if raw_l in ("0", "false", "no", "off"):
-            return False
-        raise ConfigError(f"BOOSTKERNEL_{name.upper()}={raw!r}: expected true/false")
-    if isinstance(default, int):
-        try:
-            return int(raw)
-        except ValueError:
-            raise ConfigError(f"BOOSTKERNEL_{name.upper()}={raw!r}: expected an integer") from None
-    if isinstance(default, float) or name in ("qps", "timeout", "expires", "dedup_ttl", "stats_interval"):
-        try:
-            return float(raw)
-        except ValueError:
-            raise ConfigError(f"BOOSTKERNEL_{name.upper()}={raw!r}: expected a number") from None
-    if isinstance(default, dict) or name in ("circuit_breaker", "quota"):
-        import orjson
-
-        try:
-            v = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise ConfigError(f"BOOSTKERNEL_{name.upper()}: expected JSON, got {raw!r}") from None
-        return tuple(v) if isinstance(v, list) else v
-    return raw
-
-
 #: Fields that can never come from configuration (they are code, or per-booster identity).
-_NOT_CONFIGURABLE = {"queue", "retry_on", "extra"}
+_NOT_CONFIGURABLE = {"queue", "controls"}
 _pyproject_cache: dict[str, dict[str, Any]] = {}
 
 
@@ -277,33 +233,3 @@ def pyproject_settings(start: Path | None = None) -> dict[str, Any]:
                 break
     _pyproject_cache[key] = settings
     return settings
-
-
-def build_params(queue: str, given: Mapping[str, Any]) -> BoostParams:
-    """Merge defaults < pyproject.toml < environment < ``given`` into validated :class:`BoostParams`."""
-    known = {f.name: f for f in fields(BoostParams)}
-    unknown = set(given) - set(known)
-    if unknown:
-        import difflib
-
-        hints = []
-        for u in sorted(unknown):
-            close = difflib.get_close_matches(u, list(known), n=1)
-            hints.append(f"{u!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-        raise ConfigError(f"unknown @boost parameter(s) for queue {queue!r}: {', '.join(hints)}")
-    merged: dict[str, Any] = {}
-    for name, value in pyproject_settings().items():
-        if name in known and name not in _NOT_CONFIGURABLE:
-            merged[name] = tuple(value) if isinstance(value, list) else value
-        elif name not in known and name != "queues":
-            raise ConfigError(f"[tool.boostkernel] in pyproject.toml has an unknown key {name!r}")
-    for name, f in known.items():
-        if name in _NOT_CONFIGURABLE:
-            continue
-        raw = os.environ.get(f"BOOSTKERNEL_{name.upper()}")
-        if raw is not None:
-            default = f.default if f.default is not dataclasses.MISSING else {}
-            merged[name] = _coerce(name, raw, default)
-    merged.update(given)
-    merged["queue"] = queue
-    return BoostParams(**merged)

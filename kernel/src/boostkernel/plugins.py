@@ -19,17 +19,20 @@ import logging
 import os
 import threading
 import traceback
-from dataclasses import dataclass, field
-from importlib import metadata
-from typing import Any
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from . import hookspecs
 from .errors import ConfigError, PluginLoadError, PluginNotInstalled
+from .params import BoostParams
+
+if TYPE_CHECKING:
+    from .options import OptionInfo
 
 log = logging.getLogger("boostkernel.plugins")
-KINDS = ("broker", "executor", "control", "store", "command")
+KINDS = ("broker", "executor", "control", "store", "command", "method")
 
 
 @dataclass
@@ -42,8 +45,10 @@ class Registration:
     summary: str = ""
     schemes: tuple[str, ...] = ()
     params: tuple[str, ...] = ()
+    """Controls: the names that switch it on (its options' names, or core ``BoostParams`` fields)."""
     order: int = 500
-    extra: dict[str, Any] = field(default_factory=dict)
+    options: type | None = None
+    """Controls: the options dataclass (see :mod:`boostkernel.options`)."""
     _loaded: Any = None
 
     def load(self) -> Any:
@@ -75,10 +80,46 @@ class PluginStatus:
     error: str | None = None
     entry_point: str | None = None
     provides: dict[str, list[str]] = field(default_factory=dict)
+    requires: list[str] | None = None
+    """The distribution's requirements (``None`` when unknown, e.g. a plugin registered in code)."""
+
+    @property
+    def light(self) -> bool:
+        """True if the distribution needs nothing but boostkernel and the kernel's own dependencies: loading
+        its classes imports no client library (``plugins list`` shows their capabilities)."""
+        if self.requires is None:
+            return self.source == "local"
+        allowed = _kernel_requirements()
+        return all(name.startswith("boostkernel") or name in allowed
+                   for name in (_requirement_name(r) for r in self.requires if "extra ==" not in r))
 
     @property
     def kinds(self) -> list[str]:
         return [k for k in KINDS if self.provides.get(k)]
+
+
+def _requirement_name(req: str) -> str:
+    name = req.split(";")[0].strip().split("[")[0]
+    for sep in "<>=!~ (":
+        name = name.split(sep)[0]
+    return name.lower().replace("_", "-")
+
+
+_kernel_reqs: set[str] | None = None
+
+
+def _kernel_requirements() -> set[str]:
+    """Names of the kernel's own dependencies (already imported, so not client libraries)."""
+    global _kernel_reqs
+    if _kernel_reqs is None:
+        from importlib import metadata
+
+        try:
+            reqs = metadata.distribution("boostkernel").requires or []
+        except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+            reqs = []
+        _kernel_reqs = {_requirement_name(r) for r in reqs if "extra ==" not in r}
+    return _kernel_reqs
 
 
 class Registry:
@@ -102,10 +143,35 @@ class Registry:
     def add_executor(self, name: str, factory: str, *, summary: str = "") -> None:
         self._add(Registration("executor", name, factory, self.current_plugin, summary))
 
-    def add_control(self, name: str, factory: str, *, params: tuple[str, ...], order: int = 500,
-                    summary: str = "") -> None:
-        self._add(Registration("control", name, factory, self.current_plugin, summary, params=tuple(params),
-                               order=order))
+    def add_control(self, name: str, factory: str, *, options: type | None = None, params: tuple[str, ...] = (),
+                    order: int = 500, summary: str = "") -> None:
+        """Register a control: ``options`` is its options dataclass (each field a ``@boost`` parameter);
+        ``params`` names core ``BoostParams`` fields that also switch it on (``results``). ``order``: lower
+        runs first and wraps outermost (documented orders in docs/plugins.md)."""
+        from .options import describe
+
+        names = tuple(params)
+        if options is not None:
+            infos = describe(options, name)
+            names += tuple(i.name for i in infos if i.switch)
+            core = set(_core_fields())
+            for info in infos:
+                if info.name in core:
+                    raise PluginLoadError(f"control {name!r}: option {info.name!r} is a core BoostParams field")
+                for other in self.items["control"].values():
+                    if other.options is not None and other.plugin != self.current_plugin and any(
+                            i.name == info.name for i in describe(other.options, other.name)):
+                        raise PluginLoadError(f"control {name!r}: option {info.name!r} is already declared by "
+                                              f"control {other.name!r} (plugin {other.plugin!r})")
+        self._add(Registration("control", name, factory, self.current_plugin, summary, params=names,
+                               order=order, options=options))
+
+    def add_booster_method(self, name: str, factory: str, *, summary: str = "") -> None:
+        """Add a method to every booster: ``booster.NAME(*args)`` calls ``factory(booster, *args)``.
+
+        ``factory`` is ``"module:function"``, imported on first call (e.g. ``pause``, ``revoke``, ``schedule``).
+        """
+        self._add(Registration("method", name, factory, self.current_plugin, summary))
 
     def add_store(self, name: str, factory: str, *, summary: str = "", schemes: tuple[str, ...] = ()) -> None:
         self._add(Registration("store", name, factory, self.current_plugin, summary, schemes=tuple(schemes)))
@@ -114,6 +180,10 @@ class Registry:
         """Declare a CLI subcommand (added by the plugin's ``register_commands``); ``factory`` names the
         ``"module:command"`` object, for listings and conformance checks."""
         self._add(Registration("command", name, factory, self.current_plugin, summary))
+
+
+def _core_fields() -> list[str]:
+    return [f.name for f in fields(BoostParams)]
 
 
 _REGISTER_HOOKS = ("register_brokers", "register_concurrency", "register_controls", "register_stores")
@@ -140,10 +210,12 @@ class Plugins:
         allow = None if allow_raw is None else {n.strip() for n in allow_raw.split(",") if n.strip()}
         if os.environ.get("BOOSTKERNEL_DISABLE_PLUGIN_AUTOLOAD") in ("1", "true", "yes"):
             return
+        from importlib import metadata
+
         for ep in metadata.entry_points(group=hookspecs.PROJECT):
             dist = getattr(ep, "dist", None)
             st = PluginStatus(ep.name, dist.name if dist else None, dist.version if dist else None,
-                              "entrypoint", entry_point=ep.value)
+                              "entrypoint", entry_point=ep.value, requires=list(dist.requires or []) if dist else None)
             if ep.name in self.statuses:
                 st.status, st.error = "failed", f"duplicate plugin name {ep.name!r} (also from " \
                     f"{self.statuses[ep.name].distribution})"
@@ -228,6 +300,27 @@ class Plugins:
             return str(answer)
         raise PluginNotInstalled("broker", scheme, self.names("broker"),
                                  hint=f"No installed broker handles URLs of scheme {scheme!r}.")
+
+    def control_options(self) -> dict[str, OptionInfo]:
+        """Every option of every installed control, by option name."""
+        from .options import describe
+
+        out: dict[str, OptionInfo] = {}
+        for reg in self.registry.items["control"].values():
+            if reg.options is not None:
+                for info in describe(reg.options, reg.name):
+                    out[info.name] = info
+        return out
+
+    def option_owner(self, name: str) -> str | None:
+        """The installed control declaring option ``name``."""
+        info = self.control_options().get(name)
+        return info.control if info is not None else None
+
+    def booster_method(self, name: str) -> Any:
+        """The function registered with ``add_booster_method(name, ...)`` or ``None``."""
+        reg = self.registry.items["method"].get(name)
+        return reg.load() if reg is not None else None
 
     def controls_for(self, params_set: set[str]) -> list[Registration]:
         """Control registrations switched on by any of ``params_set``, in their documented order."""

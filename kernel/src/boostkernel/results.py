@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Generator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .errors import ResultsNotEnabled, ResultTimeout, TaskFailed
 
@@ -13,14 +12,18 @@ if TYPE_CHECKING:
 
     from .booster import Booster
 
+R = TypeVar("R")
+
 #: Statuses after which a task will not run again (a record with one of them is final).
 FINAL_STATUSES = frozenset(("success", "failure", "skipped", "dead", "expired", "duplicate", "revoked"))
 #: Final statuses that ``get()`` treats as success: a duplicate returns the result of the run it duplicates.
 _OK_STATUSES = frozenset(("success", "duplicate"))
 
 
-class AsyncResult:
-    """The result of one published task. Results are kept only when the booster has ``results=True``."""
+class AsyncResult(Generic[R]):
+    """The result of one published task. Results are kept only when the booster has ``results=True``.
+
+    ``AsyncResult[R]``: ``get()`` returns the function's return type ``R``."""
 
     __slots__ = ("task_id", "booster", "_record")
 
@@ -54,14 +57,14 @@ class AsyncResult:
     def ready(self) -> bool:
         return self.status in FINAL_STATUSES
 
-    def get(self, timeout: float | None = 30.0, propagate: bool = True) -> Any:
+    def get(self, timeout: float | None = 30.0, propagate: bool = True) -> R:
         """Wait up to ``timeout`` seconds for the result; raise :class:`TaskFailed` if the task failed."""
         rec = self.record(timeout=1e9 if timeout is None else timeout)
         if rec is None or rec.get("status") not in FINAL_STATUSES:
             raise ResultTimeout(f"no result for task {self.task_id} on queue {self.booster.queue!r} "
                                 f"within {timeout}s")
         if rec["status"] in _OK_STATUSES or not propagate:
-            return rec.get("result")
+            return rec.get("result")  # type: ignore[return-value]
         err = rec.get("error") or {}
         raise TaskFailed(self.task_id, err.get("type", rec["status"]), err.get("message", ""), err.get("traceback"))
 
@@ -69,7 +72,7 @@ class AsyncResult:
         """Cancel this task: it never runs if pending, and is stopped if running (``cancellable=True``)."""
         self.booster.revoke(self.task_id)
 
-    def then(self, callback: Callable[[Any], Any], on_error: Callable[[BaseException], Any] | None = None,
+    def then(self, callback: Callable[[R], Any], on_error: Callable[[BaseException], Any] | None = None,
              timeout: float | None = None) -> Future[Any]:
         """Call ``callback(result)`` in a background thread when the result arrives.
 
@@ -103,17 +106,19 @@ class AsyncResult:
         threading.Thread(target=run, daemon=True, name=f"boostkernel-then-{self.task_id[:8]}").start()
         return fut
 
-    async def aget(self, timeout: float | None = 30.0) -> Any:
+    async def aget(self, timeout: float | None = 30.0) -> R:
+        import asyncio
+
         return await asyncio.to_thread(self.get, timeout)
 
-    def __await__(self) -> Generator[Any, None, Any]:
+    def __await__(self) -> Generator[Any, None, R]:
         return self.aget().__await__()
 
     def __repr__(self) -> str:
         return f"<AsyncResult {self.task_id} queue={self.booster.queue!r}>"
 
 
-def wait_all(results: Sequence[AsyncResult], timeout: float | None = 30.0,
+def wait_all(results: Sequence[AsyncResult[Any]], timeout: float | None = 30.0,
              return_exceptions: bool = False) -> list[Any]:
     """Wait for several results (one shared ``timeout``); return them in order.
 
@@ -135,7 +140,9 @@ def wait_all(results: Sequence[AsyncResult], timeout: float | None = 30.0,
     return out
 
 
-async def await_all(results: Sequence[AsyncResult], timeout: float | None = 30.0,
+async def await_all(results: Sequence[AsyncResult[Any]], timeout: float | None = 30.0,
                     return_exceptions: bool = False) -> list[Any]:
     """``await`` form of :func:`wait_all`."""
+    import asyncio
+
     return await asyncio.to_thread(wait_all, results, timeout, return_exceptions)

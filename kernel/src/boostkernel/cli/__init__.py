@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from .main import cli, main
+from .main import booster_for, cli, main, queue_options
 
-__all__ = ["cli", "main"]
+__all__ = ["cli", "main", "booster_for", "queue_options"]

@@ -28,7 +28,10 @@ def plugins() -> None:
     """Inspect installed plugins."""
 
 
-def _plugin_rows() -> list[dict[str, Any]]:
+def _plugin_rows(load_all: bool = False) -> list[dict[str, Any]]:
+    """One row per plugin. Capabilities are read from the plugin classes only for plugins whose distribution
+    needs no client library (or all with ``load_all``), so listing never imports redis, celery, eventlet …"""
+    from ..options import describe
     from ..plugins import get_plugins
 
     ps = get_plugins()
@@ -41,7 +44,9 @@ def _plugin_rows() -> list[dict[str, Any]]:
             for n in names:
                 reg = ps.registry.items[kind][n]
                 entry: dict[str, Any] = {"summary": reg.summary}
-                if kind in ("broker", "executor", "store"):
+                if kind in ("broker", "executor", "store") and not (load_all or st.light):
+                    entry["not_loaded"] = "needs a client library: use --capabilities to import it"
+                elif kind in ("broker", "executor", "store"):
                     try:
                         cls = reg.load()
                         entry.update(cls.capabilities.as_dict())
@@ -50,6 +55,7 @@ def _plugin_rows() -> list[dict[str, Any]]:
                 if kind == "control":
                     entry["params"] = list(reg.params)
                     entry["order"] = reg.order
+                    entry["options"] = [i.as_dict() for i in describe(reg.options, n)] if reg.options else []
                 capabilities[f"{kind}:{n}"] = entry
         rows.append({
             "name": st.name, "kinds": st.kinds, "provides": provides, "distribution": st.distribution,
@@ -61,9 +67,11 @@ def _plugin_rows() -> list[dict[str, Any]]:
 
 @plugins.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def plugins_list(as_json: bool) -> None:
-    """List installed plugins: what each provides, its distribution, version and status."""
-    rows = _plugin_rows()
+@click.option("--capabilities", "load_all", is_flag=True,
+              help="Import every plugin class to show its capabilities (imports client libraries).")
+def plugins_list(as_json: bool, load_all: bool) -> None:
+    """List installed plugins: what each provides, each control's options, distribution, version, status."""
+    rows = _plugin_rows(load_all)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -71,15 +79,17 @@ def plugins_list(as_json: bool) -> None:
     from rich.table import Table
 
     table = Table(title="boostkernel plugins")
-    for col in ("name", "kinds", "provides", "distribution", "version", "status"):
+    for col in ("name", "kinds", "provides", "options", "distribution", "version", "status"):
         table.add_column(col)
     for r in rows:
         provides = "; ".join(f"{k}: {', '.join(v)}" for k, v in r["provides"].items())
         status = r["status"] if not r["error"] else f"[red]{r['status']}[/red]: {r['error']}"
         if r["status"] == "loaded":
             status = "[green]loaded[/green]"
-        table.add_row(r["name"], ", ".join(r["kinds"]), provides, r["distribution"] or "-", r["version"] or "-",
-                      status)
+        options = "\n".join(f"{o['name']}: {o['type']} = {o['default']!r}" for cap in r["capabilities"].values()
+                            for o in cap.get("options", ()))
+        table.add_row(r["name"], ", ".join(r["kinds"]), provides, options or "-", r["distribution"] or "-",
+                      r["version"] or "-", status)
     Console().print(table)
 
 
@@ -131,10 +141,12 @@ def demo(n: int, broker: str, workers: int) -> None:
 
 
 # --- queue operations -------------------------------------------------------------------------------
-def _booster(queue: str, module: str | None, broker: str | None, broker_url: str | None) -> Any:
-    """The booster of ``queue``: from MODULE if given, else a stand-in bound to the same broker."""
-    from ..booster import REGISTRY, boost
-    from ..worker import boosters_of
+def booster_for(queue: str, module: str | None, broker: str | None, broker_url: str | None) -> Any:
+    """The booster of ``queue`` for a queue command: from MODULE if given, else a stand-in bound to the same
+    broker. Public for plugins' commands (with :func:`queue_options`): ``boostkernel.cli.booster_for``."""
+    from ..booster import boost
+    from ..loading import boosters_of
+    from ..registry import REGISTRY
 
     if module:
         boosters_of(module)
@@ -154,6 +166,9 @@ def _booster(queue: str, module: str | None, broker: str | None, broker_url: str
     return boost(queue, **params)(_standin)
 
 
+_booster = booster_for
+
+
 _queue_opts = [
     click.argument("queue"),
     click.option("-m", "--module", default=None, help="Module defining the booster (uses its settings)."),
@@ -163,6 +178,7 @@ _queue_opts = [
 
 
 def queue_options(f: Any) -> Any:
+    """The QUEUE argument and the --module/--broker/--broker-url options of every queue command."""
     for opt in reversed(_queue_opts):
         f = opt(f)
     return f

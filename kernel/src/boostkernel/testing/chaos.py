@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 _local = threading.local()
 
 
@@ -150,3 +152,87 @@ def kill_loop(worker: WorkerProcess, every: float, duration: float, restart_afte
         time.sleep(restart_after)
         worker.start()
     return kills
+
+
+class ChaosContract:
+    """The repeated kill -9 scenario, as a contract mixin: override one fixture, ``chaos_boost_options``.
+
+    It returns the ``@boost`` keyword arguments that put a task on the broker under test (``broker``,
+    ``broker_url``, ``broker_options`` with short intervals …), as literals (they are written into a
+    generated task module). The test publishes ``chaos_tasks`` tasks, runs ``boostkernel worker`` in a
+    subprocess, SIGKILLs and restarts it ``chaos_kills`` times, then checks against a ledger outside the
+    broker that every task ran (duplicates are reported, not failed), that nothing is left in flight
+    or dead-lettered, and prints the longest stall in which no task completed.
+    """
+
+    chaos_tasks: int = 400
+    chaos_kills: int = 4
+    chaos_kill_every: float = 1.5
+    #: Seconds the drain after the last kill may take.
+    chaos_drain_timeout: float = 120.0
+
+    @pytest.fixture
+    def chaos_boost_options(self) -> dict[str, Any]:
+        raise NotImplementedError("override the 'chaos_boost_options' fixture: the @boost keyword arguments "
+                                  "that select your broker, e.g. {'broker': 'mybroker', 'broker_url': ...}")
+
+    def test_repeated_kill_9_loses_nothing(self, tmp_path: Path, chaos_boost_options: dict[str, Any]) -> None:
+        import textwrap
+        import uuid
+
+        from .helpers import wait_until
+
+        queue, mod = f"chaos_{uuid.uuid4().hex[:10]}", f"chaos_tasks_{uuid.uuid4().hex[:8]}"
+        ledger_path = tmp_path / "ledger.db"
+        options = {"workers": 8, "max_deliveries": 50, **chaos_boost_options}
+        (tmp_path / f"{mod}.py").write_text(textwrap.dedent(f"""
+            import random, time
+            from boostkernel import boost
+            from boostkernel.testing.chaos import Ledger
+
+            ledger = Ledger({str(ledger_path)!r})
+
+            @boost({queue!r}, **{options!r})
+            def work(i: int) -> None:
+                time.sleep(random.uniform(0.05, 0.2))
+                ledger.record(i)
+        """))
+        sys.path.insert(0, str(tmp_path))
+        try:
+            import importlib
+
+            tasks = importlib.import_module(mod)
+        finally:
+            sys.path.remove(str(tmp_path))
+        ledger = Ledger(ledger_path)
+        n = self.chaos_tasks
+        tasks.work.push_many([(i,) for i in range(n)])
+        worker = WorkerProcess(mod, tmp_path)
+        worker.start()
+        try:
+            assert worker.wait_ready(), worker.log()[-3000:]
+            kills = kill_loop(worker, every=self.chaos_kill_every,
+                              duration=self.chaos_kill_every * self.chaos_kills + 0.1)
+            assert wait_until(lambda: len(ledger.keys()) >= n, timeout=self.chaos_drain_timeout, interval=0.2), \
+                f"{n - len(ledger.keys())} of {n} tasks never ran\n{worker.log()[-3000:]}"
+            assert worker.wait_ready()
+        finally:
+            code = worker.terminate()
+        report = ledger.check(range(n))
+        report.kills = kills
+        with sqlite3.connect(ledger.path) as c:
+            times = sorted(r[0] for r in c.execute("SELECT at FROM ran"))
+        stall = max((b - a for a, b in zip(times, times[1:], strict=False)), default=0.0)
+        print(f"\nchaos {options.get('broker')}: {report.summary()} longest_stall={stall:.1f}s")
+        assert report.lost == [] and report.unexpected == [], report.summary()
+        assert code == 0, f"the worker did not stop cleanly on SIGTERM (exit {code})"
+        broker = tasks.work.make_broker()
+        try:
+            if broker.capabilities.dead_letter:
+                assert broker.dead_letters() == [], "a task was dead-lettered by kill -9 alone"
+            if broker.capabilities.count:
+                assert broker.count() == 0
+        finally:
+            if broker.capabilities.purge:
+                broker.purge()
+            broker.close()

@@ -11,27 +11,17 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
-from ..broker import Broker, Delivery, Outgoing
+from ..broker import Broker, Outgoing
 from ..errors import TaskTimeout
 from ..executor import Executor
 from ..message import Envelope, uuid7
 from ..store import Store
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def requires(*capabilities: str) -> Callable[[F], F]:
-    """Mark a contract test as needing these capabilities of the plugin under test."""
-
-    def mark(fn: F) -> F:
-        fn._requires = capabilities  # type: ignore[attr-defined]
-        return fn
-
-    return mark
+from .delivery import DeliveryContract
+from .helpers import requires as requires
 
 
 class _Contract:
@@ -52,11 +42,15 @@ def _msg(body: dict[str, Any] | None = None, priority: int = 0, eta: float | Non
     return Outgoing(env.id, env.encode(), priority, eta)
 
 
-class BrokerContract(_Contract):
-    """Override ``make_broker``: a fixture returning ``callable(queue_name) -> Broker``."""
+class BrokerContract(DeliveryContract, _Contract):
+    """Override ``make_broker``: a fixture returning ``callable(queue_name) -> Broker``.
 
-    #: Seconds within which a message published is fetchable (raise for slow brokers).
-    settle_time: float = 5.0
+    The API tests below run for every broker; the delivery tests of :class:`DeliveryContract` (crash
+    redelivery, competing consumers, live long task, crash loop, nack delay, reconnect, durability …)
+    run for every broker declaring ``ack``, in real processes. Declare the timing ``make_broker``
+    configures (``lease_seconds``, ``recovery_seconds``, ``max_deliveries``) and override the
+    ``cut_connection`` / ``restart_service`` fixtures; see docs/plugins.md.
+    """
 
     @pytest.fixture
     def make_broker(self) -> Callable[[str], Broker]:
@@ -77,13 +71,6 @@ class BrokerContract(_Contract):
                 b.purge()
         finally:
             b.close()
-
-    def fetch_all(self, broker: Broker, n: int, timeout: float | None = None) -> list[Delivery]:
-        deadline = time.monotonic() + (timeout or self.settle_time)
-        out: list[Delivery] = []
-        while len(out) < n and time.monotonic() < deadline:
-            out += broker.fetch(n - len(out), 0.2)
-        return out
 
     # --- tests ------------------------------------------------------------------------------------
     def test_publish_fetch_ack_roundtrip(self, broker: Broker) -> None:

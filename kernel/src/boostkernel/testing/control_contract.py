@@ -6,7 +6,7 @@
 
     class TestMyControl(ControlContract):
         control = "mycontrol"                     # the name given to registry.add_control
-        on_params = {"my_param": 3}               # BoostParams values that switch it on
+        on_params = {"my_param": 3}               # values of its options that switch it on
         invalid_params = [{"my_param": -1}]       # each must fail at decoration time (ConfigError)
 
 The mixin provides:
@@ -17,7 +17,7 @@ The mixin provides:
 * ``make_booster(fn, **params)`` - a booster on a fresh queue of that broker, with the data directory in
   a temporary folder; every booster made is stopped and its queue purged after the test.
 * ``run_until(booster, cond, timeout)`` - start consuming and wait for a condition.
-* Generic checks: the control is registered under the parameters that name it; with its parameters at
+* Generic checks: the control is registered with a documented options dataclass whose options switch it on; with its parameters at
   their defaults it is not instantiated (off costs nothing: no control object, no hook in the chain);
   with ``on_params`` it is; each of ``invalid_params`` fails at decoration; and with ``on_params`` tasks
   published to a real broker run (override ``smoke_runs`` to ``False`` for controls that hold tasks back
@@ -34,10 +34,12 @@ from typing import Any, ClassVar
 
 import pytest
 
-from ..booster import REGISTRY, Booster, boost
+from ..booster import Booster, boost
 from ..errors import ConfigError
+from ..options import describe
 from ..params import BoostParams
 from ..plugins import get_plugins
+from ..registry import REGISTRY
 from .helpers import service_reachable, service_url, wait_until
 
 
@@ -80,7 +82,7 @@ class ControlContract:
             merged: dict[str, Any] = {"broker": broker_name, **broker_params(broker_name), **self.base_params,
                                       **params}
             fn.__qualname__ = f"{fn.__qualname__}_{q}"
-            b = boost(q, **merged)(fn)
+            b: Booster[Any, Any] = boost(q, **merged)(fn)
             made.append(b)
             return b
 
@@ -103,10 +105,15 @@ class ControlContract:
 
     # --- generic checks -----------------------------------------------------------------------------
     def test_control_is_registered_for_its_params(self) -> None:
+        """The control registers an options dataclass; ``on_params`` are its options (or core fields), and
+        every option is listed by ``boostkernel plugins list --json`` with its type, default and doc."""
         reg = get_plugins().get("control", self.control)
-        named = {f.name for f in fields(BoostParams) if f.metadata.get("plugin") == self.control}
-        assert set(reg.params) == named, f"params registered {reg.params} but BoostParams names {named}"
-        assert set(self.on_params) <= set(reg.params) | {f.name for f in fields(BoostParams)}
+        core = {f.name for f in fields(BoostParams)}
+        if reg.options is not None:
+            infos = describe(reg.options, self.control)
+            assert all(i.doc for i in infos), f"undocumented options: {[i.name for i in infos if not i.doc]}"
+            assert set(reg.params) == {i.name for i in infos if i.switch} | (set(reg.params) & core)
+        assert set(self.on_params) <= set(reg.params) | core | set(get_plugins().control_options())
 
     def test_off_costs_nothing(self, make_booster: Callable[..., Booster[Any, Any]]) -> None:
         from ..consumer import Consumer

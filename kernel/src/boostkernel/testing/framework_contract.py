@@ -83,7 +83,7 @@ class FrameworkContract(_Contract):
         def make(fn: Callable[..., Any], **params: Any) -> Booster[Any, Any]:
             queue = f"fc_{request.node.name[:30]}_{uuid.uuid4().hex[:8]}".replace("[", "_").replace("]", "_")
             kw = {"data_dir": str(tmp_path), **framework_params, **params}
-            b = boost(queue, **kw)(fn)
+            b: Booster[Any, Any] = boost(queue, **kw)(fn)
             made.append(b)
             return b
 

@@ -6,7 +6,20 @@ import os
 import socket
 import time
 from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import urlparse
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def requires(*capabilities: str) -> Callable[[F], F]:
+    """Mark a contract test as needing these capabilities of the plugin under test."""
+
+    def mark(fn: F) -> F:
+        fn._requires = capabilities  # type: ignore[attr-defined]
+        return fn
+
+    return mark
 
 DEFAULT_URLS = {
     "redis": "redis://127.0.0.1:6379/15",
@@ -44,3 +57,29 @@ def wait_until(cond: Callable[[], bool], timeout: float = 10.0, interval: float 
             return True
         time.sleep(interval)
     return bool(cond())
+
+
+def drop_tcp_connections(port: int, host: str = "127.0.0.1") -> int:
+    """Cut every TCP connection of this process to ``host:port`` (``shutdown`` under the client's feet).
+
+    The server sees the connection close and the client's next read or write fails, as when a network
+    link or the server drops it. A ready-made ``cut_connection`` for brokers whose client library uses
+    Python sockets (pika, kafka-python, redis-py …); returns how many connections were cut.
+    """
+    import gc
+
+    cut = 0
+    for obj in gc.get_objects():
+        if not isinstance(obj, socket.socket) or obj.fileno() < 0:
+            continue
+        try:
+            peer = obj.getpeername()
+        except OSError:
+            continue
+        if isinstance(peer, tuple) and peer[1] == port and peer[0] in (host, "::ffff:" + host):
+            try:
+                obj.shutdown(socket.SHUT_RDWR)
+                cut += 1
+            except OSError:
+                pass
+    return cut

@@ -8,13 +8,24 @@ import pytest
 
 from boostkernel.broker import Broker
 from boostkernel.testing import BrokerContract
-from boostkernel.testing.helpers import service_url
+from boostkernel.testing.helpers import drop_tcp_connections, service_url
 
 pytestmark = pytest.mark.service("kafka")
 
 
 class TestKafkaContract(BrokerContract):
     settle_time = 15.0  # the first consumer-group join of a fresh group takes a few seconds
+    lease_seconds = 2.0  # session_timeout_ms below
+    recovery_seconds = 15.0
+    expected_failures = {
+        "test_durable_across_service_restart": "needs a private Kafka-compatible instance to restart; the "
+                                               "shared one must not be restarted and none is started here",
+    }
+
+    @pytest.fixture
+    def cut_connection(self) -> Callable[[Broker], None]:
+        port = int(service_url("kafka").rsplit(":", 1)[1].split("/")[0])
+        return lambda broker: None if drop_tcp_connections(port) else pytest.fail("no connection to cut")
 
     @pytest.fixture
     def make_broker(self) -> Callable[[str], Broker]:

@@ -10,7 +10,7 @@ from boostkernel_kombu.broker import KombuBroker
 
 from boostkernel.broker import Broker
 from boostkernel.testing import BrokerContract
-from boostkernel.testing.helpers import service_url
+from boostkernel.testing.helpers import drop_tcp_connections, service_url
 
 
 def _factory(url: str) -> Callable[[], Iterator[Callable[[str], Broker]]]:
@@ -33,15 +33,47 @@ def _factory(url: str) -> Callable[[], Iterator[Callable[[str], Broker]]]:
     return make_broker
 
 
+def _cutter(port: int) -> Callable[[object], Callable[[Broker], None]]:
+    def cut_connection(self: object) -> Callable[[Broker], None]:
+        return lambda broker: None if drop_tcp_connections(port) else pytest.fail("no connection to cut")
+
+    return cut_connection
+
+
+BUFFERED = ("kombu's consumer buffer: messages the transport delivered to a consumer (prefetch_count) are "
+            "unacked on the server, so count() and purge() miss the ones the kernel has not fetched yet")
+NO_CRASH_LOOP = "issue #10: the kombu broker has no crash-loop limit (a poison message is redelivered forever)"
+GAPS = {
+    "test_nack_delay_is_honoured": "kombu has no portable delay: nack(delay=d) requeues at once",
+    "test_durable_across_service_restart": "needs a private service instance to restart; the shared ones "
+                                           "must not be restarted and none is started by these tests",
+    "test_count_excludes_in_flight": BUFFERED,
+    "test_purge_leaves_in_flight_alone": BUFFERED,
+    "test_crash_loop_goes_to_dead_letters": NO_CRASH_LOOP,
+    "test_crash_loop_spares_prefetched_messages": NO_CRASH_LOOP,
+}
+
+
+class _KombuDelivery(BrokerContract):
+    lease_seconds = 1.0
+    recovery_seconds = 5.0
+    expected_failures = GAPS
+
+
 @pytest.mark.service("redis")
-class TestKombuRedisContract(BrokerContract):
+class TestKombuRedisContract(_KombuDelivery):
+    expected_failures = {**GAPS, "test_crash_redelivers_everything_held": (
+        "kombu's redis transport restores a killed consumer's unacked messages only after its "
+        "visibility_timeout (1 h by default), far beyond the 15 s recovery bound")}
     make_broker = pytest.fixture(_factory("kombu+" + service_url("redis")))
+    cut_connection = pytest.fixture(_cutter(6379))
 
 
 @pytest.mark.service("rabbitmq")
-class TestKombuAmqpContract(BrokerContract):
+class TestKombuAmqpContract(_KombuDelivery):
     make_broker = pytest.fixture(_factory("kombu+" + service_url("rabbitmq").replace("/%2F", "//")))
+    cut_connection = pytest.fixture(_cutter(5672))
 
 
-class TestKombuMemoryContract(BrokerContract):
+class TestKombuMemoryContract(_KombuDelivery):
     make_broker = pytest.fixture(_factory("kombu+memory://"))

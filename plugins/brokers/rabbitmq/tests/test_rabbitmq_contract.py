@@ -9,12 +9,31 @@ from boostkernel_rabbitmq.broker import RabbitmqBroker
 
 from boostkernel.broker import Broker
 from boostkernel.testing import BrokerContract
-from boostkernel.testing.helpers import service_url
+from boostkernel.testing.helpers import drop_tcp_connections, service_url
 
 pytestmark = pytest.mark.service("rabbitmq")
 
+BUFFERED = ("the channel's prefetch buffer: messages RabbitMQ pushed to a consumer are unacked on the server, "
+            "so count() and purge() miss the ones the kernel has not fetched yet")
+
 
 class TestRabbitmqContract(BrokerContract):
+    lease_seconds = 1.0  # a live consumer keeps its deliveries as long as its connection lives: no lease
+    recovery_seconds = 5.0  # a SIGKILLed consumer's socket closes at once: RabbitMQ requeues its deliveries
+    expected_failures = {
+        "test_crash_loop_goes_to_dead_letters": "issue #10 (brokerfix): no poison limit, a crash loop never ends",
+        "test_crash_loop_spares_prefetched_messages": "issue #10 (brokerfix): no poison limit",
+        "test_count_excludes_in_flight": BUFFERED,
+        "test_purge_leaves_in_flight_alone": BUFFERED,
+        "test_durable_across_service_restart": "needs a private RabbitMQ instance to restart; the shared one "
+                                               "must not be restarted and none is started by these tests",
+    }
+
+    @pytest.fixture
+    def cut_connection(self) -> Callable[[Broker], None]:
+        port = int(service_url("rabbitmq").rsplit(":", 1)[1].split("/")[0])
+        return lambda broker: None if drop_tcp_connections(port) else pytest.fail("no connection to cut")
+
     @pytest.fixture
     def make_broker(self) -> Iterator[Callable[[str], Broker]]:
         made: list[RabbitmqBroker] = []

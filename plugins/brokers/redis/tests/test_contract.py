@@ -16,6 +16,40 @@ pytestmark = pytest.mark.service("redis")
 
 FAST = {"heartbeat_interval": 0.2, "dead_after": 1.0, "reap_interval": 0.3, "idle_poll": 0.1}
 
+BYSTANDERS = ("issue #10 (brokerfix): a dead worker's prefetched messages are charged a crash like the running "
+              "one, so a poison message takes its bystanders to the dead-letter queue")
+NO_PRIVATE_REDIS = ("durability across a Redis restart needs a private redis-server with appendfsync, which "
+                    "these tests do not start yet (the shared Redis runs with persistence off and must not be "
+                    "restarted)")
+
+
+def _client_kill(broker: Broker) -> None:
+    """CLIENT KILL every connection of this process (redis-py names them boostkernel-<pid>); the broker
+    must reconnect. The killer's own connection has no name, so it survives."""
+    import os
+
+    import redis
+
+    admin = redis.Redis.from_url(service_url("redis"))
+    try:
+        mine = [c["id"] for c in admin.client_list() if c.get("name") == f"boostkernel-{os.getpid()}"]
+        for cid in mine:
+            admin.client_kill_filter(_id=cid)
+        assert mine, "no connection of this process found to cut"
+    finally:
+        admin.close()
+
+
+class _RedisDelivery(BrokerContract):
+    lease_seconds = 1.0  # dead_after
+    recovery_seconds = 5.0
+    expected_failures = {"test_crash_loop_spares_prefetched_messages": BYSTANDERS,
+                         "test_durable_across_service_restart": NO_PRIVATE_REDIS}
+
+    @pytest.fixture
+    def cut_connection(self) -> Callable[[Broker], None]:
+        return _client_kill
+
 
 def _maker(cls_path: str, **options: object) -> Callable[[], Iterator[Callable[[str], Broker]]]:
     def fixture(self: object) -> Iterator[Callable[[str], Broker]]:
@@ -39,15 +73,15 @@ def _maker(cls_path: str, **options: object) -> Callable[[], Iterator[Callable[[
     return pytest.fixture(fixture)  # type: ignore[return-value]
 
 
-class TestRedisListContract(BrokerContract):
+class TestRedisListContract(_RedisDelivery):
     make_broker = _maker("boostkernel_redis.broker:RedisBroker", **FAST)
 
 
-class TestRedisListAutoBatchContract(BrokerContract):
+class TestRedisListAutoBatchContract(_RedisDelivery):
     make_broker = _maker("boostkernel_redis.broker:RedisBroker", auto_batch=True, **FAST)
 
 
-class TestRedisStreamsContract(BrokerContract):
+class TestRedisStreamsContract(_RedisDelivery):
     make_broker = _maker("boostkernel_redis.streams:RedisStreamsBroker", **FAST)
 
 

@@ -18,7 +18,7 @@ from boostkernel.testing.helpers import wait_until
 class TestDedup(ControlContract):
     control = "dedup"
     on_params = {"dedup": True}
-    invalid_params = [{"dedup_ttl": 10}, {"dedup": True, "dedup_ttl": -1}, {"dedup": True, "extra": {"dedup": {"x": 1}}}]
+    invalid_params = [{"dedup_ttl": 10}, {"dedup": True, "dedup_ttl": -1}, {"dedup": True, "dedup_busy_delay": -1.0}]
 
     def test_same_arguments_twice_run_once(self, make_booster: Callable[..., Booster[Any, Any]]) -> None:
         runs: list[tuple[int, int]] = []
@@ -81,7 +81,7 @@ class TestDedup(ControlContract):
             release.wait(10)
             return x
 
-        b = make_booster(slow, dedup=True, results=True, workers=4, extra={"dedup": {"busy_delay": 0.2}})
+        b = make_booster(slow, dedup=True, results=True, workers=4, dedup_busy_delay=0.2)
         r1 = b.push(3)
         b.consume()
         assert running.wait(10)
@@ -108,7 +108,7 @@ class TestDedup(ControlContract):
                 raise ValueError("boom")
             return x
 
-        b = make_booster(fail_first, dedup=True, results=True, workers=4, extra={"dedup": {"busy_delay": 0.2}})
+        b = make_booster(fail_first, dedup=True, results=True, workers=4, dedup_busy_delay=0.2)
         b.push(4)
         b.consume()
         assert running.wait(10)
@@ -148,7 +148,7 @@ class TestDedup(ControlContract):
                 runs.append(x)
             time.sleep(0.05)
 
-        b = make_booster(task, dedup=True, workers=8, extra={"dedup": {"busy_delay": 0.1}})
+        b = make_booster(task, dedup=True, workers=8, dedup_busy_delay=0.1)
         for _ in range(3):
             b.push_many([(i,) for i in range(5)] * 4)  # 20 messages, 5 distinct calls, 3 waves
         b.consume()

@@ -105,15 +105,16 @@ def test_schedules_persist_in_the_store(data_dir: Path) -> None:
 
 
 def test_schedule_without_the_plugin_says_how_to_install(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from boostkernel.plugins import get_plugins
+    from boostkernel.plugins import get_plugins, reset_plugins
 
     b = _booster(f"sch_{uuid.uuid4().hex[:8]}", broker="sqlite")
-    pm = get_plugins().pm
-    monkeypatch.setattr(pm, "get_plugin", lambda name: None)
+    reset_plugins(None)
+    get_plugins().unregister_plugin("schedule")  # as if boostkernel-schedule were not installed
     try:
         with pytest.raises(PluginNotInstalled, match=r'pip install "boostkernel\[schedule\]"'):
             b.schedule(interval=1)
     finally:
+        reset_plugins(None)
         REGISTRY.pop(b.queue, None)
 
 

@@ -20,7 +20,7 @@ class TestTimeWindow(ControlContract):
         {"allowed_window": "not a cron"},
         {"allowed_window": "61 * * * *"},
         {"allowed_window": "* * * * * *"},  # seconds field: windows are in minutes
-        {"allowed_window": "* * * * *", "extra": {"timewindow": {"tz": "Mars/Olympus"}}},
+        {"allowed_window": "* * * * *", "window_tz": "Mars/Olympus"},
     ]
 
     def test_outside_the_window_nothing_runs(self, make_booster: Any) -> None:
@@ -46,7 +46,7 @@ class TestTimeWindow(ControlContract):
         from boostkernel_timewindow.control import TimeWindow
 
         b = make_booster(lambda: None, allowed_window="* 9-17 * * mon-fri",
-                         extra={"timewindow": {"tz": "Europe/Paris"}})
+                         window_tz="Europe/Paris")
         w = TimeWindow(b)
         paris = w.tz
         assert w.is_open(dt.datetime(2026, 11, 23, 9, 0, 30, tzinfo=paris))  # a Monday

@@ -93,9 +93,7 @@ class SqliteBroker(Broker):
 
     def publish(self, message: Outgoing) -> None:
         row = self._row(message, time.time())
-        with self.db.lock:
-            self.db.conn.execute(
-                "INSERT INTO bk_messages (queue, id, body, priority, eta, state) VALUES (?,?,?,?,?,?)", row)
+        self.db.execute("INSERT INTO bk_messages (queue, id, body, priority, eta, state) VALUES (?,?,?,?,?,?)", row)
         self._notify()
 
     def publish_many(self, messages: Sequence[Outgoing]) -> None:

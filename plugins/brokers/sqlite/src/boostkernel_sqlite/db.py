@@ -38,10 +38,8 @@ class Database:
     def __init__(self, path: Path, schema: str) -> None:
         self.path = path
         self.lock = threading.RLock()
-        self.conn = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")  # survives kill -9 of any process in WAL mode
-        self.conn.execute("PRAGMA busy_timeout=30000")
+        self._closed = False
+        self.conn = self._connect()
         with self.lock:  # executescript manages its own transaction
             for attempt in range(50):
                 try:
@@ -52,6 +50,19 @@ class Database:
                         raise
                     time.sleep(0.05)
 
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")  # survives kill -9 of any process in WAL mode
+        conn.execute("PRAGMA busy_timeout=30000")
+        return conn
+
+    def _reconnect_if_lost(self, exc: sqlite3.ProgrammingError) -> None:
+        """The connection was closed under us (not by :meth:`close`): open a new one, else re-raise."""
+        if self._closed or "closed" not in str(exc):
+            raise exc
+        self.conn = self._connect()
+
     def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` in one write transaction (retried if another process holds the lock too long)."""
         with self.lock:
@@ -60,6 +71,8 @@ class Database:
                 try:
                     self.conn.execute("BEGIN IMMEDIATE")
                     break
+                except sqlite3.ProgrammingError as exc:
+                    self._reconnect_if_lost(exc)
                 except sqlite3.OperationalError as exc:
                     if "locked" not in str(exc) and "busy" not in str(exc):
                         raise
@@ -73,12 +86,26 @@ class Database:
             self.conn.execute("COMMIT")
             return result
 
+    def execute(self, sql: str, args: tuple[Any, ...] = ()) -> None:
+        """One statement in autocommit mode (a single-row write needs no explicit transaction)."""
+        with self.lock:
+            try:
+                self.conn.execute(sql, args)
+            except sqlite3.ProgrammingError as exc:
+                self._reconnect_if_lost(exc)
+                self.conn.execute(sql, args)
+
     def read(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
         with self.lock:
-            return self.conn.execute(sql, args).fetchall()
+            try:
+                return self.conn.execute(sql, args).fetchall()
+            except sqlite3.ProgrammingError as exc:
+                self._reconnect_if_lost(exc)
+                return self.conn.execute(sql, args).fetchall()
 
     def close(self) -> None:
         with self.lock:
+            self._closed = True
             try:
                 self.conn.close()
             except sqlite3.Error:

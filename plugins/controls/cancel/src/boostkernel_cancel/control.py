@@ -29,9 +29,12 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from boostkernel.control import ORDER_CANCEL, Control, TaskContext, revoke_generation_key, revoke_key
+from boostkernel.control import Control, TaskContext
 from boostkernel.errors import ConfigError, Skip, TaskCancelled
 from boostkernel.timeouts import raise_in_thread
+
+from .api import revoke_generation_key, revoke_key
+from .options import ORDER
 
 log = logging.getLogger("boostkernel.cancel")
 POLL_INTERVAL = 0.25
@@ -54,8 +57,7 @@ class _Running:
 
 class CancelControl(Control):
     name = "cancel"
-    order = ORDER_CANCEL
-    params = ("cancellable",)
+    order = ORDER
     needs_store = True
 
     @classmethod
@@ -70,7 +72,7 @@ class CancelControl(Control):
     def __init__(self, booster: Any) -> None:
         super().__init__(booster)
         self.queue = booster.queue
-        self.poll_interval = float(self.booster.params.extra.get("cancel", {}).get("poll_interval", POLL_INTERVAL))
+        self.poll_interval = float(self.options.cancel_poll_interval)
         self._running: dict[str, _Running] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()

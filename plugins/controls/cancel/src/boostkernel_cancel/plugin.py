@@ -5,15 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from boostkernel import hookimpl
-from boostkernel.control import ORDER_CANCEL
 from boostkernel.plugins import Registry
+
+from .options import ORDER, CancelOptions
 
 
 @hookimpl
 def register_controls(registry: Registry) -> None:
-    registry.add_control("cancel", "boostkernel_cancel.control:CancelControl", params=("cancellable",),
-                         order=ORDER_CANCEL,
+    registry.add_control("cancel", "boostkernel_cancel.control:CancelControl", options=CancelOptions, order=ORDER,
                          summary="Remote cancel by task id: revoked pending tasks never run, running ones stop")
+    registry.add_booster_method("revoke", "boostkernel_cancel.api:revoke")
 
 
 @hookimpl

@@ -17,16 +17,17 @@ import threading
 import time
 from typing import Any
 
-from boostkernel.control import ORDER_CIRCUIT, Control, TaskContext
+from boostkernel.control import Control, TaskContext
 from boostkernel.errors import ConfigError
+
+from .options import ORDER
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half-open"
 
 
 class CircuitBreaker(Control):
     name = "circuitbreaker"
-    order = ORDER_CIRCUIT
-    params = ("circuit_breaker",)
+    order = ORDER
 
     @classmethod
     def check(cls, booster: Any) -> None:
@@ -74,7 +75,7 @@ class CircuitBreaker(Control):
                 return
             # HALF_OPEN: a probe is out; wait for its outcome
             while not self._probe_done.wait(0.1):
-                if self.consumer is not None and self.consumer._stop.is_set():
+                if self.stopping:
                     return
 
     def after(self, ctx: TaskContext) -> None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from boostkernel import hookimpl
-from boostkernel.control import ORDER_CIRCUIT
 from boostkernel.plugins import Registry
+
+from .options import ORDER, CircuitBreakerOptions
 
 
 @hookimpl
 def register_controls(registry: Registry) -> None:
     registry.add_control("circuitbreaker", "boostkernel_circuitbreaker.control:CircuitBreaker",
-                         params=("circuit_breaker",), order=ORDER_CIRCUIT,
+                         options=CircuitBreakerOptions, order=ORDER,
                          summary="After N consecutive failures stop consuming for a cool-down, then probe")

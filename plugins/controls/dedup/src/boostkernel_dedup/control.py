@@ -22,8 +22,10 @@ from typing import Any
 
 import orjson
 
-from boostkernel.control import ORDER_DEDUP, Control, TaskContext
+from boostkernel.control import Control, TaskContext
 from boostkernel.errors import ConfigError, Requeue, Skip
+
+from .options import ORDER
 
 _OPTS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
 
@@ -49,20 +51,20 @@ def key_for_call(booster: Any, args: list[Any], kwargs: dict[str, Any]) -> str:
 
 class DedupControl(Control):
     name = "dedup"
-    order = ORDER_DEDUP
-    params = ("dedup", "dedup_ttl")
+    order = ORDER
     needs_store = True
 
     def __init__(self, booster: Any) -> None:
         super().__init__(booster)
         self.store = booster.store
-        self.ttl = self.booster.params.dedup_ttl
-        opts = self.booster.params.extra.get("dedup", {}) if isinstance(self.booster.params.extra, dict) else {}
-        timeout = self.booster.params.timeout
+        self.ttl = self.params.dedup_ttl
+        opts = self.options
+        timeout = getattr(self.params, "timeout", None)  # the timeout control's option, when installed
         #: Lease of an in-flight claim. Longer than any run, so a live run's claim never lapses.
-        self.claim_ttl = float(opts.get("claim_ttl", max(600.0, 2 * timeout + 60) if timeout else 600.0))
+        self.claim_ttl = float(opts.dedup_claim_ttl if opts.dedup_claim_ttl is not None else
+                               (max(600.0, 2 * timeout + 60) if timeout else 600.0))
         #: Seconds an identical message waits in the queue while another copy is running.
-        self.busy_delay = float(opts.get("busy_delay", 1.0))
+        self.busy_delay = float(opts.dedup_busy_delay)
 
     @classmethod
     def check(cls, booster: Any) -> None:
@@ -74,10 +76,10 @@ class DedupControl(Control):
         if p.dedup_ttl is not None and (not isinstance(p.dedup_ttl, (int, float)) or p.dedup_ttl <= 0):
             raise ConfigError(f"dedup_ttl={p.dedup_ttl!r}: must be a positive number of seconds "
                               "(or None: skip identical calls forever)")
-        extra = p.extra.get("dedup", {}) if isinstance(p.extra, dict) else {}
-        unknown = set(extra) - {"claim_ttl", "busy_delay"}
-        if unknown:
-            raise ConfigError(f"extra['dedup'] has unknown option(s) {sorted(unknown)}; known: claim_ttl, busy_delay")
+        for name in ("dedup_claim_ttl", "dedup_busy_delay"):
+            v = getattr(p, name)
+            if v is not None and v <= 0:
+                raise ConfigError(f"{name}={v!r}: must be a positive number of seconds")
 
     def key(self, ctx: TaskContext) -> str:
         env = ctx.envelope

@@ -13,14 +13,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from boostkernel.control import ORDER_EXPIRY, Control, TaskContext
+from boostkernel.control import Control, TaskContext
 from boostkernel.errors import ConfigError, Skip
+
+from .options import ORDER
 
 
 class ExpiryControl(Control):
     name = "expiry"
-    order = ORDER_EXPIRY
-    params = ("expires",)
+    order = ORDER
 
     def __init__(self, booster: Any) -> None:
         super().__init__(booster)

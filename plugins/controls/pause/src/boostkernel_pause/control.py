@@ -1,6 +1,6 @@
 """The pause control (``pausable=True``): ``Booster.pause()`` / ``resume()`` from any process or machine.
 
-``pause()`` sets a flag in the store (``boostkernel.control.pause_key``); the gate of every consumer of
+``pause()`` sets a flag in the store (``boostkernel_pause.api.pause_key``); the gate of every consumer of
 the queue reads it at most every ``poll_interval`` (0.5 s) - never once per message - and while it is set
 the dispatch loop fetches nothing more. Tasks already running finish. A pause therefore takes effect
 within ``poll_interval`` plus the time to hand over what was already fetched (at most ``prefetch``
@@ -13,7 +13,10 @@ import logging
 import time
 from typing import Any
 
-from boostkernel.control import ORDER_PAUSE, Control, pause_key
+from boostkernel.control import Control
+
+from .api import pause_key
+from .options import ORDER
 
 log = logging.getLogger("boostkernel.pause")
 POLL_INTERVAL = 0.5
@@ -21,14 +24,13 @@ POLL_INTERVAL = 0.5
 
 class PauseControl(Control):
     name = "pause"
-    order = ORDER_PAUSE
-    params = ("pausable",)
+    order = ORDER
     needs_store = True
 
     def __init__(self, booster: Any) -> None:
         super().__init__(booster)
         self.key = pause_key(booster.queue)
-        self.poll_interval = float(self.booster.params.extra.get("pause", {}).get("poll_interval", POLL_INTERVAL))
+        self.poll_interval = float(self.options.pause_poll_interval)
         self._checked_at = -1e9
         self._paused = False
 

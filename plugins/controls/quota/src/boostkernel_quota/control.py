@@ -12,14 +12,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from boostkernel.control import ORDER_QUOTA, Control
+from boostkernel.control import Control
 from boostkernel.errors import ConfigError
+
+from .options import ORDER
 
 
 class Quota(Control):
     name = "quota"
-    order = ORDER_QUOTA
-    params = ("quota",)
+    order = ORDER
     needs_store = True
 
     @classmethod

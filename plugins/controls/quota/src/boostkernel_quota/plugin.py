@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from boostkernel import hookimpl
-from boostkernel.control import ORDER_QUOTA
 from boostkernel.plugins import Registry
+
+from .options import ORDER, QuotaOptions
 
 
 @hookimpl
 def register_controls(registry: Registry) -> None:
-    registry.add_control("quota", "boostkernel_quota.control:Quota", params=("quota",), order=ORDER_QUOTA,
+    registry.add_control("quota", "boostkernel_quota.control:Quota", options=QuotaOptions, order=ORDER,
                          summary="At most N task starts per period, shared by every worker through the store")

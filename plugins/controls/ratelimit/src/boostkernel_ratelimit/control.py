@@ -21,14 +21,15 @@ import time
 import uuid
 from typing import Any
 
-from boostkernel.control import ORDER_RATE, Control
+from boostkernel.control import Control
 from boostkernel.errors import ConfigError
+
+from .options import ORDER
 
 
 class RateLimit(Control):
     name = "ratelimit"
-    order = ORDER_RATE
-    params = ("qps", "qps_scope")
+    order = ORDER
 
     @classmethod
     def check(cls, booster: Any) -> None:

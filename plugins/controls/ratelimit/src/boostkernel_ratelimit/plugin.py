@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from boostkernel import hookimpl
-from boostkernel.control import ORDER_RATE
 from boostkernel.plugins import Registry
+
+from .options import ORDER, RateLimitOptions
 
 
 @hookimpl
 def register_controls(registry: Registry) -> None:
-    registry.add_control("ratelimit", "boostkernel_ratelimit.control:RateLimit", params=("qps", "qps_scope"),
-                         order=ORDER_RATE,
+    registry.add_control("ratelimit", "boostkernel_ratelimit.control:RateLimit", options=RateLimitOptions, order=ORDER,
                          summary="Precise rate limit: qps task starts per second (fractional too), per process "
                                  "or global across machines (qps_scope='global')")

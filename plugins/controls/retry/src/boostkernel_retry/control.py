@@ -21,14 +21,16 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from boostkernel.control import ORDER_RETRY, Control, TaskContext
+from boostkernel.control import Control, TaskContext
 from boostkernel.errors import ConfigError, Retry, Signal, TaskCancelled
+
+from .options import ORDER
 
 
 class RetryControl(Control):
     name = "retry"
-    order = ORDER_RETRY
-    params = ("max_retries", "retry_backoff", "retry_backoff_max", "retry_jitter", "retry_on", "retry_mode")
+    order = ORDER
+    handles_retry = True  # the kernel's default Retry limit does not apply: max_retries decides
 
     @classmethod
     def check(cls, booster: Any) -> None:

@@ -142,7 +142,7 @@ def add_schedule(booster: Any, *, cron: str | None = None, interval: float | Non
         headers = dict(options.headers or {})
     call_args, call_kwargs = list(args), dict(kwargs or {})
     # validate the call exactly as a publish would (signature, JSON, per-message options) - without publishing
-    booster._outgoing(booster._envelope(call_args, dict(call_kwargs), _task_options(opts, headers, None)))
+    booster.message(call_args, dict(call_kwargs), _task_options(opts, headers, None))
     definition: dict[str, Any] = {"trigger": trigger, "timezone": tz, "args": call_args, "kwargs": call_kwargs,
                   "options": opts, "headers": headers}
     if id is None:

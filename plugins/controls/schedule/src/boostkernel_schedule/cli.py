@@ -24,7 +24,7 @@ def scheduler_command(module: str, queues: tuple[str, ...], group: str | None, r
 
     Run as many schedulers as you like (for availability): each tick is published once.
     """
-    from boostkernel.worker import boosters_of
+    from boostkernel.loading import boosters_of
 
     from .api import Scheduler, list_schedules
 

@@ -17,7 +17,7 @@ def snapshot(booster: Any) -> dict[str, Any] | None:
 
 def published(booster: Any, worker_id: str | None = None) -> dict[str, Any] | None:
     """The statistics a worker (default: this process) published to the store for ``booster``'s queue."""
-    from boostkernel.consumer import worker_id as _wid
+    from boostkernel.context import worker_id as _wid
 
     return booster.store.get(f"stats:{booster.queue}:{worker_id or _wid()}")  # type: ignore[no-any-return]
 

@@ -19,9 +19,11 @@ import threading
 import time
 from typing import Any
 
-from boostkernel.control import ORDER_STATS, Control, TaskContext
+from boostkernel.control import Control, TaskContext
 from boostkernel.errors import ConfigError
 from boostkernel.logs import queue_logger
+
+from .options import ORDER
 
 #: queue -> the last snapshot computed in this process
 LATEST: dict[str, dict[str, Any]] = {}
@@ -30,8 +32,7 @@ _FAILED = frozenset(("failure", "dead"))
 
 class StatsControl(Control):
     name = "stats"
-    order = ORDER_STATS
-    params = ("stats_interval",)
+    order = ORDER
 
     def __init__(self, booster: Any) -> None:
         super().__init__(booster)
@@ -123,7 +124,7 @@ class StatsControl(Control):
                           "(%d failed); %s", self.booster.queue, runs, failures, elapsed, rate, avg,
                           self.total_runs, self.total_failures, left)
         try:
-            from boostkernel.consumer import worker_id
+            from boostkernel.context import worker_id
 
             self.booster.store.set(f"stats:{self.booster.queue}:{worker_id()}", snap, ttl=3 * self.interval)
         except Exception:  # noqa: BLE001 - the store is optional for statistics

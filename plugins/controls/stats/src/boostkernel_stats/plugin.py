@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from boostkernel import hookimpl
-from boostkernel.control import ORDER_STATS
 from boostkernel.plugins import Registry
+
+from .options import ORDER, StatsOptions
 
 
 @hookimpl
 def register_controls(registry: Registry) -> None:
-    registry.add_control("stats", "boostkernel_stats.control:StatsControl", params=("stats_interval",),
-                         order=ORDER_STATS,
+    registry.add_control("stats", "boostkernel_stats.control:StatsControl", options=StatsOptions, order=ORDER,
                          summary="Log runs, failures, average duration and time left every stats_interval seconds")

@@ -26,14 +26,15 @@ import contextvars
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from boostkernel.control import ORDER_TIMEOUT, Control, TaskContext
+from boostkernel.control import Control, TaskContext
 from boostkernel.errors import ConfigError, TaskTimeout
+
+from .options import ORDER
 
 
 class TimeoutControl(Control):
     name = "timeout"
-    order = ORDER_TIMEOUT
-    params = ("timeout",)
+    order = ORDER
 
     @classmethod
     def check(cls, booster: Any) -> None:

@@ -1,7 +1,7 @@
 """The time-window control: tasks start only during the minutes a cron expression matches.
 
 ``allowed_window="* 9-17 * * mon-fri"`` lets tasks start on weekdays from 09:00 to 17:59 (local time of
-the worker, or the timezone in ``extra={"timewindow": {"tz": "Europe/Paris"}}``). Outside the window the
+the worker, or the timezone in ``window_tz="Europe/Paris"``). Outside the window the
 gate waits - nothing is fetched - until the next matching minute. Tasks that started inside the window
 run to completion. The match is computed once per minute, so the per-message cost is one comparison.
 """
@@ -12,8 +12,10 @@ import datetime as dt
 import time
 from typing import Any
 
-from boostkernel.control import ORDER_WINDOW, Control
+from boostkernel.control import Control
 from boostkernel.errors import ConfigError
+
+from .options import ORDER
 
 
 def _croniter() -> Any:
@@ -25,7 +27,7 @@ def _croniter() -> Any:
 
 
 def _tz(booster_params: Any) -> Any:
-    name = booster_params.extra.get("timewindow", {}).get("tz")
+    name = booster_params.window_tz
     if name is None:
         return None
     from zoneinfo import ZoneInfo
@@ -35,8 +37,7 @@ def _tz(booster_params: Any) -> Any:
 
 class TimeWindow(Control):
     name = "timewindow"
-    order = ORDER_WINDOW
-    params = ("allowed_window",)
+    order = ORDER
 
     @classmethod
     def check(cls, booster: Any) -> None:
@@ -50,7 +51,7 @@ class TimeWindow(Control):
         try:
             _tz(booster.params)
         except Exception as exc:  # noqa: BLE001
-            raise ConfigError(f"extra['timewindow']['tz']: unknown timezone ({exc})") from None
+            raise ConfigError(f"window_tz: unknown timezone ({exc})") from None
 
     def __init__(self, booster: Any) -> None:
         super().__init__(booster)

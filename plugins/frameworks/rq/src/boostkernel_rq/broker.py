@@ -69,7 +69,7 @@ def connection(url: str) -> redis.Redis:
 
 def runner(queue: str) -> TaskRunner:
     """The runner of the booster of ``queue`` in this process (a dict lookup, never an import)."""
-    from boostkernel.booster import REGISTRY
+    from boostkernel.registry import REGISTRY
 
     booster = REGISTRY.get(queue)
     if booster is None:

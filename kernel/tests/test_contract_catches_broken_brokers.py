@@ -1,0 +1,87 @@
+"""The broker contract fails a broker that breaks a delivery rule, and passes the real one.
+
+Each deliberately broken SQLite broker (contract_broken/broken_sqlite_brokers.py) breaks one rule; the
+contract test for that rule runs, in a separate pytest process as a plugin author runs it, against the
+broken broker (must fail) and against the real SqliteBroker (must pass).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+HERE = Path(__file__).parent / "contract_broken"
+
+#: broken broker -> the contract test that must fail for it
+RULES = {
+    "RacyClaim": "test_competing_consumer_processes_each_message_once",
+    "NoReaper": "test_crash_redelivers_everything_held",
+    "NoLeaseExtension": "test_live_long_task_is_not_redelivered",
+    "NoCrashLoopLimit": "test_crash_loop_goes_to_dead_letters",
+    "NackDelayIgnored": "test_nack_delay_is_honoured",
+    "NoReconnect": "test_reconnects_after_connection_cut",
+    "CountsInFlight": "test_count_excludes_in_flight",
+    "PurgeDeletesInFlight": "test_purge_leaves_in_flight_alone",
+    "CloseKeepsPrefetched": "test_close_is_idempotent_and_returns_prefetched",
+    "CloseNotIdempotent": "test_close_is_idempotent_and_returns_prefetched",
+}
+
+MODULE = '''
+from __future__ import annotations
+
+import pytest
+import broken_sqlite_brokers as broken
+from boostkernel_sqlite.broker import SqliteBroker
+from boostkernel.testing import BrokerContract
+
+FAST = {"lease": 1.0, "heartbeat_interval": 0.2, "reap_interval": 0.2, "max_deliveries": 3}
+
+
+class _Sqlite(BrokerContract):
+    broker_class = SqliteBroker
+    lease_seconds = 1.0
+    recovery_seconds = 3.0
+    settle_time = 2.0
+
+    @pytest.fixture
+    def make_broker(self, tmp_path):
+        url = f"sqlite:///{tmp_path}/queues.db"
+        return lambda queue: self.broker_class(queue, url, **FAST)
+
+    @pytest.fixture
+    def cut_connection(self):
+        return lambda broker: broker.db.conn.close()
+
+
+class TestReal(_Sqlite):
+    pass
+'''
+
+
+def test_each_broken_broker_fails_its_rule_and_the_real_one_passes(tmp_path: Path) -> None:
+    src = MODULE + "".join(f"\n\nclass Test{name}(_Sqlite):\n    broker_class = broken.{name}\n" for name in RULES)
+    (tmp_path / "test_broken_contract.py").write_text(src)
+    (tmp_path / "pytest.ini").write_text("[pytest]\nxfail_strict = true\nfilterwarnings = error\n")
+    ids = [f"test_broken_contract.py::Test{name}::{test}" for name, test in RULES.items()]
+    ids += sorted({f"test_broken_contract.py::TestReal::{test}" for test in RULES.values()})
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "boostkernel.testing.plugin", "-q", "-p", "no:cacheprovider",
+         f"--junitxml={tmp_path / 'out.xml'}", *ids],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    outcome: dict[tuple[str, str], str] = {}
+    for case in ET.parse(tmp_path / "out.xml").iter("testcase"):
+        cls = case.get("classname", "").rsplit(".", 1)[-1]
+        kinds = [child.tag for child in case if child.tag in ("failure", "error", "skipped")]
+        key = (cls, case.get("name", ""))
+        if outcome.get(key) != "failure":  # a failed call may be followed by a teardown error: keep the failure
+            outcome[key] = "failure" if "failure" in kinds else kinds[0] if kinds else "passed"
+    report = proc.stdout[-6000:]
+    for name, test in RULES.items():
+        assert outcome.get((f"Test{name}", test)) == "failure", \
+            f"the contract did not catch {name} with {test}: {outcome.get((f'Test{name}', test))}\n{report}"
+    for test in set(RULES.values()):
+        assert outcome.get(("TestReal", test)) == "passed", f"the real SqliteBroker fails {test}\n{report}"

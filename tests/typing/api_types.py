@@ -1,0 +1,49 @@
+"""Static checks of the typed API, run by mypy (``uv run --no-sync mypy``; this folder is in its ``files``).
+
+Each ``assert_type`` fails the mypy run if the inferred type differs; each ``type: ignore[code]`` fails it
+(strict mode reports unused ignores) if the error it expects is not raised. Nothing here is executed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Coroutine
+from typing import Any
+
+from typing_extensions import assert_type
+
+from boostkernel import AsyncResult, Booster, TaskOptions, boost
+
+
+@boost("typing_add", broker="memory", qps=5, max_retries=3, timeout=30, dedup=True)
+def add(x: int, y: int = 0) -> int:
+    return x + y
+
+
+@boost("typing_greet", results=True)
+async def greet(name: str) -> str:
+    return f"hello {name}"
+
+
+assert isinstance(add, Booster)
+assert_type(add(1, 2), int)  # a plain call runs the function
+
+r = add.push(1, y=2)  # push shows the function's own parameters
+assert_type(r, AsyncResult[int])
+assert_type(r.get(timeout=5), int)
+assert_type(add.publish({"x": 1}, TaskOptions(countdown=5)), AsyncResult[int])
+assert_type(add.push_many([(1, 2)]), list[AsyncResult[int]])
+assert_type(greet.push("ada"), AsyncResult[str])  # AsyncResult of what the coroutine returns
+local = greet("ada")  # a local call of an async task is a coroutine
+assert_type(local, Coroutine[Any, Any, str]).close()
+
+
+async def awaiting() -> None:
+    result: AsyncResult[str] = greet.push("ada")
+    assert_type(await result, str)
+    assert_type(await add.aio_push(1), AsyncResult[int])
+    assert_type(await greet.push("ada").aget(), str)
+
+
+add.push("one")  # type: ignore[arg-type]
+add.push(1, z=3)  # type: ignore[call-arg]
+greet.push(3)  # type: ignore[arg-type]
