@@ -85,3 +85,39 @@ def test_back_pressure_bounds_prefetch() -> None:
     finally:
         release.set()
         hold.stop()
+
+
+def test_a_message_that_crashed_a_worker_runs_alone() -> None:
+    """``Delivery.crashes > 0``: the kernel waits for its running tasks, runs the suspect alone, then goes on,
+    so a second death is charged to the suspect only."""
+    running: set[int] = set()
+    beside: dict[int, set[int]] = {}
+    done: list[int] = []
+    lock = threading.Lock()
+    suspects = {5, 20}
+
+    @boost(q(), broker="sqlite", workers=8)
+    def work(i: int) -> None:
+        with lock:
+            running.add(i)
+            for s in suspects & running:
+                beside.setdefault(s, set()).update(running - {s})
+        time.sleep(0.02)
+        with lock:
+            running.discard(i)
+            done.append(i)
+
+    work.push_many([(i,) for i in range(40)])
+    b = work.broker
+    b.db.write(lambda c: c.execute(  # type: ignore[attr-defined]
+        "UPDATE bk_messages SET crashes=1 WHERE queue=? AND seq IN "
+        "(SELECT seq FROM bk_messages WHERE queue=? ORDER BY seq LIMIT 1 OFFSET 5) OR "
+        "seq IN (SELECT seq FROM bk_messages WHERE queue=? ORDER BY seq LIMIT 1 OFFSET 20)",
+        (work.queue, work.queue, work.queue)))
+    work.consume()
+    try:
+        assert wait_until(lambda: len(done) == 40, timeout=30)
+    finally:
+        work.stop()
+    assert beside == {5: set(), 20: set()}, f"suspects ran beside other tasks: {beside}"
+    assert sorted(done) == list(range(40))

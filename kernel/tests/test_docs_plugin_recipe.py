@@ -35,19 +35,18 @@ def test_the_plugin_recipe_installs_lists_checks_and_passes_its_contract(tmp_pat
     site = tmp_path / "site"
     # A throwaway install target: the kernel the recipe depends on is the one under test, already here.
     subprocess.run([uv, "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(src)],
-                   check=True, timeout=300)
+                   check=True, timeout=600)  # may wait for uv's cache lock on a busy machine
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
     env.pop("BOOSTKERNEL_PLUGINS", None)
 
     listed = subprocess.run([sys.executable, "-m", "boostkernel", "plugins", "list", "--json"], env=env,
-                            capture_output=True, text=True, timeout=120, check=True)
+                            capture_output=True, text=True, timeout=300, check=True)
     rows = {r["name"]: r for r in json.loads(listed.stdout)}
     assert rows["mybroker"]["status"] == "loaded", rows.get("mybroker")
     assert rows["mybroker"]["version"] == "0.1.0"
 
     check = subprocess.run([sys.executable, "-m", "boostkernel", "plugins", "check"], env=env,
-                           capture_output=True, text=True, timeout=120)
-    assert "mybroker" not in check.stdout + check.stderr or check.returncode == 0, check.stdout + check.stderr
+                           capture_output=True, text=True, timeout=300)
     assert check.returncode == 0, check.stdout + check.stderr
 
     run = subprocess.run([sys.executable, "-m", "pytest", "-p", "boostkernel.testing.plugin", "-p",

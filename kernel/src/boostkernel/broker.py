@@ -87,6 +87,11 @@ class Delivery:
     delivery_count: int = 1
     """1 on the first delivery; more means it was redelivered (duplicates are possible)."""
     extra: dict[str, Any] = field(default_factory=dict)
+    crashes: int = 0
+    """How often a worker died while running this message (brokers that count crashes set it). The kernel
+    runs a message with ``crashes > 0`` alone in its process, so that if it kills the worker again it is
+    the only message charged: a poison message reaches ``max_deliveries`` by itself, and messages that
+    happened to run beside it the first time are not dead-lettered with it."""
 
 
 @dataclass(slots=True)
@@ -163,7 +168,9 @@ class Broker(abc.ABC):
 
         Called from the executor's thread, once per delivery, only if the broker overrides it. A broker
         that declares ``ack`` records it so that a consumer's death charges a crash to the messages it was
-        running and not to those it had only prefetched (see the module docstring). Must be cheap.
+        running and not to those it had only prefetched (see the module docstring). Must be cheap: it runs
+        on the per-message path, so a local write that survives ``kill -9``
+        (:class:`boostkernel.journal.RunningJournal`, one ``write(2)``), never a broker round trip.
         """
 
     @abc.abstractmethod

@@ -40,7 +40,7 @@ class Outcome(str, enum.Enum):
     @property
     def acked(self) -> bool:
         """The message is acknowledged (done, or deliberately not run)."""
-        return self in _ACKED
+        return self in _ACKED  # a tuple of members: identity checks (Enum.__hash__ is Python code)
 
     @property
     def final(self) -> bool:
@@ -48,7 +48,8 @@ class Outcome(str, enum.Enum):
         return self not in (Outcome.RUNNING, Outcome.RETRY, Outcome.REQUEUED)
 
 
-_ACKED = frozenset((Outcome.SUCCESS, Outcome.SKIPPED, Outcome.EXPIRED, Outcome.REVOKED, Outcome.DUPLICATE))
+_ACKED = (Outcome.SUCCESS, Outcome.DUPLICATE, Outcome.SKIPPED, Outcome.EXPIRED, Outcome.REVOKED)
+_RUNNING = Outcome.RUNNING
 
 
 def outcome_of(status: str) -> Outcome:
@@ -75,7 +76,7 @@ class TaskContext:
         self.finished_at: float | None = None
         self.result: Any = None
         self.exception: BaseException | None = None
-        self.status: Outcome = Outcome.RUNNING
+        self.status: Outcome = _RUNNING
         self.state: dict[str, Any] = {}
         """Scratch space controls may share within one message."""
 

@@ -53,10 +53,11 @@ def register_concurrency(registry: Registry) -> None:
 
 @hookspec
 def register_controls(registry: Registry) -> None:
-    """Register controls with ``registry.add_control(name, "module:Class", params=(...), order=...)``.
+    """Register controls with ``registry.add_control(name, "module:Class", options=MyOptions, order=...)``.
 
-    ``params`` are the ``BoostParams`` fields that switch the control on; the control's module is imported
-    only when a booster sets one of them.
+    ``options`` is the control's options dataclass (:mod:`boostkernel.options`): its fields become ``@boost``
+    parameters, and the control's module is imported only when a booster sets one of them.
+    ``registry.add_booster_method(name, "module:function")`` adds a method to every booster.
     """
 
 
@@ -80,9 +81,10 @@ def resolve_broker(url: str) -> str | None:
 
 @hookspec
 def worker_started(worker: Any) -> None:
-    """A worker process started consuming (``worker.boosters`` lists its boosters)."""
+    """A worker process started consuming: ``worker`` is a :class:`boostkernel.Worker` (``pid``,
+    ``boosters``, ``queues``, ``processes``)."""
 
 
 @hookspec
 def worker_stopping(worker: Any) -> None:
-    """A worker process is shutting down gracefully."""
+    """A worker process begins its graceful shutdown (the same :class:`boostkernel.Worker`), once."""

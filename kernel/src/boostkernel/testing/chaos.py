@@ -52,7 +52,20 @@ class Ledger:
         with sqlite3.connect(self.path, timeout=60) as c:
             return Counter(r[0] for r in c.execute("SELECT key FROM ran"))
 
-    def check(self, published: Iterable[Any]) -> Report:
+    def times(self) -> list[float]:
+        """Completion times (Unix seconds) of every recorded execution, sorted."""
+        with sqlite3.connect(self.path, timeout=60) as c:
+            return sorted(r[0] for r in c.execute("SELECT at FROM ran"))
+
+    def longest_stall(self, since: float | None = None) -> float:
+        """The longest time (s) in which no task completed, from ``since`` (e.g. the first kill) to the last
+        completion. After a kill -9 it measures how long the dead worker's messages took to run again."""
+        times = self.times()
+        if since is not None:
+            times = [since] + [t for t in times if t >= since]
+        return max((b - a for a, b in zip(times, times[1:], strict=False)), default=0.0)
+
+    def check(self, published: Iterable[Any], since: float | None = None) -> Report:
         ran = self.keys()
         expected = {str(k) for k in published}
         return Report(
@@ -61,6 +74,7 @@ class Ledger:
             unexpected=sorted(set(ran) - expected),
             duplicated={k: n for k, n in ran.items() if n > 1},
             executions=sum(ran.values()),
+            longest_stall=self.longest_stall(since),
         )
 
 
@@ -73,12 +87,14 @@ class Report:
     executions: int
     kills: int = 0
     notes: list[str] = field(default_factory=list)
+    longest_stall: float = 0.0
+    """Seconds of the longest stretch in which no task completed (see :meth:`Ledger.longest_stall`)."""
 
     def summary(self) -> str:
         extra = sum(n - 1 for n in self.duplicated.values())
         return (f"published={self.published} executions={self.executions} lost={len(self.lost)} "
                 f"unexpected={len(self.unexpected)} duplicated_keys={len(self.duplicated)} "
-                f"extra_runs={extra} kills={self.kills}")
+                f"extra_runs={extra} kills={self.kills} longest_stall={self.longest_stall:.1f}s")
 
 
 class WorkerProcess:

@@ -26,9 +26,16 @@ from .helpers import requires as requires
 
 class _Contract:
     expected_failures: dict[str, str] = {}
+    #: If set, only these tests run in the class (e.g. the durability test against a private instance).
+    only_tests: frozenset[str] | None = None
 
     def _gate(self, request: pytest.FixtureRequest, caps: Any) -> None:
         fn = request.function
+        if not getattr(self, "delivery_tests", True) and fn.__module__.endswith("testing.delivery"):
+            pytest.skip(f"{type(self).__name__}.delivery_tests is False: another class runs them")
+        only = getattr(self, "only_tests", None)
+        if only is not None and fn.__name__ not in only:
+            pytest.skip(f"{type(self).__name__} runs only {sorted(only)} (another class runs the rest)")
         for cap in getattr(fn, "_requires", ()):
             if not getattr(caps, cap, False):
                 pytest.skip(f"{type(caps).__name__} does not declare {cap!r}")
@@ -67,10 +74,15 @@ class BrokerContract(DeliveryContract, _Contract):
         self._gate(request, b.capabilities)
         yield b
         try:
-            if b.capabilities.purge:
-                b.purge()
-        finally:
-            b.close()
+            try:
+                if b.capabilities.purge:
+                    b.purge()
+            finally:
+                b.close()
+        except Exception:
+            # a known gap (strict xfail) may leave the broker unable to clean up: the xfail reports it
+            if request.function.__name__ not in self.expected_failures:
+                raise
 
     # --- tests ------------------------------------------------------------------------------------
     def test_publish_fetch_ack_roundtrip(self, broker: Broker) -> None:

@@ -16,8 +16,20 @@ pytestmark = pytest.mark.service("kafka")
 class TestConfluentKafkaContract(BrokerContract):
     settle_time = 15.0  # the first consumer-group join of a fresh group takes a few seconds
     lease_seconds = 2.0  # session_timeout_ms below
+    competing_warmup = 10.0  # 4 consumers join the group before the messages flow (no rebalance mid-stream)
     recovery_seconds = 15.0
     expected_failures = {
+        "test_crash_redelivers_everything_held": "a log has no delivery count: redelivered messages come "
+                                                 "back with delivery_count 1",
+        "test_live_long_task_is_not_redelivered": "a consumer that does not poll while it runs a long task "
+                                                  "loses its partitions when another consumer joins, and its "
+                                                  "uncommitted messages are delivered again",
+        "test_crash_loop_goes_to_dead_letters": "issue #10: no crash-loop limit (no delivery count is kept)",
+        "test_crash_loop_spares_prefetched_messages": "issue #10: no crash-loop limit",
+        "test_count_excludes_in_flight": "count() is the consumer group's lag, which includes fetched, "
+                                         "unacked messages",
+        "test_purge_leaves_in_flight_alone": "purge() moves the committed offsets past fetched, unacked "
+                                             "messages",
         "test_reconnects_after_connection_cut": "librdkafka's sockets are not reachable from Python, and "
                                                 "killing every connection to the shared server would hit others",
         "test_durable_across_service_restart": "needs a private Kafka-compatible instance to restart; the "

@@ -21,8 +21,6 @@ class TestRabbitmqContract(BrokerContract):
     lease_seconds = 1.0  # a live consumer keeps its deliveries as long as its connection lives: no lease
     recovery_seconds = 5.0  # a SIGKILLed consumer's socket closes at once: RabbitMQ requeues its deliveries
     expected_failures = {
-        "test_crash_loop_goes_to_dead_letters": "issue #10 (brokerfix): no poison limit, a crash loop never ends",
-        "test_crash_loop_spares_prefetched_messages": "issue #10 (brokerfix): no poison limit",
         "test_count_excludes_in_flight": BUFFERED,
         "test_purge_leaves_in_flight_alone": BUFFERED,
         "test_durable_across_service_restart": "needs a private RabbitMQ instance to restart; the shared one "

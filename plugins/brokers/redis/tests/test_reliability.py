@@ -95,23 +95,53 @@ def test_long_task_of_a_live_worker_is_never_redelivered(make: Any) -> None:
 def test_message_that_kills_its_worker_3_times_goes_to_dead_letters(make: Any) -> None:
     producer = make(max_deliveries=3)
     m = msg(poison=True)
-    producer.publish(m)
+    bystanders = [msg(i=i) for i in range(4)]
+    producer.publish_many([m, *bystanders])
     for crash in range(3):
         victim = make(max_deliveries=3)
         got: list[Any] = []
         deadline = time.monotonic() + 10
-        while not got and time.monotonic() < deadline:
-            got = victim.fetch(1, 0.3)
-        assert [d.id for d in got] == [m.id], f"not redelivered after crash {crash}"
-        assert got[0].delivery_count == crash + 1
+        while len(got) < 5 and time.monotonic() < deadline:
+            got += victim.fetch(5 - len(got), 0.3)
+        poison = [d for d in got if d.id == m.id]
+        assert poison, f"not redelivered after crash {crash}"
+        assert poison[0].delivery_count == crash + 1
+        assert poison[0].crashes == crash
+        assert all(d.crashes == 0 for d in got if d.id != m.id), "a prefetched bystander was charged"
+        victim.started(poison[0])  # it holds all five, but only the poison runs when it dies
         _die(victim)
     survivor = make(max_deliveries=3)
-    assert wait_until(lambda: bool(survivor.dead_letters()) or bool(survivor.fetch(1, 0.1)), 10)
+    back: list[Any] = []
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not (survivor.dead_letters() and len(back) >= 4):
+        back += survivor.fetch(5, 0.1)
     dead = survivor.dead_letters()
-    assert [d.id for d in dead] == [m.id]
+    assert [d.id for d in dead] == [m.id], "only the message that was running is dead-lettered"
     assert dead[0].reason.startswith("crash-loop")
     assert dead[0].body == m.body
+    assert sorted(d.id for d in back) == sorted(b.id for b in bystanders)
+    survivor.ack_many(back)
     assert survivor.count() == 0
+
+
+def test_corrupted_element_goes_to_dead_letters_and_its_batch_is_delivered(list_broker: Any) -> None:
+    good = [msg(i=i) for i in range(20)]
+    list_broker.publish_many(good[:10])
+    list_broker.redis.rpush(list_broker.base + ":q", b"\x01framing byte, then no header at all")
+    list_broker.redis.rpush(list_broker.base + ":q", b"\x01id\nnot-a-number\n0\nbody")
+    list_broker.publish_many(good[10:])
+    got: list[Any] = []
+    deadline = time.monotonic() + 10
+    while len(got) < 20 and time.monotonic() < deadline:
+        got += list_broker.fetch(50, 0.3)
+    assert sorted(d.id for d in got) == sorted(m.id for m in good), "nothing popped may vanish"
+    list_broker.ack_many(got)
+    dead = list_broker.dead_letters()
+    assert len(dead) == 2
+    assert all(r.reason.startswith("malformed element") for r in dead)
+    assert {r.body for r in dead} == {b"\x01framing byte, then no header at all",
+                                      b"\x01id\nnot-a-number\n0\nbody"}
+    list_broker.purge_dead_letters()
 
 
 def test_close_returns_prefetched_batch_and_ack_after_close_is_harmless(make: Any) -> None:
@@ -395,3 +425,25 @@ def test_fetch_whose_reply_was_lost_is_delivered_by_the_next_fetch(list_broker: 
     list_broker.flush_acks()
     assert list_broker.in_flight() == 0
     assert list_broker.fetch(10, 0.2) == []
+
+
+def test_streams_entry_whose_reply_was_lost_comes_back_uncharged(unique_queue: str) -> None:
+    from boostkernel_redis.streams import GROUP, RedisStreamsBroker
+
+    b = RedisStreamsBroker(unique_queue, service_url("redis"), None, **FAST)
+    try:
+        m = msg(lost=True)
+        b.publish(m)
+        b._start()
+        # an XREADGROUP for this live consumer whose reply never reached it: pending, never delivered
+        assert b.redis.xreadgroup(GROUP, b.cid, {b.stream: ">"}, count=1)
+        got: list[Any] = []
+        deadline = time.monotonic() + 10
+        while not got and time.monotonic() < deadline:
+            got = b.fetch(1, 0.3)
+        assert [d.id for d in got] == [m.id], "an entry pending for a live consumer that never got it is returned"
+        assert got[0].crashes == 0
+        b.ack(got[0])
+    finally:
+        b.close()
+        b.purge()

@@ -18,10 +18,6 @@ FAST = {"lease": 1.0, "heartbeat_interval": 0.2, "reap_interval": 0.2, "max_deli
 class TestSqliteBroker(BrokerContract):
     lease_seconds = 1.0
     recovery_seconds = 5.0
-    expected_failures = {
-        "test_crash_loop_spares_prefetched_messages":
-            "issue #10: the reaper charges a crash to every message the dead worker held, prefetched ones too",
-    }
 
     @pytest.fixture
     def make_broker(self, tmp_path: Path) -> Callable[[str], SqliteBroker]:

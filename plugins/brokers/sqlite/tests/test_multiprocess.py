@@ -28,15 +28,17 @@ def test_three_processes_share_one_queue_file(tmp_path: Path) -> None:
     finally:
         sys.path.remove(str(tmp_path))
     n = 3000
-    tasks.work.push_many([(i,) for i in range(n)])
     ledger = Ledger(ledger_path)
     workers = [WorkerProcess("mp_sqlite_tasks", tmp_path, log_path=tmp_path / f"w{i}.log") for i in range(3)]
     for w in workers:
         w.start()
     try:
-        assert wait_until(lambda: sum(ledger.keys().values()) >= n, timeout=60, interval=0.2)
+        # Publish only once every process consumes: on a loaded machine a late starter could otherwise find
+        # the queue already drained by the other two, and "all three took part" would fail for no fault.
         for w in workers:
-            assert w.wait_ready()
+            assert w.wait_ready(timeout=60)
+        tasks.work.push_many([(i,) for i in range(n)])
+        assert wait_until(lambda: sum(ledger.keys().values()) >= n, timeout=90, interval=0.2)
     finally:
         codes = [w.terminate() for w in workers]
     assert codes == [0, 0, 0]

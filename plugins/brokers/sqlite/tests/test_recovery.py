@@ -10,12 +10,13 @@ from pathlib import Path
 from boostkernel_sqlite.broker import SqliteBroker
 
 from boostkernel.broker import Outgoing
-from boostkernel.message import Envelope
+from boostkernel.message import Envelope, decode
 
 FAST = {"lease": 1.0, "heartbeat_interval": 0.2, "reap_interval": 0.2}
 
 
-# A child that fetches and dies with messages in flight: no ack, no close.
+# A child that fetches and dies with messages in flight: no ack, no close. With a third argument it first
+# starts running the delivery with that id (as the kernel does just before calling the function).
 _CHILD = """
 import os, sys
 from boostkernel_sqlite.broker import SqliteBroker
@@ -23,6 +24,9 @@ b = SqliteBroker(sys.argv[2], sys.argv[1], lease=1.0, heartbeat_interval=0.2, re
 got = []
 while not got:
     got = b.fetch(10, 1.0)
+for d in got:
+    if d.id in sys.argv[3:]:
+        b.started(d)
 os._exit(137)
 """
 
@@ -32,8 +36,8 @@ def _msg(i: int) -> Outgoing:
     return Outgoing(env.id, env.encode())
 
 
-def _crash_once(url: str, queue: str) -> None:
-    p = subprocess.run([sys.executable, "-c", _CHILD, url, queue], timeout=60)
+def _crash_once(url: str, queue: str, *running: str) -> None:
+    p = subprocess.run([sys.executable, "-c", _CHILD, url, queue, *running], timeout=60)
     assert p.returncode == 137
 
 
@@ -73,15 +77,55 @@ def test_crash_loop_goes_to_dead_letters(tmp_path: Path) -> None:
     b = SqliteBroker("pq", url, max_deliveries=3, **FAST)
     b.max_crashes = 3
     poison = _msg(0)
-    b.publish(poison)
+    bystanders = [_msg(i) for i in range(1, 6)]
+    b.publish_many([poison, *bystanders])
     for _ in range(3):
-        _crash_once(url, "pq")
+        _crash_once(url, "pq", poison.id)  # it holds all six, but only the poison was running
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and b.in_flight():
             b.reap()
             time.sleep(0.2)
     dead = b.dead_letters()
-    assert [r.id for r in dead] == [poison.id]
-    assert dead[0].reason.startswith("crash-loop")
-    assert b.count() == 0
+    assert [r.id for r in dead] == [poison.id], "only the message that was running is charged"
+    assert dead[0].reason.startswith("crash-loop: the worker died 3 time(s) while running it")
+    assert b.count() == len(bystanders)
+    crashes = b.db.read("SELECT crashes FROM bk_messages WHERE queue='pq'")
+    assert [r[0] for r in crashes] == [0] * len(bystanders)
+    b.close()
+
+
+def test_prefetched_only_messages_go_back_uncharged(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/q.db"
+    b = SqliteBroker("uq", url, max_deliveries=1, **FAST)
+    msgs = [_msg(i) for i in range(4)]
+    b.publish_many(msgs)
+    _crash_once(url, "uq")  # fetched four, ran none
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and b.in_flight():
+        b.reap()
+        time.sleep(0.2)
+    assert b.dead_letters() == [] and b.count() == 4
+    assert not list((tmp_path / "q.db.running").glob("*.running")), "the dead worker's journal is removed"
+    b.close()
+
+
+def test_a_row_whose_body_is_not_bytes_goes_to_the_dead_letters(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/q.db"
+    b = SqliteBroker("wq", url, **FAST)
+    good = _msg(1)
+    b.publish(good)
+    b.db.write(lambda c: c.execute("INSERT INTO bk_messages (queue, id, body) VALUES ('wq', 'int-body', 42)"))
+    text = Envelope("wq", [2])
+    b.db.write(lambda c: c.execute("INSERT INTO bk_messages (queue, id, body) VALUES ('wq', ?, ?)",
+                                   (text.id, text.encode().decode())))
+    got = b.fetch(10, 1.0)
+    assert [d.id for d in got] == [good.id, text.id]
+    assert all(isinstance(d.body, bytes) for d in got)
+    assert decode(got[1].body, "wq").args == [2]
+    b.ack_many(got)
+    b.flush_acks()
+    dead = b.dead_letters()
+    assert [r.id for r in dead] == ["int-body"]
+    assert dead[0].reason.startswith("malformed row: its body is int")
+    assert b.count() == 0 and b.in_flight() == 0
     b.close()

@@ -107,8 +107,10 @@ class LogBroker(Broker):
         self.credentials = credentials_from_url(self.url)
         self.partitions = int(o.get("partitions", 4))
         self.replication_factor = int(o.get("replication_factor", 1))
-        self.session_timeout_ms = int(o.get("session_timeout_ms", 10000))
-        self.heartbeat_interval_ms = int(o.get("heartbeat_interval_ms", max(500, self.session_timeout_ms // 5)))
+        # A killed consumer's partitions move after its session expires: 6 s (+ the rebalance) keeps the
+        # kill-to-redelivery time under the 15 s target; heartbeats come from a background thread.
+        self.session_timeout_ms = int(o.get("session_timeout_ms", 6000))
+        self.heartbeat_interval_ms = int(o.get("heartbeat_interval_ms", max(500, self.session_timeout_ms // 6)))
         prefetch = params.effective_prefetch if params is not None else 16
         self.max_in_flight = int(o.get("max_in_flight", max(2000, 8 * prefetch)))
         """Unfinished records (buffered + running) above which every assigned partition is paused."""

@@ -21,6 +21,17 @@ remaining delay; when it comes back early the consumer link sends it to the next
 copy only after the confirm), so it is never delivered before its ``eta`` and never held in memory. This
 works on a stock RabbitMQ (no delayed-message plugin). Both links reconnect with capped exponential
 backoff and jitter.
+
+Crash loops (a message that kills its worker): RabbitMQ requeues every unacked delivery of a dead
+connection, prefetched or running, so its own redelivery count cannot tell a poison message from its
+bystanders. The death count is kept aside instead: the kernel calls :meth:`RabbitmqBroker.started` before
+it runs a message, which appends the message id to this consumer's running journal (a small file,
+:mod:`boostkernel.journal`). When a delivery arrives flagged ``redelivered``, the consumer link looks it
+up in the journals of dead consumers of this host: if one was running it, the message is published
+again with ``x-bk-crashes`` + 1 (the original acked after the confirm), or, at ``max_deliveries``
+crashes, to ``<queue>.dlq`` with reason ``crash-loop``. Prefetched bystanders are not in any journal and
+run normally. The queue's arguments are unchanged, so existing queues keep working. A consumer killed
+on another host leaves no journal here: its messages are redelivered without a crash count.
 """
 
 from __future__ import annotations
@@ -29,10 +40,16 @@ import collections
 import itertools
 import logging
 import math
+import os
+import re
+import socket
+import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 try:
@@ -44,6 +61,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
 from boostkernel.errors import BrokerUnavailable, ConfigError, MessageRejected
+from boostkernel.journal import RunningJournal, journal_path, sweep_journals
 from boostkernel.logs import mask, mask_url, queue_logger
 from boostkernel.retrying import backoff_delay
 
@@ -54,6 +72,7 @@ DELAY_LEVELS = 25
 """Delay buckets ``2^0 .. 2^24`` ms (1 ms to 4.6 h); longer delays take several hops of the largest."""
 H_ETA, H_REASON, H_FAILED_AT, H_REQUEUES, H_QUEUE = "x-bk-eta", "x-bk-reason", "x-bk-failed-at", \
     "x-bk-requeues", "x-bk-queue"
+H_CRASHES = "x-bk-crashes"
 
 log = logging.getLogger("boostkernel.rabbitmq")
 
@@ -311,6 +330,16 @@ class RabbitmqBroker(Broker):
         self.connect_timeout = float(o.get("connect_timeout", 10.0))
         self.backoff_max = float(o.get("backoff_max", 30.0))
         self.log = queue_logger(queue)
+        self.max_crashes = int(params.max_deliveries if params is not None else o.get("max_deliveries", 3))
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.journal_dir = os.path.join(tempfile.gettempdir(), "boostkernel-running",
+                                        "rabbitmq-" + re.sub(r"[^A-Za-z0-9_.-]", "_", queue))
+        self.journal = RunningJournal(self.journal_dir, self.owner)
+        self._dead_journals: dict[str, set[str]] = {}
+        self._dead_journals_at = 0.0
+        self._touched_at = 0.0
+        self._copies: dict[str, list[Delivery]] = {}
+        """Crash-counted copies published and not confirmed yet -> their deliveries held back (I/O thread)."""
         self.dlq = f"{queue}.dlq"
         self.buckets = [f"{queue}.delay.{1 << k}" for k in range(DELAY_LEVELS)]
         try:
@@ -500,6 +529,9 @@ class RabbitmqBroker(Broker):
         if link is None:
             with self._lock:
                 if self._con is None:
+                    sweep_journals(self.journal_dir, 3600)  # journals of consumers gone long ago
+                    _sweep_charges(Path(self.journal_dir) / "charged", 86400)
+                    self.journal.open()
                     self._con = _Link("consumer", self._params("consumer"), self._con_setup, self._con_lost,
                                       backoff_max=self.backoff_max, log=self.log)
                     self._con.start()
@@ -525,6 +557,7 @@ class RabbitmqBroker(Broker):
             self._on_con_confirm, callback=lambda _f2: self._declare_async(ch, consume)))
 
     def _con_lost(self, reason: str) -> None:
+        self._copies = {}
         with self._cond:
             self._buf.clear()  # the broker redelivers them; their tags belong to the dead channel
         pending, self._c_pending = self._c_pending, {}
@@ -543,11 +576,130 @@ class RabbitmqBroker(Broker):
             requeues = headers.get(H_REQUEUES)
             if requeues:
                 count += int(requeues)
+        crashes = int(headers.get(H_CRASHES, 0)) if headers else 0
+        if method.redelivered and props.message_id:
+            mid = props.message_id
+            charged, confirmed = self._charged(mid)
+            if charged < 0 or (confirmed and crashes < charged):
+                # a newer copy (or the dead-lettered one) is confirmed: this is a stale duplicate of an older one
+                self._forget(method.delivery_tag)
+                ch.basic_ack(method.delivery_tag)
+                return
+            crashes = max(crashes, charged)
+            if self._was_running(mid):
+                self._charge_crash(ch, method.delivery_tag, props, body, crashes + 1)
+                return
         d = Delivery(props.message_id or "", body, (self._con.generation, method.delivery_tag),  # type: ignore[union-attr]
-                     count, {"props": props})
+                     count + crashes, {"props": props}, crashes)
+        if self._copies and d.id in self._copies:  # our crash-counted copy: not before its original is acked
+            self._copies[d.id].append(d)
+            return
         with self._cond:
             self._buf.append(d)
             self._cond.notify()
+
+    def _was_running(self, mid: str) -> str | None:
+        """The other consumer of this host whose journal lists message ``mid`` as running (I/O thread).
+
+        RabbitMQ redelivers a message only after the connection that held it closed, so that consumer
+        lost it: it died (or, rarely, its connection dropped while it kept running the task)."""
+        for owner, ran in self._dead_journals.items():
+            if mid in ran:
+                return owner
+        now = time.monotonic()
+        if now - self._dead_journals_at < 0.02:  # a burst of redeliveries: read the files at most every 20 ms
+            return None
+        self._dead_journals_at = now
+        self._dead_journals = {}
+        mine = journal_path(self.journal_dir, self.owner).name
+        try:
+            names = [n for n in os.listdir(self.journal_dir) if n.endswith(".running") and n != mine]
+        except OSError:
+            names = []
+        for name in names:
+            try:
+                data = (Path(self.journal_dir) / name).read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            ran = set()
+            for line in data.split("\n"):
+                if line.startswith("-"):
+                    ran.discard(line[1:])
+                elif line:
+                    ran.add(line)
+            if ran:
+                self._dead_journals[name] = ran
+        for owner, ran in self._dead_journals.items():
+            if mid in ran:
+                return owner
+        return None
+
+    def _charge_path(self, mid: str) -> Path:
+        return Path(self.journal_dir) / "charged" / re.sub(r"[^A-Za-z0-9_.-]", "_", mid)
+
+    def _charged(self, mid: str) -> tuple[int, bool]:
+        """(crashes charged to ``mid`` so far, whether the copy carrying them is confirmed); -1 when a copy
+        is confirmed in the DLQ.
+
+        Kept in a small file per charged message because a copy and its original can both circulate: the
+        original is acked only after the copy's confirm, so a consumer that dies in between leaves both."""
+        try:
+            text = self._charge_path(mid).read_text()
+            return int(text.lstrip("p")), not text.startswith("p")
+        except (OSError, ValueError):
+            return 0, True
+
+    def _record_charge(self, mid: str, crashes: int, confirmed: bool) -> None:
+        try:
+            path = self._charge_path(mid)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(("" if confirmed else "p") + str(crashes))
+        except OSError:
+            pass
+
+    def _dead_lettered(self, ch: Any, tag: int, mid: str, ok: bool) -> None:
+        if ok:
+            self._record_charge(mid, -1, True)
+        self._settle_original(ch, tag, ok)
+
+    def _charge_crash(self, ch: Any, tag: int, props: Any, body: bytes, crashes: int) -> None:
+        """A dead consumer was running this delivery: count the crash in a copy, or dead-letter a crash loop."""
+        mid = props.message_id
+        owner = self._was_running(mid)
+        if owner is not None:  # charged once: the dead consumer's journal no longer lists it as running
+            self._dead_journals[owner].discard(mid)
+            try:
+                with open(Path(self.journal_dir) / owner, "a") as f:
+                    f.write(f"-{mid}\n")
+            except OSError:
+                pass
+        if crashes >= self.max_crashes:
+            last = (owner or "?").removesuffix(".running")
+            reason = f"crash-loop: its worker died {crashes} time(s) while running it (last: {last})"
+            self.log.error("message %s dead-lettered: %s", mid, reason)
+            p = pika.BasicProperties(
+                content_type="application/json", delivery_mode=2, message_id=mid,
+                headers={H_REASON: reason, H_FAILED_AT: int(time.time() * 1000), H_QUEUE: self.queue,
+                         **({"x-bk-priority": props.priority} if props.priority else {})})
+            self._confirm_then(ch, self.dlq, body, p, partial(self._dead_lettered, ch, tag, mid))
+            return
+        headers = {k: v for k, v in (props.headers or {}).items() if k != "x-death"}
+        headers[H_CRASHES] = crashes
+        p = pika.BasicProperties(content_type=props.content_type, delivery_mode=2, message_id=mid,
+                                 priority=props.priority, headers=headers)
+        self._record_charge(mid, crashes, False)  # before the copy exists: a duplicate counts from here
+        self._copies[mid] = []
+        self._confirm_then(ch, self.queue, body, p, partial(self._copy_confirmed, ch, tag, mid, crashes))
+
+    def _copy_confirmed(self, ch: Any, tag: int, mid: str, crashes: int, ok: bool) -> None:
+        """Ack the original, then release the copy if it already came back to us (I/O thread)."""
+        self._record_charge(mid, crashes if ok else crashes - 1, True)  # not confirmed: the original stays
+        self._settle_original(ch, tag, ok)
+        held = self._copies.pop(mid, [])
+        if held:
+            with self._cond:
+                self._buf.extend(held)
+                self._cond.notify()
 
     def _confirm_then(self, ch: Any, rk: str, body: bytes, props: Any, then: Callable[[bool], None]) -> None:
         """Publish on the consumer channel (confirm mode); call ``then(ok)`` on the confirm."""
@@ -595,6 +747,10 @@ class RabbitmqBroker(Broker):
         if self._closed:
             return []
         link = self._con or self._consumer()
+        now = time.monotonic()
+        if now > self._touched_at + 60:  # a journal untouched for an hour is swept as a dead consumer's
+            self._touched_at = now
+            self.journal.touch()
         buf, cond = self._buf, self._cond
         with cond:
             if not buf:
@@ -645,7 +801,12 @@ class RabbitmqBroker(Broker):
             self._forget(tag)
             ch.basic_ack(tag)
 
+    def started(self, delivery: Delivery) -> None:
+        """Record that this delivery runs now: one write(2) to this consumer's journal (see the module doc)."""
+        self.journal.started(delivery.id)
+
     def ack(self, delivery: Delivery) -> None:
+        self.journal.finished(delivery.id)
         link = self._con
         if self._closed or link is None:
             return  # stale: the channel is gone, the broker redelivers the message
@@ -656,6 +817,9 @@ class RabbitmqBroker(Broker):
             link.submit(self._flush_acks, lazy=bool(self._buf))
 
     def ack_many(self, deliveries: Iterable[Delivery]) -> None:
+        deliveries = list(deliveries)
+        for d in deliveries:
+            self.journal.finished(d.id)
         link = self._con
         if self._closed or link is None:
             return
@@ -679,6 +843,7 @@ class RabbitmqBroker(Broker):
             ch.basic_nack(tag, requeue=requeue)
 
     def nack(self, delivery: Delivery, requeue: bool = True, delay: float = 0.0) -> None:
+        self.journal.finished(delivery.id)
         link = self._con
         if self._closed or link is None:
             return
@@ -704,6 +869,7 @@ class RabbitmqBroker(Broker):
 
     def dead_letter(self, delivery: Delivery, reason: str) -> None:
         """Publish to ``<queue>.dlq`` with the reason header; ack the original only after the confirm."""
+        self.journal.finished(delivery.id)
         link = self._con
         if self._closed or link is None:
             return
@@ -838,8 +1004,20 @@ class RabbitmqBroker(Broker):
             self._buf.clear()
         with self._admin_lock:
             self._close_admin()
+        self.journal.close()
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()
         d.update(prefetch=self.prefetch, max_priority=self.max_priority, dlq=self.dlq)
         return d
+
+
+def _sweep_charges(directory: Path, older_than: float) -> None:
+    """Forget crash counts recorded long ago (their message was dead-lettered or finished by now)."""
+    cutoff = time.time() - older_than
+    try:
+        for e in os.scandir(directory):
+            if e.stat().st_mtime < cutoff:
+                os.unlink(e.path)
+    except OSError:
+        pass

@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Sequence
 from typing import Any, cast
 
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
+from boostkernel.journal import RunningJournal, read_journal, remove_journal
 from boostkernel.logs import mask_url, queue_logger
 
 from ._common import (
@@ -48,6 +50,8 @@ from ._common import (
     parse_value,
 )
 
+_HOST_PREFIX = socket.gethostname() + ":"  # consumer ids start with the host name (see consumer_id)
+
 # Helpers shared by the scripts. ARGV[1] is always the key base ("bk:{q}").
 _LUA_HEAD = r"""
 local base = ARGV[1]
@@ -64,6 +68,15 @@ end
 local function rebuild(v, id, d, c, body) return string.sub(v, 1, 1) .. '\1' .. id .. '\n' .. d .. '\n' .. c .. '\n' .. body end
 local function chunked(cmd, key, list, first, last)
   for i = first, last, 500 do redis.call(cmd, key, unpack(list, i, math.min(i + 499, last))) end
+end
+-- "\1" .. id .. "\n" .. deliveries .. "\n" .. crashes .. "\n" .. body, with a non-empty id and numbers
+local function wellformed(el)
+  local a = string.find(el, '\n', 2, true)
+  if not a or a < 3 then return false end
+  local b = string.find(el, '\n', a + 1, true)
+  if not b or not tonumber(string.sub(el, a + 1, b - 1)) then return false end
+  local c = string.find(el, '\n', b + 1, true)
+  return c ~= nil and tonumber(string.sub(el, b + 1, c - 1)) ~= nil
 end
 local function dead(id, v, reason, t)
   redis.call('ZADD', base .. ':dead', t, id)
@@ -92,14 +105,21 @@ local function take(list, p, k)
   for _, el in ipairs(got) do
     if string.byte(el, 1) ~= 1 then  -- a foreign producer's plain JSON: give it an id
       el = '\1x-' .. redis.call('INCR', base .. ':seq') .. '\n0\n0\n' .. el
+    elseif not wellformed(el) then  -- framing byte but no valid header: recorded in the DLQ, never dropped
+      local id = 'x-bad-' .. redis.call('INCR', base .. ':seq')
+      dead(id, '0\1' .. id .. '\n0\n0\n' .. el, 'malformed element: it starts with the framing byte \\x01 but has '
+           .. 'no valid "id\\ndeliveries\\ncrashes\\n" header', t)
+      el = nil
     end
-    local v = p .. el
-    local e = string.find(v, '\n', 3, true)
-    fields[#fields + 1] = string.sub(v, 3, e - 1)
-    fields[#fields + 1] = v
-    out[#out + 1] = v
+    if el then
+      local v = p .. el
+      local e = string.find(v, '\n', 3, true)
+      fields[#fields + 1] = string.sub(v, 3, e - 1)
+      fields[#fields + 1] = v
+      out[#out + 1] = v
+    end
   end
-  chunked('HSET', inflight, fields, 1, #fields)
+  if #fields > 0 then chunked('HSET', inflight, fields, 1, #fields) end
 end
 take(base .. ':landing:' .. cid, '0', n)
 for p = 9, 0, -1 do
@@ -138,13 +158,19 @@ dead(ARGV[3], v, ARGV[4], now())
 return 1
 """
 
-# ARGV: base, reaper id, max crashes, lock ms
+# ARGV: base, reaper id, max crashes, lock ms, then per dead consumer: id, "1" if its journal was read
+# (else every held message is charged), number of running keys, keys ("id:delivery") ...
 _REAP = _LUA_HEAD + r"""
-if not redis.call('SET', base .. ':reaper', ARGV[2], 'NX', 'PX', ARGV[4]) then return {-1, 0} end
+if not redis.call('SET', base .. ':reaper', ARGV[2], 'NX', 'PX', ARGV[4]) then return {-1, 0, 0} end
 local maxc = tonumber(ARGV[3])
 local t = now()
-local back, killed = 0, 0
-for _, c in ipairs(redis.call('SMEMBERS', base .. ':consumers')) do
+local back, killed, charged = 0, 0, 0
+local i = 5
+while i <= #ARGV do
+  local c, exact, nkeys = ARGV[i], ARGV[i + 1] == '1', tonumber(ARGV[i + 2])
+  local running = {}
+  for k = i + 3, i + 2 + nkeys do running[ARGV[k]] = true end
+  i = i + 3 + nkeys
   if redis.call('EXISTS', base .. ':hb:' .. c) == 0 then
     local landing = base .. ':landing:' .. c
     for _, el in ipairs(redis.call('LRANGE', landing, 0, -1)) do  -- never handed to the worker
@@ -153,12 +179,14 @@ for _, c in ipairs(redis.call('SMEMBERS', base .. ':consumers')) do
     end
     local inflight = base .. ':inflight:' .. c
     local all = redis.call('HGETALL', inflight)
-    for i = 2, #all, 2 do
-      local v = all[i]
+    for j = 2, #all, 2 do
+      local v = all[j]
       local id, d, cr, body = split(v)
-      local nv = rebuild(v, id, d + 1, cr + 1, body)
-      if cr + 1 >= maxc then
-        dead(id, nv, 'crash-loop: its worker died ' .. (cr + 1) .. ' time(s) while holding it', t)
+      local ran = (not exact) or running[id .. ':' .. (d + 1)]
+      if ran then cr = cr + 1 charged = charged + 1 end
+      local nv = rebuild(v, id, d + 1, cr, body)
+      if ran and cr >= maxc then
+        dead(id, nv, 'crash-loop: its worker died ' .. cr .. ' time(s) while running it (last: ' .. c .. ')', t)
         killed = killed + 1
       else
         redis.call('LPUSH', qkey(string.sub(nv, 1, 1)), string.sub(nv, 2))
@@ -169,7 +197,7 @@ for _, c in ipairs(redis.call('SMEMBERS', base .. ':consumers')) do
     redis.call('SREM', base .. ':consumers', c)
   end
 end
-return {back, killed}
+return {back, killed, charged}
 """
 
 # ARGV: base, consumer, number of acks, ack ids...  (graceful close: return what we hold)
@@ -235,7 +263,7 @@ return n
 class RedisBroker(AckBatching, Broker):
     """Reliable Redis list. Options (``broker_options``):
 
-    ``heartbeat_interval`` (2 s), ``dead_after`` (heartbeat expiry: 20 s), ``reap_interval`` (5 s),
+    ``heartbeat_interval`` (2 s), ``dead_after`` (heartbeat expiry: 10 s), ``reap_interval`` (2 s),
     ``idle_poll`` (0.5 s: longest block before higher-priority lists are looked at again),
     ``ack_flush_interval`` (0.002 s), ``auto_batch`` (False: buffer ``publish()`` and send in pipelines),
     ``publish_retry_timeout`` (30 s), ``socket_timeout`` (10 s), ``socket_connect_timeout`` (5 s),
@@ -254,8 +282,8 @@ class RedisBroker(AckBatching, Broker):
         super().__init__(queue, url, params, **options)
         o = self.options
         self.heartbeat_interval = float(o.get("heartbeat_interval", 2.0))
-        self.dead_after = float(o.get("dead_after", 20.0))
-        self.reap_interval = float(o.get("reap_interval", 5.0))
+        self.dead_after = float(o.get("dead_after", 10.0))
+        self.reap_interval = float(o.get("reap_interval", 2.0))
         self.idle_poll = float(o.get("idle_poll", 0.5))
         self.ack_flush_interval = float(o.get("ack_flush_interval", 0.002))
         self.publish_retry_timeout = float(o.get("publish_retry_timeout", 30.0))
@@ -270,6 +298,8 @@ class RedisBroker(AckBatching, Broker):
         self._landing = f"{self.base}:landing:{self.cid}"
         self._inflight = f"{self.base}:inflight:{self.cid}"
         self.log = queue_logger(queue)
+        self.journal_dir = journal_dir(self.base)
+        self.journal = RunningJournal(self.journal_dir, self.cid)
         self._scripts = {name: self.redis.register_script(src) for name, src in (
             ("fetch", _FETCH), ("nack", _NACK), ("dead", _DEAD), ("reap", _REAP), ("release", _RELEASE),
             ("replay", _REPLAY), ("count", _COUNT), ("purge", _PURGE), ("in_flight", _IN_FLIGHT))}
@@ -398,6 +428,7 @@ class RedisBroker(AckBatching, Broker):
         with self._start_lock:
             if self._started:
                 return
+            self.journal.open()
             self._beat()
             self._ack_thread = threading.Thread(target=self._ack_loop, daemon=True,
                                                 name=f"boostkernel-redis-acks-{self.queue}")
@@ -429,7 +460,7 @@ class RedisBroker(AckBatching, Broker):
                 out = []
                 for v in got:
                     head, d, c, body = v.split(b"\n", 3)
-                    out.append(Delivery(head[2:].decode(), body, head[0] - 48, int(d) + 1))
+                    out.append(Delivery(head[2:].decode(), body, head[0] - 48, int(d) + 1, crashes=int(c)))
                 with self._ack_lock:
                     known = self._known
                     if acks:
@@ -459,8 +490,8 @@ class RedisBroker(AckBatching, Broker):
         if orphans:
             for v in cast("list[bytes | None]", self.redis.hmget(self._inflight, orphans)):
                 if v is not None:
-                    p, mid, d, _, body = parse_value(v)
-                    out.append(Delivery(mid, body, p, d + 1))
+                    p, mid, d, c, body = parse_value(v)
+                    out.append(Delivery(mid, body, p, d + 1, crashes=c))
             with self._ack_lock:
                 self._known.update(d.id for d in out)
             self.log.warning("queue %r: %d fetched message(s) whose reply was lost are delivered now", self.queue,
@@ -468,13 +499,21 @@ class RedisBroker(AckBatching, Broker):
         self._suspect = False
         return out
 
+    def started(self, delivery: Delivery) -> None:
+        """Record that this delivery runs now: one write(2) to this consumer's journal (boostkernel.journal)."""
+        self.journal.started(f"{delivery.id}:{delivery.delivery_count}")
+
     def ack(self, delivery: Delivery) -> None:
+        self.journal.finished(f"{delivery.id}:{delivery.delivery_count}")
         with self._ack_lock:
             self._acks.append(delivery.id)
         if not self._ack_wake.is_set():
             self._ack_wake.set()
 
     def ack_many(self, deliveries: Any) -> None:
+        deliveries = list(deliveries)
+        for d in deliveries:
+            self.journal.finished(f"{d.id}:{d.delivery_count}")
         with self._ack_lock:
             self._acks.extend(d.id for d in deliveries)
         self._ack_wake.set()
@@ -487,6 +526,7 @@ class RedisBroker(AckBatching, Broker):
             self._known.difference_update(ids)
 
     def nack(self, delivery: Delivery, requeue: bool = True, delay: float = 0.0) -> None:
+        self.journal.finished(f"{delivery.id}:{delivery.delivery_count}")
         if not requeue:
             self.ack(delivery)
             return
@@ -495,6 +535,7 @@ class RedisBroker(AckBatching, Broker):
             self._known.discard(delivery.id)
 
     def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        self.journal.finished(f"{delivery.id}:{delivery.delivery_count}")
         self._scripts["dead"](keys=[self._q0], args=[self.base, self.cid, delivery.id, reason])
         with self._ack_lock:
             self._known.discard(delivery.id)
@@ -527,11 +568,27 @@ class RedisBroker(AckBatching, Broker):
             raise
 
     def reap(self) -> tuple[int, int]:
-        """Return in-flight messages of dead consumers; dead-letter crash loops. Returns (returned, dead)."""
-        back, killed = self._scripts["reap"](
-            keys=[self._q0], args=[self.base, self.cid, self.max_crashes, max(1, int(self.reap_interval * 900))])
+        """Return in-flight messages of dead consumers; dead-letter crash loops. Returns (returned, dead).
+
+        A crash is charged only to the messages a dead consumer was running (its journal, readable when it
+        ran on this host); without its journal every message it held is charged.
+        """
+        args: list[Any] = []
+        dead = dead_consumers(self.redis, self.base)
+        for c in dead:
+            ran = read_journal(self.journal_dir, c) if c.startswith(_HOST_PREFIX) else None
+            args += [c, "0" if ran is None else "1", len(ran or ()), *(ran or ())]
+        if not dead:
+            return 0, 0
+        back, killed, charged = self._scripts["reap"](
+            keys=[self._q0],
+            args=[self.base, self.cid, self.max_crashes, max(1, int(self.reap_interval * 900)), *args])
+        if back >= 0:
+            for c in dead:
+                remove_journal(self.journal_dir, c)
         if back > 0 or killed > 0:
-            self.log.warning("queue %r: returned %d message(s) of dead workers to the queue%s", self.queue, back,
+            self.log.warning("queue %r: returned %d message(s) of dead workers to the queue (%d had been running)"
+                             "%s", self.queue, back + killed, charged,
                              f", {killed} crash-looping message(s) to the dead-letter queue" if killed else "")
         return int(back), int(killed)
 
@@ -592,6 +649,7 @@ class RedisBroker(AckBatching, Broker):
             acks, self._acks = self._acks, []
         try:
             n = self._scripts["release"](keys=[self._q0], args=[self.base, self.cid, len(acks), *acks])
+            self.journal.close()
             if n:
                 self.log.info("queue %r: returned %d unstarted message(s) on close", self.queue, n)
         except CONNECTION_ERRORS as exc:
@@ -601,3 +659,22 @@ class RedisBroker(AckBatching, Broker):
 
     def describe(self) -> dict[str, Any]:
         return {"broker": self.name, "queue": self.queue, "url": mask_url(self.url), "consumer": self.cid}
+
+
+def journal_dir(base: str) -> str:
+    """Where consumers of key base ``base`` on this host keep their running journals."""
+    import re
+    import tempfile
+
+    return os.path.join(tempfile.gettempdir(), "boostkernel-running", re.sub(r"[^A-Za-z0-9_.-]", "_", base))
+
+
+def dead_consumers(r: Any, base: str) -> list[str]:
+    """Registered consumers of ``base`` whose heartbeat key expired."""
+    members = [m.decode() for m in r.smembers(base + ":consumers")]
+    if not members:
+        return []
+    pipe = r.pipeline(transaction=False)
+    for m in members:
+        pipe.exists(f"{base}:hb:{m}")
+    return [m for m, alive in zip(members, pipe.execute(), strict=True) if not alive]

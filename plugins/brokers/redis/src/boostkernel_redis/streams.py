@@ -10,8 +10,12 @@
   does not count as a delivery). So only entries of dead consumers ever become idle for ``dead_after``
   seconds, and the reaper (on a timer, on every worker, under a ``SET NX PX`` lock) takes exactly those
   with ``XAUTOCLAIM`` — live long tasks are never stolen.
-* **Poison detection**: the reclaimed entry's delivery count (``XPENDING``) tells how often a worker died
-  holding it; at ``max_deliveries`` it goes to the dead-letter queue with reason ``crash-loop``.
+* **Poison detection**: each entry carries ``c``, how often a worker died while *running* it. The reaper
+  takes a dead consumer's entries (``XCLAIM``) and re-adds each as a new entry: the ones its journal
+  (:mod:`boostkernel.journal`; the kernel calls :meth:`RedisStreamsBroker.started`) says were running get
+  ``c + 1``, prefetched ones go back uncharged; at ``max_deliveries`` crashes it goes to the dead-letter
+  queue with reason ``crash-loop``. Without the dead consumer's journal (another host) every entry it
+  held is charged.
 * nack/requeue and graceful close re-add the message as a new entry and ``XACK``+``XDEL`` the old one in
   one Lua call. Delayed messages wait in a sorted set that any worker moves from when due.
 """
@@ -20,13 +24,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
+from boostkernel.journal import RunningJournal, read_journal, remove_journal
 from boostkernel.logs import mask_url, queue_logger
 
 if TYPE_CHECKING:
@@ -43,10 +47,11 @@ from ._common import (
     parse_value,
     redis,
 )
+from .broker import _HOST_PREFIX, journal_dir
 
 GROUP = "bk"
 
-# KEYS: stream; ARGV: base, entry id, message id, deliveries, body, delay
+# KEYS: stream; ARGV: base, entry id, message id, deliveries, body, delay, crashes
 _REQUEUE = r"""
 local base = ARGV[1]
 local t = redis.call('TIME')
@@ -55,7 +60,10 @@ if redis.call('XACK', KEYS[1], 'bk', ARGV[2]) == 0 then return 0 end
 redis.call('XDEL', KEYS[1], ARGV[2])
 local delay = tonumber(ARGV[6])
 if delay > 0 then
-  redis.call('ZADD', base .. ':delayed', now + delay, '0\1' .. ARGV[3] .. '\n' .. ARGV[4] .. '\n0\n' .. ARGV[5])
+  redis.call('ZADD', base .. ':delayed', now + delay,
+             '0\1' .. ARGV[3] .. '\n' .. ARGV[4] .. '\n' .. (ARGV[7] or '0') .. '\n' .. ARGV[5])
+elseif ARGV[7] and ARGV[7] ~= '0' then
+  redis.call('XADD', KEYS[1], '*', 'i', ARGV[3], 'd', ARGV[4], 'b', ARGV[5], 'c', ARGV[7])
 else
   redis.call('XADD', KEYS[1], '*', 'i', ARGV[3], 'd', ARGV[4], 'b', ARGV[5])
 end
@@ -85,7 +93,14 @@ for _, v in ipairs(due) do
   local a = string.find(v, '\n', 3, true)
   local b = string.find(v, '\n', a + 1, true)
   local c = string.find(v, '\n', b + 1, true)
-  redis.call('XADD', KEYS[1], '*', 'i', string.sub(v, 3, a - 1), 'd', string.sub(v, a + 1, b - 1), 'b', string.sub(v, c + 1))
+  local cr = string.sub(v, b + 1, c - 1)
+  if cr ~= '0' then
+    redis.call('XADD', KEYS[1], '*', 'i', string.sub(v, 3, a - 1), 'd', string.sub(v, a + 1, b - 1), 'b',
+               string.sub(v, c + 1), 'c', cr)
+  else
+    redis.call('XADD', KEYS[1], '*', 'i', string.sub(v, 3, a - 1), 'd', string.sub(v, a + 1, b - 1), 'b',
+               string.sub(v, c + 1))
+  end
   redis.call('ZREM', delayed, v)
 end
 local first = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
@@ -143,18 +158,25 @@ return n
 """
 
 
-def _fields(fields: dict[bytes, bytes], entry_id: str) -> tuple[str, int, bytes]:
-    """(message id, previous deliveries, body) of an entry; foreign entries become a JSON object of fields."""
+def _fields(fields: dict[bytes, bytes], entry_id: str) -> tuple[str, int, bytes, int]:
+    """(message id, previous deliveries, body, crashes) of an entry; foreign entries become a JSON object."""
     body = fields.get(b"b")
     if body is None:
         data = {k.decode(errors="replace"): v.decode(errors="replace") for k, v in fields.items()}
-        return f"x-{entry_id}", 0, orjson.dumps(data)
+        return f"x-{entry_id}", 0, orjson.dumps(data), 0
     mid = fields.get(b"i")
-    return (mid.decode() if mid else f"x-{entry_id}"), int(fields.get(b"d") or 0), body
+    return ((mid.decode() if mid else f"x-{entry_id}"), _int(fields.get(b"d")), body, _int(fields.get(b"c")))
+
+
+def _int(v: bytes | None) -> int:
+    try:
+        return int(v or 0)
+    except ValueError:
+        return 0
 
 
 class RedisStreamsBroker(AckBatching, Broker):
-    """Options: ``heartbeat_interval`` (2 s), ``dead_after`` (20 s), ``reap_interval`` (5 s),
+    """Options: ``heartbeat_interval`` (2 s), ``dead_after`` (10 s), ``reap_interval`` (2 s),
     ``ack_flush_interval`` (0.002 s), ``socket_timeout`` (10 s), ``key_prefix`` ("bk")."""
 
     name = "redis-streams"
@@ -169,8 +191,8 @@ class RedisStreamsBroker(AckBatching, Broker):
         super().__init__(queue, url, params, **options)
         o = self.options
         self.heartbeat_interval = float(o.get("heartbeat_interval", 2.0))
-        self.dead_after = float(o.get("dead_after", 20.0))
-        self.reap_interval = float(o.get("reap_interval", 5.0))
+        self.dead_after = float(o.get("dead_after", 10.0))
+        self.reap_interval = float(o.get("reap_interval", 2.0))
         self.ack_flush_interval = float(o.get("ack_flush_interval", 0.002))
         self.delay_poll = float(o.get("delay_poll", 0.25))
         self.max_crashes = int(params.max_deliveries if params is not None else o.get("max_deliveries", 3))
@@ -180,6 +202,8 @@ class RedisStreamsBroker(AckBatching, Broker):
         self.stream = self.base + ":stream"
         self.cid = consumer_id()
         self.log = queue_logger(queue)
+        self.journal_dir = journal_dir(self.base)
+        self.journal = RunningJournal(self.journal_dir, self.cid)
         self._requeue = self.redis.register_script(_REQUEUE)
         self._dead = self.redis.register_script(_DEAD)
         self._move_due = self.redis.register_script(_MOVE_DUE)
@@ -190,7 +214,6 @@ class RedisStreamsBroker(AckBatching, Broker):
         self._acks: list[str] = []
         self._ack_wake = threading.Event()
         self._ack_thread: threading.Thread | None = None
-        self._reclaimed: deque[Delivery] = deque()
         self._started = False
         self._start_lock = threading.Lock()
         self._maint_lock = threading.Lock()
@@ -234,6 +257,7 @@ class RedisStreamsBroker(AckBatching, Broker):
             if self._started:
                 return
             self._ensure_group()
+            self.journal.open()
             self._beat()
             self._ack_thread = threading.Thread(target=self._ack_loop, daemon=True,
                                                 name=f"boostkernel-redis-streams-acks-{self.queue}")
@@ -244,11 +268,6 @@ class RedisStreamsBroker(AckBatching, Broker):
     def fetch(self, max_messages: int, timeout: float) -> list[Delivery]:
         if not self._started:
             self._start()
-        out: list[Delivery] = []
-        if self._reclaimed:
-            while self._reclaimed and len(out) < max_messages:
-                out.append(self._reclaimed.popleft())
-            return out
         deadline = time.monotonic() + timeout
         while True:
             now = time.monotonic()
@@ -288,15 +307,20 @@ class RedisStreamsBroker(AckBatching, Broker):
                         if not fields:  # deleted while pending
                             self._acks.append(eid)
                             continue
-                        mid, d, body = _fields(fields, eid)
+                        mid, d, body, c = _fields(fields, eid)
                         self._held[mid] = eid
-                        out.append(Delivery(mid, body, eid, d + 1))
+                        out.append(Delivery(mid, body, eid, d + 1, crashes=c))
             if out:
                 return out
             if time.monotonic() >= deadline or self._closed:
                 return []
 
+    def started(self, delivery: Delivery) -> None:
+        """Record that this delivery runs now: one write(2) to this consumer's journal (boostkernel.journal)."""
+        self.journal.started(delivery.tag)
+
     def ack(self, delivery: Delivery) -> None:
+        self.journal.finished(delivery.tag)
         with self._held_lock:
             self._held.pop(delivery.id, None)
             self._acks.append(delivery.tag)
@@ -311,12 +335,14 @@ class RedisStreamsBroker(AckBatching, Broker):
         if not requeue:
             self.ack(delivery)
             return
+        self.journal.finished(delivery.tag)
         with self._held_lock:
             self._held.pop(delivery.id, None)
         self._requeue(keys=[self.stream], args=[self.base, delivery.tag, delivery.id, delivery.delivery_count,
-                                                delivery.body, float(delay)])
+                                                delivery.body, float(delay), delivery.crashes])
 
     def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        self.journal.finished(delivery.tag)
         with self._held_lock:
             self._held.pop(delivery.id, None)
         self._dead(keys=[self.stream], args=[self.base, delivery.tag, delivery.id, delivery.delivery_count,
@@ -352,44 +378,65 @@ class RedisStreamsBroker(AckBatching, Broker):
             raise
 
     def reap(self) -> tuple[int, int]:
-        """Claim entries idle for ``dead_after`` (their consumer stopped heartbeating). Returns (claimed, dead)."""
+        """Take entries idle for ``dead_after`` and add them again as new entries. Live consumers keep their
+        entries fresh (heartbeat), so these belong to dead consumers - charged a crash only where the dead
+        consumer's journal says it was running them - or to a live consumer that never received them (an
+        ``XREADGROUP`` reply that was lost), which go back uncharged. Returns (returned, dead)."""
         lock = self.base + ":reaper"
         if not self.redis.set(lock, self.cid, nx=True, px=max(1, int(self.reap_interval * 900))):
             return -1, 0
-        claimed = killed = 0
-        cursor = "0-0"
+        back = killed = charged = 0
         min_idle = int(self.dead_after * 1000)
+        journals: dict[str, set[str] | None] = {}
+        dead: set[str] = set()
         for _ in range(10):
-            res = self.redis.xautoclaim(self.stream, GROUP, self.cid, min_idle, cursor, count=100)
-            cursor, entries = res[0], res[1]
-            entries = [(e, f) for e, f in entries if f]
-            if entries:
-                pipe = self.redis.pipeline(transaction=False)
-                for eid, _ in entries:
-                    pipe.xpending_range(self.stream, GROUP, eid, eid, 1)
-                counts = pipe.execute()
-                for (eid_b, fields), pend in zip(entries, counts, strict=True):
-                    eid = eid_b.decode()
-                    times = int(pend[0]["times_delivered"]) if pend else 1
-                    mid, d, body = _fields(fields, eid)
-                    crashes = times - 1
-                    if crashes >= self.max_crashes:
-                        self._dead(keys=[self.stream], args=[
-                            self.base, eid, mid, d + times, body,
-                            f"crash-loop: its worker died {crashes} time(s) while holding it"])
-                        killed += 1
-                        continue
-                    with self._held_lock:
-                        self._held[mid] = eid
-                    self._reclaimed.append(Delivery(mid, body, eid, d + times))
-                    claimed += 1
-            if cursor in (b"0-0", "0-0"):
+            pend = cast("list[dict[str, Any]]",
+                        self.redis.xpending_range(self.stream, GROUP, "-", "+", 100, idle=min_idle))
+            if not pend:
                 break
+            by_consumer: dict[str, list[Any]] = {}
+            for p in pend:
+                c = p["consumer"].decode() if isinstance(p["consumer"], bytes) else p["consumer"]
+                by_consumer.setdefault(c, []).append(p["message_id"])
+            progressed = False
+            for c, ids in by_consumer.items():
+                if c not in journals:
+                    if self.redis.exists(f"{self.base}:hb:{c}"):
+                        journals[c] = set()  # alive: it never received these entries
+                    else:
+                        dead.add(c)
+                        journals[c] = read_journal(self.journal_dir, c) if c.startswith(_HOST_PREFIX) else None
+                ran = journals[c]
+                claimed = cast("list[tuple[bytes, dict[bytes, bytes]]]",
+                               self.redis.xclaim(self.stream, GROUP, self.cid, min_idle, ids))
+                for eid_b, fields in claimed:
+                    progressed = True
+                    eid = eid_b.decode() if isinstance(eid_b, bytes) else eid_b
+                    if not fields:  # deleted while pending
+                        self.redis.xack(self.stream, GROUP, eid)
+                        continue
+                    mid, d, body, crashes = _fields(fields, eid)
+                    if ran is None or eid in ran:
+                        crashes += 1
+                        charged += 1
+                        if crashes >= self.max_crashes:
+                            self._dead(keys=[self.stream], args=[
+                                self.base, eid, mid, d + 1, body,
+                                f"crash-loop: its worker died {crashes} time(s) while running it (last: {c})"])
+                            killed += 1
+                            continue
+                    self._requeue(keys=[self.stream], args=[self.base, eid, mid, d + 1, body, 0, crashes])
+                    back += 1
+            if not progressed or len(pend) < 100:
+                break
+        for c in dead:
+            remove_journal(self.journal_dir, c)
         self._forget_dead_consumers()
-        if claimed or killed:
-            self.log.warning("queue %r: reclaimed %d message(s) of dead consumers%s", self.queue, claimed,
+        if back or killed:
+            self.log.warning("queue %r: returned %d message(s) of dead consumers (%d had been running)%s",
+                             self.queue, back + killed, charged,
                              f", {killed} crash-looping message(s) to the dead-letter queue" if killed else "")
-        return claimed, killed
+        return back, killed
 
     def _forget_dead_consumers(self) -> None:
         for c in self.redis.xinfo_consumers(self.stream, GROUP):
@@ -469,13 +516,14 @@ class RedisStreamsBroker(AckBatching, Broker):
                     if not fields:
                         self.redis.xack(self.stream, GROUP, eid)
                         continue
-                    mid, d, body = _fields(fields, eid.decode())
-                    self._requeue(keys=[self.stream], args=[self.base, eid, mid, d, body, 0])
+                    mid, d, body, c = _fields(fields, eid.decode())
+                    self._requeue(keys=[self.stream], args=[self.base, eid, mid, d, body, 0, c])
             pipe = self.redis.pipeline(transaction=False)
             pipe.xgroup_delconsumer(self.stream, GROUP, self.cid)
             pipe.delete(f"{self.base}:hb:{self.cid}")
             pipe.srem(self.base + ":consumers", self.cid)
             pipe.execute()
+            self.journal.close()
         except CONNECTION_ERRORS as exc:
             self.log.warning("queue %r: could not return held entries on close (%s); they are reclaimed after %ss",
                              self.queue, exc, self.dead_after)
