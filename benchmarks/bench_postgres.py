@@ -1,0 +1,91 @@
+"""The ``postgres`` broker: publish one by one and batched, consume with ``solo`` and threads.
+
+    uv run python benchmarks/bench_postgres.py            # -n 20000 --workers 16 --url postgresql://…
+
+No-op tasks in a fresh schema (dropped at the end) of the database in ``--url`` (default: the local test
+server). *publish/s* is the publishing loop (``push()`` per message: one INSERT + NOTIFY round trip
+each; ``push_many()``: 5,000 rows per statement); *consume/s* runs from ``consume()`` until the last task
+finished, acks included (the broker's guarantee: at-least-once, acked after the task).
+
+Peers: PgQueuer and procrastinate on the same database are *not* measured yet (see docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+import uuid
+from typing import Any
+
+from boostkernel import boost
+
+
+def run(url: str, schema: str, n: int, concurrency: str, workers: int, batch: bool) -> dict[str, float]:
+    counter = [0]
+    finished = threading.Event()
+    lock = threading.Lock()
+
+    @boost(f"bench_pg_{concurrency}_{uuid.uuid4().hex[:6]}", broker="postgres", broker_url=url,
+           concurrency=concurrency, workers=workers, validate_args=False, broker_options={"schema": schema})
+    def noop(x: int) -> None:
+        with lock:
+            counter[0] += 1
+            if counter[0] == n:
+                finished.set()
+
+    t0 = time.perf_counter()
+    if batch:
+        for i in range(0, n, 5000):
+            noop.push_many([(j,) for j in range(i, min(n, i + 5000))])
+    else:
+        push = noop.push
+        for i in range(n):
+            push(i)
+    t_pub = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    noop.consume()
+    if not finished.wait(600):
+        raise RuntimeError(f"only {counter[0]} of {n} ran")
+    t_con = time.perf_counter() - t1
+    noop.stop()
+    return {"publish_per_s": n / t_pub, "consume_per_s": n / t_con}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("-n", type=int, default=20_000)
+    ap.add_argument("--workers", type=int, default=16)
+    ap.add_argument("--url", default=os.environ.get("BOOSTKERNEL_POSTGRES_URL",
+                                                    "postgresql://postgres@127.0.0.1:5432/test"))
+    ap.add_argument("--json", default="benchmarks/results/postgres.json")
+    a = ap.parse_args()
+    import psycopg
+
+    schema = f"bk_bench_{uuid.uuid4().hex[:8]}"
+    rows: list[dict[str, Any]] = []
+
+    def add(name: str, r: dict[str, float]) -> None:
+        rows.append({"name": name, **r})
+        print(f"{name:50s} publish {r['publish_per_s']:>9,.0f}/s   consume {r['consume_per_s']:>9,.0f}/s", flush=True)
+
+    try:
+        n_single = min(a.n, 5000)  # one round trip per message: fewer of them
+        add(f"postgres, threads({a.workers}), push one by one", run(a.url, schema, n_single, "threads", a.workers, False))
+        add(f"postgres, threads({a.workers}), push_many", run(a.url, schema, a.n, "threads", a.workers, True))
+        add("postgres, solo, push_many", run(a.url, schema, a.n, "solo", 1, True))
+    finally:
+        with psycopg.connect(a.url, autocommit=True) as c:
+            c.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    out = {"n": a.n, "workers": a.workers, "python": sys.version.split()[0], "rows": rows,
+           "load_average": os.getloadavg(), "when": time.strftime("%Y-%m-%d %H:%M")}
+    os.makedirs(os.path.dirname(a.json), exist_ok=True)
+    with open(a.json, "w") as fh:
+        json.dump(out, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""Private database servers for tests that must restart or cut a service (never the shared one).
+
+:class:`PrivatePostgres` and :class:`PrivateMariaDB` create a throw-away data directory, start the
+server on a free local port from the binaries the machine already has (Debian's ``postgresql`` and
+``mariadb-server`` packages), and offer ``restart()`` and ``stop()``. They are used by the
+``restart_service`` fixtures of the SQL brokers' contract tests and by the MySQL binlog tests::
+
+    pg = PrivatePostgres.start(tmp_path_factory.mktemp("pg"))
+    url = pg.url            # postgresql://postgres@127.0.0.1:<port>/postgres
+    pg.restart()            # fast shutdown + start; returns once it accepts connections
+    pg.stop()
+
+``available()`` says whether the binaries exist (a test skips, or fails under CI, if not).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"the private server exited with code {proc.returncode}") from None
+            time.sleep(0.05)
+    raise TimeoutError(f"the private server did not open port {port} within {timeout}s")
+
+
+def _run(cmd: list[str]) -> None:
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=180)
+    if p.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({p.returncode}): {p.stdout.decode(errors='replace')[-2000:]}")
+
+
+def _as_postgres_user(cmd: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: run it as the ``postgres`` user when we are root."""
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--", *cmd]
+    return cmd
+
+
+class PrivatePostgres:
+    """A PostgreSQL server of its own (``initdb`` in ``datadir``, trust auth, listening on 127.0.0.1)."""
+
+    def __init__(self, datadir: Path, port: int, bindir: Path) -> None:
+        self.datadir, self.port, self.bindir = datadir, port, bindir
+        self.url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+
+    @staticmethod
+    def find_bindir() -> Path | None:
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+        if found:
+            return Path(found[-1]).parent
+        ctl = shutil.which("pg_ctl")
+        return Path(ctl).parent if ctl else None
+
+    @classmethod
+    def available(cls) -> bool:
+        return cls.find_bindir() is not None
+
+    @classmethod
+    def start(cls, base: Path, port: int | None = None) -> PrivatePostgres:
+        bindir = cls.find_bindir()
+        if bindir is None:
+            raise RuntimeError("PostgreSQL server binaries not found (apt-get install postgresql)")
+        if os.geteuid() == 0:  # the postgres user must reach the directory: not under root's private tmp
+            base = Path(tempfile.mkdtemp(prefix="boostkernel-pg-"))
+            os.chmod(base, 0o755)
+            shutil.chown(base, "postgres")
+        datadir = base / "pgdata"
+        _run(_as_postgres_user([str(bindir / "initdb"), "-D", str(datadir), "-U", "postgres", "--auth=trust",
+                                "-E", "UTF8", "--no-sync"]))
+        self = cls(datadir, port or free_port(), bindir)
+        self._pg_ctl("start")
+        return self
+
+    def _pg_ctl(self, action: str) -> None:
+        opts = (f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.datadir} -c fsync=off "
+                f"-c max_connections=200 -c shared_buffers=16MB")
+        cmd = [str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-l", str(self.datadir / "server.log"),
+               "-w", "-t", "60", "-m", "fast"]
+        if action != "stop":
+            cmd += ["-o", opts]
+        _run(_as_postgres_user([*cmd, action]))
+        if action != "stop":
+            _wait_port(self.port, 60)
+
+    def restart(self) -> None:
+        """Fast shutdown (every connection is cut) and start again; returns once it accepts connections."""
+        self._pg_ctl("restart")
+
+    def stop(self) -> None:
+        try:
+            self._pg_ctl("stop")
+        except subprocess.CalledProcessError:
+            pass
+        shutil.rmtree(self.datadir.parent if self.datadir.parent.name.startswith("boostkernel-pg-") else self.datadir,
+                      ignore_errors=True)
+
+
+class PrivateMariaDB:
+    """A MariaDB server of its own (``mariadb-install-db`` in ``datadir``; root without password over TCP
+    on 127.0.0.1), optionally with the row-based binary log on."""
+
+    def __init__(self, datadir: Path, port: int, binlog: bool) -> None:
+        self.datadir, self.port, self.binlog = datadir, port, binlog
+        self.url = f"mysql://root@127.0.0.1:{port}/"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @staticmethod
+    def available() -> bool:
+        return bool(shutil.which("mariadbd") or os.path.exists("/usr/sbin/mariadbd")) and bool(
+            shutil.which("mariadb-install-db"))
+
+    @classmethod
+    def start(cls, base: Path, port: int | None = None, binlog: bool = False) -> PrivateMariaDB:
+        datadir = base / "mariadb"
+        datadir.mkdir(parents=True, exist_ok=True)
+        _run(["mariadb-install-db", "--no-defaults", f"--datadir={datadir}", "--user=root",
+              "--auth-root-authentication-method=normal", "--skip-test-db"])
+        self = cls(datadir, port or free_port(), binlog)
+        self._start()
+        return self
+
+    def _start(self) -> None:
+        mariadbd = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
+        args = [mariadbd, "--no-defaults", f"--datadir={self.datadir}", f"--port={self.port}",
+                "--bind-address=127.0.0.1", f"--socket={self.datadir}/mysqld.sock",
+                f"--pid-file={self.datadir}/mysqld.pid", "--user=root", "--skip-name-resolve",
+                "--innodb-buffer-pool-size=32M", "--innodb-log-file-size=16M", "--innodb-flush-log-at-trx-commit=2",
+                "--max-connections=300", f"--log-error={self.datadir}/error.log"]
+        if self.binlog:
+            args += ["--log-bin=binlog", "--binlog-format=ROW", "--binlog-row-image=FULL", "--server-id=1"]
+        else:
+            args += ["--skip-log-bin"]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
+        _wait_port(self.port, 90, self.proc)
+
+    def _stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def restart(self) -> None:
+        """Shut down (every connection is cut) and start again; returns once it accepts connections."""
+        self._stop()
+        self._start()
+
+    def stop(self) -> None:
+        self._stop()
+        shutil.rmtree(self.datadir, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""PostgreSQL broker and store for boostkernel."""

@@ -1,0 +1,1 @@
+"""SQL broker for boostkernel on any SQLAlchemy database."""
