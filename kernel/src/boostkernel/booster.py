@@ -14,7 +14,7 @@ from .config import build_params, fill_controls
 from .consumer import Consumer, start_consumer
 from .control import Control, overrides
 from .errors import ConfigError, MessageRejected, PluginNotInstalled
-from .message import MAX_MESSAGE_BYTES, Envelope
+from .message import MAX_MESSAGE_BYTES, Envelope, TypeCodec
 from .overlay import ProcessGroup, start_processes
 from .params import BoostParams, TaskOptions
 from .plugins import Registration, get_plugins
@@ -57,12 +57,15 @@ class Booster(Generic[P, R]):
         self._store: Store | None = None
         self._consumer: Consumer | None = None
         self._processes: ProcessGroup | None = None
+        self._codec: TypeCodec | None = None
 
         plugins = get_plugins()
         self.broker_name = plugins.resolve_broker_name(params.broker)
-        self.broker_class: type[Broker] = plugins.get("broker", self.broker_name).load()
+        broker_reg = plugins.get("broker", self.broker_name)
+        self.broker_class: type[Broker] = broker_reg.load()
         if params.broker_url is None and "://" in params.broker:
             params.broker_url = params.broker
+        _check_url_fits(params, self.broker_name, broker_reg.schemes)
         if not self.broker_class.capabilities.needs_own_worker:
             self.executor_class = plugins.get("executor", params.concurrency).load()
             caps = self.executor_class.capabilities
@@ -113,6 +116,13 @@ class Booster(Generic[P, R]):
             return self
         return BoundBooster(self, obj)
 
+    @property
+    def codec(self) -> TypeCodec:
+        """How arguments and results cross the wire (JSON; annotated datetime, UUID … rebuilt)."""
+        if self._codec is None:
+            self._codec = TypeCodec(self.fn.__qualname__, self.signature, 1 if self.method_kind == "class" else 0)
+        return self._codec
+
     # --- lazily created parts -------------------------------------------------------------------
     def make_broker(self) -> Broker:
         """A new broker instance for this queue (the consumer gets its own)."""
@@ -155,13 +165,15 @@ class Booster(Generic[P, R]):
     def _envelope(self, args: Sequence[Any], kwargs: dict[str, Any], options: TaskOptions | None) -> Envelope:
         if self.params.validate_args:
             self._validate(args, kwargs)
+        args = list(args)
+        (self._codec or self.codec).encode_args(args, kwargs)
         opts = options.to_wire() if options is not None else {}
-        if opts and ("expires" in opts or "dedup_key" in opts):
+        if opts and ("expires" in opts or "dedup_key" in opts or "priority" in opts):
             self._check_message_options(opts)
         if options is not None and options.overrides:
             self._check_overrides(options.overrides)
         headers = options.headers if options is not None and options.headers else None
-        env = Envelope(self.queue, list(args), kwargs, id=options.task_id if options else None,
+        env = Envelope(self.queue, args, kwargs, id=options.task_id if options else None,
                        options=opts, headers=headers)
         if self._publish_controls is None:
             self._publish_controls = [c.on_publish for c in self.make_controls() if overrides(c, "on_publish")]
@@ -169,8 +181,20 @@ class Booster(Generic[P, R]):
             hook(env)
         return env
 
+    def honours_priority(self) -> bool:
+        """Whether this booster's broker orders messages by ``TaskOptions(priority=...)``: the broker class's
+        ``honours_priority(params)`` when it has one (it depends on the URL or options), else its
+        ``capabilities.priority``."""
+        hook = getattr(self.broker_class, "honours_priority", None)
+        return bool(hook(self.params)) if hook is not None else self.broker_class.capabilities.priority
+
     def _check_message_options(self, opts: Mapping[str, Any]) -> None:
         """A per-message option whose control is off on this booster would be ignored: say so now."""
+        if opts.get("priority") and not self.honours_priority():
+            raise ConfigError(
+                f"TaskOptions(priority=...) on queue {self.queue!r}: broker {self.broker_name!r} does not order "
+                "messages by priority here, so the option would be ignored. Use a broker that does (sqlite, memory, "
+                "redis, rabbitmq; see `boostkernel plugins list`), or leave priority unset")
         active = {p for reg in self.control_registrations for p in reg.params}
         for option, param, example in (("expires", "expires", "expires=3600"), ("dedup_key", "dedup", "dedup=True")):
             if option in opts and param not in active:
@@ -226,22 +250,21 @@ class Booster(Generic[P, R]):
 
     def push_many(self, calls: Iterable[Sequence[Any] | Mapping[str, Any]], *, options: TaskOptions | None = None,
                   chunk_size: int = 1000) -> list[AsyncResult[R]]:
-        """Publish many calls: each item is an argument tuple/list or a kwargs dict. Batched by the broker."""
-        results: list[AsyncResult[R]] = []
-        batch: list[Outgoing] = []
-        for call in calls:
-            if isinstance(call, Mapping):
-                env = self._envelope((), dict(call), options)
-            else:
-                env = self._envelope(tuple(call), {}, options)
-            batch.append(self._outgoing(env))
-            results.append(AsyncResult(env.id, self))
-            if len(batch) >= chunk_size:
-                self.broker.publish_many(batch)
-                batch = []
-        if batch:
-            self.broker.publish_many(batch)
-        return results
+        """Publish many calls: each item is an argument tuple/list or a kwargs dict. Batched by the broker.
+
+        Every call is validated and encoded before the first is published: a bad item raises (naming its
+        index) and nothing is sent."""
+        out: list[Outgoing] = []
+        for i, call in enumerate(calls):
+            try:
+                if isinstance(call, Mapping):
+                    env = self._envelope((), dict(call), options)
+                else:
+                    env = self._envelope(tuple(call), {}, options)
+                out.append(self._outgoing(env))
+            except (TypeError, ValueError, MessageRejected) as exc:
+                raise _item_error(exc, i) from None
+        return _publish_chunks(self, out, chunk_size)
 
     async def aio_push(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
         import asyncio
@@ -397,27 +420,62 @@ class BoundBooster:
     def push_many(self, calls: Iterable[Sequence[Any] | Mapping[str, Any]], *, options: TaskOptions | None = None,
                   chunk_size: int = 1000) -> list[AsyncResult[Any]]:
         state, b = instance_state(self.obj), self.booster
-        results: list[AsyncResult[Any]] = []
-        batch: list[Outgoing] = []
-        for call in calls:
-            if isinstance(call, Mapping):
-                env = b._envelope((state,), dict(call), options)
-            else:
-                env = b._envelope((state, *call), {}, options)
-            batch.append(b._outgoing(env))
-            results.append(AsyncResult(env.id, b))
-            if len(batch) >= chunk_size:
-                b.broker.publish_many(batch)
-                batch = []
-        if batch:
-            b.broker.publish_many(batch)
-        return results
+        out: list[Outgoing] = []
+        for i, call in enumerate(calls):
+            try:
+                if isinstance(call, Mapping):
+                    env = b._envelope((state,), dict(call), options)
+                else:
+                    env = b._envelope((state, *call), {}, options)
+                out.append(b._outgoing(env))
+            except (TypeError, ValueError, MessageRejected) as exc:
+                raise _item_error(exc, i) from None
+        return _publish_chunks(b, out, chunk_size)
 
     def __getattr__(self, name: str) -> Any:  # count, purge, consume, result … of the booster
         return getattr(self.booster, name)
 
     def __repr__(self) -> str:
         return f"<BoundBooster {self.booster.fn.__qualname__} of {self.obj!r}>"
+
+
+def _check_url_fits(params: BoostParams, broker_name: str, schemes: tuple[str, ...]) -> None:
+    """The merged configuration must agree with itself: a broker that declares its URL schemes cannot be
+    given another scheme's URL (e.g. ``BOOSTKERNEL_BROKER=sqlite`` with a ``redis://`` URL from pyproject.toml).
+    Checked at decoration, not at the first push."""
+    from .logs import mask_url
+    from .params import source_of
+
+    url = params.broker_url
+    if not url or not schemes or "://" not in url:
+        return
+    scheme = url.split("://", 1)[0].lower()
+    if scheme in schemes:
+        return
+    src_b, src_u = source_of(params, "broker"), source_of(params, "broker_url")
+    if "://" in params.broker:
+        src_u = src_b
+    raise ConfigError(
+        f"queue {params.queue!r}: broker {broker_name!r} (from {src_b}) cannot use the URL {mask_url(url)!r} "
+        f"(from {src_u}): it takes {', '.join(s + '://' for s in schemes)} URLs. Settings are merged from "
+        "@boost arguments > BOOSTKERNEL_* environment variables > [tool.boostkernel] in pyproject.toml; set the "
+        f"broker and its URL in the same place, or choose the broker that handles {scheme}:// URLs")
+
+
+def _item_error(exc: Exception, i: int) -> Exception:
+    """``exc`` with the failing push_many item named (the same type, so callers catch it as before)."""
+    try:
+        return type(exc)(f"push_many item {i}: {exc} (nothing was published)")
+    except Exception:  # noqa: BLE001 - an exception type with another constructor: keep it as it is
+        return exc
+
+
+def _publish_chunks(b: Booster[Any, Any], out: list[Outgoing], chunk_size: int) -> list[AsyncResult[Any]]:
+    """Publish already validated messages, ``chunk_size`` per broker call."""
+    step = max(1, chunk_size)
+    for start in range(0, len(out), step):
+        b.broker.publish_many(out[start:start + step])
+    return [AsyncResult(m.id, b) for m in out]
 
 
 def open_store(params: BoostParams, default: str) -> Store:

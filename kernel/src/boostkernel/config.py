@@ -34,8 +34,11 @@ def build_params(queue: str, given: Mapping[str, Any]) -> BoostParams:
         raise unknown_parameters_error(queue, sorted(unknown), [*known, *option_infos])
     merged: dict[str, Any] = {}
     per_control: dict[str, dict[str, Any]] = {}
+    sources: dict[str, str] = {}  # where each setting came from, for errors about mixed sources
+    source = "[tool.boostkernel] in pyproject.toml"
 
     def put(name: str, value: Any) -> None:
+        sources[name] = source if source != "env" else f"BOOSTKERNEL_{name.upper()}"
         info = option_infos.get(name)
         if info is None:
             merged[name] = value
@@ -54,6 +57,7 @@ def build_params(queue: str, given: Mapping[str, Any]) -> BoostParams:
         elif name != "queues":
             raise unknown_parameters_error(queue, [name], [*known, *option_infos],
                                            where="[tool.boostkernel] in pyproject.toml has")
+    source = "env"
     for name, f in known.items():
         if name in _NOT_CONFIGURABLE:
             continue
@@ -66,9 +70,12 @@ def build_params(queue: str, given: Mapping[str, Any]) -> BoostParams:
         if raw is not None and info.configurable:
             put(name, coerce_env(name, raw, info.default, info.type))
     for name, value in given.items():
+        source = f"@boost({name}=...)"
         put(name, value)
     merged["queue"] = queue
-    return fill_controls(BoostParams(**merged), per_control)
+    params = fill_controls(BoostParams(**merged), per_control)
+    params.__dict__["_sources"] = sources
+    return params
 
 
 def fill_controls(params: BoostParams, given: Mapping[str, Mapping[str, Any]] | None = None) -> BoostParams:

@@ -22,7 +22,7 @@ from .broker import Broker, Delivery, Outgoing
 from .context import Outcome, TaskContext, _current, current_task, outcome_of, worker_id
 from .control import Control, overrides
 from .errors import DeadLetter, MessageDecodeError, Requeue, Retry, Skip
-from .logs import current_task_id, queue_logger
+from .logs import current_task_id, install_task_record_factory, queue_logger
 from .message import Envelope, decode
 from .modes import check_can_start
 from .running import add_consumer, running_consumers, stop_all
@@ -86,6 +86,7 @@ class Consumer:
         self.booster = booster
         self.params = p = booster.params
         self.log = queue_logger(booster.queue)
+        install_task_record_factory()  # the task id and masking in the user's own log records too
         self.broker: Broker = booster.make_broker()
         #: ``broker.started`` if the broker overrides it (it tracks running vs prefetched), else None.
         self.started: Callable[[Delivery], None] | None = (
@@ -96,14 +97,21 @@ class Consumer:
             c.consumer = self
         self.worker_id = worker_id()
         self.running = False
+        self.abandoned: list[str] = []
         self.stopped = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.processed = 0
-        self._submitted = 0  # jobs handed to the executor (dispatch thread only)
-        self._finished = itertools.count(1)  # next() is atomic: jobs done, from any thread
+        #: Tasks running now, by id(ctx) (so stop() can name the ones it abandons).
+        self.in_flight: dict[int, TaskContext] = {}
+        codec = booster.codec
+        #: Rebuild annotated arguments (datetime, UUID …) before the call; JSON-encode the result when it is kept.
+        self._decode_args = codec.decode_args if codec.any_typed else None
+        self._encode_result = codec.encode_result if p.results else None
         #: Whether a control decides retries (the retry control); otherwise the default limit applies.
         self.retry_owned = any(c.handles_retry for c in self.controls)
+        self._submitted = 0  # jobs handed to the executor (dispatch thread only)
+        self._finished = itertools.count(1)  # next() is atomic: jobs done, from any thread
         self._build_chain()
 
     # --- stopping (public for controls and plugins) ------------------------------------------------
@@ -181,6 +189,14 @@ class Consumer:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
         self.executor.shutdown(wait=True, timeout=timeout)
+        abandoned = [ctx.envelope.id for ctx in list(self.in_flight.values())]
+        if abandoned:
+            self.log.warning(
+                "queue %r stopped after %ss with %d task(s) still running, abandoned: %s. Their messages are "
+                "not acknowledged: the broker delivers them again (a memory broker loses them with the process)",
+                self.booster.queue, timeout, len(abandoned), ", ".join(abandoned[:20])
+                + (" …" if len(abandoned) > 20 else ""))
+        self.abandoned = abandoned
         for c in self.controls:
             try:
                 c.stop()
@@ -225,14 +241,23 @@ class Consumer:
                     for d in batch[i:]:
                         _safe(broker.nack, d, True)
                     break
-                if delivery.crashes:  # a worker died while running it: run it alone (see Delivery.crashes)
-                    self._wait_idle()
+                try:
+                    if delivery.crashes:  # a worker died while running it: run it alone (see Delivery.crashes)
+                        self._wait_idle()
+                        self._submitted += 1
+                        executor.submit(_Job(self, delivery))
+                        self._wait_idle()
+                        continue
                     self._submitted += 1
                     executor.submit(_Job(self, delivery))
-                    self._wait_idle()
-                    continue
-                self._submitted += 1
-                executor.submit(_Job(self, delivery))
+                except Exception:
+                    if not stop.is_set():
+                        raise
+                    # stop() gave up waiting and shut the pool down while we waited for a free slot: the
+                    # rest of the batch goes back to the queue (no traceback: this is a normal stop)
+                    for d in batch[i:]:
+                        _safe(broker.nack, d, True)
+                    return
             # Only future messages, and either the queue had no more or we went round all of them: wait
             # (at most 1 s) instead of spinning. Ready messages behind them are reached first.
             if parked and parked == len(batch) and (len(batch) < prefetch or cycled or len(seen) > 10_000):
@@ -283,15 +308,22 @@ class Consumer:
             return
         token = _current.set(ctx)
         tid = current_task_id.set(ctx.envelope.id)
+        key = id(ctx)
+        self.in_flight[key] = ctx
         try:
             for b in self.befores:
                 b(ctx)
+            if self._decode_args is not None:
+                self._rebuild_args(ctx)
             ctx.result = self.invoke(ctx)
+            if self._encode_result is not None:
+                ctx.result = self._encode_result(ctx.result)
             ctx.status = _SUCCESS
         except BaseException as exc:  # noqa: BLE001 - every outcome is decided below
             self._failed(ctx, exc)
         finally:
             self._finish(ctx)
+            del self.in_flight[key]
             current_task_id.reset(tid)
             _current.reset(token)
 
@@ -301,17 +333,32 @@ class Consumer:
             return
         token = _current.set(ctx)
         tid = current_task_id.set(ctx.envelope.id)
+        key = id(ctx)
+        self.in_flight[key] = ctx
         try:
             for b in self.befores:
                 b(ctx)
+            if self._decode_args is not None:
+                self._rebuild_args(ctx)
             ctx.result = await self.ainvoke(ctx)
+            if self._encode_result is not None:
+                ctx.result = self._encode_result(ctx.result)
             ctx.status = _SUCCESS
         except BaseException as exc:  # noqa: BLE001
             self._failed(ctx, exc)
         finally:
             self._finish(ctx)
+            del self.in_flight[key]
             current_task_id.reset(tid)
             _current.reset(token)
+
+    def _rebuild_args(self, ctx: TaskContext) -> None:
+        e = ctx.envelope
+        assert self._decode_args is not None
+        try:
+            self._decode_args(e.args, e.kwargs)
+        except ValueError as exc:
+            raise DeadLetter(str(exc)) from None
 
     def _failed(self, ctx: TaskContext, exc: BaseException) -> None:
         ctx.exception = exc

@@ -298,6 +298,9 @@ class TaskRunner:
         self.afters = [c.after for c in controls if overrides(c, "after")]
         self.retry_on: tuple[type[BaseException], ...] = getattr(booster.params, "retry_on", (Exception,))
         self.max_retries: int = getattr(booster.params, "max_retries", 0)
+        from .logs import install_task_record_factory
+
+        install_task_record_factory()
 
     def will_retry(self, exc: BaseException, attempt: int) -> bool:
         """Whether the framework will run the task again after ``exc`` on attempt ``attempt`` (0-based)."""
@@ -318,10 +321,15 @@ class TaskRunner:
         try:
             for b in self.befores:
                 b(ctx)
+            codec = self.booster.codec
+            if codec.any_typed:  # annotated datetime, UUID … are rebuilt (as on every broker)
+                codec.decode_args(env.args, env.kwargs)
             if self.is_async:
                 result = asyncio.run(self.fn(*env.args, **env.kwargs))
             else:
                 result = self.fn(*env.args, **env.kwargs)
+            if self.booster.params.results:  # a result no process could read back as it was is a failure
+                result = codec.encode_result(result)
             ctx.result = result
             ctx.status = Outcome.SUCCESS
             return result

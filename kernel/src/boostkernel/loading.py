@@ -32,10 +32,20 @@ def import_target(module: str, run_name: str | None = None) -> ModuleType:
     return importlib.import_module(module)
 
 
-def boosters_of(module: str | None, queues: Sequence[str] | None = None, group: str | None = None) -> list[Any]:
-    """The boosters a worker should run: those defined by ``module`` (or all), filtered by queues/group."""
+def boosters_of(module: str | ModuleType | None, queues: Sequence[str] | None = None,
+                group: str | None = None) -> list[Any]:
+    """The boosters a worker should run: those defined by ``module`` (or all), filtered by queues/group.
+
+    ``module`` is a module object, a module name (imported) or a ``.py`` path (run), or ``None`` for every
+    booster of this process.
+    """
     mod_name = None
-    if module is not None:
+    if isinstance(module, ModuleType):
+        mod_name = module.__name__
+    elif module is not None:
+        if not isinstance(module, str):
+            raise ConfigError(f"boosters_of(module=...) takes a module, a module name or a .py path, "
+                              f"not {type(module).__name__}")
         mod = import_target(module)
         mod_name = mod.__name__
     chosen = []
@@ -51,5 +61,6 @@ def boosters_of(module: str | None, queues: Sequence[str] | None = None, group: 
     if queues:
         missing = set(queues) - {b.queue for b in chosen}
         if missing:
-            raise ConfigError(f"no booster for queue(s) {sorted(missing)} in {module or 'this process'}")
+            where = getattr(module, "__name__", module) or "this process"
+            raise ConfigError(f"no booster for queue(s) {sorted(missing)} in {where}")
     return chosen

@@ -42,6 +42,38 @@ class ContextFilter(logging.Filter):
         return True
 
 
+_factory_installed = False
+
+
+def install_task_record_factory() -> None:
+    """Give every log record the running task's id (``record.task_id``, ``-`` outside a task) and mask
+    secrets (URL passwords, ``password=…``) in records emitted while a task runs — whichever logger the
+    user's code logs to. Installed once, when the first consumer or framework worker starts; the cost per
+    record is one context-variable read, plus the masking of records logged inside a task."""
+    global _factory_installed
+    if _factory_installed:
+        return
+    _factory_installed = True
+    previous = logging.getLogRecordFactory()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        tid = current_task_id.get()
+        record.task_id = tid or "-"
+        if tid is not None:
+            try:
+                text = record.getMessage()
+            except Exception:  # noqa: BLE001 - a bad format string is the handler's to report
+                return record
+            if "=" in text or "://" in text:
+                masked = mask(text)
+                if masked != text:
+                    record.msg, record.args = masked, None
+        return record
+
+    logging.setLogRecordFactory(factory)
+
+
 _configured = False
 
 

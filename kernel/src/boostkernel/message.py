@@ -13,6 +13,8 @@ imports a name taken from a message.
 
 from __future__ import annotations
 
+import enum
+import inspect
 import os
 import threading
 import time
@@ -167,3 +169,176 @@ def dumps(obj: Any) -> bytes:
 
 def loads(data: bytes | str) -> Any:
     return orjson.loads(data)
+
+
+# --- typed arguments and results ----------------------------------------------------------------------
+#
+# Arguments and results travel as JSON. A value of another type (datetime, UUID, Decimal, set, tuple,
+# Enum, dataclass, msgspec Struct …) is accepted only where the function's annotation says how to rebuild
+# it: it is sent in its JSON form (msgspec.to_builtins) and rebuilt on the other side with
+# msgspec.convert(value, annotation). Anywhere else it is refused with TypeError, never turned into a
+# string silently. Plain JSON values cost two type checks per argument.
+
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def json_problem(value: Any, depth: int = 0) -> str | None:
+    """``None`` if ``value`` is plain JSON data (str, int, float, bool, None, lists/tuples and dicts with
+    string keys of those), else the name of the first type that is not."""
+    t = type(value)
+    if t is str or t is int or t is float or t is bool or value is None:
+        return None
+    if depth > 200:
+        return "a structure nested over 200 levels"
+    if t is list or t is tuple:
+        for v in value:
+            p = json_problem(v, depth + 1)
+            if p is not None:
+                return p
+        return None
+    if t is dict:
+        for k, v in value.items():
+            if type(k) is not str:
+                return f"{type(k).__name__} (as a dict key)"
+            p = json_problem(v, depth + 1)
+            if p is not None:
+                return p
+        return None
+    if isinstance(value, _JSON_SCALARS) and not isinstance(value, enum.Enum):
+        return None  # subclasses of str/int/float (not enums) are sent as their base value
+    return type(value).__qualname__
+
+
+def _rebuildable(annotation: Any) -> bool:
+    """Whether ``annotation`` names a type that JSON does not carry as is and msgspec can rebuild."""
+    if annotation is inspect.Parameter.empty or isinstance(annotation, str):
+        return False
+    try:
+        import msgspec.inspect as mi
+
+        info = mi.type_info(annotation)
+    except Exception:  # noqa: BLE001 - not a type msgspec understands: plain JSON only
+        return False
+    return not _plain_info(info, mi) and not isinstance(info, mi.CustomType)
+
+
+def _plain_info(info: Any, mi: Any) -> bool:
+    if isinstance(info, (mi.AnyType, mi.StrType, mi.IntType, mi.FloatType, mi.BoolType, mi.NoneType)):
+        return True
+    if isinstance(info, mi.ListType):
+        return _plain_info(info.item_type, mi)
+    if isinstance(info, mi.DictType):
+        return isinstance(info.key_type, mi.StrType) and _plain_info(info.value_type, mi)
+    if isinstance(info, mi.UnionType):
+        return all(_plain_info(t, mi) for t in info.types)
+    return False
+
+
+class TypeCodec:
+    """How one function's arguments and result cross the wire, from its signature (built once).
+
+    ``typed`` maps parameter names to annotations that are rebuilt (datetime, UUID, dataclasses …);
+    every other argument must be plain JSON. ``result_type`` is the return annotation when it is rebuilt.
+    """
+
+    __slots__ = ("name", "names", "typed", "positional_typed", "result_type", "offset")
+
+    def __init__(self, name: str, signature: Any, offset: int = 0) -> None:
+        self.name = name
+        params = [p for p in signature.parameters.values()][offset:]
+        self.offset = offset
+        self.names = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        self.typed: dict[str, Any] = {p.name: p.annotation for p in params
+                                      if p.kind is not p.VAR_POSITIONAL and p.kind is not p.VAR_KEYWORD
+                                      and _rebuildable(p.annotation)}
+        self.positional_typed = [(i, self.typed[n]) for i, n in enumerate(self.names) if n in self.typed]
+        ret = signature.return_annotation
+        self.result_type = ret if _rebuildable(ret) else None
+
+    @property
+    def any_typed(self) -> bool:
+        return bool(self.typed)
+
+    # --- publish side ---
+    def encode_args(self, args: list[Any], kwargs: dict[str, Any]) -> None:
+        """Check (and, for rebuilt parameters, convert in place) the arguments of one call."""
+        typed, names = self.typed, self.names
+        for i, v in enumerate(args):
+            t = type(v)
+            if t is int or t is str or t is float or t is bool or v is None:
+                continue
+            pname = names[i] if i < len(names) else None
+            if pname is not None and pname in typed:
+                args[i] = self._to_builtins(pname, v)
+                continue
+            self._check(pname or f"#{i + 1}", v)
+        for k, v in kwargs.items():
+            t = type(v)
+            if t is int or t is str or t is float or t is bool or v is None:
+                continue
+            if k in typed:
+                kwargs[k] = self._to_builtins(k, v)
+                continue
+            self._check(k, v)
+
+    def _to_builtins(self, pname: str, v: Any) -> Any:
+        import msgspec
+
+        try:
+            return msgspec.to_builtins(v)
+        except TypeError as exc:
+            raise TypeError(f"argument {pname!r} of {self.name}: cannot send {type(v).__qualname__}: {exc}") from None
+
+    def _check(self, pname: str, v: Any) -> None:
+        problem = json_problem(v)
+        if problem is not None:
+            raise TypeError(
+                f"argument {pname!r} of {self.name} must be JSON-serialisable: it holds a value of type {problem}, "
+                f"which JSON cannot carry as is (it would arrive as something else). Annotate the parameter with "
+                f"its type (e.g. `{pname}: {problem}`) so the worker rebuilds it, or pass plain data (str, int, "
+                "float, bool, None, list, dict)")
+
+    # --- consume side ---
+    def decode_args(self, args: list[Any], kwargs: dict[str, Any]) -> None:
+        """Rebuild the annotated arguments in place; raise ``ValueError`` naming the argument if one does not fit."""
+        import msgspec
+
+        typed, pname = self.typed, ""
+        try:
+            for i, ann in self.positional_typed:
+                if i < len(args):
+                    pname = self.names[i]
+                    args[i] = msgspec.convert(args[i], ann, strict=False)
+            for pname in kwargs.keys() & typed.keys():
+                kwargs[pname] = msgspec.convert(kwargs[pname], typed[pname], strict=False)
+        except msgspec.ValidationError as exc:
+            raise ValueError(f"argument {pname!r} of {self.name} does not fit its annotation: {exc}") from None
+
+    # --- results ---
+    def encode_result(self, value: Any) -> Any:
+        """The JSON form of a return value (rebuilt by :meth:`decode_result`), or ``TypeError``."""
+        t = type(value)
+        if t is int or t is str or t is float or t is bool or value is None:
+            return value
+        if self.result_type is not None:
+            import msgspec
+
+            try:
+                return msgspec.to_builtins(value)
+            except TypeError as exc:
+                raise TypeError(f"{self.name} returned a {type(value).__qualname__} that cannot be sent: {exc}") \
+                    from None
+        problem = json_problem(value)
+        if problem is not None:
+            raise TypeError(
+                f"{self.name} returned a value of type {problem}, which JSON cannot carry as is, so no "
+                "process could get it back as it was. Return plain data (str, int, float, bool, None, list, "
+                "dict), or annotate the return type (e.g. `-> set[int]`) so AsyncResult.get() rebuilds it")
+        return value
+
+    def decode_result(self, value: Any) -> Any:
+        if self.result_type is None:
+            return value
+        import msgspec
+
+        return msgspec.convert(value, self.result_type, strict=False)

@@ -233,3 +233,9 @@ def pyproject_settings(start: Path | None = None) -> dict[str, Any]:
                 break
     _pyproject_cache[key] = settings
     return settings
+
+
+def source_of(params: BoostParams, name: str) -> str:
+    """Where setting ``name`` of ``params`` came from: ``@boost(...)``, an environment variable,
+    pyproject.toml, or the default (recorded by :func:`boostkernel.config.build_params`)."""
+    return str(params.__dict__.get("_sources", {}).get(name, "the default"))

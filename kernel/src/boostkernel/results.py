@@ -63,7 +63,9 @@ class AsyncResult(Generic[R]):
         if rec is None or rec.get("status") not in FINAL_STATUSES:
             raise ResultTimeout(f"no result for task {self.task_id} on queue {self.booster.queue!r} "
                                 f"within {timeout}s")
-        if rec["status"] in _OK_STATUSES or not propagate:
+        if rec["status"] in _OK_STATUSES:
+            return self.booster.codec.decode_result(rec.get("result"))  # type: ignore[no-any-return]
+        if not propagate:
             return rec.get("result")  # type: ignore[return-value]
         err = rec.get("error") or {}
         raise TaskFailed(self.task_id, err.get("type", rec["status"]), err.get("message", ""), err.get("traceback"))

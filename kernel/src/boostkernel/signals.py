@@ -54,12 +54,36 @@ def on_shutdown(callback: Callable[[], None]) -> None:
     _on_shutdown.append(callback)
 
 
+#: A SIGTERM that arrives within this many seconds of the first signal is the same stop request: a signal
+#: sent to a process group reaches the worker twice under a wrapper that forwards it (``uv run``,
+#: ``timeout``, a shell), and systemd sends it to the whole group.
+REPEAT_SIGTERM_WINDOW = 2.0
+#: A second Ctrl-C sooner than this after the first is the terminal's copy forwarded by a wrapper, not a
+#: person pressing it again.
+REPEAT_SIGINT_WINDOW = 0.25
+_first_signal_at = 0.0
+
+
+def _is_repeat(signum: int, now: float) -> bool:
+    """Whether a signal received while already stopping is the same request (not a demand to exit now)."""
+    since = now - _first_signal_at
+    if signum == signal.SIGINT:  # an explicit second Ctrl-C forces
+        return since < REPEAT_SIGINT_WINDOW
+    return since < REPEAT_SIGTERM_WINDOW
+
+
 def _on_signal(signum: int, frame: FrameType | None) -> None:
-    if _shutdown.is_set():  # second signal: leave now
-        for g in all_groups():
+    global _first_signal_at
+    now = time.monotonic()
+    if _shutdown.is_set():
+        if _is_repeat(signum, now):
+            os.write(2, b"boostkernel: repeated stop signal: already stopping gracefully (Ctrl-C again to force)\n")
+            return
+        for g in all_groups():  # a second, deliberate signal: leave now
             g.kill()
         os.write(2, b"boostkernel: second signal, exiting without waiting\n")
         os._exit(1)
+    _first_signal_at = now
     _shutdown.set()
     _thread.start_new_thread(graceful_stop, (signum,))
 

@@ -170,6 +170,13 @@ class CeleryBroker(FrameworkBroker):
         "timeout": "celery enforces time limits only in its prefork/gevent/eventlet pools, and boostkernel runs "
                    "celery's worker in-process with the threads pool (use dramatiq or rq for timeouts)",
     }
+    @classmethod
+    def honours_priority(cls, p: Any) -> bool:
+        """celery orders by priority on RabbitMQ when its queues are declared with ``x-max-priority``
+        (``app_config={"task_queue_max_priority": 9}``); on Redis it does not here (one list per queue)."""
+        url = (p.broker_url or "").lower()
+        return url.startswith("amqp") and bool((p.broker_options.get("app_config") or {}).get("task_queue_max_priority"))
+
     option_names = frozenset({"task_options", "app_config", "pool"})
     message_options = frozenset({"eta", "expires", "priority"})
 

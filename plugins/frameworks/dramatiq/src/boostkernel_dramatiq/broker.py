@@ -99,7 +99,10 @@ def declare(booster: Any, broker: dramatiq.Broker) -> dramatiq.Actor[Any, Any]:
         if msg is None:  # pragma: no cover - the middleware is always installed by make_dramatiq_broker
             raise RuntimeError("dramatiq CurrentMessage middleware missing")
         attempt = int(msg.options.get("retries", 0))
-        return runner[0].run(msg.message_id, args, kwargs, attempt, msg.message_timestamp / 1000.0)
+        runner[0].run(msg.message_id, args, kwargs, attempt, msg.message_timestamp / 1000.0)
+        # The result is in boostkernel's store (results=True); returning it to dramatiq would only make its
+        # worker warn, for every task, that it has no Results middleware to keep it.
+        return None
 
     run.__name__ = run.__qualname__ = booster.queue
     return dramatiq.actor(actor_name=booster.queue, queue_name=booster.queue, broker=broker,
@@ -131,6 +134,12 @@ class DramatiqBroker(FrameworkBroker):
     }
     option_names = frozenset({"actor_options", "broker_kwargs"})
     message_options = frozenset({"eta", "expires", "priority"})
+
+    @classmethod
+    def honours_priority(cls, p: Any) -> bool:
+        """dramatiq orders by priority only on RabbitMQ with a ``max_priority`` queue argument."""
+        url = (p.broker_url or "").lower()
+        return url.startswith("amqp") and bool((p.broker_options.get("broker_kwargs") or {}).get("max_priority"))
 
     @classmethod
     def check_framework_params(cls, p: Any) -> None:
