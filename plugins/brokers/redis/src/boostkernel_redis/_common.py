@@ -26,7 +26,7 @@ import uuid
 import weakref
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import unquote
 
 from boostkernel.errors import ConfigError
 from boostkernel.logs import mask_url
@@ -54,37 +54,157 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 _pools: dict[tuple[Any, ...], Any] = {}
 _pools_lock = threading.Lock()
 _warned_urls: set[str] = set()
+_reserved: dict[int, int] = {}  # id(pool) -> connections reserved by the brokers and stores using it
+
+# Connections a pool keeps beyond what its users reserved: the maintenance thread, ack flushers,
+# publishers, result waiters of the publishing side, the user's own calls.
+POOL_HEADROOM = 50
+MIN_POOL = 100  # redis-py's default: a pool is never smaller than that
 
 
-def client(url: str | None, options: dict[str, Any] | None = None) -> redis.Redis:
-    """A ``redis.Redis`` on a shared pool for ``url`` (``redis://``, ``rediss://``, ``unix://``; password, db)."""
-    url = url or DEFAULT_URL
-    o = options or {}
-    scheme = urlparse(url).scheme
-    if scheme not in ("redis", "rediss", "unix"):
-        raise ConfigError(f"Redis URL {mask_url(url)!r} must start with redis://, rediss:// or unix://")
-    socket_timeout = float(o.get("socket_timeout", 10.0))
-    key = (url, socket_timeout, float(o.get("socket_connect_timeout", 5.0)), float(o.get("health_check_interval", 15)),
-           int(o.get("command_retries", 2)))
-    with _pools_lock:
-        pool = _pools.get(key)
-        if pool is None:
-            retry = Retry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), key[4])
-            pool = redis.ConnectionPool.from_url(
-                url, socket_timeout=socket_timeout, socket_connect_timeout=key[2], socket_keepalive=True,
-                health_check_interval=int(key[3]), retry=retry, client_name=f"boostkernel-{os.getpid()}",
-            )
-            _pools[key] = pool
-            _warn_no_auth(url)
+def pool_need(params: Any) -> int:
+    """Connections a booster with these parameters may use at once: one per worker (each task can store its
+    result, publish, wait on another task's result) plus its fetch loop."""
+    if params is None:
+        return 0
+    return int(getattr(params, "workers", 0) or 0) + 1
+
+
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
+SCHEMES = ("redis", "rediss", "unix", *CLUSTER_SCHEMES, *SENTINEL_SCHEMES)
+
+
+def _hosts(url: str, default_port: int) -> tuple[str | None, str | None, list[tuple[str, int]], str]:
+    """``scheme://[user[:password]@]h1[:p1][,h2[:p2]…]/path`` -> (user, password, [(host, port)…], path)."""
+    rest = url.split("://", 1)[1]
+    netloc, _, path = rest.partition("/")
+    path = path.split("?", 1)[0]
+    creds, _, hostlist = netloc.rpartition("@")
+    user, _, password = creds.partition(":")
+    hosts: list[tuple[str, int]] = []
+    for h in hostlist.split(","):
+        h = h.strip()
+        if not h:
+            continue
+        host, sep, port = h.rpartition(":") if not h.endswith("]") else (h, "", "")
+        if not sep:
+            host, port = h, ""
+        try:
+            hosts.append((host.strip("[]") or "127.0.0.1", int(port) if port else default_port))
+        except ValueError:
+            raise ConfigError(f"Redis URL {mask_url(url)!r}: bad port in {h!r}") from None
+    if not hosts:
+        raise ConfigError(f"Redis URL {mask_url(url)!r} names no host")
+    return unquote(user) or None, unquote(password) or None, hosts, path
+
+
+def _grow(r: Any, size: int) -> None:
+    """Raise the connection limit of every pool behind ``r`` (one per node on a cluster) to ``size``."""
+    if is_cluster(r):
+        r.nodes_manager.connection_kwargs["max_connections"] = size  # nodes discovered later
+        for node in r.get_nodes():
+            if node.redis_connection is not None:
+                pool = node.redis_connection.connection_pool
+                pool.max_connections = max(pool.max_connections, size)
+    else:
+        r.connection_pool.max_connections = max(r.connection_pool.max_connections, size)
+
+
+def _make(url: str, scheme: str, o: dict[str, Any], key: tuple[Any, ...]) -> Any:
+    socket_timeout, connect_timeout, health, retries, fixed = key[1:6]
+    retry = Retry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), retries)
+    common: dict[str, Any] = {
+        "socket_timeout": socket_timeout, "socket_connect_timeout": connect_timeout, "socket_keepalive": True,
+        "health_check_interval": int(health), "retry": retry, "client_name": f"boostkernel-{os.getpid()}",
+        "max_connections": fixed or MIN_POOL,
+    }
+    if scheme in CLUSTER_SCHEMES:
+        from redis.cluster import ClusterNode, RedisCluster
+
+        user, password, hosts, path = _hosts(url, 6379)
+        if path.strip("/") not in ("", "0"):
+            raise ConfigError(f"Redis URL {mask_url(url)!r}: a Redis Cluster has only database 0")
+        return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in hosts], username=user, password=password,
+                            ssl=scheme.startswith("rediss"), **common)
+    if scheme in SENTINEL_SCHEMES:
+        from redis.sentinel import Sentinel
+
+        user, password, hosts, path = _hosts(url, 26379)
+        parts = [x for x in path.split("/") if x]
+        if not parts or len(parts) > 2 or (len(parts) == 2 and not parts[1].isdigit()):
+            raise ConfigError(f"Redis URL {mask_url(url)!r}: a Sentinel URL is "
+                              "redis+sentinel://[:password@]host:port[,host:port…]/SERVICE_NAME[/DB]")
+        sentinel_kwargs = {"socket_timeout": socket_timeout, "socket_connect_timeout": connect_timeout}
+        if o.get("sentinel_password"):
+            sentinel_kwargs["password"] = str(o["sentinel_password"])
+        sentinel = Sentinel(hosts, sentinel_kwargs=sentinel_kwargs, username=user, password=password,
+                            db=int(parts[1]) if len(parts) == 2 else 0, ssl=scheme.startswith("rediss"), **common)
+        return sentinel.master_for(parts[0])
+    pool = redis.ConnectionPool.from_url(url, **common)
     return redis.Redis(connection_pool=pool)
 
 
+def is_cluster(r: Any) -> bool:
+    return not hasattr(r, "connection_pool")
+
+
+def client(url: str | None, options: dict[str, Any] | None = None, need: int = 0) -> Any:
+    """A Redis client on a shared pool for ``url``, one per (URL, options) per process.
+
+    ``redis://``, ``rediss://`` (TLS), ``unix://``; ``redis+cluster://host:port[,host:port…]`` (a
+    ``RedisCluster``: every key of a queue carries the queue's hash tag, so each script and blocking move
+    touches one slot); ``redis+sentinel://[:password@]host:port[,host:port…]/SERVICE[/DB]`` (the current
+    master of SERVICE, found through the sentinels; ``sentinel_password`` option for the sentinels).
+
+    The pool's ``max_connections`` (per node on a cluster) grows with what its users reserve (``need``: one
+    connection per worker, see :func:`pool_need`) plus a headroom of ``POOL_HEADROOM``, never below
+    redis-py's default of 100, so a booster with ``workers=200`` never sees "Too many connections".
+    ``max_connections`` in the options fixes the size instead."""
+    url = url or DEFAULT_URL
+    o = options or {}
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in SCHEMES:
+        raise ConfigError(f"Redis URL {mask_url(url)!r} must start with redis://, rediss://, unix://, "
+                          "redis+cluster:// or redis+sentinel://")
+    fixed = o.get("max_connections")
+    if fixed is not None and (not isinstance(fixed, int) or isinstance(fixed, bool) or fixed < 1):
+        raise ConfigError(f"broker option max_connections={fixed!r}: must be an integer >= 1")
+    key = (url, float(o.get("socket_timeout", 10.0)), float(o.get("socket_connect_timeout", 5.0)),
+           float(o.get("health_check_interval", 15)), int(o.get("command_retries", 2)), fixed)
+    with _pools_lock:
+        base = _pools.get(key)
+        if base is None:
+            base = _pools[key] = _make(url, scheme, o, key)
+            _warn_no_auth(url)
+        if fixed is None and need > 0:
+            reserved = _reserved[id(base)] = _reserved.get(id(base), 0) + need
+            _grow(base, max(MIN_POOL, reserved + POOL_HEADROOM))
+    if is_cluster(base):
+        return base  # a RedisCluster is the per-node pools: share it
+    return redis.Redis(connection_pool=base.connection_pool)
+
+
+def own_connection(r: Any) -> Any:
+    """A connection of ``r``'s pool's kind that the pool does not count (a thread's private publisher socket:
+    it closes when the thread's state is collected and never uses up the pool's ``max_connections``).
+    ``None`` on a cluster (the key decides the node) and through Sentinel (redis-py's sentinel connection finds
+    the master only when its pool connects it): use the client's own commands there."""
+    if is_cluster(r) or type(r.connection_pool) is not redis.ConnectionPool:
+        return None
+    pool = r.connection_pool
+    return pool.connection_class(**pool.connection_kwargs)
+
+
 def _warn_no_auth(url: str) -> None:
-    p = urlparse(url)
-    if p.password or url in _warned_urls or p.scheme == "unix":
+    if url in _warned_urls or url.startswith("unix:"):
         return
     _warned_urls.add(url)
-    if p.hostname not in (None, "127.0.0.1", "localhost", "::1"):
+    try:
+        _, password, hosts, _ = _hosts(url, 6379)
+    except ConfigError:
+        return
+    if password is None and any(h not in ("127.0.0.1", "localhost", "::1") for h, _ in hosts):
         log.warning("Redis at %s has no password in its URL: an unauthenticated Redis that others can reach "
                     "runs their Lua (and so their code). Set requirepass/ACL and use redis://:PASSWORD@host",
                     mask_url(url))

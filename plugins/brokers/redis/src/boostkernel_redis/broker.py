@@ -45,9 +45,12 @@ from ._common import (
     client,
     consumer_id,
     element,
+    is_cluster,
     key_base,
     maintenance,
+    own_connection,
     parse_value,
+    pool_need,
 )
 
 _HOST_PREFIX = socket.gethostname() + ":"  # consumer ids start with the host name (see consumer_id)
@@ -289,7 +292,7 @@ class RedisBroker(AckBatching, Broker):
         self.publish_retry_timeout = float(o.get("publish_retry_timeout", 30.0))
         self.max_crashes = int(params.max_deliveries if params is not None else o.get("max_deliveries", 3))
         self.max_batch = int(o.get("max_batch", 1000))
-        self.redis = client(self.url, o)
+        self.redis = client(self.url, o, pool_need(params))
         # socket_timeout bounds every read, including blocking ones: never block longer than it allows
         self._max_block = max(0.05, float(o.get("socket_timeout", 10.0)) - 1.0)
         self.base = key_base(queue, o)
@@ -306,7 +309,9 @@ class RedisBroker(AckBatching, Broker):
         # The fetch script runs on a client without redis-py's automatic retry: a retried EVALSHA after a lost
         # reply would move a second batch and leave the first one recorded in our in-flight hash but unknown
         # to us. A failed fetch instead marks the state suspect and the next fetch reconciles (see _reconcile).
-        self._fetch_script = client(self.url, {**o, "command_retries": 0}).register_script(_FETCH)
+        self._fetch_client = client(self.url, {**o, "command_retries": 0})
+        self._fetch_script = self._fetch_client.register_script(_FETCH)
+        self._cluster = is_cluster(self.redis)
         self._acks: list[str] = []
         self._known: set[str] = set()  # ids handed out and not yet settled in Redis (guarded by _ack_lock)
         self._suspect = False
@@ -321,6 +326,7 @@ class RedisBroker(AckBatching, Broker):
         self._reap_not_before = 0.0
         self._buffer: PublishBuffer | None = None
         self._local = threading.local()
+        self._direct = own_connection(self.redis) is not None  # plain pool: publish on a thread's own socket
         if o.get("auto_batch"):
             self._buffer = PublishBuffer(self._send_batch, queue, float(o.get("batch_interval", 0.002)))
 
@@ -354,9 +360,12 @@ class RedisBroker(AckBatching, Broker):
     def _rpush(self, key: str, value: bytes) -> None:
         """One RPUSH on this thread's own connection: the lean path of a one-by-one ``publish``
         (no pool checkout, no per-command instrumentation); errors close the connection."""
+        if not self._direct:  # a cluster (the key's slot picks the node) or Sentinel
+            self.redis.rpush(key, value)
+            return
         conn = getattr(self._local, "conn", None)
         if conn is None or self._local.pid != os.getpid():  # never share a socket with a forked parent
-            conn = self._local.conn = self.redis.connection_pool.make_connection()
+            conn = self._local.conn = own_connection(self.redis)
             self._local.pid = os.getpid()
         try:
             conn.send_command("RPUSH", key, value)
@@ -441,15 +450,32 @@ class RedisBroker(AckBatching, Broker):
             self._start()
         n = max(1, min(max_messages, self.max_batch))
         deadline = time.monotonic() + timeout
+        wait: float | None = None
         while True:
             if self._suspect:
                 orphans = self._reconcile()
                 if orphans:
                     return orphans
-            with self._ack_lock:
-                acks, self._acks = self._acks, []
+            if wait is None:
+                with self._ack_lock:
+                    acks, self._acks = self._acks, []
+            else:
+                acks = []  # not held back for a whole wait: the ack flusher sends the pending ones
             try:
-                got, nxt = self._fetch_script(keys=[self._q0], args=[self.base, self.cid, n, len(acks), *acks])
+                if wait is not None and self._cluster:  # a cluster pipeline refuses EVALSHA: two round trips
+                    self._fetch_client.blmove(self._q0, self._landing, wait, "LEFT", "RIGHT")
+                    wait = None
+                if wait is None:
+                    got, nxt = self._fetch_script(keys=[self._q0], args=[self.base, self.cid, n, len(acks), *acks])
+                else:
+                    # Idle: BLMOVE into our landing list (atomic) and, queued behind it on the same connection,
+                    # the fetch script, which Redis runs as soon as BLMOVE returns: it takes what landed. One
+                    # round trip from "published" to "delivered" instead of a wake-up and then a fetch.
+                    pipe = self._fetch_client.pipeline(transaction=False)
+                    pipe.blmove(self._q0, self._landing, wait, "LEFT", "RIGHT")
+                    self._fetch_script(keys=[self._q0], args=[self.base, self.cid, n, len(acks), *acks], client=pipe)
+                    got, nxt = pipe.execute()[1]
+                    wait = None
             except BaseException:
                 self._suspect = True  # the script may have run: reconcile before the next fetch
                 if acks:
@@ -477,9 +503,7 @@ class RedisBroker(AckBatching, Broker):
             if block < 0.01:
                 time.sleep(block)
                 continue
-            # Wait for a ready message: BLMOVE into our landing list (atomic); the next fetch takes it.
-            # redis-py annotates the timeout as int; BLMOVE takes fractional seconds (Redis >= 6)
-            self.redis.blmove(self._q0, self._landing, block, "LEFT", "RIGHT")  # type: ignore[arg-type]
+            wait = block  # the next round trip blocks until a message is ready (see above)
 
     def _reconcile(self) -> list[Delivery]:
         """After a fetch whose reply was lost: deliver what our in-flight hash holds that we never received."""

@@ -5,10 +5,13 @@ from __future__ import annotations
 from boostkernel import hookimpl
 from boostkernel.plugins import Registry
 
+# redis, TLS, Redis Cluster, Redis Sentinel (kept here: plugin.py must not import redis-py)
+SCHEMES = ("redis", "rediss", "redis+cluster", "rediss+cluster", "redis+sentinel", "rediss+sentinel")
+
 
 @hookimpl
 def register_brokers(registry: Registry) -> None:
-    registry.add_broker("redis", "boostkernel_redis.broker:RedisBroker", schemes=("redis", "rediss"),
+    registry.add_broker("redis", "boostkernel_redis.broker:RedisBroker", schemes=SCHEMES,
                         summary="Reliable Redis list: atomic fetch into per-consumer in-flight hash, heartbeats, "
                                 "reaper, priority, native delay, DLQ (at-least-once)")
     registry.add_broker("redis-streams", "boostkernel_redis.streams:RedisStreamsBroker",
@@ -20,5 +23,5 @@ def register_brokers(registry: Registry) -> None:
 
 @hookimpl
 def register_stores(registry: Registry) -> None:
-    registry.add_store("redis", "boostkernel_redis.store:RedisStore", schemes=("redis", "rediss"),
+    registry.add_store("redis", "boostkernel_redis.store:RedisStore", schemes=SCHEMES,
                        summary="Results (push wait), counters, flags, locks and heartbeats in Redis (cross-host)")

@@ -19,7 +19,7 @@ import orjson
 
 from boostkernel.store import Store, StoreCapabilities
 
-from ._common import DEFAULT_URL, client
+from ._common import DEFAULT_URL, client, is_cluster, pool_need
 
 _FINISHED = ("success", "failure", "skipped", "dead", "expired", "revoked", "duplicate")
 
@@ -56,7 +56,8 @@ class RedisStore(Store):
         super().__init__(url, params, **options)
         opts = dict(params.broker_options) if params is not None and url == params.broker_url else {}
         opts.update(options)
-        self.redis = client(self.url, opts)
+        self.redis = client(self.url, opts, pool_need(params))
+        self._cluster = is_cluster(self.redis)
         self.prefix = str(opts.get("key_prefix", "bk")) + ":s:"
         self._max_block = max(0.05, float(opts.get("socket_timeout", 10.0)) - 1.0)
         self._incr = self.redis.register_script(_INCR)
@@ -92,7 +93,7 @@ class RedisStore(Store):
             # list, so every waiter on this task wakes.
             nkey = self._k(f"notify:{task_id}")
             # redis-py annotates the timeout as int; BLMOVE takes fractional seconds (Redis >= 6)
-            self.redis.blmove(nkey, nkey, max(0.01, min(left, self._max_block)), "LEFT", "RIGHT")  # type: ignore[arg-type]
+            self.redis.blmove(nkey, nkey, max(0.01, min(left, self._max_block)), "LEFT", "RIGHT")
 
     def get_results(self, task_ids: Sequence[str], timeout: float = 0.0) -> list[dict[str, Any] | None]:
         deadline = time.monotonic() + timeout
@@ -110,7 +111,9 @@ class RedisStore(Store):
     def get_many(self, keys: Sequence[str]) -> list[Any]:
         if not keys:
             return []
-        return [orjson.loads(r) if r is not None else None for r in self.redis.mget([self._k(k) for k in keys])]
+        ks = [self._k(k) for k in keys]
+        raw = self.redis.mget_nonatomic(ks) if self._cluster else self.redis.mget(ks)  # cluster: keys span slots
+        return [orjson.loads(r) if r is not None else None for r in raw]
 
     def delete(self, key: str) -> bool:
         return bool(self.redis.delete(self._k(key)))

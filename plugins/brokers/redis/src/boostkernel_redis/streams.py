@@ -45,6 +45,7 @@ from ._common import (
     key_base,
     maintenance,
     parse_value,
+    pool_need,
     redis,
 )
 from .broker import _HOST_PREFIX, journal_dir
@@ -196,7 +197,7 @@ class RedisStreamsBroker(AckBatching, Broker):
         self.ack_flush_interval = float(o.get("ack_flush_interval", 0.002))
         self.delay_poll = float(o.get("delay_poll", 0.25))
         self.max_crashes = int(params.max_deliveries if params is not None else o.get("max_deliveries", 3))
-        self.redis = client(self.url, o)
+        self.redis = client(self.url, o, pool_need(params))
         self._max_block = max(0.05, float(o.get("socket_timeout", 10.0)) - 1.0)
         self.base = key_base(queue, o)
         self.stream = self.base + ":stream"

@@ -67,6 +67,15 @@ def connection(url: str) -> redis.Redis:
     return c
 
 
+def worker_connection(url: str, workers: int) -> redis.Redis:
+    """The worker's own pool. Each rq worker thread holds one connection in BLMOVE and one in its command
+    subscription, and finishing a job takes two more at once (a WATCHed pipeline plus the job's status
+    read), so the pool allows ``4 × workers`` plus the scheduler and heartbeats. It is a *blocking* pool: at
+    the limit a thread waits for a free connection instead of failing the job in rq's finalization."""
+    pool = redis.BlockingConnectionPool.from_url(url, max_connections=4 * workers + 16, timeout=30)
+    return redis.Redis(connection_pool=pool)
+
+
 def runner(queue: str) -> TaskRunner:
     """The runner of the booster of ``queue`` in this process (a dict lookup, never an import)."""
     from boostkernel.registry import REGISTRY
@@ -197,8 +206,7 @@ class RQBroker(FrameworkBroker):
     def _start_worker(cls, boosters: list[Any]) -> FrameworkWorker:
         parts: list[FrameworkWorker] = []
         for url, group in by_url(boosters).items():
-            # the worker's own pool: each thread holds a connection in BLMOVE (redis-py's pools cap at 100)
-            conn = redis.Redis.from_url(url, max_connections=2 * worker_count(group) + 8)
+            conn = worker_connection(url, worker_count(group))
             ttl = int(group[0].params.broker_options.get("worker_ttl", DEFAULT_WORKER_TTL))
             queues = [Queue(b.queue, connection=conn, serializer=JSONSerializer, job_class=SafeJob) for b in group]
             workers = [_Worker(queues, connection=conn, serializer=JSONSerializer, job_class=SafeJob,
