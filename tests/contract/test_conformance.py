@@ -14,7 +14,7 @@ from boostkernel.plugins import Plugins
 ROOT = Path(__file__).resolve().parents[2]
 ENTRY_POINTS = sorted(metadata.entry_points(group="boostkernel"), key=lambda ep: ep.name)
 CONTRACT_FOR = {"broker": ("BrokerContract", "FrameworkContract"), "store": ("StoreContract",),
-                "executor": ("ExecutorContract",), "control": ("ControlContract",)}
+                "executor": ("ExecutorContract", "GreenExecutorContract"), "control": ("ControlContract",)}
 
 
 def test_every_plugin_conforms() -> None:

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
         TaskTimeout,
     )
     from .executor import Executor, ExecutorCapabilities
+    from .green import GreenExecutor
     from .hookspecs import hookimpl
     from .loading import boosters_of
     from .options import option
@@ -50,8 +51,10 @@ if TYPE_CHECKING:
     from .plugins import Registry
     from .registry import get_booster
     from .results import AsyncResult, await_all, wait_all
+    from .retrying import Backoff, backoff_delay
     from .signals import wait_for_consumers
     from .store import Store, StoreCapabilities
+    from .timeouts import call_with_timeout, raise_in_thread
     from .worker import Worker, run_worker
 
 _LAZY: dict[str, str] = {
@@ -66,6 +69,8 @@ _LAZY: dict[str, str] = {
     "DeadLetterRecord": "broker",
     "Executor": "executor", "ExecutorCapabilities": "executor",
     "Store": "store", "StoreCapabilities": "store", "Control": "control",
+    "Backoff": "retrying", "backoff_delay": "retrying", "GreenExecutor": "green",
+    "call_with_timeout": "timeouts", "raise_in_thread": "timeouts",
     **{name: "errors" for name in (
         "Retry", "Requeue", "DeadLetter", "Skip", "BoostError", "ConfigError", "PluginNotInstalled",
         "PluginLoadError", "BrokerUnavailable", "MessageRejected", "MessageDecodeError", "ResultsNotEnabled",
@@ -86,6 +91,8 @@ __all__ = [
     "hookimpl", "Registry", "option", "Broker", "BrokerCapabilities", "Outgoing", "Delivery", "DeadLetterRecord",
     "Executor", "ExecutorCapabilities", "Store", "StoreCapabilities", "Control", "TaskContext", "Worker",
     "worker_id",
+    # helpers shared by plugins
+    "Backoff", "backoff_delay", "GreenExecutor", "call_with_timeout", "raise_in_thread",
     "__version__",
 ]
 

@@ -1,120 +1,23 @@
-"""The executor contract (and gevent-specific behaviour), run in a gevent-patched process.
+"""The executor contract and the green-thread contract, run in a gevent-patched process.
 
-gevent needs the whole process monkey-patched before anything else is imported, and patching the shared
-pytest process would turn every other plugin's threads into greenlets. So the plain pytest run collects
-one test that runs *this file* again in a fresh interpreter that calls ``monkey.patch_all()`` first; in
-that interpreter the contract classes below are collected instead.
+The plain pytest run collects one test that runs this file again in a fresh interpreter that calls
+``monkey.patch_all()`` first (see :mod:`boostkernel.testing.green`); there the contract class is collected.
 """
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-import sys
-import threading
-import time
-from collections.abc import Callable
-from pathlib import Path
-
-import pytest
 from gevent import monkey
 
 if monkey.is_module_patched("socket"):
-    import gevent
     from boostkernel_gevent.executor import GeventExecutor
 
-    from boostkernel.errors import TaskTimeout
-    from boostkernel.executor import Executor
-    from boostkernel.testing import ExecutorContract
+    from boostkernel.testing.green import GreenExecutorContract
 
-    class TestGeventExecutorContract(ExecutorContract):
-        expected_failures = {
-            "test_call_with_timeout_stops_long_call":
-                "gevent has no preemption: a pure-Python loop that never yields cannot be interrupted",
-        }
-
-        busy_loop_seconds = 2.0
-
-        @pytest.fixture
-        def make_executor(self) -> Callable[[int], Executor]:
-            return GeventExecutor
-
-    class TestGeventSpecifics:
-        def test_timeout_stops_a_call_that_yields(self) -> None:
-            ex = GeventExecutor(4)
-            t0 = time.monotonic()
-            with pytest.raises(TaskTimeout):
-                ex.call_with_timeout(lambda: time.sleep(10), 0.2)  # patched sleep: a cooperative point
-            assert time.monotonic() - t0 < 2
-            assert ex.call_with_timeout(lambda: 42, 1.0) == 42
-            ex.shutdown()
-
-        def test_interrupt_stops_a_running_task(self) -> None:
-            ex = GeventExecutor(2)
-            handles: list[object] = []
-            outcome: list[str] = []
-            started = threading.Event()
-
-            class Job:
-                is_async = False
-
-                def run(self) -> None:
-                    handles.append(ex.current_handle())
-                    started.set()
-                    try:
-                        time.sleep(10)
-                        outcome.append("finished")
-                    except KeyboardInterrupt:
-                        outcome.append("interrupted")
-
-                async def run_async(self) -> None:
-                    raise AssertionError
-
-            ex.submit(Job())
-            assert started.wait(2)
-            assert ex.interrupt(handles[0], KeyboardInterrupt)
-            ex.shutdown(wait=True, timeout=5)
-            assert outcome == ["interrupted"]
-
-        def test_many_sleeping_tasks_overlap(self) -> None:
-            ex = GeventExecutor(500)
-            done: list[int] = []
-
-            class Job:
-                is_async = False
-
-                def __init__(self, i: int) -> None:
-                    self.i = i
-
-                def run(self) -> None:
-                    time.sleep(0.2)
-                    done.append(self.i)
-
-                async def run_async(self) -> None:
-                    raise AssertionError
-
-            t0 = time.monotonic()
-            for i in range(1000):
-                ex.submit(Job(i))
-            ex.shutdown(wait=True, timeout=30)
-            elapsed = time.monotonic() - t0
-            assert sorted(done) == list(range(1000))
-            # 1000 tasks of 0.2 s on 500 greenlets: two waves, far from the 200 s of running them in turn.
-            assert elapsed < 20, elapsed
-            assert gevent.getcurrent() is not None
+    class TestGeventExecutorContract(GreenExecutorContract):
+        executor_class = GeventExecutor
 
 else:
+    from boostkernel.testing.green import run_patched
 
     def test_contract_in_a_patched_process() -> None:
-        root = Path(__file__).resolve().parents[4]
-        code = ("from gevent import monkey; monkey.patch_all()\n"
-                "import sys, pytest\n"
-                f"sys.exit(pytest.main([{str(Path(__file__))!r}, '-q', '-p', 'no:cacheprovider']))\n")
-        proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=240,
-                              env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
-        out = proc.stdout + proc.stderr
-        assert proc.returncode == 0, out[-4000:]
-        m = re.search(r"(\d+) passed", out)
-        assert m and int(m.group(1)) >= 7, out[-4000:]  # 4 contract + 3 gevent tests ran, not skipped
-        assert "1 xfailed" in out, out[-4000:]
+        run_patched(__file__, "from gevent import monkey; monkey.patch_all()")

@@ -19,7 +19,7 @@ from boostkernel.errors import BrokerUnavailable, PluginNotInstalled
 
 try:
     from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]  # documented; not re-exported
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise PluginNotInstalled("client library", "confluent-kafka",
                              hint='The confluent-kafka broker needs confluent-kafka: '
@@ -33,12 +33,6 @@ class ConfluentKafkaBroker(LogBroker):
 
     name = "confluent-kafka"
 
-    def __init__(self, queue: str, url: str | None = None, params: Any = None, **options: Any) -> None:
-        super().__init__(queue, url, params, **options)
-        self._producer: Any = None
-        self._producer_lock = threading.Lock()
-        self._consumer: Any = None
-
     def _common(self) -> dict[str, Any]:
         conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap, "socket.timeout.ms": 30000,
                                 "broker.address.family": "v4" if self.bootstrap.startswith("127.") else "any"}
@@ -48,15 +42,11 @@ class ConfluentKafkaBroker(LogBroker):
         return conf
 
     # --- producer and admin --------------------------------------------------------------------
-    def _producer_get(self) -> Any:
-        if self._producer is None:
-            with self._producer_lock:
-                if self._producer is None:
-                    conf = {**self._common(), "acks": "all", "linger.ms": 1, "enable.idempotence": False,
-                            "message.timeout.ms": int(self.publish_timeout * 1000)}
-                    conf.update(self.client_options.get("producer", {}))
-                    self._producer = Producer(conf)
-        return self._producer
+    def _new_producer(self) -> Any:
+        conf = {**self._common(), "acks": "all", "linger.ms": 1, "enable.idempotence": False,
+                "message.timeout.ms": int(self.publish_timeout * 1000)}
+        conf.update(self.client_options.get("producer", {}))
+        return Producer(conf)
 
     def _p_send(self, topic: str, items: Sequence[tuple[bytes, list[tuple[str, bytes]]]]) -> None:
         producer = self._producer_get()

@@ -35,6 +35,7 @@ from urllib.parse import unquote
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
 from boostkernel.errors import BrokerUnavailable, ConfigError
 from boostkernel.logs import mask_url, queue_logger
+from boostkernel.retrying import Backoff
 
 from .offsets import OffsetTracker
 
@@ -137,8 +138,23 @@ class LogBroker(Broker):
         self._last_commit = 0.0
         self._consumer_error: BaseException | None = None
         self._topics_ready: set[str] = set()
+        self._producer: Any = None
+        self._producer_lock = threading.Lock()
+        self._consumer: Any = None
+
+    def _producer_get(self) -> Any:
+        """The broker's one producer, made on first use (``_new_producer``)."""
+        if self._producer is None:
+            with self._producer_lock:
+                if self._producer is None:
+                    self._producer = self._new_producer()
+        return self._producer
 
     # --- primitives the client subclasses implement ------------------------------------------------
+    def _new_producer(self) -> Any:
+        """A producer of the client library, with acks from all replicas."""
+        raise NotImplementedError
+
     def _p_send(self, topic: str, items: Sequence[tuple[bytes, list[tuple[str, bytes]]]]) -> None:
         """Produce ``(value, headers)`` items to ``topic`` and wait until the broker acknowledged all of them."""
         raise NotImplementedError
@@ -294,7 +310,7 @@ class LogBroker(Broker):
             ready.set()
             return
         ready.set()
-        backoff = 0.1
+        backoff = Backoff(0.1, 5.0, jitter=(1.0, 1.0))  # 0.1, 0.2, 0.4 … 5 s
         try:
             while not self._stopping.is_set():
                 try:
@@ -310,14 +326,14 @@ class LogBroker(Broker):
                     records = self._c_poll(self.poll_timeout, max(1, min(room, 500)))
                     if records:
                         self._buffer_records(records)
-                    backoff = 0.1
+                    backoff.reset()
                 except Exception as exc:  # noqa: BLE001 - the poll thread must survive broker trouble
                     if self._stopping.is_set():
                         break
+                    delay = backoff()
                     self.log.warning("%s poll loop error on %r (%s: %s); retrying in %.1fs", self.name,
-                                     self.topic, type(exc).__name__, exc, backoff)
-                    self._stopping.wait(backoff)
-                    backoff = min(backoff * 2, 5.0)
+                                     self.topic, type(exc).__name__, exc, delay)
+                    self._stopping.wait(delay)
         finally:
             self._shutdown_consumer()
 

@@ -6,7 +6,6 @@ This module holds only the kafka-python calls.
 
 from __future__ import annotations
 
-import threading
 import time
 import warnings
 from collections.abc import Sequence
@@ -47,12 +46,6 @@ class KafkaBroker(LogBroker):
 
     name = "kafka"
 
-    def __init__(self, queue: str, url: str | None = None, params: Any = None, **options: Any) -> None:
-        super().__init__(queue, url, params, **options)
-        self._producer: Any = None
-        self._producer_lock = threading.Lock()
-        self._consumer: Any = None
-
     def _common(self) -> dict[str, Any]:
         conf: dict[str, Any] = {"bootstrap_servers": self.bootstrap.split(","), "request_timeout_ms": 30000}
         if self.credentials is not None:
@@ -61,18 +54,14 @@ class KafkaBroker(LogBroker):
         return conf
 
     # --- producer and admin --------------------------------------------------------------------
-    def _producer_get(self) -> Any:
-        if self._producer is None:
-            with self._producer_lock:
-                if self._producer is None:
-                    conf = {**self._common(), "acks": "all", "linger_ms": 1, "retries": 5,
-                            "max_in_flight_requests_per_connection": 5}
-                    conf.update(self.client_options.get("producer", {}))
-                    try:
-                        self._producer = KafkaProducer(**conf)
-                    except kafka.errors.NoBrokersAvailable as exc:
-                        raise BrokerUnavailable(f"kafka: no broker reachable at {self.bootstrap}: {exc}") from exc
-        return self._producer
+    def _new_producer(self) -> Any:
+        conf = {**self._common(), "acks": "all", "linger_ms": 1, "retries": 5,
+                "max_in_flight_requests_per_connection": 5}
+        conf.update(self.client_options.get("producer", {}))
+        try:
+            return KafkaProducer(**conf)
+        except kafka.errors.NoBrokersAvailable as exc:
+            raise BrokerUnavailable(f"kafka: no broker reachable at {self.bootstrap}: {exc}") from exc
 
     def _p_send(self, topic: str, items: Sequence[tuple[bytes, list[tuple[str, bytes]]]]) -> None:
         producer = self._producer_get()

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -37,6 +36,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
 from boostkernel.errors import BrokerUnavailable, ConfigError
 from boostkernel.logs import mask, mask_url, queue_logger
+from boostkernel.retrying import backoff_delay
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672//"
 H_ID, H_REASON, H_FAILED_AT, H_REQUEUES = "x-bk-id", "x-bk-reason", "x-bk-failed-at", "x-bk-requeues"
@@ -63,10 +63,7 @@ class KombuBroker(Broker):
     """A kombu transport behind the kernel's synchronous Broker interface."""
 
     name = "kombu"
-    capabilities = BrokerCapabilities(
-        ack=True, requeue=True, priority=False, delay=False, durable=True, count=True, purge=True,
-        batch_publish=False, dead_letter=True, cross_process=True,
-    )
+    capabilities = BrokerCapabilities(durable=True)  # and the defaults: ack, requeue, count, purge, dead letters
     default_url = DEFAULT_URL
 
     @classmethod
@@ -93,7 +90,8 @@ class KombuBroker(Broker):
         else:  # virtual transports: poll (redis: BRPOP timeout) often enough for prompt acks and close()
             self.transport_options.setdefault("polling_interval", 0.1)
         if self.transport_name == "memory":  # one process only, nothing survives it
-            self.capabilities = replace(type(self).capabilities, durable=False, cross_process=False)
+            # a per-instance override of the class's capabilities: this transport's queues are in-process
+            self.capabilities = replace(type(self).capabilities, durable=False, cross_process=False)  # type: ignore[misc]
         default_prefetch = params.effective_prefetch if params is not None else 16
         self.prefetch = int(o.get("prefetch", default_prefetch)) or 1
         self.poll_interval = float(o.get("poll_interval", 0.05))
@@ -277,7 +275,7 @@ class KombuBroker(Broker):
                 self._last_error = mask(f"{type(exc).__name__}: {exc}")
                 self._first_attempt.set()
                 attempt += 1
-                delay = min(self.backoff_max, 0.2 * 2 ** min(attempt - 1, 12)) * random.uniform(0.5, 1.0)
+                delay = backoff_delay(attempt, base=0.2, cap=self.backoff_max)
                 self.log.warning("kombu consumer on %s failed (%s); reconnecting in %.1fs", mask_url(self.kurl),
                                  self._last_error, delay)
             finally:

@@ -113,6 +113,7 @@ class PostgresBroker(Broker):
         self.t_msg, self.t_cons, self.t_dead = f"{s}.bk_messages", f"{s}.bk_consumers", f"{s}.bk_dead"
         self.channel = channel(self.schema, queue)
         app = f"boostkernel:{self.owner}"
+        assert self.url is not None
         self._pub = Link(self.url, o, app)  # publish, nack, dead letters, inspection (any thread)
         self._fetch = Link(self.url, o, app, self._listen)  # claims + LISTEN (the consumer thread)
         self._maint = Link(self.url, o, app)  # heartbeat, acks, reaper (the heartbeat thread)
@@ -359,7 +360,8 @@ class PostgresBroker(Broker):
         return [DeadLetterRecord(r[1], bytes(r[2]), r[3], r[4], r[0]) for r in rows]
 
     def replay_dead_letters(self, ids: Sequence[str] | None = None) -> int:
-        where, args = "queue = %s", [self.queue]
+        where = "queue = %s"
+        args: list[Any] = [self.queue]
         if ids is not None:
             where += " AND id = ANY(%s)"
             args.append(list(ids))
@@ -393,6 +395,7 @@ class PostgresBroker(Broker):
         pids = [p for p in (link.backend_pid() for link in (self._fetch, self._maint, self._pub)) if p is not None]
         if not pids:
             return 0
+        assert self.url is not None
         with psycopg.connect(self.url, autocommit=True) as c:
             rows = c.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", (pids,)).fetchall()
         return sum(1 for r in rows if r[0])

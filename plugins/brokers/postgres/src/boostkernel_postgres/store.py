@@ -63,7 +63,7 @@ class PostgresStore(Store):
         assert self.url is not None
         app = f"boostkernel-store:{consumer_id()}"
         self._link = Link(self.url, opts, app)
-        self._listener = Link(self.url, opts, app, lambda c: c.execute(f'LISTEN "{self.channel}"'))
+        self._listener = Link(self.url, opts, app, self._listen)
         self._waiters: dict[str, list[threading.Event]] = {}
         self._waiters_lock = threading.Lock()
         self._listen_thread: threading.Thread | None = None
@@ -79,6 +79,9 @@ class PostgresStore(Store):
                          f"SET value = excluded.value, expires = excluded.expires "
                          f"WHERE {t}.expires IS NOT NULL AND {t}.expires <= {NOW} RETURNING 1")
         self.q_get = f"SELECT value FROM {t} WHERE key = %s AND (expires IS NULL OR expires > {NOW})"
+
+    def _listen(self, conn: Any) -> None:
+        conn.execute(f'LISTEN "{self.channel}"')
 
     def _run(self, fn: Any) -> Any:
         return self._link.run_retrying(fn, self._timeout, "PostgreSQL store")

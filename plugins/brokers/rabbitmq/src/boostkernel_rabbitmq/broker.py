@@ -42,7 +42,6 @@ import itertools
 import logging
 import math
 import os
-import random
 import re
 import socket
 import tempfile
@@ -66,6 +65,7 @@ from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Del
 from boostkernel.errors import BrokerUnavailable, ConfigError, MessageRejected
 from boostkernel.journal import RunningJournal, journal_path, sweep_journals
 from boostkernel.logs import mask, mask_url, queue_logger
+from boostkernel.retrying import backoff_delay
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 PUBLISH_SLICE = 250
@@ -94,7 +94,7 @@ def default_window(params: Any) -> int:
         return 16
     if params.prefetch is not None:
         return int(params.prefetch)
-    return max(MIN_DEFAULT_WINDOW, params.workers + params.effective_prefetch)
+    return max(MIN_DEFAULT_WINDOW, int(params.workers + params.effective_prefetch))
 
 
 def delay_bucket(remaining: float) -> int:
@@ -293,7 +293,7 @@ class _Link:
                 self.last_error = _describe(reason)
             conn.close()
 
-    def _lost(self, reason: Exception | str) -> None:
+    def _lost(self, reason: BaseException | str) -> None:
         if self.channel is None and not self.ready:
             return
         self.ready = False
@@ -304,17 +304,17 @@ class _Link:
         except Exception:  # noqa: BLE001
             self.log.exception("rabbitmq %s: cleanup after a lost channel failed", self.role)
 
-    def _on_open_error(self, conn: Any, err: Exception | str) -> None:
+    def _on_open_error(self, conn: Any, err: BaseException | str) -> None:
         self._failed(err)
 
-    def _on_closed(self, conn: Any, reason: Exception) -> None:
+    def _on_closed(self, conn: Any, reason: BaseException) -> None:
         self._lost(reason)
         if self.closing:
             self.ioloop.stop()
             return
         self._failed(reason)
 
-    def _failed(self, err: Exception | str) -> None:
+    def _failed(self, err: BaseException | str) -> None:
         if self.closing:
             self.ioloop.stop()
             return
@@ -323,7 +323,7 @@ class _Link:
             self.last_error = desc
         self.first_attempt.set()
         self._attempt += 1
-        delay = min(self.backoff_max, 0.2 * 2 ** min(self._attempt - 1, 12)) * random.uniform(0.5, 1.0)
+        delay = backoff_delay(self._attempt, base=0.2, cap=self.backoff_max)
         self.log.warning("rabbitmq %s connection to %s failed (%s); retrying in %.1fs", self.role,
                          mask_url(_url_of(self.params)), self.last_error, delay)
         self.ioloop.call_later(delay, self._connect)
@@ -372,7 +372,7 @@ def _flush_at_exit() -> None:
             broker.log.error("at exit: %s", exc)
 
 
-def _describe(reason: Exception | str) -> str:
+def _describe(reason: BaseException | str) -> str:
     text = reason if isinstance(reason, str) else f"{type(reason).__name__}: {reason}"
     if "inequivalent arg" in text:
         text += (" - the queue already exists with other arguments (e.g. another x-max-priority); delete it "
@@ -388,11 +388,10 @@ class RabbitmqBroker(Broker):
     """RabbitMQ through pika. At-least-once: manual ack after execution, publisher confirms, durable."""
 
     name = "rabbitmq"
-    capabilities = BrokerCapabilities(
-        ack=True, requeue=True, priority=True, delay=True, durable=True, count=True, purge=True,
-        batch_publish=True, dead_letter=True, cross_process=True,
-    )
+    # and the defaults: ack, requeue, count, purge, dead letters, cross-process
+    capabilities = BrokerCapabilities(priority=True, delay=True, durable=True, batch_publish=True)
     default_url = DEFAULT_URL
+    url: str  # never None: checked in __init__
 
     @classmethod
     def setup_booster(cls, booster: Any) -> None:
@@ -457,7 +456,7 @@ class RabbitmqBroker(Broker):
         # publisher side
         self._pub: _Link | None = None
         self._p_seq = 0
-        self._p_pending: dict[int, tuple[Outgoing, _Batch]] = {}
+        self._p_pending: dict[int, tuple[Outgoing, _Batch | _Window]] = {}
         self._returned: dict[str, str] = {}
         # admin side
         self._admin_lock = threading.Lock()
@@ -530,7 +529,7 @@ class RabbitmqBroker(Broker):
         elif pending:  # unconfirmed: publish again after the reconnect (at-least-once)
             self._pub.submit(partial(self._pub_send, list(pending.values())))
 
-    def _pub_send(self, items: list[tuple[Outgoing, _Batch]]) -> None:
+    def _pub_send(self, items: list[tuple[Outgoing, _Batch | _Window]]) -> None:
         """Publish on the I/O thread, ``PUBLISH_SLICE`` messages at a time: between slices the IOLoop runs,
         so frames already buffered go out and confirms come back while the rest is still being encoded."""
         link = self._pub
@@ -754,7 +753,7 @@ class RabbitmqBroker(Broker):
                 data = (Path(self.journal_dir) / name).read_bytes().decode(errors="replace")
             except OSError:
                 continue
-            ran: set[str] = set()
+            ran = set()
             for line in data.split("\n"):
                 if line.startswith("-"):
                     ran.discard(line[1:])

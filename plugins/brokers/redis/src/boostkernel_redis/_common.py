@@ -19,7 +19,6 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import random
 import socket
 import threading
 import time
@@ -31,6 +30,7 @@ from urllib.parse import unquote
 
 from boostkernel.errors import ConfigError
 from boostkernel.logs import mask_url
+from boostkernel.retrying import Backoff
 
 log = logging.getLogger("boostkernel.redis")
 
@@ -38,7 +38,7 @@ DEFAULT_URL = "redis://127.0.0.1:6379/0"
 MAX_PRIORITY = 9
 
 try:  # imported lazily by the broker modules, never by plugin.py
-    import redis
+    import redis as redis  # re-exported: the broker modules import it from here, lazily
     from redis.backoff import ExponentialWithJitterBackoff
     from redis.retry import Retry
 except ImportError as exc:  # pragma: no cover - exercised only without the dependency
@@ -220,15 +220,9 @@ def key_base(queue: str, options: dict[str, Any]) -> str:
     return f"{prefix}:{{{queue}}}"
 
 
-def backoff_delays(start: float = 0.1, cap: float = 5.0) -> Callable[[], float]:
-    """A generator of capped exponential delays with +-20% jitter (call it for the next delay)."""
-    state = [start / 2]
-
-    def nxt() -> float:
-        state[0] = min(state[0] * 2, cap)
-        return state[0] * (0.8 + 0.4 * random.random())
-
-    return nxt
+def backoff_delays(start: float = 0.1, cap: float = 5.0) -> Backoff:
+    """Capped exponential delays with +-20% jitter, starting at ``start`` (call it for the next delay)."""
+    return Backoff(start, cap, jitter=(0.8, 1.2))
 
 
 def element(mid: str, body: bytes, deliveries: int = 0, crashes: int = 0) -> bytes:
@@ -298,6 +292,70 @@ def _flush_all_at_exit() -> None:
             b.flush(timeout=30.0)
         except Exception as exc:  # noqa: BLE001
             log.error("could not flush auto-batched publishes of queue %r at exit: %s", getattr(b, "queue", "?"), exc)
+
+
+_RedisClient = redis.Redis
+
+
+class AckBatching:
+    """Batched acks, shared by the list and streams brokers (a mixin).
+
+    ``ack()`` appends to ``_acks`` (guarded by ``_ack_guard``) and sets ``_ack_wake``; a background thread
+    (``_ack_loop``) waits ``ack_flush_interval`` for more, then sends them all in one pipeline (``fetch`` may
+    piggy-back them as well). On connection errors the acks are put back and retried with backoff, so none is
+    lost while the process lives. A broker says how to send a chunk of acks (``_pipe_acks``) and what to do
+    once they are sent (``_acks_sent``).
+    """
+
+    queue: str
+    log: logging.Logger | logging.LoggerAdapter[logging.Logger]
+    redis: _RedisClient
+    ack_flush_interval: float
+    _closed: bool
+    _acks: list[str]
+    _ack_wake: threading.Event
+    _ack_guard: threading.Lock
+
+    def _pipe_acks(self, pipe: Any, ids: list[str]) -> None:
+        raise NotImplementedError
+
+    def _acks_sent(self, ids: list[str]) -> None:
+        """Called after ``ids`` were acked in Redis. Default: nothing."""
+
+    def _ack_loop(self) -> None:
+        nxt = backoff_delays()
+        while True:
+            self._ack_wake.wait()
+            if self._closed:
+                return
+            self._ack_wake.clear()
+            if self.ack_flush_interval:
+                time.sleep(self.ack_flush_interval)
+            try:
+                self.flush_acks()
+                nxt = backoff_delays()
+            except CONNECTION_ERRORS as exc:
+                delay = nxt()
+                self.log.warning("acking on %r failed (%s); retrying in %.2fs", self.queue, exc, delay)
+                self._ack_wake.set()
+                time.sleep(delay)
+
+    def flush_acks(self) -> None:
+        """Send every buffered ack now (the caller's thread)."""
+        with self._ack_guard:
+            acks, self._acks = self._acks, []
+        if not acks:
+            return
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            for i in range(0, len(acks), 5000):
+                self._pipe_acks(pipe, acks[i:i + 5000])
+            pipe.execute()
+        except BaseException:
+            with self._ack_guard:
+                self._acks[:0] = acks
+            raise
+        self._acks_sent(acks)
 
 
 class PublishBuffer:

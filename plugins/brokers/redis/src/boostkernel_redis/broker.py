@@ -29,7 +29,7 @@ import socket
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
 from boostkernel.journal import RunningJournal, read_journal, remove_journal
@@ -39,6 +39,7 @@ from ._common import (
     CONNECTION_ERRORS,
     DEFAULT_URL,
     MAX_PRIORITY,
+    AckBatching,
     PublishBuffer,
     backoff_delays,
     client,
@@ -262,7 +263,7 @@ return n
 """
 
 
-class RedisBroker(Broker):
+class RedisBroker(AckBatching, Broker):
     """Reliable Redis list. Options (``broker_options``):
 
     ``heartbeat_interval`` (2 s), ``dead_after`` (heartbeat expiry: 10 s), ``reap_interval`` (2 s),
@@ -314,7 +315,7 @@ class RedisBroker(Broker):
         self._acks: list[str] = []
         self._known: set[str] = set()  # ids handed out and not yet settled in Redis (guarded by _ack_lock)
         self._suspect = False
-        self._ack_lock = threading.Lock()
+        self._ack_lock = self._ack_guard = threading.Lock()
         self._ack_wake = threading.Event()
         self._ack_thread: threading.Thread | None = None
         self._started = False
@@ -506,12 +507,12 @@ class RedisBroker(Broker):
 
     def _reconcile(self) -> list[Delivery]:
         """After a fetch whose reply was lost: deliver what our in-flight hash holds that we never received."""
-        ids = [i.decode() for i in self.redis.hkeys(self._inflight)]
+        ids = [i.decode() for i in cast("list[bytes]", self.redis.hkeys(self._inflight))]
         with self._ack_lock:
             orphans = [i for i in ids if i not in self._known]  # acked ids stay known until their HDEL is sent
         out: list[Delivery] = []
         if orphans:
-            for v in self.redis.hmget(self._inflight, orphans):
+            for v in cast("list[bytes | None]", self.redis.hmget(self._inflight, orphans)):
                 if v is not None:
                     p, mid, d, c, body = parse_value(v)
                     out.append(Delivery(mid, body, p, d + 1, crashes=c))
@@ -541,40 +542,12 @@ class RedisBroker(Broker):
             self._acks.extend(d.id for d in deliveries)
         self._ack_wake.set()
 
-    def _ack_loop(self) -> None:
-        nxt = backoff_delays()
-        while True:
-            self._ack_wake.wait()
-            if self._closed:
-                return
-            self._ack_wake.clear()
-            if self.ack_flush_interval:
-                time.sleep(self.ack_flush_interval)
-            try:
-                self.flush_acks()
-                nxt = backoff_delays()
-            except CONNECTION_ERRORS as exc:
-                delay = nxt()
-                self.log.warning("acking on %r failed (%s); retrying in %.2fs", self.queue, exc, delay)
-                self._ack_wake.set()
-                time.sleep(delay)
+    def _pipe_acks(self, pipe: Any, ids: list[str]) -> None:
+        pipe.hdel(self._inflight, *ids)
 
-    def flush_acks(self) -> None:
+    def _acks_sent(self, ids: list[str]) -> None:
         with self._ack_lock:
-            acks, self._acks = self._acks, []
-        if not acks:
-            return
-        try:
-            pipe = self.redis.pipeline(transaction=False)
-            for i in range(0, len(acks), 5000):
-                pipe.hdel(self._inflight, *acks[i:i + 5000])
-            pipe.execute()
-        except BaseException:
-            with self._ack_lock:
-                self._acks[:0] = acks
-            raise
-        with self._ack_lock:
-            self._known.difference_update(acks)
+            self._known.difference_update(ids)
 
     def nack(self, delivery: Delivery, requeue: bool = True, delay: float = 0.0) -> None:
         self.journal.finished(f"{delivery.id}:{delivery.delivery_count}")
@@ -645,7 +618,7 @@ class RedisBroker(Broker):
 
     # --- dead letters ------------------------------------------------------------------------------
     def dead_letters(self, limit: int = 100) -> list[DeadLetterRecord]:
-        rows = self.redis.zrange(self.base + ":dead", 0, limit - 1, withscores=True)
+        rows = cast("list[tuple[bytes, float]]", self.redis.zrange(self.base + ":dead", 0, limit - 1, withscores=True))
         if not rows:
             return []
         ids = [r[0] for r in rows]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -83,15 +83,16 @@ class RedisStore(Store):
         deadline = time.monotonic() + timeout
         while True:
             raw = self.redis.get(key)
-            rec = orjson.loads(raw) if raw is not None else None
+            rec: dict[str, Any] | None = orjson.loads(raw) if raw is not None else None
             if rec is not None and rec.get("status") != "running":
-                return rec  # type: ignore[no-any-return]
+                return rec
             left = deadline - time.monotonic()
             if left <= 0:
-                return rec  # type: ignore[no-any-return]
+                return rec
             # Block until the finished record is announced (pushed, not polled); the element stays in the
             # list, so every waiter on this task wakes.
             nkey = self._k(f"notify:{task_id}")
+            # redis-py annotates the timeout as int; BLMOVE takes fractional seconds (Redis >= 6)
             self.redis.blmove(nkey, nkey, max(0.01, min(left, self._max_block)), "LEFT", "RIGHT")
 
     def get_results(self, task_ids: Sequence[str], timeout: float = 0.0) -> list[dict[str, Any] | None]:
@@ -142,7 +143,7 @@ class RedisStore(Store):
     def workers(self, within: float = 60.0) -> dict[str, Any]:
         """Workers whose heartbeat is still alive, with the info they sent."""
         self.redis.zremrangebyscore(self._k("workers"), "-inf", time.time() - max(within, 3600.0))
-        ids = [w.decode() for w in self.redis.zrangebyscore(self._k("workers"), time.time() - within, "+inf")]
+        ids = [w.decode() for w in cast("list[bytes]", self.redis.zrangebyscore(self._k("workers"), time.time() - within, "+inf"))]
         infos = self.get_many([f"worker:{w}" for w in ids])
         return {w: i for w, i in zip(ids, infos, strict=True) if i is not None}
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 
@@ -33,10 +33,13 @@ from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Del
 from boostkernel.journal import RunningJournal, read_journal, remove_journal
 from boostkernel.logs import mask_url, queue_logger
 
+if TYPE_CHECKING:
+    from redis.typing import StreamIdT
+
 from ._common import (
     CONNECTION_ERRORS,
     DEFAULT_URL,
-    backoff_delays,
+    AckBatching,
     client,
     consumer_id,
     key_base,
@@ -173,7 +176,7 @@ def _int(v: bytes | None) -> int:
         return 0
 
 
-class RedisStreamsBroker(Broker):
+class RedisStreamsBroker(AckBatching, Broker):
     """Options: ``heartbeat_interval`` (2 s), ``dead_after`` (10 s), ``reap_interval`` (2 s),
     ``ack_flush_interval`` (0.002 s), ``socket_timeout`` (10 s), ``key_prefix`` ("bk")."""
 
@@ -208,7 +211,7 @@ class RedisStreamsBroker(Broker):
         self._replay = self.redis.register_script(_REPLAY)
         self._purge = self.redis.register_script(_PURGE)
         self._held: dict[str, str] = {}  # message id -> entry id, for deliveries not yet acked
-        self._held_lock = threading.Lock()
+        self._held_lock = self._ack_guard = threading.Lock()
         self._acks: list[str] = []
         self._ack_wake = threading.Event()
         self._ack_thread: threading.Thread | None = None
@@ -296,7 +299,7 @@ class RedisStreamsBroker(Broker):
                     with self._held_lock:
                         self._acks[:0] = acks
                 raise
-            out: list[Delivery] = []
+            out = []
             if res:
                 entries = res[0][1] if isinstance(res, list) else next(iter(res.values()))[0]
                 with self._held_lock:
@@ -325,39 +328,9 @@ class RedisStreamsBroker(Broker):
         if not self._ack_wake.is_set():
             self._ack_wake.set()
 
-    def _ack_loop(self) -> None:
-        nxt = backoff_delays()
-        while True:
-            self._ack_wake.wait()
-            if self._closed:
-                return
-            self._ack_wake.clear()
-            if self.ack_flush_interval:
-                time.sleep(self.ack_flush_interval)
-            try:
-                self.flush_acks()
-                nxt = backoff_delays()
-            except CONNECTION_ERRORS as exc:
-                delay = nxt()
-                self.log.warning("acking on %r failed (%s); retrying in %.2fs", self.queue, exc, delay)
-                self._ack_wake.set()
-                time.sleep(delay)
-
-    def flush_acks(self) -> None:
-        with self._held_lock:
-            acks, self._acks = self._acks, []
-        if not acks:
-            return
-        try:
-            pipe = self.redis.pipeline(transaction=False)
-            for i in range(0, len(acks), 5000):
-                pipe.xack(self.stream, GROUP, *acks[i:i + 5000])
-                pipe.xdel(self.stream, *acks[i:i + 5000])
-            pipe.execute()
-        except BaseException:
-            with self._held_lock:
-                self._acks[:0] = acks
-            raise
+    def _pipe_acks(self, pipe: Any, ids: list[str]) -> None:
+        pipe.xack(self.stream, GROUP, *ids)
+        pipe.xdel(self.stream, *ids)
 
     def nack(self, delivery: Delivery, requeue: bool = True, delay: float = 0.0) -> None:
         if not requeue:
@@ -379,7 +352,7 @@ class RedisStreamsBroker(Broker):
     # --- heartbeat and reclaim ------------------------------------------------------------------------
     def _beat(self) -> None:
         with self._held_lock:
-            held = list(self._held.values())
+            held: list[StreamIdT] = list(self._held.values())
         pipe = self.redis.pipeline(transaction=False)
         pipe.set(f"{self.base}:hb:{self.cid}", b"1", px=int(self.dead_after * 1000))
         pipe.sadd(self.base + ":consumers", self.cid)
@@ -418,7 +391,8 @@ class RedisStreamsBroker(Broker):
         journals: dict[str, set[str] | None] = {}
         dead: set[str] = set()
         for _ in range(10):
-            pend = self.redis.xpending_range(self.stream, GROUP, "-", "+", 100, idle=min_idle)
+            pend = cast("list[dict[str, Any]]",
+                        self.redis.xpending_range(self.stream, GROUP, "-", "+", 100, idle=min_idle))
             if not pend:
                 break
             by_consumer: dict[str, list[Any]] = {}
@@ -434,7 +408,8 @@ class RedisStreamsBroker(Broker):
                         dead.add(c)
                         journals[c] = read_journal(self.journal_dir, c) if c.startswith(_HOST_PREFIX) else None
                 ran = journals[c]
-                claimed = self.redis.xclaim(self.stream, GROUP, self.cid, min_idle, ids)
+                claimed = cast("list[tuple[bytes, dict[bytes, bytes]]]",
+                               self.redis.xclaim(self.stream, GROUP, self.cid, min_idle, ids))
                 for eid_b, fields in claimed:
                     progressed = True
                     eid = eid_b.decode() if isinstance(eid_b, bytes) else eid_b
@@ -473,12 +448,12 @@ class RedisStreamsBroker(Broker):
 
     # --- dead letters ------------------------------------------------------------------------------
     def dead_letters(self, limit: int = 100) -> list[DeadLetterRecord]:
-        rows = self.redis.zrange(self.base + ":dead", 0, limit - 1, withscores=True)
+        rows = cast("list[tuple[bytes, float]]", self.redis.zrange(self.base + ":dead", 0, limit - 1, withscores=True))
         if not rows:
             return []
         ids = [r[0] for r in rows]
-        data = self.redis.hmget(self.base + ":dead:data", ids)
-        reasons = self.redis.hmget(self.base + ":dead:reason", ids)
+        data = cast("list[bytes | None]", self.redis.hmget(self.base + ":dead:data", ids))
+        reasons = cast("list[bytes | None]", self.redis.hmget(self.base + ":dead:reason", ids))
         out = []
         for (mid, t), v, reason in zip(rows, data, reasons, strict=True):
             if v is not None:
@@ -529,11 +504,12 @@ class RedisStreamsBroker(Broker):
             self.flush_acks()
             # return what this consumer still holds (prefetched, never started) as new entries
             while True:
-                pend = self.redis.xpending_range(self.stream, GROUP, "-", "+", 1000, consumername=self.cid)
+                pend = cast("list[dict[str, Any]]",
+                            self.redis.xpending_range(self.stream, GROUP, "-", "+", 1000, consumername=self.cid))
                 if not pend:
                     break
                 ids = [p["message_id"] for p in pend]
-                entries = self.redis.xrange(self.stream, ids[0], ids[-1])
+                entries = cast("list[tuple[bytes, dict[bytes, bytes]]]", self.redis.xrange(self.stream, ids[0], ids[-1]))
                 by_id = {e: f for e, f in entries}
                 for p in pend:
                     eid = p["message_id"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import logging
 import threading
 from collections.abc import Awaitable, Callable
@@ -12,6 +11,7 @@ from typing import Any
 
 from boostkernel.errors import TaskTimeout
 from boostkernel.executor import Executor, ExecutorCapabilities, Job
+from boostkernel.timeouts import call_with_timeout, raise_in_thread
 
 log = logging.getLogger("boostkernel.asyncio")
 
@@ -82,24 +82,7 @@ class AsyncioExecutor(Executor):
 
     def call_with_timeout(self, fn: Callable[[], Any], timeout: float) -> Any:
         """Sync tasks run in the sync pool: run ``fn`` in a helper thread and stop it after ``timeout``."""
-        box: dict[str, Any] = {}
-
-        def target() -> None:
-            try:
-                box["result"] = fn()
-            except BaseException as exc:  # noqa: BLE001
-                box["error"] = exc
-
-        t = threading.Thread(target=target, daemon=True, name="boostkernel-timeout")
-        t.start()
-        t.join(timeout)
-        if t.is_alive():
-            if t.ident is not None:  # raise at its next bytecode (cannot interrupt a blocking C call)
-                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(t.ident), ctypes.py_object(TaskTimeout))
-            raise TaskTimeout(f"task exceeded its {timeout}s timeout and was stopped")
-        if "error" in box:
-            raise box["error"]
-        return box.get("result")
+        return call_with_timeout(fn, timeout)
 
     def current_handle(self) -> Any:
         try:
@@ -113,9 +96,8 @@ class AsyncioExecutor(Executor):
                 return False
             self.loop.call_soon_threadsafe(handle.cancel)  # CancelledError at its next await
             return True
-        if isinstance(handle, threading.Thread) and handle.ident is not None and handle.is_alive():
-            n = ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(handle.ident), ctypes.py_object(exc))
-            return bool(n == 1)
+        if isinstance(handle, threading.Thread) and handle.is_alive():
+            return raise_in_thread(handle, exc)
         return False
 
     async def acall_with_timeout(self, fn: Callable[[], Awaitable[Any]], timeout: float) -> Any:

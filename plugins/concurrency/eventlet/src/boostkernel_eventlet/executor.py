@@ -3,7 +3,7 @@
 eventlet needs the whole process monkey-patched *before* other modules create sockets, locks or threads.
 ``boostkernel worker`` (and every child of the process overlay) does that for you: it calls
 :meth:`EventletExecutor.prepare_process` before importing your module. A consumer started in a process
-that was not patched refuses to start, with the exact fix in the error.
+that was not patched refuses to start, with the exact fix in the error (see :mod:`boostkernel.green`).
 
 eventlet itself is in maintenance mode (its authors recommend against it for new projects); this mode is
 here for code that already depends on it. Prefer ``gevent`` or ``asyncio`` for new work.
@@ -11,9 +11,8 @@ here for code that already depends on it. Prefer ``gevent`` or ``asyncio`` for n
 
 from __future__ import annotations
 
-import logging
 import warnings
-from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 with warnings.catch_warnings():  # eventlet warns on import that it is deprecated; the README says so
@@ -22,64 +21,41 @@ with warnings.catch_warnings():  # eventlet warns on import that it is deprecate
     import eventlet.greenthread
     from eventlet import patcher
 
-from boostkernel.errors import ConfigError, TaskTimeout
-from boostkernel.executor import Executor, ExecutorCapabilities, Job
-
-log = logging.getLogger("boostkernel.eventlet")
-
-#: Modules that must be patched for the kernel's fetch loop, locks, sleeps and socket I/O to cooperate.
-REQUIRED_PATCHES = ("socket", "thread", "time", "select")
-
-NOT_PATCHED = (
-    "concurrency='eventlet' needs eventlet's monkey-patching before anything else is imported, and this "
-    "process is not patched (missing: {missing}). Either run your module with the worker, which patches "
-    "for you: `boostkernel worker your.module` (or `boostkernel worker your.module --concurrency eventlet`), "
-    "or make these the first two lines of your program's entry point, before any other import:\n"
-    "    import eventlet\n"
-    "    eventlet.monkey_patch()"
-)
+from boostkernel.executor import Job
+from boostkernel.green import GreenExecutor
 
 
-def missing_patches() -> list[str]:
-    return [m for m in REQUIRED_PATCHES if not patcher.is_monkey_patched(m)]
-
-
-def is_patched() -> bool:
-    return not missing_patches()
-
-
-class EventletExecutor(Executor):
+class EventletExecutor(GreenExecutor):
     name = "eventlet"
-    capabilities = ExecutorCapabilities(timeout=True, cancel=True, async_functions=False, sync_functions=True,
-                                        exclusive=True)
+    required_patches = ("socket", "thread", "time", "select")
+    patch_lines = "    import eventlet\n    eventlet.monkey_patch()"
 
     @classmethod
-    def prepare_process(cls) -> None:
-        if not is_patched():
-            eventlet.monkey_patch()
+    def is_module_patched(cls, module: str) -> bool:
+        return bool(patcher.is_monkey_patched(module))
+
+    @classmethod
+    def patch_all(cls) -> None:
+        eventlet.monkey_patch()
 
     def __init__(self, max_workers: int, **options: Any) -> None:
-        missing = missing_patches()
-        if missing:
-            raise ConfigError(NOT_PATCHED.format(missing=", ".join(missing)))
         super().__init__(max_workers, **options)
         self._pool = eventlet.GreenPool(max_workers)
-        self._closed = False
 
     @property
     def idle(self) -> int:
         return int(self._pool.free())
 
-    def submit(self, job: Job) -> None:
-        if self._closed:
-            raise RuntimeError("executor is shut down")
-        self._pool.spawn_n(_run, job)  # blocks (cooperatively) while max_workers green threads run
+    def _spawn(self, job: Job) -> None:
+        self._pool.spawn_n(self._run_job, job)  # blocks (cooperatively) while max_workers green threads run
 
-    def shutdown(self, wait: bool = True, timeout: float | None = None) -> None:
-        self._closed = True
-        if wait:
-            with eventlet.Timeout(timeout, False):  # None: no limit; on expiry just stop waiting
-                self._pool.waitall()
+    def _wait_all(self, timeout: float | None) -> None:
+        with eventlet.Timeout(timeout, False):  # None: no limit; on expiry just stop waiting
+            self._pool.waitall()
+
+    def _timeout(self, seconds: float, exc: BaseException) -> AbstractContextManager[Any]:
+        t: AbstractContextManager[Any] = eventlet.Timeout(seconds, exc)
+        return t
 
     def current_handle(self) -> Any:
         return eventlet.greenthread.getcurrent()
@@ -90,19 +66,3 @@ class EventletExecutor(Executor):
         hub = eventlet.hubs.get_hub()
         hub.schedule_call_global(0, handle.throw, exc)  # raised at the green thread's next switch
         return True
-
-    def call_with_timeout(self, fn: Callable[[], Any], timeout: float) -> Any:
-        """Run ``fn`` in this green thread under ``eventlet.Timeout``.
-
-        The timeout fires at the function's next cooperative point (I/O, sleep, lock wait). A pure-Python
-        loop that never yields cannot be interrupted by eventlet; it is reported when it returns.
-        """
-        with eventlet.Timeout(timeout, TaskTimeout(f"task exceeded its {timeout}s timeout and was stopped")):
-            return fn()
-
-
-def _run(job: Job) -> None:
-    try:
-        job.run()
-    except Exception:  # noqa: BLE001 - one job must never take the pool down
-        log.exception("job crashed")

@@ -3,16 +3,15 @@
 gevent needs the whole process monkey-patched *before* other modules create sockets, locks or threads.
 ``boostkernel worker`` (and every child of the process overlay) does that for you: it calls
 :meth:`GeventExecutor.prepare_process` before importing your module. A consumer started in a process
-that was not patched refuses to start, with the exact fix in the error.
+that was not patched refuses to start, with the exact fix in the error (see :mod:`boostkernel.green`).
 
-With the patch applied, the kernel's fetch "thread" is a greenlet: ``submit`` blocks cooperatively in
-``Pool.spawn`` while the pool is full (back-pressure), and the running greenlets keep making progress.
+With the patch applied, the kernel's fetch "thread" is a greenlet: ``submit`` blocks cooperatively while
+the pool is full (back-pressure), and the running greenlets keep making progress.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import gevent
@@ -20,46 +19,24 @@ from gevent import monkey
 from gevent.event import Event
 from gevent.lock import BoundedSemaphore
 
-from boostkernel.errors import ConfigError, TaskTimeout
-from boostkernel.executor import Executor, ExecutorCapabilities, Job
-
-log = logging.getLogger("boostkernel.gevent")
-
-#: Modules that must be patched for the kernel's fetch loop, locks, sleeps and socket I/O to cooperate.
-REQUIRED_PATCHES = ("socket", "threading", "time", "select")
-
-NOT_PATCHED = (
-    "concurrency='gevent' needs gevent's monkey-patching before anything else is imported, and this "
-    "process is not patched (missing: {missing}). Either run your module with the worker, which patches "
-    "for you: `boostkernel worker {module}` (or `boostkernel worker {module} --concurrency gevent`), or make "
-    "these the first two lines of your program's entry point, before any other import:\n"
-    "    from gevent import monkey\n"
-    "    monkey.patch_all()"
-)
+from boostkernel.executor import Job
+from boostkernel.green import GreenExecutor
 
 
-def missing_patches() -> list[str]:
-    return [m for m in REQUIRED_PATCHES if not monkey.is_module_patched(m)]
-
-
-def is_patched() -> bool:
-    return not missing_patches()
-
-
-class GeventExecutor(Executor):
+class GeventExecutor(GreenExecutor):
     name = "gevent"
-    capabilities = ExecutorCapabilities(timeout=True, cancel=True, async_functions=False, sync_functions=True,
-                                        exclusive=True)
+    required_patches = ("socket", "threading", "time", "select")
+    patch_lines = "    from gevent import monkey\n    monkey.patch_all()"
 
     @classmethod
-    def prepare_process(cls) -> None:
-        if not is_patched():
-            monkey.patch_all()
+    def is_module_patched(cls, module: str) -> bool:
+        return bool(monkey.is_module_patched(module))
+
+    @classmethod
+    def patch_all(cls) -> None:
+        monkey.patch_all()
 
     def __init__(self, max_workers: int, **options: Any) -> None:
-        missing = missing_patches()
-        if missing:
-            raise ConfigError(NOT_PATCHED.format(missing=", ".join(missing), module="your.module"))
         super().__init__(max_workers, **options)
         # A semaphore plus raw greenlets (``spawn_raw``): about half the cost per task of ``gevent.pool.Pool``,
         # whose ``Greenlet`` objects carry links and results nobody reads here.
@@ -67,15 +44,12 @@ class GeventExecutor(Executor):
         self._running = 0
         self._all_done = Event()
         self._all_done.set()
-        self._closed = False
 
     @property
     def idle(self) -> int:
         return self.max_workers - self._running
 
-    def submit(self, job: Job) -> None:
-        if self._closed:
-            raise RuntimeError("executor is shut down")
+    def _spawn(self, job: Job) -> None:
         self._slots.acquire()  # blocks (cooperatively) while max_workers greenlets run: back-pressure
         self._running += 1
         self._all_done.clear()
@@ -83,19 +57,18 @@ class GeventExecutor(Executor):
 
     def _run(self, job: Job) -> None:
         try:
-            job.run()
-        except Exception:  # noqa: BLE001 - one job must never take the pool down
-            log.exception("job crashed")
+            self._run_job(job)
         finally:
             self._running -= 1  # one OS thread: greenlets never run at the same time
             if self._running == 0:
                 self._all_done.set()
             self._slots.release()
 
-    def shutdown(self, wait: bool = True, timeout: float | None = None) -> None:
-        self._closed = True
-        if wait:
-            self._all_done.wait(timeout)
+    def _wait_all(self, timeout: float | None) -> None:
+        self._all_done.wait(timeout)
+
+    def _timeout(self, seconds: float, exc: BaseException) -> AbstractContextManager[Any]:
+        return gevent.Timeout(seconds, exc)
 
     def current_handle(self) -> Any:
         return gevent.getcurrent()
@@ -105,16 +78,3 @@ class GeventExecutor(Executor):
             return False
         gevent.kill(handle, exc)  # raised in the greenlet at its next cooperative switch
         return True
-
-    def call_with_timeout(self, fn: Callable[[], Any], timeout: float) -> Any:
-        """Run ``fn`` in this greenlet under ``gevent.Timeout``.
-
-        The timeout fires at the function's next cooperative point (I/O, sleep, lock wait). A pure-Python
-        loop that never yields cannot be interrupted by gevent; it is reported when it returns.
-        """
-        t = gevent.Timeout(timeout, TaskTimeout(f"task exceeded its {timeout}s timeout and was stopped"))
-        t.start()
-        try:
-            return fn()
-        finally:
-            t.close()

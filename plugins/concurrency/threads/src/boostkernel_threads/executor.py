@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import queue
 import threading
@@ -10,18 +9,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from boostkernel.errors import TaskTimeout
 from boostkernel.executor import Executor, ExecutorCapabilities, Job
+from boostkernel.timeouts import call_with_timeout, raise_in_thread
 
 log = logging.getLogger("boostkernel.threads")
-
-
-def _raise_in_thread(thread: threading.Thread, exc_type: type[BaseException]) -> bool:
-    """Ask ``thread`` to raise ``exc_type`` at its next bytecode (cannot interrupt a blocking C call)."""
-    if thread.ident is None:
-        return False
-    n = ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(exc_type))
-    return bool(n == 1)
 
 
 class ThreadsExecutor(Executor):
@@ -111,24 +102,8 @@ class ThreadsExecutor(Executor):
         """Raise ``exc`` in the task's thread at its next bytecode (a blocking C call finishes first)."""
         if not isinstance(handle, threading.Thread) or not handle.is_alive():
             return False
-        return _raise_in_thread(handle, exc)
+        return raise_in_thread(handle, exc)
 
     def call_with_timeout(self, fn: Callable[[], Any], timeout: float) -> Any:
         """Run ``fn`` in a helper thread; after ``timeout`` raise TaskTimeout and stop the helper."""
-        box: dict[str, Any] = {}
-
-        def target() -> None:
-            try:
-                box["result"] = fn()
-            except BaseException as exc:  # noqa: BLE001
-                box["error"] = exc
-
-        t = threading.Thread(target=target, daemon=True, name="boostkernel-timeout")
-        t.start()
-        t.join(timeout)
-        if t.is_alive():
-            _raise_in_thread(t, TaskTimeout)
-            raise TaskTimeout(f"task exceeded its {timeout}s timeout and was stopped")
-        if "error" in box:
-            raise box["error"]
-        return box.get("result")
+        return call_with_timeout(fn, timeout)

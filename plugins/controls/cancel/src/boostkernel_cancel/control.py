@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import ctypes
 import logging
 import threading
 from collections.abc import Awaitable, Callable
@@ -32,6 +31,7 @@ from typing import Any
 
 from boostkernel.control import Control, TaskContext
 from boostkernel.errors import ConfigError, Skip, TaskCancelled
+from boostkernel.timeouts import raise_in_thread
 
 from .api import revoke_generation_key, revoke_key
 from .options import ORDER
@@ -157,10 +157,10 @@ class CancelControl(Control):
                 while not entry.wake.wait(0.5):  # a timed wait lets an outer timeout's exception land here
                     pass
             except BaseException as exc:  # e.g. TaskTimeout from the timeout control: stop the call too
-                _raise_in_thread(t, type(exc))
+                raise_in_thread(t, type(exc))
                 raise
             if not entry.done:  # cancelled: stop the helper thread, free the worker now
-                _raise_in_thread(t, TaskCancelled)
+                raise_in_thread(t, TaskCancelled)
                 raise Skip("cancelled while running", status="revoked")
         finally:
             with self._lock:
@@ -203,11 +203,3 @@ class CancelControl(Control):
         finally:
             with self._lock:
                 self._running.pop(tid, None)
-
-
-def _raise_in_thread(thread: threading.Thread, exc_type: type[BaseException]) -> bool:
-    """Ask ``thread`` to raise ``exc_type`` at its next bytecode (cannot interrupt a blocking C call)."""
-    if thread.ident is None:
-        return False
-    n = ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(exc_type))
-    return bool(n == 1)

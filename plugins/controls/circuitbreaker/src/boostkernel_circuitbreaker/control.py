@@ -44,7 +44,9 @@ class CircuitBreaker(Control):
 
     def __init__(self, booster: Any) -> None:
         super().__init__(booster)
-        n, cool = self.params.circuit_breaker
+        cb = self.booster.params.circuit_breaker
+        assert cb is not None  # the kernel switches a control on only when its parameter is set
+        n, cool = cb
         self.threshold, self.cool_down = int(n), float(cool)
         self.state = CLOSED
         self.failures = 0

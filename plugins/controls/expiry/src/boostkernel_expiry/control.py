@@ -25,7 +25,7 @@ class ExpiryControl(Control):
 
     def __init__(self, booster: Any) -> None:
         super().__init__(booster)
-        self.expires = self.params.expires
+        self.expires = self.booster.params.expires
 
     @classmethod
     def check(cls, booster: Any) -> None:

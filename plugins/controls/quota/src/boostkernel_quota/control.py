@@ -38,7 +38,9 @@ class Quota(Control):
 
     def __init__(self, booster: Any) -> None:
         super().__init__(booster)
-        runs, period = self.params.quota
+        quota = self.booster.params.quota
+        assert quota is not None  # the kernel switches a control on only when its parameter is set
+        runs, period = quota
         self.runs, self.period = int(runs), float(period)
         self.prefix = f"bk:quota:{booster.queue}:"
         self._exhausted_until = 0.0

@@ -49,11 +49,13 @@ class RateLimit(Control):
 
     def __init__(self, booster: Any) -> None:
         super().__init__(booster)
-        qps = float(self.params.qps)
+        qps_param = self.booster.params.qps
+        assert qps_param is not None  # the kernel switches a control on only when its parameter is set
+        qps = float(qps_param)
         self.qps = qps
         self.interval = 1.0 / qps
         self._next = 0.0
-        self.global_scope = self.params.qps_scope == "global"
+        self.global_scope = self.booster.params.qps_scope == "global"
         if self.global_scope:
             self.prefix = f"bk:qps:{booster.queue}:"
             self.owner = f"{os.getpid()}:{uuid.uuid4().hex[:8]}"

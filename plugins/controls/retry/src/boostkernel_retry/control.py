@@ -47,7 +47,7 @@ class RetryControl(Control):
 
     def __init__(self, booster: Any) -> None:
         super().__init__(booster)
-        p = self.params
+        p = self.booster.params
         self.max_retries = p.max_retries
         self.base, self.cap, self.jitter = float(p.retry_backoff), float(p.retry_backoff_max), p.retry_jitter
         self.retry_on = p.retry_on

@@ -143,7 +143,7 @@ def add_schedule(booster: Any, *, cron: str | None = None, interval: float | Non
     call_args, call_kwargs = list(args), dict(kwargs or {})
     # validate the call exactly as a publish would (signature, JSON, per-message options) - without publishing
     booster.message(call_args, dict(call_kwargs), _task_options(opts, headers, None))
-    definition = {"trigger": trigger, "timezone": tz, "args": call_args, "kwargs": call_kwargs,
+    definition: dict[str, Any] = {"trigger": trigger, "timezone": tz, "args": call_args, "kwargs": call_kwargs,
                   "options": opts, "headers": headers}
     if id is None:
         digest = hashlib.sha256(orjson.dumps({k: v for k, v in definition.items() if k != "trigger"} | {

@@ -36,7 +36,7 @@ class StatsControl(Control):
 
     def __init__(self, booster: Any) -> None:
         super().__init__(booster)
-        self.interval = float(self.params.stats_interval or 10.0)
+        self.interval = float(self.booster.params.stats_interval or 10.0)
         self.log = queue_logger(booster.queue)
         self._lock = threading.Lock()
         self._runs = self._failures = 0

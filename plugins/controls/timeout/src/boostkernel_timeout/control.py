@@ -48,7 +48,9 @@ class TimeoutControl(Control):
 
     def __init__(self, booster: Any) -> None:
         super().__init__(booster)
-        self.timeout = float(self.params.timeout)
+        timeout = self.booster.params.timeout
+        assert timeout is not None  # the kernel switches a control on only when its parameter is set
+        self.timeout = float(timeout)
         self._executor: Any = None
 
     def _limit(self, ctx: TaskContext) -> float:

@@ -55,7 +55,7 @@ class TimeWindow(Control):
 
     def __init__(self, booster: Any) -> None:
         super().__init__(booster)
-        self.expr = self.params.allowed_window
+        self.expr = self.booster.params.allowed_window
         self.croniter = _croniter()
         self.tz = _tz(self.params)
         self._minute = -1

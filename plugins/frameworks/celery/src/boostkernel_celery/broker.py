@@ -21,11 +21,11 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-from typing import Any, ClassVar
+from dataclasses import replace
+from typing import Any
 
 from celery import Celery, _state
 
-from boostkernel.broker import BrokerCapabilities
 from boostkernel.errors import ConfigError
 from boostkernel.framework import (
     FrameworkBroker,
@@ -161,10 +161,8 @@ class CeleryWorker(FrameworkWorker):
 
 class CeleryBroker(FrameworkBroker):
     name = "celery"
-    capabilities: ClassVar[BrokerCapabilities] = BrokerCapabilities(
-        ack=True, requeue=False, dead_letter=False, needs_own_worker=True, count=True, purge=True,
-        delay=False, priority=False, durable=True,
-    )
+    # the framework brokers' common capabilities (FrameworkBroker), plus what this framework adds
+    capabilities = replace(FrameworkBroker.capabilities, ack=True, durable=True)
     url_schemes = ("redis", "rediss", "amqp", "amqps", "pyamqp")
     framework_params = frozenset({"max_retries", "retry_on", "retry_backoff", "retry_backoff_max", "retry_jitter",
                                   "qps", "qps_scope", "expires", "retry_mode"})
@@ -266,12 +264,15 @@ class CeleryBroker(FrameworkBroker):
             opts["expires"] = float(expires)
         if "priority" in env.options:
             opts["priority"] = int(env.options["priority"])
-        task.apply_async(args=env.args, kwargs=env.kwargs, **opts)
+        # celery-types annotates args as a tuple; celery takes any list or tuple (it is JSON on the wire)
+        task.apply_async(args=env.args, kwargs=env.kwargs, **opts)  # type: ignore[arg-type]
 
     def count(self) -> int:
         with self.app.connection_for_write() as conn:
             try:
-                return int(conn.default_channel.queue_declare(queue=self.queue, passive=True).message_count)
+                # the channel is the transport's (py-amqp, kombu virtual); celery-types' StdChannel omits these
+                channel: Any = conn.default_channel
+                return int(channel.queue_declare(queue=self.queue, passive=True).message_count)
             except Exception as exc:  # noqa: BLE001 - a queue never declared holds nothing
                 if "NOT_FOUND" in str(exc) or "404" in str(exc):
                     return 0
@@ -280,7 +281,8 @@ class CeleryBroker(FrameworkBroker):
     def purge(self) -> int:
         with self.app.connection_for_write() as conn:
             try:
-                return int(conn.default_channel.queue_purge(self.queue) or 0)
+                channel: Any = conn.default_channel
+                return int(channel.queue_purge(self.queue) or 0)
             except Exception as exc:  # noqa: BLE001
                 if "NOT_FOUND" in str(exc) or "404" in str(exc):
                     return 0

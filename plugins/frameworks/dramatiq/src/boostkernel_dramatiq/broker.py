@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, ClassVar
+from dataclasses import replace
+from typing import Any
 
 import dramatiq
 from dramatiq.middleware import CurrentMessage
 
-from boostkernel.broker import BrokerCapabilities
 from boostkernel.errors import ConfigError
 from boostkernel.framework import (
     FrameworkBroker,
@@ -105,8 +105,8 @@ def declare(booster: Any, broker: dramatiq.Broker) -> dramatiq.Actor[Any, Any]:
         return None
 
     run.__name__ = run.__qualname__ = booster.queue
-    return dramatiq.actor(run, actor_name=booster.queue, queue_name=booster.queue, broker=broker,
-                          **actor_options(booster))
+    return dramatiq.actor(actor_name=booster.queue, queue_name=booster.queue, broker=broker,
+                          **actor_options(booster))(run)
 
 
 class DramatiqWorker(FrameworkWorker):
@@ -123,10 +123,8 @@ class DramatiqWorker(FrameworkWorker):
 
 class DramatiqBroker(FrameworkBroker):
     name = "dramatiq"
-    capabilities: ClassVar[BrokerCapabilities] = BrokerCapabilities(
-        ack=True, requeue=False, dead_letter=False, needs_own_worker=True, count=True, purge=True,
-        delay=False, priority=False, durable=True,
-    )
+    # the framework brokers' common capabilities (FrameworkBroker), plus what this framework adds
+    capabilities = replace(FrameworkBroker.capabilities, ack=True, durable=True)
     url_schemes = ("redis", "rediss", "amqp", "amqps")
     framework_params = frozenset({"max_retries", "retry_on", "retry_backoff", "retry_backoff_max", "timeout",
                                   "expires", "retry_mode"})

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from typing import Any, ClassVar
+from dataclasses import replace
+from typing import Any
 
 import orjson
 from huey import RedisHuey
@@ -29,7 +30,6 @@ from huey.consumer import Consumer
 from huey.registry import Message
 from huey.serializer import Serializer
 
-from boostkernel.broker import BrokerCapabilities
 from boostkernel.errors import ConfigError
 from boostkernel.framework import FrameworkBroker, FrameworkWorker, GroupWorker, TaskRunner, eta_of
 from boostkernel.logs import mask_url
@@ -148,10 +148,8 @@ class HueyWorker(FrameworkWorker):
 
 class HueyBroker(FrameworkBroker):
     name = "huey"
-    capabilities: ClassVar[BrokerCapabilities] = BrokerCapabilities(
-        ack=False, requeue=False, dead_letter=False, needs_own_worker=True, count=True, purge=True,
-        delay=True, priority=False, durable=False,
-    )
+    # the framework brokers' common capabilities (FrameworkBroker), plus what this framework adds
+    capabilities = replace(FrameworkBroker.capabilities, delay=True)
     framework_params = frozenset({"max_retries", "retry_on", "retry_backoff", "retry_jitter", "expires",
                                   "retry_mode"})
     unsupported_reasons = {

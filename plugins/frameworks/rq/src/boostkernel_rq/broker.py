@@ -24,7 +24,8 @@ import math
 import random
 import threading
 import time
-from typing import Any, ClassVar
+from dataclasses import replace
+from typing import Any
 
 import redis
 from rq import Queue, SimpleWorker
@@ -33,7 +34,6 @@ from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 from rq.timeouts import TimerDeathPenalty
 
-from boostkernel.broker import BrokerCapabilities
 from boostkernel.errors import ConfigError
 from boostkernel.framework import FrameworkBroker, FrameworkWorker, TaskRunner, by_url, eta_of, worker_count
 from boostkernel.logs import mask_url
@@ -182,10 +182,8 @@ def _scheduler_loop(queues: list[Queue], conn: redis.Redis, stop: threading.Even
 
 class RQBroker(FrameworkBroker):
     name = "rq"
-    capabilities: ClassVar[BrokerCapabilities] = BrokerCapabilities(
-        ack=False, requeue=False, dead_letter=False, needs_own_worker=True, count=True, purge=True,
-        delay=True, priority=False, durable=True,
-    )
+    # the framework brokers' common capabilities (FrameworkBroker), plus what this framework adds
+    capabilities = replace(FrameworkBroker.capabilities, delay=True, durable=True)
     framework_params = frozenset({"max_retries", "retry_on", "retry_backoff", "retry_backoff_max", "retry_jitter",
                                   "timeout", "expires", "retry_mode"})
     unsupported_reasons = {
