@@ -81,3 +81,46 @@ def test_booster_end_to_end(service: str, queue: str) -> None:
         task.broker.purge_dead_letters()
         task.broker.delete_queues()
         task.broker.close()
+
+
+@pytest.mark.service("redis")
+@pytest.mark.parametrize("reached_server", [True, False], ids=["reply-lost", "request-lost"])
+def test_redis_delivery_whose_unacked_record_failed_comes_back(queue: str, monkeypatch: pytest.MonkeyPatch,
+                                                               reached_server: bool) -> None:
+    """kombu's redis transport pops a message (BRPOP), then records it as unacked in a second round trip.
+    When the connection drops during that second trip, the message must come back at once, not after
+    kombu's visibility_timeout (1 h): reply-lost = Redis recorded it, request-lost = Redis never saw it."""
+    import kombu.transport.redis as kombu_redis
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from boostkernel.broker import Delivery, Outgoing
+
+    record = kombu_redis.QoS.append
+    failed: list[str] = []
+
+    def append_then_lose_connection(self: object, message: object, delivery_tag: str) -> None:
+        if failed:
+            record(self, message, delivery_tag)
+            return
+        failed.append(delivery_tag)
+        if reached_server:  # Redis ran the MULTI, the reply never came: kombu's own bookkeeping is not updated
+            record(self, message, delivery_tag)
+            self._delivered.pop(delivery_tag)  # type: ignore[attr-defined]
+        raise RedisConnectionError("connection lost (injected by the test)")
+
+    monkeypatch.setattr(kombu_redis.QoS, "append", append_then_lose_connection)
+    b = KombuBroker(queue, URLS["redis"])
+    try:
+        b.publish(Outgoing("m1", b"{}"))
+        got: list[Delivery] = []
+        assert wait_until(lambda: bool(got.extend(b.fetch(1, 0.2)) or got), 10.0), "message lost"
+        assert failed, "the injected connection loss never happened"
+        (d,) = got
+        assert d.id == "m1" and d.delivery_count == 2
+        b.ack(d)
+        assert b.fetch(1, 0.5) == []
+    finally:
+        b.close()
+        cleaner = KombuBroker(queue, URLS["redis"])
+        cleaner.delete_queues()
+        cleaner.close()

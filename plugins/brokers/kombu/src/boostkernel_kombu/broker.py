@@ -12,7 +12,8 @@ kombu connections are not thread-safe, so:
 
 The delivery guarantee is the transport's: at-least-once on amqp (RabbitMQ requeues unacked deliveries when
 the channel closes) and on redis (kombu restores unacked messages on a clean close, and after its
-``visibility_timeout`` - default 1 h - when a worker was killed). Dead letters go to ``<queue>.dlq`` with the
+``visibility_timeout`` - default 1 h - when a worker was killed; a message whose unacked record was cut
+with the connection is restored at once, see :func:`_track_unsure_deliveries`). Dead letters go to ``<queue>.dlq`` with the
 reason in the ``x-bk-reason`` header. Priority and native delay are not declared (transports disagree on
 them); the kernel's fallback republishes not-yet-due messages.
 """
@@ -48,6 +49,61 @@ log = logging.getLogger("boostkernel.kombu")
 def kombu_url(url: str) -> str:
     """``kombu+redis://h`` → ``redis://h``; other URLs are kombu URLs already."""
     return url[len("kombu+"):] if url.lower().startswith("kombu+") else url
+
+
+def _track_unsure_deliveries(channel: Any) -> None:
+    """Make kombu's redis transport restore a delivery whose unacked bookkeeping raised.
+
+    The redis transport pops a message with ``BRPOP``, then records it as unacked (``ZADD`` + ``HSET`` in one
+    ``MULTI``) and only then remembers its tag for the restore at channel close. When the connection drops
+    after Redis ran that ``MULTI`` but before its reply came back, the bookkeeping raises: the message sits
+    in the unacked hash on the server, the channel does not know it, and nothing returns it to the queue
+    until ``visibility_timeout`` (1 h by default) - a lost message for that long. Here the tag is
+    remembered anyway, and its restore requeues the stored copy when the server has one or the copy this
+    process holds when the ``MULTI`` never reached the server (then nobody else has the message).
+    Transports without this bookkeeping (amqp, memory) are left alone.
+    """
+    qos = getattr(channel, "qos", None)
+    delivered = getattr(qos, "_delivered", None)
+    if qos is None or delivered is None or not all(
+            hasattr(qos, a) for a in ("restore_by_tag", "unacked_key", "unacked_index_key")) or not hasattr(
+            channel, "_do_restore_message"):
+        return
+    from kombu.utils.encoding import bytes_to_str
+    from kombu.utils.json import loads
+
+    append, restore_by_tag = qos.append, qos.restore_by_tag
+    unsure: dict[str, Any] = {}
+
+    def tracked_append(message: Any, delivery_tag: str) -> None:
+        try:
+            append(message, delivery_tag)
+        except BaseException:
+            unsure[delivery_tag] = message
+            delivered[delivery_tag] = message  # restored with the others when the channel closes
+            raise
+
+    def tracked_restore_by_tag(tag: Any, client: Any = None, leftmost: bool = False) -> None:
+        message = unsure.pop(bytes_to_str(tag), None)
+        if message is None:
+            restore_by_tag(tag, client=client, leftmost=leftmost)
+            return
+
+        def restore(pipe: Any) -> None:
+            stored = pipe.hget(qos.unacked_key, tag)
+            pipe.multi()
+            pipe.zrem(qos.unacked_index_key, tag).hdel(qos.unacked_key, tag)
+            if stored:
+                payload, exchange, routing_key = loads(bytes_to_str(stored))
+            else:
+                info = message.delivery_info
+                payload, exchange, routing_key = message._raw, info["exchange"], info["routing_key"]
+            channel._do_restore_message(payload, exchange, routing_key, pipe, leftmost)
+
+        with channel.conn_or_acquire(client) as c:
+            c.transaction(restore, qos.unacked_key)
+
+    qos.append, qos.restore_by_tag = tracked_append, tracked_restore_by_tag
 
 
 def _give_back(messages: list[Any]) -> None:
@@ -251,6 +307,7 @@ class KombuBroker(Broker):
             try:
                 conn.ensure_connection(max_retries=1)
                 ch = conn.channel()
+                _track_unsure_deliveries(ch)
                 consumer = kombu.Consumer(ch, queues=[self.q], on_message=self._on_message, no_ack=False,
                                           prefetch_count=self.prefetch, accept=None)
                 consumer.consume()
