@@ -26,6 +26,9 @@ from .helpers import requires as requires
 
 class _Contract:
     expected_failures: dict[str, str] = {}
+    #: Gaps whose failure depends on timing the test cannot control (e.g. when a Kafka group rebalance
+    #: completes): non-strict xfails, so neither outcome fails the run. Prefer ``expected_failures``.
+    timing_dependent_failures: dict[str, str] = {}
     #: If set, only these tests run in the class (e.g. the durability test against a private instance).
     only_tests: frozenset[str] | None = None
 
@@ -42,6 +45,9 @@ class _Contract:
         reason = self.expected_failures.get(fn.__name__)
         if reason:
             request.node.add_marker(pytest.mark.xfail(reason=reason, strict=True))
+        reason = self.timing_dependent_failures.get(fn.__name__)
+        if reason:
+            request.node.add_marker(pytest.mark.xfail(reason=reason, strict=False))
 
 
 def _msg(body: dict[str, Any] | None = None, priority: int = 0, eta: float | None = None) -> Outgoing:

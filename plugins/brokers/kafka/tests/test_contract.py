@@ -21,9 +21,6 @@ class TestKafkaContract(BrokerContract):
     expected_failures = {
         "test_crash_redelivers_everything_held": "a log has no delivery count: redelivered messages come "
                                                  "back with delivery_count 1",
-        "test_live_long_task_is_not_redelivered": "a consumer that does not poll while it runs a long task "
-                                                  "loses its partitions when another consumer joins, and its "
-                                                  "uncommitted messages are delivered again",
         "test_crash_loop_goes_to_dead_letters": "issue #10: no crash-loop limit (no delivery count is kept)",
         "test_crash_loop_spares_prefetched_messages": "issue #10: no crash-loop limit",
         "test_count_excludes_in_flight": "count() is the consumer group's lag, which includes fetched, "
@@ -32,6 +29,12 @@ class TestKafkaContract(BrokerContract):
                                              "messages",
         "test_durable_across_service_restart": "needs a private Kafka-compatible instance to restart; the "
                                                "shared one must not be restarted and none is started here",
+    }
+    timing_dependent_failures = {
+        "test_live_long_task_is_not_redelivered": "a consumer that does not poll while it runs a long task "
+                                                  "loses its partitions when another consumer joins, and its "
+                                                  "uncommitted messages are delivered again; whether the "
+                                                  "rebalance completes within the test's window is timing",
     }
 
     @pytest.fixture
