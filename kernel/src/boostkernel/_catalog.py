@@ -3,6 +3,8 @@
 
 EXTRAS: frozenset[str] = frozenset({
     "confluent-kafka",
+    "grpc",
+    "http",
     "kafka",
     "kombu",
     "memory",
@@ -12,6 +14,10 @@ EXTRAS: frozenset[str] = frozenset({
     "redis",
     "sql",
     "sqlite",
+    "tcp",
+    "udp",
+    "websocket",
+    "zeromq",
     "asyncio",
     "eventlet",
     "gevent",
@@ -41,6 +47,8 @@ NAMES: dict[str, dict[str, str]] = {
         "celery": "celery",
         "confluent-kafka": "confluent-kafka",
         "dramatiq": "dramatiq",
+        "grpc": "grpc",
+        "http": "http",
         "huey": "huey",
         "kafka": "kafka",
         "kombu": "kombu",
@@ -54,6 +62,10 @@ NAMES: dict[str, dict[str, str]] = {
         "rq": "rq",
         "sql": "sql",
         "sqlite": "sqlite",
+        "tcp": "tcp",
+        "udp": "udp",
+        "websocket": "websocket",
+        "zeromq": "zeromq",
     },
     "executor": {
         "asyncio": "asyncio",
@@ -87,6 +99,8 @@ NAMES: dict[str, dict[str, str]] = {
 SCHEMES: dict[str, str] = {
     "amqp": "rabbitmq",
     "amqps": "rabbitmq",
+    "grpc": "grpc",
+    "http": "http",
     "kafka": "kafka",
     "mariadb+pymysql": "sql",
     "memory": "memory",
@@ -111,4 +125,9 @@ SCHEMES: dict[str, str] = {
     "rediss+sentinel": "redis",
     "sqlite": "sqlite",
     "sqlite+pysqlite": "sql",
+    "tcp": "tcp",
+    "udp": "udp",
+    "ws": "websocket",
+    "zeromq": "zeromq",
+    "zmq": "zeromq",
 }
