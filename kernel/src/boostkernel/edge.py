@@ -53,7 +53,8 @@ from .signing import TAG_BYTES, Signer, keys_from, secret_env_names
 if TYPE_CHECKING:
     from .booster import Booster
 
-__all__ = ["ListenerBroker", "Listening", "LoopThread", "is_loopback", "parse_address", "rpc_result",
+__all__ = ["ListenerBroker", "Listening", "LoopThread", "is_loopback", "parse_address", "rpc_result", "sync_call",
+           "wait_result",
            "AT_MOST_ONCE"]
 
 T = TypeVar("T")
@@ -442,3 +443,19 @@ def rpc_result(booster: Booster[Any, Any], task_id: str, record: dict[str, Any],
         return booster.codec.decode_result(record.get("result"))
     err = record.get("error") or {}
     raise TaskFailed(task_id, err.get("type", status), err.get("message", ""), err.get("traceback"))
+
+
+def sync_call(booster: Booster[Any, Any], args: Sequence[Any], kwargs: dict[str, Any], timeout: float) -> Any:
+    """Publish one call on ``booster``'s broker and return the function's result from the answer.
+
+    For brokers whose protocol answers each request (``http``, ``grpc``: a ``call(message, timeout)``
+    method returning the task's status record): no store is read on the producer's side. Raises
+    :class:`~boostkernel.errors.TaskFailed` if the task failed, :class:`~boostkernel.errors.ResultTimeout`
+    if it did not finish within ``timeout`` seconds."""
+    broker = booster.broker
+    call = getattr(broker, "call", None)
+    if call is None:
+        raise ConfigError(f"broker {broker.name!r} cannot answer a call synchronously; use push(...).get() "
+                          "with results=True")
+    m = booster.message(args, kwargs)
+    return rpc_result(booster, m.id, call(m, timeout), timeout)
