@@ -163,7 +163,8 @@ class Listening:
             return self.refuse("the frame has no message id")
         return Delivery(id_.decode("utf-8", "replace"), body, None, 1)
 
-    def refuse(self, why: str) -> None:
+    def refuse(self, why: str) -> Delivery | None:
+        """Count (and the first time, log) a refused message; returns ``None`` for ``decode``."""
         with self.cond:
             self.refused += 1
             first = self.refused == 1

@@ -179,7 +179,7 @@ class SyncCallContract:
             return x / y
 
         div.consume()
-        assert wait_until(lambda: div.broker.local() is not None, 10)
+        assert wait_until(lambda: div.broker.local() is not None, 10)  # type: ignore[attr-defined]
         return div
 
     def test_call_returns_the_result(self) -> None:

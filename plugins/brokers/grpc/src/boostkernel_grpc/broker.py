@@ -109,7 +109,11 @@ class GrpcBroker(ListenerBroker):
         if not bound:
             raise BrokerUnavailable(f"grpc listener could not bind {target}")
         server.start()
-        return bound, lambda: server.stop(grace=1.0).wait(10)
+
+        def stop() -> None:
+            server.stop(grace=1.0).wait(10)
+
+        return bound, stop
 
     # --- producer -------------------------------------------------------------------------------
     def _stub(self, kind: str, method: str) -> Any:

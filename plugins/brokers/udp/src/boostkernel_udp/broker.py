@@ -67,8 +67,12 @@ class UdpBroker(ListenerBroker):
             return transport
 
         transport = loop.run(start())
-        bound = sock.getsockname()[1]
-        return bound, lambda: loop.loop.call_soon_threadsafe(transport.close)
+        bound: int = sock.getsockname()[1]
+
+        def stop() -> None:
+            loop.loop.call_soon_threadsafe(transport.close)
+
+        return bound, stop
 
     def send(self, frames: list[bytes]) -> None:
         for f in frames:

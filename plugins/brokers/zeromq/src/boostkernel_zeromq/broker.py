@@ -42,8 +42,7 @@ class ZeroMQBroker(ListenerBroker):
 
     # --- consumer -------------------------------------------------------------------------------
     def serve(self, listening: Listening, host: str, port: int) -> tuple[int, Callable[[], None]]:
-        ctx = zmq.Context.instance()
-        sock: zmq.Socket[bytes] = ctx.socket(zmq.PULL)
+        sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.PULL)
         sock.setsockopt(zmq.RCVHWM, self.hwm)
         sock.setsockopt(zmq.LINGER, 0)
         if ":" in host:
@@ -99,7 +98,7 @@ class ZeroMQBroker(ListenerBroker):
             s = self._socket()
             for i, f in enumerate(frames):
                 try:
-                    s.send(f, copy=len(f) < 65536)
+                    s.send(f)
                 except zmq.Again:
                     raise BrokerUnavailable(
                         f"zeromq: no consumer at {self.url!r} took the message within {self.connect_timeout}s "
