@@ -1,7 +1,7 @@
 """Shared base of the *listening* (brokerless) brokers: zeromq, tcp, udp, http, grpc, websocket.
 
 There is no message server: the consumer **listens** on the ``host:port`` its broker URL names
-(``tcp://127.0.0.1:7001``) and producers send straight to it. A :class:`ListenerBroker` instance is a
+(``tcp://127.0.0.1:7311``) and producers send straight to it. A :class:`ListenerBroker` instance is a
 producer until it is asked to :meth:`~ListenerBroker.listen` (``fetch`` does so on first use); the
 messages a listener receives wait in a buffer in the consumer's memory, which ``fetch`` drains.
 
@@ -246,7 +246,7 @@ class ListenerBroker(Broker):
     """
 
     capabilities: ClassVar[BrokerCapabilities] = AT_MOST_ONCE
-    default_port: ClassVar[int] = 7001
+    default_port: ClassVar[int] = 7311
 
     def __init__(self, queue: str, url: str | None = None, params: BoostParams | None = None,
                  **options: Any) -> None:
@@ -318,6 +318,17 @@ class ListenerBroker(Broker):
         """The listener of this address in this process, if any."""
         host, port = self.addresses[0]
         return self.listening or _LISTENING.get((self.name, host, port))
+
+    def wait_listening(self, timeout: float = 10.0) -> bool:
+        """Wait until a listener of this address runs in this process (a booster's ``consume()`` starts
+        it on its first fetch). Useful where producer and consumer share a process and a message sent
+        before would be lost (``udp``); the others' producers wait ``connect_timeout`` by themselves."""
+        deadline = time.monotonic() + timeout
+        while self.local() is None:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
 
     def fetch(self, max_messages: int, timeout: float) -> list[Delivery]:
         return self.listen().take(max_messages, timeout)

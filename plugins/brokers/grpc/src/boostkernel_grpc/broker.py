@@ -86,8 +86,8 @@ def _service(listening: Listening, queue: str) -> grpc.GenericRpcHandler:
 
 class GrpcBroker(ListenerBroker):
     name = "grpc"
-    default_url = "grpc://127.0.0.1:7004"
-    default_port = 7004
+    default_url = "grpc://127.0.0.1:7314"
+    default_port = 7314
     #: the synchronous call waits on the consumer's own store: in-process by default
     default_store = "memory"
 

@@ -31,8 +31,8 @@ _LEN = 4
 
 class TcpBroker(ListenerBroker):
     name = "tcp"
-    default_url = "tcp://127.0.0.1:7001"
-    default_port = 7001
+    default_url = "tcp://127.0.0.1:7311"
+    default_port = 7311
 
     def __init__(self, queue: str, url: str | None = None, params: Any = None, **options: Any) -> None:
         super().__init__(queue, url, params, **options)

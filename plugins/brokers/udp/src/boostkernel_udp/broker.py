@@ -43,8 +43,8 @@ class _Protocol(asyncio.DatagramProtocol):
 
 class UdpBroker(ListenerBroker):
     name = "udp"
-    default_url = "udp://127.0.0.1:7002"
-    default_port = 7002
+    default_url = "udp://127.0.0.1:7312"
+    default_port = 7312
 
     def __init__(self, queue: str, url: str | None = None, params: Any = None, **options: Any) -> None:
         super().__init__(queue, url, params, **options)

@@ -26,8 +26,8 @@ MAX_MESSAGE = 64 * 1024 * 1024
 
 class WebSocketBroker(ListenerBroker):
     name = "websocket"
-    default_url = "ws://127.0.0.1:7005"
-    default_port = 7005
+    default_url = "ws://127.0.0.1:7315"
+    default_port = 7315
 
     def __init__(self, queue: str, url: str | None = None, params: Any = None, **options: Any) -> None:
         super().__init__(queue, url, params, **options)

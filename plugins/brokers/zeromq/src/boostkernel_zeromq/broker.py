@@ -1,6 +1,6 @@
 """The ``zeromq`` broker: no server; consumers bind PULL sockets, producers PUSH to them (pyzmq).
 
-URL: ``zmq://host:port`` — or several consumers, ``zmq://127.0.0.1:7010,127.0.0.1:7011``: a producer
+URL: ``zmq://host:port`` — or several consumers, ``zmq://127.0.0.1:7310,127.0.0.1:7316``: a producer
 connects its PUSH socket to every address and ZeroMQ deals messages round-robin over the consumers that
 are connected (competing consumers); a consumer listens on the *first* address of its URL.
 
@@ -31,8 +31,8 @@ def _endpoint(host: str, port: int | str) -> str:
 
 class ZeroMQBroker(ListenerBroker):
     name = "zeromq"
-    default_url = "zmq://127.0.0.1:7006"
-    default_port = 7006
+    default_url = "zmq://127.0.0.1:7310"
+    default_port = 7310
 
     def __init__(self, queue: str, url: str | None = None, params: Any = None, **options: Any) -> None:
         super().__init__(queue, url, params, **options)
