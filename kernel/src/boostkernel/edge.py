@@ -6,7 +6,8 @@ producer until it is asked to :meth:`~ListenerBroker.listen` (``fetch`` does so 
 messages a listener receives wait in a buffer in the consumer's memory, which ``fetch`` drains.
 
 **Delivery: at-most-once.** A message is gone from the producer once the consumer's listener took it;
-if the consumer process stops or dies before running it (buffered, prefetched or running), it is lost.
+if the consumer process stops or dies before running it (buffered, prefetched, running, or held for its
+countdown/eta, which the listener keeps until due), it is lost.
 ``ack`` does nothing; ``nack(requeue=True)`` puts the message back into this consumer's buffer (after
 ``delay`` seconds); there is no dead-letter queue (a dead-lettered message is logged with its reason
 and dropped). ``count``/``purge`` act on the buffer of the listener in *this* process (0 elsewhere).
@@ -22,8 +23,9 @@ listener is logged (later ones are only counted in :attr:`Listening.refused`).
 Frame of one message (the payload of a TCP frame, UDP datagram, HTTP body, gRPC bytes, WebSocket
 message, ZeroMQ message)::
 
-    b"\\x01" + id + b"\\n" + body                 unsigned
-    b"\\x02" + tag(32) + id + b"\\n" + body       signed: tag = HMAC-SHA256(key, id + b"\\n" + body)
+    b"\\x01" + data                 unsigned
+    b"\\x02" + tag(32) + data       signed: tag = HMAC-SHA256(key, data)
+    data = id + b"\\n" + eta + b"\\n" + body     (eta: Unix time as text, empty when due now)
 
 A listener without a secret also accepts a bare JSON object (first byte ``{``) from a foreign producer:
 the kernel reads it as the function's kwargs, under a fresh id.
@@ -60,7 +62,7 @@ __all__ = ["ListenerBroker", "Listening", "LoopThread", "is_loopback", "parse_ad
 T = TypeVar("T")
 
 #: The capabilities every listening broker shares (a subclass may narrow them).
-AT_MOST_ONCE = BrokerCapabilities(ack=False, requeue=True, priority=False, delay=False, durable=False, count=True,
+AT_MOST_ONCE = BrokerCapabilities(ack=False, requeue=True, priority=False, delay=True, durable=False, count=True,
                                   purge=True, fanout=False, batch_publish=False, dead_letter=False,
                                   cross_process=True)
 
@@ -158,10 +160,17 @@ class Listening:
             return Delivery(uuid7(), frame, None, 1)
         else:
             return self.refuse("it is not a boostkernel frame")
-        id_, sep, body = data.partition(b"\n")
-        if not sep or not id_:
+        id_, sep, rest = data.partition(b"\n")
+        eta, sep2, body = rest.partition(b"\n")
+        if not sep or not sep2 or not id_:
             return self.refuse("the frame has no message id")
-        return Delivery(id_.decode("utf-8", "replace"), body, None, 1)
+        d = Delivery(id_.decode("utf-8", "replace"), body, None, 1)
+        if eta:
+            try:
+                d.extra["eta"] = float(eta)
+            except ValueError:
+                return self.refuse("the frame's eta is not a number")
+        return d
 
     def refuse(self, why: str) -> Delivery | None:
         """Count (and the first time, log) a refused message; returns ``None`` for ``decode``."""
@@ -178,6 +187,9 @@ class Listening:
         return len(self.ready) >= self.max_buffer
 
     def put(self, d: Delivery) -> None:
+        eta = d.extra.get("eta")
+        if eta is not None and eta > time.time():
+            return self.later(d, eta)
         with self.cond:
             self.ready.append(d)
             self.cond.notify()
@@ -185,11 +197,17 @@ class Listening:
     def put_frames(self, frames: Sequence[bytes]) -> int:
         """Decode and buffer ``frames``; return how many were accepted."""
         ds = [d for d in map(self.decode, frames) if d is not None]
+        taken = len(ds)
         if ds:
+            if any(d.extra for d in ds):  # a countdown/eta: held here until due
+                now = time.time()
+                for d in [d for d in ds if d.extra.get("eta", 0.0) > now]:
+                    self.later(d, d.extra["eta"])
+                ds = [d for d in ds if d.extra.get("eta", 0.0) <= now]
             with self.cond:
                 self.ready.extend(ds)
                 self.cond.notify(len(ds))
-        return len(ds)
+        return taken
 
     def later(self, d: Delivery, eta: float) -> None:
         with self.cond:
@@ -286,7 +304,8 @@ class ListenerBroker(Broker):
 
     # --- framing ------------------------------------------------------------------------------
     def frame(self, m: Outgoing) -> bytes:
-        data = m.id.encode() + b"\n" + m.body
+        eta = b"%r" % m.eta if m.eta is not None and m.eta > time.time() else b""
+        data = b"%b\n%b\n%b" % (m.id.encode(), eta, m.body)
         return _SIGNED + self.signer.seal(data) if self.signer is not None else _UNSIGNED + data
 
     # --- consumer side ------------------------------------------------------------------------
