@@ -129,6 +129,8 @@ def raw_udp(frames: list[bytes], batch: int) -> tuple[float, int]:
                 if time.perf_counter() - c.last > 5 and c.n:
                     return
                 continue
+            except OSError:  # closed: the run is over (datagrams were lost)
+                return
             c.add(1)
 
     threading.Thread(target=serve, daemon=True).start()
@@ -262,7 +264,12 @@ def raw_websocket(frames: list[bytes], batch: int) -> tuple[float, int]:
         ws.send(f)
     _wait(c, len(frames))
     ws.close()
-    server.close()
+
+    async def stop() -> None:
+        server.close()
+        await server.wait_closed()
+
+    asyncio.run_coroutine_threadsafe(stop(), loop).result(30)
     loop.call_soon_threadsafe(loop.stop)
     return c.last - t0, c.n
 

@@ -22,6 +22,15 @@ def test_seal_open_roundtrip_and_tamper() -> None:
     assert Signer(["other"]).open(sealed) is None
 
 
+def test_tags_are_standard_hmac_sha256() -> None:
+    import hmac
+
+    for key in (b"k", b"x" * 64, b"y" * 65, b"z" * 200, "clé".encode()):
+        for data in (b"", b"a", b"id\n\n{}" * 50):
+            assert Signer([key]).sign(data) == hmac.digest(key, data, "sha256")
+    assert Signer(["clé"]).sign(b"a") == hmac.digest("clé".encode(), b"a", "sha256")
+
+
 def test_rotation_signs_with_first_accepts_all() -> None:
     old, both, new = Signer(["old"]), Signer(["new", "old"]), Signer(["new"])
     assert both.open(old.seal(b"x")) == b"x"
