@@ -21,6 +21,7 @@ from typing import Any
 
 from boostkernel.edge import ListenerBroker, Listening, LoopThread
 from boostkernel.errors import MessageRejected
+from boostkernel.logs import queue_logger
 
 #: The largest UDP payload over IPv4.
 MAX_DATAGRAM = 65507
@@ -36,7 +37,9 @@ class _Protocol(asyncio.DatagramProtocol):
         if lst.full():
             self.dropped += 1
             if self.dropped == 1:
-                lst.refuse(f"the buffer holds max_buffer={lst.max_buffer} messages: datagrams are dropped")
+                queue_logger(lst.queue).warning(
+                    "udp listener of queue %r: the buffer holds max_buffer=%d messages, so datagrams are dropped "
+                    "(logged once; UDP has no back-pressure)", lst.queue, lst.max_buffer)
             return
         lst.put_frames([data])
 
