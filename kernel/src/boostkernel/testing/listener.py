@@ -114,6 +114,17 @@ class ListenerContract:
         assert [d.id for d in lst.fetch(10, 5.0)] == [ok.id]
         assert wait_until(lambda: lst.local().refused == 1, 5)  # type: ignore[union-attr]
 
+    def test_garbage_refused(self, make: Callable[..., ListenerBroker]) -> None:
+        lst, url = self.listener(make)
+        producer = make(url)
+        for junk in (b"garbage", b"\x01no-newline", b"\x02short"):
+            with contextlib.suppress(MessageRejected):
+                producer.send([junk])
+        ok = _msg()
+        producer.publish(ok)
+        assert [d.id for d in lst.fetch(10, 5.0)] == [ok.id]
+        assert wait_until(lambda: lst.local().refused == 3, 5)  # type: ignore[union-attr]
+
     def test_foreign_bare_json_accepted_without_secret(self, make: Callable[..., ListenerBroker]) -> None:
         lst, url = self.listener(make)
         make(url).send([b'{"x": 1}'])
@@ -129,7 +140,7 @@ class ListenerContract:
         assert lst.purge() == 3
         assert lst.count() == 0
 
-    def test_boost_end_to_end(self, make: Callable[..., ListenerBroker]) -> None:
+    def test_boost_end_to_end(self, make: Callable[..., ListenerBroker], caplog: pytest.LogCaptureFixture) -> None:
         from .. import boost
 
         probe = make()
@@ -149,10 +160,13 @@ class ListenerContract:
         f.consume()
         try:
             assert wait_until(lambda: f.broker.local() is not None, 10)  # type: ignore[attr-defined]
+            # a well-framed message whose body is not a call: dead-lettered by the kernel (logged, dropped)
+            f.broker.publish(Outgoing("bad-body-1", b"\xff not json"))
             for i in range(20):
                 f.push(i)
             assert done.wait(20), f"ran {len(seen)} of 20"
             assert sorted(seen) == list(range(20))
+            assert wait_until(lambda: "bad-body-1" in caplog.text and "dead-lettered" in caplog.text, 10), caplog.text
         finally:
             f.stop()
 
