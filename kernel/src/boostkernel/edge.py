@@ -11,12 +11,13 @@ countdown/eta, which the listener keeps until due), it is lost.
 ``ack`` does nothing; ``nack(requeue=True)`` puts the message back into this consumer's buffer (after
 ``delay`` seconds); there is no dead-letter queue (a dead-lettered message is logged with its reason
 and dropped). ``count``/``purge`` act on the buffer of the listener in *this* process (0 elsewhere).
+Rarely a message arrives twice: a producer whose connection broke while sending resends on a new one.
 
 **Security, one rule for every listening broker.** The address must be a loopback address unless a
 shared secret is configured (:func:`boostkernel.signing.keys_from`: option ``secret``, or
 ``BOOSTKERNEL_<NAME>_SECRET`` / ``BOOSTKERNEL_SECRET``); otherwise the booster is refused at decoration
-and the broker at construction. With a secret every message carries an HMAC-SHA256 tag over its id
-and body; a listener with a secret refuses unsigned and tampered messages, and a listener without one
+and the broker at construction. With a secret every message carries an HMAC-SHA256 tag over its id,
+eta and body; a listener with a secret refuses unsigned and tampered messages, and a listener without one
 refuses signed messages it cannot check. A refused message is never run; the first refusal of a
 listener is logged (later ones are only counted in :attr:`Listening.refused`).
 

@@ -137,10 +137,10 @@ class HttpBroker(ListenerBroker):
 
     # --- consumer -------------------------------------------------------------------------------
     def serve(self, listening: Listening, host: str, port: int) -> tuple[int, Callable[[], None]]:
-        _Server.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        server = _Server.__new__(_Server)
-        server.reuse_port = bool(self.options.get("reuse_port", hasattr(socket, "SO_REUSEPORT")))
-        _Server.__init__(server, (host, port), _handler(listening, self.queue))
+        cls = type("_Server", (_Server,), {  # per listener: the family and reuse_port are class attributes
+            "address_family": socket.AF_INET6 if ":" in host else socket.AF_INET,
+            "reuse_port": bool(self.options.get("reuse_port", hasattr(socket, "SO_REUSEPORT")))})
+        server = cls((host, port), _handler(listening, self.queue))
         t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
                              name=f"boostkernel-http-{self.queue}", daemon=True)
         t.start()
