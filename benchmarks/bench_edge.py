@@ -346,7 +346,7 @@ def main() -> None:
     ap.add_argument("--json", default="benchmarks/results/edge.json")
     a = ap.parse_args()
     msgs = _messages(a.n)
-    frames = [b"\x01" + m.id.encode() + b"\n\n" + m.body for m in msgs]  # the plugins' frame, unsigned
+    frames = [b"\x01bench_edge\n" + m.id.encode() + b"\n\n" + m.body for m in msgs]  # the plugins' frame, unsigned
     names = [x for x in (a.only.split(",") if a.only else SCHEMES)]
     rows: list[dict[str, Any]] = []
     print(f"{a.n} messages of ~{len(frames[0])} bytes, batches of {a.batch}; load average {os.getloadavg()[0]:.1f}",

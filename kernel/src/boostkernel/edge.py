@@ -16,8 +16,8 @@ Rarely a message arrives twice: a producer whose connection broke while sending 
 **Security, one rule for every listening broker.** The address must be a loopback address unless a
 shared secret is configured (:func:`boostkernel.signing.keys_from`: option ``secret``, or
 ``BOOSTKERNEL_<NAME>_SECRET`` / ``BOOSTKERNEL_SECRET``); otherwise the booster is refused at decoration
-and the broker at construction. With a secret every message carries an HMAC-SHA256 tag over its id,
-eta and body; a listener with a secret refuses unsigned and tampered messages, and a listener without one
+and the broker at construction. With a secret every message carries an HMAC-SHA256 tag over its queue,
+id, eta and body; a listener with a secret refuses unsigned and tampered messages, and a listener without one
 refuses signed messages it cannot check. A refused message is never run; the first refusal of a
 listener is logged (later ones are only counted in :attr:`Listening.refused`).
 
@@ -26,7 +26,10 @@ message, ZeroMQ message)::
 
     b"\\x01" + data                 unsigned
     b"\\x02" + tag(32) + data       signed: tag = HMAC-SHA256(key, data)
-    data = id + b"\\n" + eta + b"\\n" + body     (eta: Unix time as text, empty when due now)
+    data = queue + b"\\n" + id + b"\\n" + eta + b"\\n" + body   (eta: Unix time as text, empty if due)
+
+A listener refuses a frame for another queue (two queues given one address by mistake would otherwise
+run each other's messages).
 
 A listener without a secret also accepts a bare JSON object (first byte ``{``) from a foreign producer:
 the kernel reads it as the function's kwargs, under a fresh id.
@@ -133,6 +136,7 @@ class Listening:
 
     def __init__(self, name: str, queue: str, signer: Signer | None, max_buffer: int) -> None:
         self.name, self.queue, self.signer, self.max_buffer = name, queue, signer, max_buffer
+        self._queue_bytes = queue.encode()
         self.cond = threading.Condition(threading.Lock())
         self.ready: collections.deque[Delivery] = collections.deque()
         self.delayed: list[tuple[float, int, Delivery]] = []
@@ -161,10 +165,14 @@ class Listening:
             return Delivery(uuid7(), frame, None, 1)
         else:
             return self.refuse("it is not a boostkernel frame")
-        id_, sep, rest = data.partition(b"\n")
+        queue, sep0, rest = data.partition(b"\n")
+        id_, sep, rest = rest.partition(b"\n")
         eta, sep2, body = rest.partition(b"\n")
-        if not sep or not sep2 or not id_:
-            return self.refuse("the frame has no message id")
+        if not sep0 or not sep or not sep2 or not id_:
+            return self.refuse("the frame has no queue or message id")
+        if queue != self._queue_bytes:
+            return self.refuse(f"it is for queue {queue[:100].decode('utf-8', 'replace')!r}: two queues share this "
+                               "address (give each its own port)")
         d = Delivery(id_.decode("utf-8", "replace"), body, None, 1)
         if eta:
             try:
@@ -278,6 +286,9 @@ class ListenerBroker(Broker):
         self.max_buffer = int(self.options.get("max_buffer", 10000))
         self.connect_timeout = float(self.options.get("connect_timeout", 5.0))
         self.log = queue_logger(queue)
+        self._queue_bytes = queue.encode()
+        if b"\n" in self._queue_bytes:
+            raise ConfigError(f"queue name {queue!r} contains a newline, which the {self.name} frame cannot carry")
         self.listening: Listening | None = None
         self._closed = False
 
@@ -306,7 +317,7 @@ class ListenerBroker(Broker):
     # --- framing ------------------------------------------------------------------------------
     def frame(self, m: Outgoing) -> bytes:
         eta = b"%r" % m.eta if m.eta is not None and m.eta > time.time() else b""
-        data = b"%b\n%b\n%b" % (m.id.encode(), eta, m.body)
+        data = b"%b\n%b\n%b\n%b" % (self._queue_bytes, m.id.encode(), eta, m.body)
         return _SIGNED + self.signer.seal(data) if self.signer is not None else _UNSIGNED + data
 
     # --- consumer side ------------------------------------------------------------------------

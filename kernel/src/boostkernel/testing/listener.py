@@ -38,10 +38,10 @@ class ListenerContract:
     @pytest.fixture
     def make(self) -> Iterator[Callable[..., ListenerBroker]]:
         made: list[ListenerBroker] = []
+        queue = f"lst_{uuid.uuid4().hex[:8]}"  # one queue per test: producers and the listener agree on it
 
-        def make(url: str | None = None, **options: Any) -> ListenerBroker:
-            b = self.broker_class(f"lst_{uuid.uuid4().hex[:8]}", url or f"{self.scheme}://127.0.0.1:0", None,
-                                  **{**self.options, **options})
+        def make(url: str | None = None, queue: str = queue, **options: Any) -> ListenerBroker:
+            b = self.broker_class(queue, url or f"{self.scheme}://127.0.0.1:0", None, **{**self.options, **options})
             made.append(b)
             return b
 
@@ -124,6 +124,15 @@ class ListenerContract:
         producer.publish(ok)
         assert [d.id for d in lst.fetch(10, 5.0)] == [ok.id]
         assert wait_until(lambda: lst.local().refused == 3, 5)  # type: ignore[union-attr]
+
+    def test_message_for_another_queue_refused(self, make: Callable[..., ListenerBroker]) -> None:
+        lst, url = self.listener(make)
+        with contextlib.suppress(MessageRejected):
+            make(url, queue="some_other_queue").publish(_msg())
+        ok = _msg()
+        make(url).publish(ok)
+        assert [d.id for d in lst.fetch(10, 5.0)] == [ok.id]
+        assert wait_until(lambda: lst.local().refused == 1, 5)  # type: ignore[union-attr]
 
     def test_foreign_bare_json_accepted_without_secret(self, make: Callable[..., ListenerBroker]) -> None:
         lst, url = self.listener(make)
