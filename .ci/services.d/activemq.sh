@@ -40,7 +40,8 @@ cat >"$CONF/activemq.xml" <<EOF
         <destinationPolicy>
             <policyMap>
                 <policyEntries>
-                    <policyEntry queue="&gt;" prioritizedMessages="true" useCache="false" expireMessagesPeriod="0">
+                    <policyEntry queue="&gt;" prioritizedMessages="true" useCache="false" expireMessagesPeriod="0"
+                                 maxBrowsePageSize="100000">
                         <deadLetterStrategy>
                             <individualDeadLetterStrategy queuePrefix="DLQ." useQueueForQueueMessages="true"/>
                         </deadLetterStrategy>

@@ -33,6 +33,9 @@ CONFIG = """<beans xmlns="http://www.springframework.org/schema/beans"
   http://activemq.apache.org/schema/core http://activemq.apache.org/schema/core/activemq-core.xsd">
   <broker xmlns="http://activemq.apache.org/schema/core" useJmx="false" brokerName="bkprivate"
           dataDirectory="{base}/data" schedulerSupport="true" persistent="true">
+    <destinationPolicy><policyMap><policyEntries>
+      <policyEntry queue="&gt;" prioritizedMessages="true" useCache="false" maxBrowsePageSize="100000"/>
+    </policyEntries></policyMap></destinationPolicy>
     <persistenceAdapter><kahaDB directory="{base}/data/kahadb"/></persistenceAdapter>
     <transportConnectors>
       <transportConnector name="stomp" uri="stomp+nio://127.0.0.1:{port}"/>

@@ -28,6 +28,7 @@ class StompSettings:
     publish_timeout: float
     publish_batch: int
     delay_header: str | None
+    drain_idle: float
 
 
 def parse_url(url: str, options: dict[str, Any]) -> StompSettings:
@@ -35,7 +36,8 @@ def parse_url(url: str, options: dict[str, Any]) -> StompSettings:
 
     Options: ``destination_prefix`` (``/queue/``), ``dlq_suffix`` (``.dlq``), ``heartbeat`` (seconds, 10),
     ``connect_timeout`` (10), ``publish_timeout`` (30), ``publish_batch`` (500 messages per transaction),
-    ``delay_header`` (``AMQ_SCHEDULED_DELAY``; ``None`` where the server has no scheduler)."""
+    ``delay_header`` (``AMQ_SCHEDULED_DELAY``; ``None`` where the server has no scheduler), ``drain_idle``
+    (seconds without a message that end a purge or replay, 0.5)."""
     u = urlparse(url)
     if u.scheme not in ("stomp", "stomp+ssl", "stomp+tls"):
         raise ConfigError(f"stomp broker needs a stomp:// or stomp+ssl:// URL (e.g. stomp://127.0.0.1:61613), "
@@ -70,4 +72,5 @@ def parse_url(url: str, options: dict[str, Any]) -> StompSettings:
         heartbeat_ms=int(num("heartbeat", 10.0, 0) * 1000), connect_timeout=num("connect_timeout", 10.0, 0.1),
         publish_timeout=num("publish_timeout", 30.0, 0.1), publish_batch=int(num("publish_batch", 500, 1)),
         delay_header=str(delay) if delay not in (None, "", "none") else None,
+        drain_idle=num("drain_idle", 0.5, 0.05),
     )
