@@ -210,7 +210,7 @@ def main() -> int:
         con = f"{consume:>12,.0f}" if consume else f"{'':>12}"
         print(f"{name:<16} {mode:<58} {pub} {con}", flush=True)
 
-    print(f"STOMP at {url}; Python {platform.python_version()}; stomp.py {'.'.join(map(str, stomp.__version__))}; "
+    print(f"STOMP at {url}; Python {platform.python_version()}; stomp.py {stomp.__version__}; "
           f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f} at start; n={n}")
     print(f"{'framework':<16} {'mode':<58} {'publish/s':>12} {'consume/s':>12}")
     q = f"bench_raw_{uuid.uuid4().hex[:8]}"

@@ -369,6 +369,8 @@ class NsqBroker(Broker):
             self._loop.call_soon_threadsafe(self._loop.stop)
             if self._thread is not None:
                 self._thread.join(5)
+            if not self._loop.is_running():
+                self._loop.close()
         self._held.clear()
         self.journal.close()
 
