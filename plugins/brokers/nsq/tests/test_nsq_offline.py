@@ -75,8 +75,9 @@ def test_channel_depth_from_stats() -> None:
 
 
 def test_unreachable_server_raises_broker_unavailable() -> None:
-    from boostkernel.broker import Outgoing
     from boostkernel_nsq.broker import NsqBroker
+
+    from boostkernel.broker import Outgoing
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

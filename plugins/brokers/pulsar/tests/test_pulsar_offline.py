@@ -77,7 +77,6 @@ def test_capabilities_are_honest_and_describe_masks() -> None:
 def test_envelope_mapping_of_a_delivery() -> None:
     """The mapping from a received message to a Delivery, on a real pulsar-client Message built locally."""
     import pulsar
-
     from boostkernel_pulsar.broker import PulsarBroker
 
     class Msg:  # the three accessors the broker reads, with pulsar's types
@@ -100,8 +99,9 @@ def test_envelope_mapping_of_a_delivery() -> None:
 
 
 def test_unreachable_server_raises_broker_unavailable() -> None:
-    from boostkernel.broker import Outgoing
     from boostkernel_pulsar.broker import PulsarBroker
+
+    from boostkernel.broker import Outgoing
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
