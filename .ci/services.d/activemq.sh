@@ -92,13 +92,13 @@ echo "activemq.sh: starting ActiveMQ instance $INSTANCE (STOMP $HOST:$PORT), log
     nohup setsid /usr/bin/activemq console "xbean:file:$CONF/activemq.xml" >"$LOG" 2>&1 </dev/null &
 )
 
-for _ in $(seq 1 600); do
+for _ in $(seq 1 1200); do
     if listening; then
         echo "activemq.sh: ActiveMQ is listening on $HOST:$PORT"
         exit 0
     fi
     sleep 0.1
 done
-echo "activemq.sh: ActiveMQ did not start within 60 s; its log:" >&2
+echo "activemq.sh: ActiveMQ did not start within 120 s; its log:" >&2
 tail -30 "$LOG" >&2 || true
 exit 1
