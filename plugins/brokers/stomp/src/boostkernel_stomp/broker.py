@@ -520,6 +520,8 @@ class StompBroker(Broker):
                then: Callable[[_Link, Any], None] | None = None) -> int:
         """Consume what ``dest`` holds until nothing arrives for ``drain_idle`` seconds; ``then`` settles each
         message (default: acked = deleted). Messages not acked go back when the connection closes."""
+        if not self._browse(dest, 1):
+            return 0  # empty: no need to wait out the idle time
         link = self._admin()
         n = 0
         try:
