@@ -3,6 +3,8 @@
 
 EXTRAS: frozenset[str] = frozenset({
     "confluent-kafka",
+    "grpc",
+    "http",
     "kafka",
     "kombu",
     "memory",
@@ -16,6 +18,10 @@ EXTRAS: frozenset[str] = frozenset({
     "sql",
     "sqlite",
     "stomp",
+    "tcp",
+    "udp",
+    "websocket",
+    "zeromq",
     "asyncio",
     "eventlet",
     "gevent",
@@ -45,6 +51,8 @@ NAMES: dict[str, dict[str, str]] = {
         "celery": "celery",
         "confluent-kafka": "confluent-kafka",
         "dramatiq": "dramatiq",
+        "grpc": "grpc",
+        "http": "http",
         "huey": "huey",
         "kafka": "kafka",
         "kombu": "kombu",
@@ -62,6 +70,10 @@ NAMES: dict[str, dict[str, str]] = {
         "sql": "sql",
         "sqlite": "sqlite",
         "stomp": "stomp",
+        "tcp": "tcp",
+        "udp": "udp",
+        "websocket": "websocket",
+        "zeromq": "zeromq",
     },
     "executor": {
         "asyncio": "asyncio",
@@ -95,6 +107,8 @@ NAMES: dict[str, dict[str, str]] = {
 SCHEMES: dict[str, str] = {
     "amqp": "rabbitmq",
     "amqps": "rabbitmq",
+    "grpc": "grpc",
+    "http": "http",
     "kafka": "kafka",
     "mariadb+pymysql": "sql",
     "memory": "memory",
@@ -126,4 +140,9 @@ SCHEMES: dict[str, str] = {
     "sqlite+pysqlite": "sql",
     "stomp": "stomp",
     "stomp+ssl": "stomp",
+    "tcp": "tcp",
+    "udp": "udp",
+    "ws": "websocket",
+    "zeromq": "zeromq",
+    "zmq": "zeromq",
 }
