@@ -2,11 +2,13 @@
 ``boostkernel`` that provides each (used by error messages: "did you mean", install commands)."""
 
 EXTRAS: frozenset[str] = frozenset({
+    "beanstalkd",
     "confluent-kafka",
     "kafka",
     "kombu",
     "memory",
     "mongodb",
+    "nats",
     "postgres",
     "rabbitmq",
     "redis",
@@ -38,6 +40,7 @@ EXTRAS: frozenset[str] = frozenset({
 #: kind -> name -> extra
 NAMES: dict[str, dict[str, str]] = {
     "broker": {
+        "beanstalkd": "beanstalkd",
         "celery": "celery",
         "confluent-kafka": "confluent-kafka",
         "dramatiq": "dramatiq",
@@ -46,6 +49,7 @@ NAMES: dict[str, dict[str, str]] = {
         "kombu": "kombu",
         "memory": "memory",
         "mongodb": "mongodb",
+        "nats": "nats",
         "postgres": "postgres",
         "rabbitmq": "rabbitmq",
         "redis": "redis",
@@ -87,6 +91,8 @@ NAMES: dict[str, dict[str, str]] = {
 SCHEMES: dict[str, str] = {
     "amqp": "rabbitmq",
     "amqps": "rabbitmq",
+    "beanstalk": "beanstalkd",
+    "beanstalkd": "beanstalkd",
     "kafka": "kafka",
     "mariadb+pymysql": "sql",
     "memory": "memory",
@@ -97,6 +103,7 @@ SCHEMES: dict[str, str] = {
     "mysql+mysqlconnector": "sql",
     "mysql+mysqldb": "sql",
     "mysql+pymysql": "sql",
+    "nats": "nats",
     "oracle+oracledb": "sql",
     "postgres": "postgres",
     "postgresql": "postgres",
