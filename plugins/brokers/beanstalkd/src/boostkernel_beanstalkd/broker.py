@@ -317,10 +317,13 @@ class BeanstalkdBroker(Broker):
         """Send the queued deletes / releases / touches of this connection (lock held)."""
         pending, gen = self._pending, self._gen
         while pending:
-            items = []
-            while pending and len(items) < PIPELINE:
-                items.append(pending.popleft())
-            cmds = [cmd for g, jid, cmd in items if g == gen and (cmd[:1] == b"t" or self._held.pop(jid, None))]
+            cmds: list[bytes] = []
+            while pending and len(cmds) < PIPELINE:
+                g, jid, cmd = pending.popleft()
+                if g != gen:
+                    continue  # from a connection that is gone: the server released the job
+                if cmd[:1] == b"t" or self._held.pop(jid, None) is not None:  # touch, or settle a held job once
+                    cmds.append(cmd)
             con.pipeline(cmds)  # NOT_FOUND (the job's TTR ran out meanwhile) needs nothing more
 
     def _kick(self) -> None:
@@ -436,8 +439,8 @@ class BeanstalkdBroker(Broker):
 
     # --- crash accounting (see the module docstring) ----------------------------------------------------
     def _was_running(self, mid: str) -> str | None:
-        for owner, ran in self._dead_journals.items():
-            if mid in ran:
+        for owner, listed in self._dead_journals.items():
+            if mid in listed:
                 return owner
         now = time.monotonic()
         if now - self._dead_journals_at < 0.02:
@@ -462,8 +465,8 @@ class BeanstalkdBroker(Broker):
                     ran.add(line)
             if ran:
                 self._dead_journals[name] = ran
-        for owner, ran in self._dead_journals.items():
-            if mid in ran:
+        for owner, listed in self._dead_journals.items():
+            if mid in listed:
                 return owner
         return None
 

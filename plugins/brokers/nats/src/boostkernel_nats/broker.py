@@ -390,8 +390,8 @@ class NatsBroker(Broker):
 
     def _was_running(self, mid: str) -> str | None:
         """The other consumer of this host whose journal lists ``mid`` as running (it died or lost it)."""
-        for owner, ran in self._dead_journals.items():
-            if mid in ran:
+        for owner, listed in self._dead_journals.items():
+            if mid in listed:
                 return owner
         now = time.monotonic()
         if now - self._dead_journals_at < 0.02:
@@ -416,8 +416,8 @@ class NatsBroker(Broker):
                     ran.add(line)
             if ran:
                 self._dead_journals[name] = ran
-        for owner, ran in self._dead_journals.items():
-            if mid in ran:
+        for owner, listed in self._dead_journals.items():
+            if mid in listed:
                 return owner
         return None
 
