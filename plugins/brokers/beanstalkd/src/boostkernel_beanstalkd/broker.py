@@ -76,6 +76,9 @@ PRI_BASE = 2**31
 PRI_MAX = 2**32 - 1
 PIPELINE = 500
 """Commands written at once before the replies are read."""
+SETTLE_DELAY = 0.05
+"""Seconds after which the heartbeat thread sends settle commands that no fetch took along."""
+_JOB_STATS = re.compile(rb"\n(pri|ttr|reserves): (\d+)")
 _TUBE_OK = re.compile(r"^[A-Za-z0-9+/;.$_()][A-Za-z0-9+/;.$_()-]*$")
 _ERRORS = (OSError, ConnectionError, greenstalk.Error, ValueError, IndexError)
 
@@ -313,18 +316,22 @@ class BeanstalkdBroker(Broker):
             self.log.warning("beanstalkd consumer connection to %s lost (%s: %s); reconnecting",
                              mask_url(self.url), type(exc).__name__, exc)
 
+    def _take(self) -> list[bytes]:
+        """Up to ``PIPELINE`` queued settle commands of the live connection (lock held)."""
+        pending, gen = self._pending, self._gen
+        cmds: list[bytes] = []
+        while pending and len(cmds) < PIPELINE:
+            g, jid, cmd = pending.popleft()
+            if g != gen:
+                continue  # from a connection that is gone: the server released the job
+            if cmd[:1] == b"t" or self._held.pop(jid, None) is not None:  # touch, or settle a held job once
+                cmds.append(cmd)
+        return cmds
+
     def _flush(self, con: _Conn) -> None:
         """Send the queued deletes / releases / touches of this connection (lock held)."""
-        pending, gen = self._pending, self._gen
-        while pending:
-            cmds: list[bytes] = []
-            while pending and len(cmds) < PIPELINE:
-                g, jid, cmd = pending.popleft()
-                if g != gen:
-                    continue  # from a connection that is gone: the server released the job
-                if cmd[:1] == b"t" or self._held.pop(jid, None) is not None:  # touch, or settle a held job once
-                    cmds.append(cmd)
-            con.pipeline(cmds)  # NOT_FOUND (the job's TTR ran out meanwhile) needs nothing more
+        while self._pending:
+            con.pipeline(self._take())  # NOT_FOUND (the job's TTR ran out meanwhile) needs nothing more
 
     def _kick(self) -> None:
         """Flush queued settle commands if the connection is free (else its holder flushes them)."""
@@ -345,10 +352,17 @@ class BeanstalkdBroker(Broker):
         self._pending.extend((gen, jid, b"touch %d" % jid) for jid in list(self._held))
 
     def _heartbeat(self) -> None:
-        while not self._hb_stop.wait(self.heartbeat_interval):
-            self.journal.touch()
-            if self._held:
-                self._touch_held()
+        """Touch held jobs every ``heartbeat_interval``. Settle commands normally ride along with the next
+        fetch's write; those that no fetch took along (the consume loop is waiting for a free worker, or
+        stopped) are sent from here within ``SETTLE_DELAY``."""
+        next_beat = time.monotonic() + self.heartbeat_interval
+        while not self._hb_stop.wait(SETTLE_DELAY):
+            if time.monotonic() >= next_beat:
+                next_beat = time.monotonic() + self.heartbeat_interval
+                self.journal.touch()
+                if self._held:
+                    self._touch_held()
+            if self._pending:
                 self._kick()
 
     def fetch(self, max_messages: int, timeout: float) -> list[Delivery]:
@@ -365,7 +379,6 @@ class BeanstalkdBroker(Broker):
                     return []
                 try:
                     con = self._consumer()
-                    self._flush(con)
                     left = deadline - time.monotonic()
                     out = self._reserve(con, n, 0)
                     if not out and left >= 1.0:
@@ -390,12 +403,14 @@ class BeanstalkdBroker(Broker):
     def _reserve(self, con: _Conn, n: int, wait: int) -> list[Delivery]:
         """Reserve up to ``n`` jobs (lock held): all at once without waiting, or one waiting ``wait``
         seconds and then the rest without waiting; then read their counters in one more round trip."""
+        settle = self._take()  # queued deletes/releases/touches go out in the same write, first
+        k = len(settle)
         if wait:
-            replies = con.pipeline([b"reserve-with-timeout %d" % wait], wait=wait)
+            replies = con.pipeline([*settle, b"reserve-with-timeout %d" % wait], wait=wait)[k:]
             if replies[0][0] == b"RESERVED" and n > 1:
                 replies += con.pipeline([b"reserve-with-timeout 0"] * (n - 1))
         else:
-            replies = con.pipeline([b"reserve-with-timeout 0"] * n)
+            replies = con.pipeline([*settle, *[b"reserve-with-timeout 0"] * n])[k:]
         jobs = [(int(v[0]), body) for status, v, body in replies if status == b"RESERVED" and body is not None]
         if any(status == b"DEADLINE_SOON" for status, _, _ in replies):
             self._touch_held()  # a held job is within a second of its TTR: touch now, sent right below
@@ -407,9 +422,9 @@ class BeanstalkdBroker(Broker):
         dead: list[bytes] = []
         gen = self._gen
         for (jid, raw), (status, _, chunk) in zip(jobs, stats, strict=True):
-            st = parse_stats(chunk) if status == b"OK" and chunk is not None else {}
-            pri, ttr = int(st.get("pri", PRI_BASE)), int(st.get("ttr", self.ttr))
-            reserves = int(st.get("reserves", 1))
+            st = dict(_JOB_STATS.findall(chunk)) if status == b"OK" and chunk is not None else {}
+            pri, ttr = int(st.get(b"pri", PRI_BASE)), int(st.get(b"ttr", self.ttr))
+            reserves = int(st.get(b"reserves", 1))
             mid, body = unframe(raw, jid)
             crashes = 0
             if reserves > 1:
@@ -429,7 +444,6 @@ class BeanstalkdBroker(Broker):
             out.append(Delivery(mid, body, (gen, jid), reserves, {"job": jid, "pri": pri}, crashes))
         if dead:
             con.pipeline(dead)
-        self._flush(con)
         return out
 
     def _bury_cmds(self, jid: int, mid: str, pri: int, reason: str) -> list[bytes]:
@@ -513,7 +527,6 @@ class BeanstalkdBroker(Broker):
                 self._clear_charge(d.id)
             gen, jid = d.tag
             self._pending.append((gen, jid, cmd))
-        self._kick()
 
     def ack(self, delivery: Delivery) -> None:
         self._settle(((delivery, b"delete %d" % delivery.tag[1]),))
@@ -528,7 +541,6 @@ class BeanstalkdBroker(Broker):
             pri = int(delivery.extra.get("pri", PRI_BASE))
             self.journal.finished(delivery.id)
             self._pending.append((delivery.tag[0], jid, b"release %d %d %d" % (jid, pri, max(0, math.ceil(delay)))))
-            self._kick()
         else:
             self._settle(((delivery, b"delete %d" % jid),))
 

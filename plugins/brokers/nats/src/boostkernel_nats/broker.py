@@ -71,6 +71,11 @@ from boostkernel.logs import mask, mask_url, queue_logger
 DEFAULT_URL = "nats://127.0.0.1:4222"
 H_ID, H_REASON, H_FAILED_AT, H_ETA = "Bk-Id", "Bk-Reason", "Bk-Failed-At", "Bk-Eta"
 CONSUMER = "bk"
+SETTLE_DELAY = 0.002
+"""Seconds the loop thread waits before it sends queued acks, so that many share one write."""
+PUBLISH_WINDOW = 500
+"""Publishes in flight at once (their PubAcks awaited together) in ``publish_many``."""
+"""Seconds the loop thread waits before it sends queued acks, so that many share one write."""
 _SAFE = re.compile(r"^[A-Za-z0-9_-]+$")
 T = TypeVar("T")
 
@@ -173,8 +178,8 @@ class NatsBroker(Broker):
         self._psub: Any = None
         self._topology = False
         self._closed = False
-        self._held: dict[int, Any] = {}
-        """Messages fetched and not settled, by stream sequence (loop thread and settling threads)."""
+        self._held: dict[str, Any] = {}
+        """Messages fetched and not settled, by reply subject (loop thread only)."""
         self._settle: collections.deque[tuple[Any, bytes]] = collections.deque()
         self._settle_scheduled = False
         self._hb_task: Any = None
@@ -269,9 +274,19 @@ class NatsBroker(Broker):
         deadline = time.monotonic() + self.publish_timeout
         delay = 0.1
         while todo:
-            results = await asyncio.gather(
-                *(js.publish(self.subject, m.body, headers=self._headers(m, nonce), timeout=5.0) for m in todo),
-                return_exceptions=True)
+            results: list[Any]
+            if len(todo) == 1:  # one message: no task per publish
+                m = todo[0]
+                try:
+                    results = [await js.publish(self.subject, m.body, headers=self._headers(m, nonce), timeout=5.0)]
+                except Exception as exc:  # noqa: BLE001 - sorted out below
+                    results = [exc]
+            else:  # pipelined, PUBLISH_WINDOW at a time (all at once would time out on a slow server)
+                results = []
+                for i in range(0, len(todo), PUBLISH_WINDOW):
+                    results += await asyncio.gather(
+                        *(js.publish(self.subject, m.body, headers=self._headers(m, nonce), timeout=5.0)
+                          for m in todo[i:i + PUBLISH_WINDOW]), return_exceptions=True)
             failed = [(m, r) for m, r in zip(todo, results, strict=True) if isinstance(r, BaseException)]
             if not failed:
                 return
@@ -380,7 +395,7 @@ class NatsBroker(Broker):
             reason = f"max_deliver: delivered {count} times (broker_options max_deliver={self.max_deliver})"
             asyncio.get_running_loop().create_task(self._dead(msg, mid, reason))
             return None
-        self._held[seq] = msg
+        self._held[msg.reply] = msg
         return Delivery(mid, msg.data, msg, count, {"seq": seq}, crashes)
 
     def fetch(self, max_messages: int, timeout: float) -> list[Delivery]:
@@ -469,21 +484,25 @@ class NatsBroker(Broker):
                 return
             self._settle_scheduled = True
         try:
-            io.call_soon(self._flush_settles)
+            io.call_soon(self._flush_later)
         except RuntimeError:  # loop closed
             pass
 
+    def _flush_later(self) -> None:
+        """Wait ``SETTLE_DELAY`` so that the acks of tasks finishing together share one wake-up and write."""
+        asyncio.get_running_loop().call_later(SETTLE_DELAY, self._flush_settles)
+
     def _flush_settles(self) -> None:
+        """Take every queued settle and send them in one task, in order (loop thread)."""
         with self._lock:
             self._settle_scheduled = False
             items = list(self._settle)
             self._settle.clear()
-        nc = self._nc
-        if nc is None or not items:
-            return
-        for msg, payload in items:
-            self._held.pop(msg.metadata.sequence.stream, None)
-            asyncio.get_running_loop().create_task(_publish_quietly(nc, msg.reply, payload))
+        if items and self._nc is not None:
+            held = self._held
+            for msg, _ in items:
+                held.pop(msg.reply, None)
+            asyncio.get_running_loop().create_task(_send_settles(self._nc, items))
 
     def ack(self, delivery: Delivery) -> None:
         self.journal.finished(delivery.id)
@@ -511,9 +530,10 @@ class NatsBroker(Broker):
 
     async def _dead(self, msg: Any, mid: str, reason: str) -> None:
         """Publish to the DLQ stream (PubAck awaited), then ack the original (loop thread)."""
+        md = msg.metadata
         headers = {H_ID: mid, H_REASON: reason, H_FAILED_AT: f"{time.time():.3f}",
-                   "Nats-Msg-Id": f"dlq:{mid}:{msg.metadata.sequence.stream}:{msg.metadata.num_delivered}"}
-        self._held.pop(msg.metadata.sequence.stream, None)
+                   "Nats-Msg-Id": f"dlq:{mid}:{md.sequence.stream}:{md.num_delivered}"}
+        self._held.pop(msg.reply, None)
         await self._connect()
         try:
             await self._js.publish(self.dlq_subject, msg.data, headers=headers, timeout=self.publish_timeout)
@@ -681,6 +701,17 @@ class NatsBroker(Broker):
         d = super().describe()
         d.update(stream=self.stream, subject=self.subject, dlq=self.dlq_stream, lease=self.lease)
         return d
+
+
+async def _send_settles(nc: Any, items: list[tuple[Any, bytes]]) -> None:
+    """Publish each settle (``+ACK``, ``-NAK`` ...) to its message's reply subject: buffered by nats-py and
+    written together by its flusher. A lost one means a redelivery (at-least-once)."""
+    publish = nc.publish
+    for msg, payload in items:
+        try:
+            await publish(msg.reply, payload)
+        except Exception as exc:  # noqa: BLE001
+            log.debug("settle publish failed: %s", exc)
 
 
 async def _publish_quietly(nc: Any, subject: str, payload: bytes) -> None:
