@@ -12,7 +12,7 @@ consumer process:
   processing: at-least-once);
 * boostkernel: ``push()`` one by one (each waits for its PubAck), ``push_many()`` (PubAcks gathered),
   the broker layer alone (``fetch(100)`` + ``ack_many``), ``consume()`` with ``solo`` (default prefetch 4,
-  and prefetch 100) and with ``threads`` (x16, default prefetch): decode, run, ack after run.
+  and prefetch 100) and with ``threads`` (x16, default prefetch, and prefetch 100): decode, run, ack after run.
 
 Target (checked and printed for each consume row): >= 80% of the raw consume loop.
 """
@@ -194,6 +194,8 @@ def main() -> int:
         row("boostkernel", "consume(), solo, prefetch 100", consume=solo)
         threads = bk_consume(url, n, "threads", args.threads)
         row("boostkernel", f"consume(), threads x{args.threads} (default prefetch)", consume=threads)
+        threads100 = bk_consume(url, n, "threads", args.threads, 100)
+        row("boostkernel", f"consume(), threads x{args.threads}, prefetch 100", consume=threads100)
     rows = list(best.values())
     print(f"\nbest of {args.repeat} round(s):")
     for r in rows:
@@ -205,10 +207,12 @@ def main() -> int:
         return max(float(r["consume_per_s"] or 0) for r in rows if r["mode"].startswith(mode_start))
 
     raw_con = max(float(r["consume_per_s"] or 0) for r in rows if "(raw)" in r["framework"])
-    solo_default, solo, threads = top("consume(), solo (default"), top("consume(), solo, prefetch"), top("consume(), threads")
+    solo_default, solo = top("consume(), solo (default"), top("consume(), solo, prefetch")
+    threads, threads100 = top(f"consume(), threads x{args.threads} (default"), top(f"consume(), threads x{args.threads}, prefetch")
     print()
     for name, v in (("solo, default prefetch", solo_default), ("solo, prefetch 100", solo),
-                    (f"threads x{args.threads}", threads)):
+                    (f"threads x{args.threads}, default prefetch", threads),
+                    (f"threads x{args.threads}, prefetch 100", threads100)):
         print(f"consume {name} / raw loop: {v / raw_con:.0%} (target >= 80%): {'OK' if v >= 0.8 * raw_con else 'below'}")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps({"n": n, "rows": rows,

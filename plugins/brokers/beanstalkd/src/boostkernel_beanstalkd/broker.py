@@ -250,6 +250,30 @@ class BeanstalkdBroker(Broker):
         return b"put %d %d %d %d\r\n%b" % (to_pri(m.priority), delay, self.ttr, len(body), body)
 
     def publish(self, message: Outgoing) -> None:
+        """One ``put`` and its answer on the open publisher connection; reconnecting and the error paths
+        are :meth:`publish_many`'s."""
+        if self._closed:
+            raise BrokerUnavailable(f"beanstalkd broker for queue {self.queue!r} is closed")
+        cmd = self._put_cmd(message, time.time()) + b"\r\n"
+        with self._plock:
+            pub = self._pub
+            if pub is not None:
+                try:
+                    pub.sock.sendall(cmd)
+                    line = pub.reader.readline()
+                except _ERRORS:
+                    pub.close()
+                    self._pub = None
+                else:
+                    if line.startswith(b"INSERTED"):
+                        return
+                    if line.endswith(b"\r\n"):  # answered, but not stored: never sent again
+                        hint = (" (beanstalkd's max job size: start it with -z BYTES)"
+                                if line.startswith(b"JOB_TOO_BIG") else "")
+                        raise MessageRejected(f"beanstalkd refused message {message.id} for queue "
+                                              f"{self.queue!r}: {line.strip().decode(errors='replace')}{hint}")
+                    pub.close()
+                    self._pub = None
         self.publish_many((message,))
 
     def publish_many(self, messages: Sequence[Outgoing]) -> None:

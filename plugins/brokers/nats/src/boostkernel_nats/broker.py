@@ -71,8 +71,8 @@ from boostkernel.logs import mask, mask_url, queue_logger
 DEFAULT_URL = "nats://127.0.0.1:4222"
 H_ID, H_REASON, H_FAILED_AT, H_ETA = "Bk-Id", "Bk-Reason", "Bk-Failed-At", "Bk-Eta"
 CONSUMER = "bk"
-SETTLE_DELAY = 0.002
-"""Seconds the loop thread waits before it sends queued acks, so that many share one write."""
+SETTLE_DELAY = 0.05
+"""Seconds within which the loop's settle task sends acks that no fetch took along."""
 PUBLISH_WINDOW = 500
 """Publishes in flight at once (their PubAcks awaited together) in ``publish_many``."""
 """Seconds the loop thread waits before it sends queued acks, so that many share one write."""
@@ -88,6 +88,21 @@ def queue_token(queue: str) -> str:
         return queue
     safe = re.sub(r"[^A-Za-z0-9_-]", "_", queue)[:60]
     return f"{safe}_{hashlib.sha1(queue.encode()).hexdigest()[:8]}"
+
+
+def ack_info(reply: str) -> tuple[int, int] | None:
+    """(num_delivered, stream sequence) from a JetStream ack subject, without building nats-py's metadata
+    (which also converts the timestamp): ``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>``
+    or the form with domain and account hash (12 tokens). ``None`` for anything else."""
+    t = reply.split(".")
+    try:
+        if len(t) == 9:
+            return int(t[4]), int(t[5])
+        if len(t) >= 11:
+            return int(t[6]), int(t[7])
+    except ValueError:
+        pass
+    return None
 
 
 class _Loop:
@@ -181,7 +196,6 @@ class NatsBroker(Broker):
         self._held: dict[str, Any] = {}
         """Messages fetched and not settled, by reply subject (loop thread only)."""
         self._settle: collections.deque[tuple[Any, bytes]] = collections.deque()
-        self._settle_scheduled = False
         self._hb_task: Any = None
         self._alock: asyncio.Lock | None = None
 
@@ -319,7 +333,8 @@ class NatsBroker(Broker):
             _sweep_charges(Path(self.journal_dir) / "charged", 86400)
             self.journal.open()
             self._psub = await self._js.pull_subscribe_bind(durable=CONSUMER, stream=self.stream)
-            self._hb_task = asyncio.get_running_loop().create_task(self._heartbeat())
+            loop = asyncio.get_running_loop()
+            self._hb_task = [loop.create_task(self._heartbeat()), loop.create_task(self._settler())]
         return self._psub
 
     async def _heartbeat(self) -> None:
@@ -336,6 +351,8 @@ class NatsBroker(Broker):
 
     async def _fetch(self, n: int, timeout: float) -> list[Delivery]:
         psub = await self._subscription()
+        if self._settle:  # acks of the previous batch go out with this pull request
+            self._flush_settles()
         out: list[Delivery] = []
         deadline = time.monotonic() + timeout
         while not out:
@@ -361,12 +378,15 @@ class NatsBroker(Broker):
 
     def _delivery(self, msg: Any, now: float) -> Delivery | None:
         """A Delivery for ``msg`` (loop thread), or ``None`` when it was held back (eta) or dead-lettered."""
-        try:
-            md = msg.metadata
-        except Exception:  # noqa: BLE001 - not a JetStream message (should not happen on this subscription)
-            return None
+        got = ack_info(msg.reply or "")
+        if got is None:
+            try:
+                md = msg.metadata
+            except Exception:  # noqa: BLE001 - not a JetStream message (should not happen on this subscription)
+                return None
+            got = md.num_delivered, md.sequence.stream
+        count, seq = got
         h = msg.headers or {}
-        seq, count = md.sequence.stream, md.num_delivered
         eta = h.get(H_ETA)
         if eta is not None:
             try:
@@ -475,27 +495,22 @@ class NatsBroker(Broker):
         self.journal.started(delivery.id)
 
     def _queue_settle(self, items: Iterable[tuple[Any, bytes]]) -> None:
-        io = self._io
-        if io is None or self._closed:
+        """Queue acks / NAKs (any thread, no wake-up): the next fetch sends them before its pull request,
+        or the loop's settle task within ``SETTLE_DELAY`` when no fetch comes."""
+        if self._io is None or self._closed:
             return  # stale: the message is redelivered after its ack_wait
         with self._lock:
             self._settle.extend(items)
-            if self._settle_scheduled:
-                return
-            self._settle_scheduled = True
-        try:
-            io.call_soon(self._flush_later)
-        except RuntimeError:  # loop closed
-            pass
 
-    def _flush_later(self) -> None:
-        """Wait ``SETTLE_DELAY`` so that the acks of tasks finishing together share one wake-up and write."""
-        asyncio.get_running_loop().call_later(SETTLE_DELAY, self._flush_settles)
+    async def _settler(self) -> None:
+        while True:
+            await asyncio.sleep(SETTLE_DELAY)
+            if self._settle:
+                self._flush_settles()
 
     def _flush_settles(self) -> None:
         """Take every queued settle and send them in one task, in order (loop thread)."""
         with self._lock:
-            self._settle_scheduled = False
             items = list(self._settle)
             self._settle.clear()
         if items and self._nc is not None:
@@ -666,8 +681,8 @@ class NatsBroker(Broker):
         self._closed = True
         if io is not None:
             async def shutdown() -> None:
-                if self._hb_task is not None:
-                    self._hb_task.cancel()
+                for task in self._hb_task or ():
+                    task.cancel()
                 self._flush_settles()
                 await asyncio.sleep(0)  # the settle tasks just created run first
                 nc = self._nc
