@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import hashlib
 import logging
 import os
@@ -128,9 +129,9 @@ class _Loop:
         fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
         try:
             return fut.result(timeout)
-        except TimeoutError:
+        except concurrent.futures.TimeoutError:
             fut.cancel()
-            raise
+            raise BrokerUnavailable(f"no answer from the NATS connection within {timeout:.0f}s") from None
 
     def call_soon(self, fn: Callable[[], Any]) -> None:
         self.loop.call_soon_threadsafe(fn)
@@ -234,10 +235,13 @@ class NatsBroker(Broker):
             self.log.debug("nats: %s", mask(str(exc)))
 
         try:
-            nc = await nats.connect(self.url, connect_timeout=self.connect_timeout, max_reconnect_attempts=-1,
+            # one retry for the first connection (an unreachable server is an error now); after it,
+            # reconnect forever: nats-py reads max_reconnect_attempts from its options at each reconnect
+            nc = await nats.connect(self.url, connect_timeout=self.connect_timeout, max_reconnect_attempts=1,
                                     reconnect_time_wait=0.5, allow_reconnect=True, ping_interval=5,
                                     max_outstanding_pings=3, name=f"boostkernel {self.queue}",
                                     disconnected_cb=disconnected, error_cb=error)
+            nc.options["max_reconnect_attempts"] = -1
         except Exception as exc:  # noqa: BLE001
             raise BrokerUnavailable(f"cannot connect to NATS at {mask_url(self.url)}: "
                                     f"{mask(f'{type(exc).__name__}: {exc}')}") from None
