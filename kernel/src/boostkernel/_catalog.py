@@ -2,6 +2,7 @@
 ``boostkernel`` that provides each (used by error messages: "did you mean", install commands)."""
 
 EXTRAS: frozenset[str] = frozenset({
+    "beanstalkd",
     "confluent-kafka",
     "grpc",
     "http",
@@ -9,6 +10,7 @@ EXTRAS: frozenset[str] = frozenset({
     "kombu",
     "memory",
     "mongodb",
+    "nats",
     "nsq",
     "postgres",
     "pulsar",
@@ -48,6 +50,7 @@ EXTRAS: frozenset[str] = frozenset({
 #: kind -> name -> extra
 NAMES: dict[str, dict[str, str]] = {
     "broker": {
+        "beanstalkd": "beanstalkd",
         "celery": "celery",
         "confluent-kafka": "confluent-kafka",
         "dramatiq": "dramatiq",
@@ -58,6 +61,7 @@ NAMES: dict[str, dict[str, str]] = {
         "kombu": "kombu",
         "memory": "memory",
         "mongodb": "mongodb",
+        "nats": "nats",
         "nsq": "nsq",
         "postgres": "postgres",
         "pulsar": "pulsar",
@@ -107,6 +111,8 @@ NAMES: dict[str, dict[str, str]] = {
 SCHEMES: dict[str, str] = {
     "amqp": "rabbitmq",
     "amqps": "rabbitmq",
+    "beanstalk": "beanstalkd",
+    "beanstalkd": "beanstalkd",
     "grpc": "grpc",
     "http": "http",
     "kafka": "kafka",
@@ -119,6 +125,7 @@ SCHEMES: dict[str, str] = {
     "mysql+mysqlconnector": "sql",
     "mysql+mysqldb": "sql",
     "mysql+pymysql": "sql",
+    "nats": "nats",
     "nsq": "nsq",
     "oracle+oracledb": "sql",
     "postgres": "postgres",
