@@ -32,7 +32,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, TypeVar
 
-from .broker import Broker, Delivery
+from .broker import Broker, BrokerCapabilities, Delivery
 from .errors import BrokerUnavailable, ConfigError
 from .logs import queue_logger
 from .retrying import retry_unavailable
@@ -105,6 +105,12 @@ class LeasedBroker(Broker):
 
     See the module's documentation for what it does and what a subclass writes.
     """
+
+    #: What every leased broker provides (durable rows, owners, a dead-letter table, native delay).
+    capabilities = BrokerCapabilities(
+        ack=True, requeue=True, priority=True, delay=True, durable=True, count=True, purge=True,
+        batch_publish=True, dead_letter=True, cross_process=True,
+    )
 
     #: Errors of the client library that mean "the server is away" (besides ``BrokerUnavailable``).
     connection_errors: ClassVar[tuple[type[BaseException], ...]] = ()

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, TypeVar
 
-from boostkernel.broker import BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
+from boostkernel.broker import DeadLetterRecord, Delivery, Outgoing
 from boostkernel.errors import BrokerUnavailable
 from boostkernel.leasing import LeasedBroker, crash_loop_reason
 from boostkernel.logs import mask, mask_url
@@ -58,10 +58,6 @@ def _client(url: str, options: dict[str, Any]) -> Any:
 
 class MongoBroker(LeasedBroker):
     name = "mongodb"
-    capabilities = BrokerCapabilities(
-        ack=True, requeue=True, priority=True, delay=True, durable=True, count=True, purge=True,
-        batch_publish=True, dead_letter=True, cross_process=True,
-    )
     default_url = DEFAULT_URL
     connection_errors: ClassVar[tuple[type[BaseException], ...]] = (PyMongoError,)
 

@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 
 import psycopg
 
-from boostkernel.broker import BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
+from boostkernel.broker import DeadLetterRecord, Delivery, Outgoing
 from boostkernel.errors import BrokerUnavailable
 from boostkernel.leasing import LeasedBroker
 from boostkernel.logs import mask_url
@@ -82,10 +82,6 @@ _BATCH = 5000
 
 class PostgresBroker(LeasedBroker):
     name = "postgres"
-    capabilities = BrokerCapabilities(
-        ack=True, requeue=True, priority=True, delay=True, durable=True, count=True, purge=True,
-        batch_publish=True, dead_letter=True, cross_process=True,
-    )
     default_url = DEFAULT_URL
     default_store = "postgres"
     connection_errors: ClassVar[tuple[type[BaseException], ...]] = (psycopg.Error, *CONNECTION_ERRORS)

@@ -29,7 +29,7 @@ from typing import Any, ClassVar, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from boostkernel.broker import BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
+from boostkernel.broker import DeadLetterRecord, Delivery, Outgoing
 from boostkernel.errors import BrokerUnavailable, ConfigError
 from boostkernel.leasing import LeasedBroker, crash_loop_reason
 from boostkernel.logs import mask, mask_url
@@ -41,10 +41,6 @@ T = TypeVar("T")
 
 class SqlBroker(LeasedBroker):
     name = "sql"
-    capabilities = BrokerCapabilities(
-        ack=True, requeue=True, priority=True, delay=True, durable=True, count=True, purge=True,
-        batch_publish=True, dead_letter=True, cross_process=True,
-    )
     default_url = None
     connection_errors: ClassVar[tuple[type[BaseException], ...]] = (sa.exc.SQLAlchemyError,)
 
