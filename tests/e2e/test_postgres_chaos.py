@@ -22,7 +22,7 @@ from boostkernel.testing import wait_until
 from boostkernel.testing.chaos import Ledger, WorkerProcess, kill_loop
 from boostkernel.testing.helpers import service_url
 
-pytestmark = [pytest.mark.service("postgres"), pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.serial, pytest.mark.service("postgres"), pytest.mark.timeout(240)]
 N = 1000
 BOUND = 15.0
 
