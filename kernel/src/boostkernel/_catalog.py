@@ -3,6 +3,7 @@
 
 EXTRAS: frozenset[str] = frozenset({
     "confluent-kafka",
+    "file",
     "kafka",
     "kombu",
     "memory",
@@ -41,6 +42,7 @@ NAMES: dict[str, dict[str, str]] = {
         "celery": "celery",
         "confluent-kafka": "confluent-kafka",
         "dramatiq": "dramatiq",
+        "file": "file",
         "huey": "huey",
         "kafka": "kafka",
         "kombu": "kombu",
@@ -87,6 +89,7 @@ NAMES: dict[str, dict[str, str]] = {
 SCHEMES: dict[str, str] = {
     "amqp": "rabbitmq",
     "amqps": "rabbitmq",
+    "file": "file",
     "kafka": "kafka",
     "mariadb+pymysql": "sql",
     "memory": "memory",
