@@ -207,7 +207,7 @@ class FileBroker(Broker):
         with _watchers_lock:
             entry = _watchers.get(key)
             if entry is None:
-                class _Wake(FileSystemEventHandler):  # type: ignore[misc]
+                class _Wake(FileSystemEventHandler):
                     def on_any_event(self, event: Any) -> None:
                         with cond:
                             cond.notify_all()
