@@ -34,6 +34,7 @@ EXTRAS: frozenset[str] = frozenset({
     "celery",
     "dramatiq",
     "huey",
+    "nameko",
     "rq",
 })
 
@@ -50,6 +51,7 @@ NAMES: dict[str, dict[str, str]] = {
         "memory": "memory",
         "mongodb": "mongodb",
         "mysql-binlog": "mysql-binlog",
+        "nameko": "nameko",
         "postgres": "postgres",
         "rabbitmq": "rabbitmq",
         "redis": "redis",
