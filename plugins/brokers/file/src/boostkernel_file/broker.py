@@ -61,6 +61,7 @@ _counter = itertools.count()
 _wakeups: dict[str, threading.Condition] = {}
 _watchers: dict[str, list[Any]] = {}  # ready dir -> [observer, refcount]
 _watchers_lock = threading.Lock()
+_generation: dict[str, int] = {}  # ready dir -> local publishes (a fetcher rescans after one: priority order)
 
 
 def _name(pk: int, ns: int, qid: str, deliveries: int, crashes: int) -> str:
@@ -119,7 +120,7 @@ class FileBroker(Broker):
         self.clock_skew: float | None = None if skew is None else float(skew)
         """Tolerance of the wall-clock rule (heartbeat older than dead_after + clock_skew); None: off."""
         self.poll_interval = float(o.get("poll_interval", 0.05))
-        self.scan_interval = float(o.get("scan_interval", 0.2))
+        self.scan_interval = float(o.get("scan_interval", 0.5))
         self.fsync = bool(o.get("fsync", False))
         self.watch = o.get("watch", "auto")
         self.max_crashes = int(params.max_deliveries if params is not None else o.get("max_deliveries", 3))
@@ -134,12 +135,16 @@ class FileBroker(Broker):
         host = _UNSAFE_OWNER.sub("_", socket.gethostname())
         self.owner = f"{host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.mine = self.inflight / self.owner
+        # string prefixes for the per-message path (pathlib joins cost more than the syscalls)
+        self._ready_s, self._mine_s, self._tmp_s = f"{self.ready}/", f"{self.mine}/", f"{self.tmp}/"
+        self._delayed_s = f"{self.delayed}/"
         self.hb_file = self.consumers / self.owner
         self.journal = RunningJournal(self.journal_dir, self.owner)
         self.log = queue_logger(queue)
         self._wake = _wakeups.setdefault(str(self.ready), threading.Condition())
         self._cache: deque[str] = deque()
         self._cache_at = 0.0
+        self._gen = 0
         self._next_promote = 0.0
         self._seen: dict[str, tuple[int, float]] = {}  # owner -> (heartbeat mtime, first seen unchanged)
         self._next_sweep = 0.0
@@ -150,8 +155,8 @@ class FileBroker(Broker):
         self._closed = threading.Event()
 
     # --- publishing -----------------------------------------------------------------------------
-    def _write(self, body: bytes, dest: Path) -> None:
-        tmp = self.tmp / f"{self.owner}-{next(_counter)}"
+    def _write(self, body: bytes, dest: str) -> None:
+        tmp = f"{self._tmp_s}{self.owner}-{next(_counter)}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             view = memoryview(body)
@@ -163,15 +168,16 @@ class FileBroker(Broker):
             os.close(fd)
         os.rename(tmp, dest)
         if self.fsync:
-            _fsync_dir(dest.parent)
+            _fsync_dir(os.path.dirname(dest))
 
     def publish(self, message: Outgoing) -> None:
         now = time.time_ns()
         name = _name(_priority_key(message.priority), now, quote(message.id, safe=""), 0, 0)
         if message.eta is not None and message.eta * 1e9 > now:
-            self._write(message.body, self.delayed / f"{int(message.eta * 1e9):019d}@{name}")
+            self._write(message.body, f"{self._delayed_s}{int(message.eta * 1e9):019d}@{name}")
         else:
-            self._write(message.body, self.ready / name)
+            self._write(message.body, self._ready_s + name)
+            _generation[self._ready_s] = _generation.get(self._ready_s, 0) + 1
             self._notify()
 
     def _notify(self) -> None:
@@ -237,6 +243,7 @@ class FileBroker(Broker):
                 return
             del _watchers[str(self.ready)]
         with contextlib.suppress(Exception):
+            entry[0].unschedule_all()  # before stop(): watchdog logs an error for events of a stopping emitter
             entry[0].stop()
             entry[0].join(2)
 
@@ -270,7 +277,9 @@ class FileBroker(Broker):
     def _claim(self, n: int) -> list[Delivery]:
         if time.monotonic() >= self._next_promote:
             self._promote_due()
-        if not self._cache or time.monotonic() - self._cache_at > self.scan_interval:
+        gen = _generation.get(self._ready_s, 0)
+        if not self._cache or gen != self._gen or time.monotonic() - self._cache_at > self.scan_interval:
+            self._gen = gen
             try:
                 names = sorted(e.name for e in os.scandir(self.ready) if not e.name.startswith("."))
             except FileNotFoundError:
@@ -287,30 +296,31 @@ class FileBroker(Broker):
             else:
                 pk, ns, qid, d, c = parsed
             new = _name(pk, ns, qid, d + 1, c)
-            if not self._move(self.ready / name, self.mine / new):
+            dst = self._mine_s + new
+            if not self._move(self._ready_s + name, dst):
                 continue
             try:
-                with open(self.mine / new, "rb") as f:
+                with open(dst, "rb") as f:
                     body = f.read()
             except FileNotFoundError:  # taken by a reaper who judged us dead: it is back in ready/
                 continue
             except IsADirectoryError:
-                self._move(self.mine / new, self.dead / f"{time.time_ns():019d}-{qid}")
+                self._move(dst, f"{self.dead}/{time.time_ns():019d}-{qid}")
                 continue
             out.append(Delivery(unquote(qid), body, new, d + 1, crashes=c))
         if len(out) > 1:
             out.sort(key=lambda x: x.tag)
         return out
 
-    def _move(self, src: Path, dst: Path) -> bool:
+    def _move(self, src: str, dst: str) -> bool:
         """rename(2); False when ``src`` is gone (another consumer took it)."""
         try:
             os.rename(src, dst)
             return True
         except FileNotFoundError:
-            if dst.exists():  # an NFS retransmission of a rename that had succeeded
+            if os.path.exists(dst):  # an NFS retransmission of a rename that had succeeded
                 return True
-            if dst.parent == self.mine and not self.mine.is_dir():  # a reaper took our folder: make a new one
+            if dst.startswith(self._mine_s) and not self.mine.is_dir():  # a reaper took our folder: make a new one
                 self.hb_file.touch()
                 self.mine.mkdir(parents=True, exist_ok=True)
                 try:
@@ -344,12 +354,12 @@ class FileBroker(Broker):
 
     def ack(self, delivery: Delivery) -> None:
         with contextlib.suppress(FileNotFoundError):  # already returned by close() or a reaper
-            os.unlink(self.mine / delivery.tag)
+            os.unlink(self._mine_s + delivery.tag)
         self.journal.finished(str(delivery.tag))
 
     def nack(self, delivery: Delivery, requeue: bool = True, delay: float = 0.0) -> None:
         tag = str(delivery.tag)
-        src = self.mine / tag
+        src = self._mine_s + tag
         try:
             if not requeue:
                 os.unlink(src)
@@ -359,16 +369,17 @@ class FileBroker(Broker):
                 pk, _, qid, d, c = parsed
                 name = _name(pk, time.time_ns(), qid, d, c)
                 if delay > 0:
-                    os.rename(src, self.delayed / f"{int((time.time() + delay) * 1e9):019d}@{name}")
+                    os.rename(src, f"{self._delayed_s}{int((time.time() + delay) * 1e9):019d}@{name}")
                     self._next_promote = 0.0
                 else:
-                    os.rename(src, self.ready / name)
+                    os.rename(src, self._ready_s + name)
+                    _generation[self._ready_s] = _generation.get(self._ready_s, 0) + 1
                     self._notify()
         except FileNotFoundError:
             pass
         self.journal.finished(tag)
 
-    def _bury(self, src: Path, qid: str, reason: str) -> bool:
+    def _bury(self, src: str | Path, qid: str, reason: str) -> bool:
         """Move ``src`` into dead/ with ``reason`` (sidecar first: a crash in between leaves only a sidecar)."""
         dn = f"{time.time_ns():019d}-{qid}"
         side = self.dead / f"{dn}.reason"
@@ -384,7 +395,7 @@ class FileBroker(Broker):
 
     def dead_letter(self, delivery: Delivery, reason: str) -> None:
         tag = str(delivery.tag)
-        self._bury(self.mine / tag, quote(delivery.id, safe=""), reason)
+        self._bury(self._mine_s + tag, quote(delivery.id, safe=""), reason)
         self.journal.finished(tag)
 
     # --- heartbeat and the reaper -------------------------------------------------------------------
@@ -594,7 +605,7 @@ def _scandir(path: str | Path) -> list[os.DirEntry[str]]:
         return []
 
 
-def _fsync_dir(path: Path) -> None:
+def _fsync_dir(path: str | Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
