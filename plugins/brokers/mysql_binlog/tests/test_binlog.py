@@ -11,7 +11,6 @@ import pytest
 from boostkernel_mysql_binlog.broker import MysqlBinlogBroker
 
 from boostkernel.errors import ConfigError
-from boostkernel.testing.chaos import ChaosContract
 from boostkernel.testing.private import PrivateMariaDB
 
 FAST = {"flush_interval": 0.1, "lock_retry": 0.2}
@@ -106,13 +105,3 @@ def test_a_server_without_the_row_binlog_is_refused(tmp_path: Path) -> None:
             MysqlBinlogBroker("q", _url(plain))
     finally:
         plain.stop()
-
-
-class TestMysqlBinlogChaos(ChaosContract):
-    """Pushed messages (rows of bk_binlog_messages) through the kill -9 loop."""
-
-    chaos_tasks = 300
-
-    @pytest.fixture
-    def chaos_boost_options(self, binlog_server: PrivateMariaDB) -> dict[str, object]:
-        return {"broker": "mysql-binlog", "broker_url": _url(binlog_server), "broker_options": FAST}
