@@ -21,8 +21,8 @@ OPTIONS = {"dead_after": 2.0, "heartbeat_interval": 0.4, "reap_interval": 0.4}
 
 
 class TestFileChaos(ChaosContract):
-    chaos_tasks = 400
-    chaos_kills = 5
+    chaos_tasks = 300
+    chaos_kills = 4
 
     @pytest.fixture
     def chaos_boost_options(self, tmp_path: Path) -> dict[str, object]:
@@ -30,7 +30,7 @@ class TestFileChaos(ChaosContract):
 
 
 def test_two_workers_killed_in_turn_lose_nothing(tmp_path: Path) -> None:
-    n = 500
+    n = 300
     ledger_path = tmp_path / "ledger.db"
     (tmp_path / "chaos_file_two.py").write_text(textwrap.dedent(f"""
         import random, time
@@ -57,7 +57,7 @@ def test_two_workers_killed_in_turn_lose_nothing(tmp_path: Path) -> None:
     b.start()
     try:
         assert a.wait_ready() and b.wait_ready(), a.log()[-2000:] + b.log()[-2000:]
-        kills = kill_loop(a, every=1.2, duration=4) + kill_loop(b, every=1.2, duration=4)
+        kills = kill_loop(a, every=1.2, duration=3) + kill_loop(b, every=1.2, duration=3)
         assert wait_until(lambda: len(ledger.keys()) >= n, timeout=120, interval=0.2), \
             f"{n - len(ledger.keys())} tasks never ran\n{a.log()[-2000:]}\n{b.log()[-2000:]}"
         assert a.wait_ready() and b.wait_ready()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from pathlib import Path
 
 import pymysql
 import pytest
@@ -96,12 +95,10 @@ def test_configuration_errors_say_the_fix(binlog_server: PrivateMariaDB) -> None
         MysqlBinlogBroker("q", "redis://localhost")
 
 
-def test_a_server_without_the_row_binlog_is_refused(tmp_path: Path) -> None:
-    if not PrivateMariaDB.available():
-        pytest.skip("MariaDB server binaries not found")
-    plain = PrivateMariaDB.start(tmp_path, binlog=False)
+def test_a_server_without_the_row_binlog_is_refused(binlog_server: PrivateMariaDB) -> None:
+    _sql(binlog_server, "SET GLOBAL binlog_format='STATEMENT'")  # new connections see it
     try:
         with pytest.raises(ConfigError, match="--binlog-format=ROW"):
-            MysqlBinlogBroker("q", _url(plain))
+            MysqlBinlogBroker(f"q_{uuid.uuid4().hex[:6]}", _url(binlog_server))
     finally:
-        plain.stop()
+        _sql(binlog_server, "SET GLOBAL binlog_format='ROW'")

@@ -1,5 +1,6 @@
-"""nameko needs an eventlet-patched process to run its services: the contract runs in a child pytest process
-that patches first (contract_patched.py); this process checks what works without patching."""
+"""nameko needs an eventlet-patched process to run its services: the FrameworkContract (TestNamekoRabbitMQ in
+contract_patched.py) runs in a child pytest process that patches first; this process checks what works
+without patching."""
 
 from __future__ import annotations
 
