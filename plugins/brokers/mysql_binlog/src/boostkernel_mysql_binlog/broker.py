@@ -359,9 +359,10 @@ class MysqlBinlogBroker(Broker):
             self._redo.clear()
         stream, self._stream = self._stream, None
         if stream is not None:
-            sock = getattr(getattr(stream, "_stream_connection", None), "_sock", None)
-            with contextlib.suppress(Exception):  # wakes the reader blocked in recv() at once
-                sock.shutdown(socket.SHUT_RDWR)
+            sock: Any = getattr(getattr(stream, "_stream_connection", None), "_sock", None)
+            if sock is not None:
+                with contextlib.suppress(Exception):  # wakes the reader blocked in recv() at once
+                    sock.shutdown(socket.SHUT_RDWR)
         while True:
             try:
                 self._buf.get_nowait()
