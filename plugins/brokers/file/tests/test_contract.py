@@ -12,13 +12,14 @@ from boostkernel_file.broker import FileBroker
 from boostkernel.broker import Broker
 from boostkernel.testing import BrokerContract
 
-#: A consumer silent for 1 s is dead; heartbeats and the reaper every 0.2 s.
-FAST = {"dead_after": 1.0, "heartbeat_interval": 0.2, "reap_interval": 0.2, "max_deliveries": 3}
+#: A consumer silent for 2 s is dead; heartbeats and the reaper every 0.2 s. (With 1 s, a consumer process
+#: stalled for a second on the loaded 2-core CI machine was once taken for dead: 8 duplicates.)
+FAST = {"dead_after": 2.0, "heartbeat_interval": 0.2, "reap_interval": 0.2, "max_deliveries": 3}
 
 
 class TestFileBroker(BrokerContract):
-    lease_seconds = 1.0
-    recovery_seconds = 5.0
+    lease_seconds = 2.0
+    recovery_seconds = 6.0
 
     @pytest.fixture
     def make_broker(self, tmp_path: Path) -> Callable[[str], FileBroker]:

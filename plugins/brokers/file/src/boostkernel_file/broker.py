@@ -147,6 +147,7 @@ class FileBroker(Broker):
         self._gen = 0
         self._next_promote = 0.0
         self._seen: dict[str, tuple[int, float]] = {}  # owner -> (heartbeat mtime, first seen unchanged)
+        self._last_reap = time.monotonic()
         self._next_sweep = 0.0
         self._watching = False
         self._started = False
@@ -434,6 +435,12 @@ class FileBroker(Broker):
     def reap(self) -> int:
         """Return the messages of dead consumers to ready/ (crashes charged per the journal); returns how many."""
         n = 0
+        now = time.monotonic()
+        if now - self._last_reap > max(3 * self.reap_interval, self.dead_after / 2):
+            # this reaper was itself stalled (a loaded machine, a suspended process): what it saw before says
+            # nothing about the others now, so "unchanged since" starts again from here
+            self._seen = {o: (m, now) for o, (m, _) in self._seen.items()}
+        self._last_reap = now
         for e in _scandir(self.inflight):
             owner = e.name
             if owner != self.owner and self._is_dead(owner):
