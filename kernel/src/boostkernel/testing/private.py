@@ -164,7 +164,9 @@ class PrivateMariaDB:
                 "--innodb-buffer-pool-size=32M", "--innodb-log-file-size=16M", "--innodb-flush-log-at-trx-commit=2",
                 "--max-connections=300", f"--log-error={self.datadir}/error.log"]
         if self.binlog:
-            args += ["--log-bin=binlog", "--binlog-format=ROW", "--binlog-row-image=FULL", "--server-id=1"]
+            # binlog_row_metadata=FULL: row events carry the column names (change-capture readers need them)
+            args += ["--log-bin=binlog", "--binlog-format=ROW", "--binlog-row-image=FULL", "--server-id=1",
+                     "--binlog-row-metadata=FULL"]
         else:
             args += ["--skip-log-bin"]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
