@@ -1,0 +1,179 @@
+"""The monitor control (``monitor=True``): what the dashboard reads about workers and queues.
+
+Per message it adds to a few numbers under a lock (``before``/``after``; ``on_publish`` on the publishing
+side). A reporter thread writes, every ``monitor_interval`` seconds, one record per (queue, worker process)
+to the booster's store under ``dash:mon:<queue>:<worker id>`` (TTL five intervals, so a dead worker
+disappears): the worker's host, pid, concurrency mode and size, when it started, tasks running now, and the
+queue's cumulative counters in this process (outcomes, retries, duration sum and histogram buckets).
+Publishes are added to the store counter ``dash:published:<queue>`` by a flusher thread of the publishing
+process. The dashboard turns successive records into rates.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+from boostkernel.control import Control, TaskContext
+from boostkernel.errors import ConfigError
+from boostkernel.logs import queue_logger
+from boostkernel.message import Envelope
+
+from .options import ORDER_MONITOR
+
+#: Upper bounds (seconds) of the duration histogram buckets (the last one, +Inf, is implicit).
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+_NOT_FINISHED = ("requeued", "retry")
+
+
+def mon_key(queue: str, worker: str) -> str:
+    return f"dash:mon:{queue}:{worker}"
+
+
+def published_key(queue: str) -> str:
+    return f"dash:published:{queue}"
+
+
+class _PublishFlusher:
+    """One per (process, store, queue): adds the publishes counted locally to the store counter."""
+
+    def __init__(self, store: Any, queue: str, interval: float) -> None:
+        self.store, self.queue, self.interval = store, queue, interval
+        self.lock = threading.Lock()
+        self.pending = 0
+        self.thread = threading.Thread(target=self._loop, daemon=True, name=f"boostkernel-monitor-pub-{queue}")
+        self.thread.start()
+
+    def add(self) -> None:
+        with self.lock:
+            self.pending += 1
+
+    def flush(self) -> None:
+        with self.lock:
+            n, self.pending = self.pending, 0
+        if n:
+            try:
+                self.store.incr(published_key(self.queue), n)
+            except Exception:  # noqa: BLE001 - counting must never break publishing
+                with self.lock:
+                    self.pending += n
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(self.interval)
+            self.flush()
+
+
+_flushers: dict[tuple[int, str], _PublishFlusher] = {}
+_flushers_lock = threading.Lock()
+
+
+class MonitorControl(Control):
+    """Reports this worker and its queue's counters to the store for ``boostkernel dashboard``."""
+
+    name = "monitor"
+    order = ORDER_MONITOR
+    needs_store = True
+
+    def __init__(self, booster: Any) -> None:
+        super().__init__(booster)
+        self.interval = float(self.options.monitor_interval) if self.options is not None else 1.0
+        self._lock = threading.Lock()
+        self.outcomes: dict[str, int] = {}
+        self.retries = 0
+        self.running = 0
+        self.duration_sum = 0.0
+        self.buckets = [0] * (len(BUCKETS) + 1)
+        self.started_at = time.time()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._flusher: _PublishFlusher | None = None
+
+    @classmethod
+    def check(cls, booster: Any) -> None:
+        super().check(booster)
+        v = booster.params.monitor_interval
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0:
+            raise ConfigError(f"monitor_interval={v!r} on queue {booster.params.queue!r}: must be a positive "
+                              "number of seconds")
+
+    # --- per message --------------------------------------------------------------------------
+    def on_publish(self, envelope: Envelope) -> None:
+        f = self._flusher
+        if f is None:
+            key = (id(self.booster.store), self.booster.queue)
+            with _flushers_lock:
+                f = _flushers.get(key)
+                if f is None:
+                    f = _flushers[key] = _PublishFlusher(self.booster.store, self.booster.queue, self.interval)
+            self._flusher = f
+        f.add()
+
+    def before(self, ctx: TaskContext) -> None:
+        with self._lock:
+            self.running += 1
+
+    def after(self, ctx: TaskContext) -> None:
+        status = str(ctx.status)
+        d = (ctx.finished_at or time.time()) - ctx.started_at
+        with self._lock:
+            self.running = max(0, self.running - 1)
+            if status == "retry":
+                self.retries += 1
+            if status in _NOT_FINISHED:
+                return
+            self.outcomes[status] = self.outcomes.get(status, 0) + 1
+            self.duration_sum += d
+            self.buckets[bisect.bisect_left(BUCKETS, d)] += 1
+
+    # --- reporting ----------------------------------------------------------------------------
+    def start(self) -> None:
+        self.started_at = time.time()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name=f"boostkernel-monitor-{self.booster.queue}")
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        try:
+            self.booster.store.delete(mon_key(self.booster.queue, self.worker_id))
+        except Exception:  # noqa: BLE001 - best effort: the record expires anyway
+            pass
+        if self._flusher is not None:
+            self._flusher.flush()
+
+    @property
+    def worker_id(self) -> str:
+        from boostkernel.context import worker_id
+
+        return worker_id()
+
+    def snapshot(self) -> dict[str, Any]:
+        p = self.booster.params
+        with self._lock:
+            counters = {"outcomes": dict(self.outcomes), "retries": self.retries, "running": self.running,
+                        "duration_sum": self.duration_sum, "buckets": list(self.buckets)}
+        return {"queue": self.booster.queue, "worker": self.worker_id, "host": socket.gethostname(),
+                "pid": os.getpid(), "concurrency": p.concurrency, "workers": p.workers,
+                "processes": p.processes, "started_at": self.started_at, "at": time.time(),
+                "interval": self.interval, **counters}
+
+    def report(self) -> None:
+        self.booster.store.set(mon_key(self.booster.queue, self.worker_id), self.snapshot(),
+                               ttl=max(5.0, 5 * self.interval))
+
+    def _loop(self) -> None:
+        log = queue_logger(self.booster.queue)
+        while True:
+            try:
+                self.report()
+            except Exception:  # noqa: BLE001 - monitoring must never stop consumption
+                log.debug("monitor report failed", exc_info=True)
+            if self._stop.wait(self.interval):
+                return
