@@ -316,7 +316,7 @@ def create_app(boosters: Sequence[Any], *, token: str | None = None, read_token:
         from .metrics import DashboardCollector
 
         reg = CollectorRegistry()
-        reg.register(DashboardCollector(dash.sampler))  # type: ignore[arg-type]
+        reg.register(DashboardCollector(dash.sampler))
         return Response(generate_latest(reg), media_type=CONTENT_TYPE_LATEST)
 
     # --- actions ----------------------------------------------------------------------------------

@@ -72,7 +72,7 @@ def _scan(store: Any, q: Query) -> list[dict[str, Any]]:
     except NotImplementedError:
         return []
     many = getattr(store, "get_many", None)
-    out = []
+    out: list[dict[str, Any]] = []
     for i in range(0, len(keys), 500):
         chunk = keys[i:i + 500]
         values = many(chunk) if many is not None else [store.get(k) for k in chunk]

@@ -54,7 +54,7 @@ class TracingControl(Control):
             sc = trace.get_current_span(parent).get_span_context()
             if sc.is_valid:
                 links.append(trace.Link(sc))
-        attrs = {"messaging.system": "boostkernel", "messaging.destination.name": ctx.envelope.queue,
+        attrs: dict[str, Any] = {"messaging.system": "boostkernel", "messaging.destination.name": ctx.envelope.queue,
                  "messaging.message.id": ctx.envelope.id, "boostkernel.attempt": ctx.envelope.attempt}
         return self.tracer.start_as_current_span(f"run {ctx.envelope.queue}", context=parent,
                                                  kind=trace.SpanKind.CONSUMER, links=links, attributes=attrs)
