@@ -23,6 +23,22 @@ CREATE INDEX IF NOT EXISTS bk_kv_expires ON bk_kv (expires) WHERE expires IS NOT
 """
 _local_results: dict[str, threading.Condition] = {}
 
+# Task-record search (the dashboard): expression indexes over the JSON of ``result:*`` rows, created by the
+# first search (or ``prepare_search()``), so a store nobody searches pays nothing for them.
+_RESULTS = "key >= 'result:' AND key < 'result;'"
+
+
+def _field(name: str) -> str:
+    return f"json_extract(CAST(value AS TEXT), '$.{name}')"
+
+
+_AT, _QUEUE, _STATUS = _field("published_at"), _field("queue"), _field("status")
+SEARCH_INDEXES = f"""
+CREATE INDEX IF NOT EXISTS bk_kv_results_at ON bk_kv ({_AT}) WHERE {_RESULTS};
+CREATE INDEX IF NOT EXISTS bk_kv_results_queue ON bk_kv ({_QUEUE}, {_AT}) WHERE {_RESULTS};
+CREATE INDEX IF NOT EXISTS bk_kv_results_status ON bk_kv ({_STATUS}, {_AT}) WHERE {_RESULTS};
+"""
+
 
 def _dumps(v: Any) -> bytes:
     return orjson.dumps(v, default=repr)
@@ -113,6 +129,45 @@ class SqliteStore(Store):
         rows = self.db.read("SELECT key FROM bk_kv WHERE key >= ? AND key < ? AND (expires IS NULL OR expires>?)",
                             (prefix, prefix + "\uffff", time.time()))
         return [r[0] for r in rows]
+
+    def prepare_search(self) -> None:
+        """Create the indexes task-record search uses (once; a few seconds per million records)."""
+        if getattr(self, "_search_ready", False):
+            return
+        with self.db.lock:
+            self.db.conn.executescript(SEARCH_INDEXES)
+        self._search_ready = True
+
+    def search_results(self, queue: str | None = None, status: str | None = None, since: float | None = None,
+                       until: float | None = None, task_id: str | None = None, text: str | None = None,
+                       limit: int = 100) -> list[dict[str, Any]]:
+        """Task records (``result:*``) matching every given filter, newest published first: ``task_id`` is an
+        id or its prefix, ``text`` is found (ASCII case-insensitively) in the JSON of the arguments."""
+        self.prepare_search()
+        where = [_RESULTS, "(expires IS NULL OR expires > ?)"]
+        args: list[Any] = [time.time()]
+        if task_id:
+            where.append("key >= ? AND key < ?")
+            args += [f"result:{task_id}", f"result:{task_id}\uffff"]
+        for expr, value in ((_QUEUE, queue), (_STATUS, status)):
+            if value:
+                where.append(f"{expr} = ?")
+                args.append(value)
+        if since is not None:
+            where.append(f"{_AT} >= ?")
+            args.append(since)
+        if until is not None:
+            where.append(f"{_AT} <= ?")
+            args.append(until)
+        if text:
+            like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            # a plain LIKE over the row first (cheap), then only within the arguments
+            where.append("CAST(value AS TEXT) LIKE ? ESCAPE '\\' AND "
+                         f"({_field('args')} || ' ' || {_field('kwargs')}) LIKE ? ESCAPE '\\'")
+            args += [like, like]
+        sql = f"SELECT value FROM bk_kv WHERE {' AND '.join(where)} ORDER BY {_AT} DESC LIMIT ?"
+        args.append(int(limit))
+        return [_loads(r[0]) for r in self.db.read(sql, tuple(args))]
 
     def expire(self) -> int:
         """Delete expired keys."""

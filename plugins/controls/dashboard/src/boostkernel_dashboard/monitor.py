@@ -1,7 +1,7 @@
 """The monitor control (``monitor=True``): what the dashboard reads about workers and queues.
 
-Per message it adds to a few numbers under a lock (``before``/``after``; ``on_publish`` on the publishing
-side). A reporter thread writes, every ``monitor_interval`` seconds, one record per (queue, worker process)
+Per message it adds to a few numbers under a lock (``after``; ``on_publish`` on the publishing side); the
+tasks running now are read from the consumer's in-flight table when reporting. A reporter thread writes, every ``monitor_interval`` seconds, one record per (queue, worker process)
 to the booster's store under ``dash:mon:<queue>:<worker id>`` (TTL five intervals, so a dead worker
 disappears): the worker's host, pid, concurrency mode and size, when it started, tasks running now, and the
 queue's cumulative counters in this process (outcomes, retries, duration sum and histogram buckets).
@@ -72,6 +72,56 @@ _flushers: dict[tuple[int, str], _PublishFlusher] = {}
 _flushers_lock = threading.Lock()
 
 
+class Counters:
+    """A queue's counters in this process, shared by the monitor and the metrics controls (one object per
+    queue, so with both on a message is counted once). ``finish`` is the whole per-message cost."""
+
+    __slots__ = ("lock", "outcomes", "retries", "duration_sum", "buckets")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.outcomes: dict[str, int] = {}
+        self.retries = 0
+        self.duration_sum = 0.0
+        self.buckets = [0] * (len(BUCKETS) + 1)
+
+    def finish(self, ctx: TaskContext) -> None:
+        status: str = ctx.status._value_  # the plain attribute (Enum's .value and hash are Python code)
+        if status in _NOT_FINISHED:
+            if status == "retry":
+                with self.lock:
+                    self.retries += 1
+            return
+        d = (ctx.finished_at or time.time()) - ctx.started_at
+        with self.lock:
+            self.outcomes[status] = self.outcomes.get(status, 0) + 1
+            self.duration_sum += d
+            self.buckets[bisect.bisect_left(BUCKETS, d)] += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            return {"outcomes": dict(self.outcomes), "retries": self.retries, "duration_sum": self.duration_sum,
+                    "buckets": list(self.buckets)}
+
+
+_counters: dict[str, Counters] = {}
+
+
+def counters_of(queue: str) -> Counters:
+    """This process's counters of ``queue``."""
+    c = _counters.get(queue)
+    if c is None:
+        with _flushers_lock:
+            c = _counters.setdefault(queue, Counters())
+    return c
+
+
+def running_of(control: Control) -> int:
+    """Tasks of the control's consumer running now (its in-flight table; no per-message bookkeeping)."""
+    consumer = control.consumer
+    return len(getattr(consumer, "in_flight", ())) if consumer is not None else 0
+
+
 class MonitorControl(Control):
     """Reports this worker and its queue's counters to the store for ``boostkernel dashboard``."""
 
@@ -82,12 +132,7 @@ class MonitorControl(Control):
     def __init__(self, booster: Any) -> None:
         super().__init__(booster)
         self.interval = float(self.options.monitor_interval) if self.options is not None else 1.0
-        self._lock = threading.Lock()
-        self.outcomes: dict[str, int] = {}
-        self.retries = 0
-        self.running = 0
-        self.duration_sum = 0.0
-        self.buckets = [0] * (len(BUCKETS) + 1)
+        self.counters = counters_of(booster.queue)
         self.started_at = time.time()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -113,22 +158,8 @@ class MonitorControl(Control):
             self._flusher = f
         f.add()
 
-    def before(self, ctx: TaskContext) -> None:
-        with self._lock:
-            self.running += 1
-
     def after(self, ctx: TaskContext) -> None:
-        status = str(ctx.status)
-        d = (ctx.finished_at or time.time()) - ctx.started_at
-        with self._lock:
-            self.running = max(0, self.running - 1)
-            if status == "retry":
-                self.retries += 1
-            if status in _NOT_FINISHED:
-                return
-            self.outcomes[status] = self.outcomes.get(status, 0) + 1
-            self.duration_sum += d
-            self.buckets[bisect.bisect_left(BUCKETS, d)] += 1
+        self.counters.finish(ctx)
 
     # --- reporting ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -156,13 +187,10 @@ class MonitorControl(Control):
 
     def snapshot(self) -> dict[str, Any]:
         p = self.booster.params
-        with self._lock:
-            counters = {"outcomes": dict(self.outcomes), "retries": self.retries, "running": self.running,
-                        "duration_sum": self.duration_sum, "buckets": list(self.buckets)}
         return {"queue": self.booster.queue, "worker": self.worker_id, "host": socket.gethostname(),
                 "pid": os.getpid(), "concurrency": p.concurrency, "workers": p.workers,
                 "processes": p.processes, "started_at": self.started_at, "at": time.time(),
-                "interval": self.interval, **counters}
+                "interval": self.interval, "running": running_of(self), **self.counters.snapshot()}
 
     def report(self) -> None:
         self.booster.store.set(mon_key(self.booster.queue, self.worker_id), self.snapshot(),
