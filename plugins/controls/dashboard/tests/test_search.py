@@ -75,3 +75,17 @@ def test_native_search_matches_the_scan(store: Any) -> None:
         scanned = [r["task_id"] for r in sorted(records._scan(store, q), key=records.record_time, reverse=True)[:q.limit]]
         assert native == scanned, q
     assert len(records.search([store], Query(queue="q1"))) == 100
+
+
+def test_records_written_after_the_first_search_are_found(store: Any) -> None:
+    """Stores that index lazily (the first search turns indexing on) keep up with later writes and with
+    a record that changes status."""
+    records.search([store], Query(limit=1))
+    tid = str(uuid.uuid4())
+    rec = {"task_id": tid, "queue": "q9", "status": "running", "args": ["late"], "kwargs": {}, "published_at": 5000.0}
+    store.put_result(tid, rec, 600.0)
+    assert [r["task_id"] for r in records.search([store], Query(status="running", queue="q9"))] == [tid]
+    store.put_result(tid, {**rec, "status": "success", "result": 1}, 600.0)
+    assert records.search([store], Query(status="running", queue="q9")) == []
+    assert [r["status"] for r in records.search([store], Query(text="LATE"))] == ["success"]
+    assert [r["task_id"] for r in records.search([store], Query(since=4999))] == [tid]
