@@ -227,7 +227,9 @@ class PostgresStore(Store):
         t, n = self.t, self.schema
         stmts = [f"CREATE INDEX IF NOT EXISTS bk_kv_results_at ON {t} ({_AT}) WHERE {_RESULTS}",
                  f"CREATE INDEX IF NOT EXISTS bk_kv_results_queue ON {t} ({_QUEUE}, {_AT}) WHERE {_RESULTS}",
-                 f"CREATE INDEX IF NOT EXISTS bk_kv_results_status ON {t} ({_STATUS}, {_AT}) WHERE {_RESULTS}"]
+                 f"CREATE INDEX IF NOT EXISTS bk_kv_results_status ON {t} ({_STATUS}, {_AT}) WHERE {_RESULTS}",
+                 f"CREATE INDEX IF NOT EXISTS bk_kv_results_qs ON {t} ({_QUEUE}, {_STATUS}, {_AT}) WHERE {_RESULTS}",
+                 f"CREATE INDEX IF NOT EXISTS bk_kv_results_key ON {t} (key text_pattern_ops) WHERE {_RESULTS}"]
         for sql in stmts:
             self._run(lambda c, sql=sql: c.execute(sql))
         try:
@@ -265,12 +267,29 @@ class PostgresStore(Store):
         if until is not None:
             where.append(f"{_AT} <= %s")
             args.append(float(until))
-        if text:
-            where.append(f"{_ARGS} ILIKE %s")
-            args.append(_like(text))
-        sql = f"SELECT value FROM {self.t} WHERE {' AND '.join(where)} ORDER BY {_AT} DESC LIMIT %s"
-        args.append(int(limit))
-        rows = self._run(lambda c: c.execute(sql, args).fetchall())
+        lim = int(limit)
+        if not text:
+            sql = f"SELECT value FROM {self.t} WHERE {' AND '.join(where)} ORDER BY {_AT} DESC LIMIT %s"
+            return [orjson.loads(r[0]) for r in self._run(lambda c: c.execute(sql, [*args, lim]).fetchall())]
+        like = _like(text)
+        # Common text: the newest few thousand records (time index) hold enough matches. Rare text: the
+        # trigram index finds them (bitmap scans only, so the planner cannot walk the time index instead).
+        probe = (f"SELECT value FROM (SELECT value, {_AT} AS at, {_ARGS} AS a FROM {self.t} WHERE "
+                 f"{' AND '.join(where)} ORDER BY {_AT} DESC LIMIT 5000) s WHERE a ILIKE %s ORDER BY at DESC "
+                 f"LIMIT %s")
+        rows = self._run(lambda c: c.execute(probe, [*args, like, lim]).fetchall())
+        if len(rows) < lim:
+            sql = (f"SELECT value FROM {self.t} WHERE {' AND '.join(where)} AND {_ARGS} ILIKE %s "
+                   f"ORDER BY {_AT} DESC LIMIT %s")
+
+            def full(c: psycopg.Connection[Any]) -> list[Any]:
+                with c.transaction():
+                    if self._trigram:
+                        c.execute("SET LOCAL enable_indexscan = off")
+                        c.execute("SET LOCAL enable_seqscan = off")
+                    return c.execute(sql, [*args, like, lim]).fetchall()
+
+            rows = self._run(full)
         return [orjson.loads(r[0]) for r in rows]
 
     def expire(self) -> int:
