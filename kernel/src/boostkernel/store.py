@@ -86,7 +86,8 @@ class Store(abc.ABC):
         return False
 
     def keys(self, prefix: str) -> list[str]:
-        """The live keys starting with ``prefix`` (dashboards list workers and task records with it).
+        """The live keys starting with ``prefix`` (the dashboard lists task records with it on a store that
+        cannot search them itself).
 
         Optional: a store that cannot list its keys keeps this default, and the dashboard says so."""
         raise NotImplementedError(f"store {self.name!r} cannot list its keys")

@@ -4,7 +4,9 @@ Per message it adds to a few numbers under a lock (``after``; ``on_publish`` on 
 tasks running now are read from the consumer's in-flight table when reporting. A reporter thread writes, every ``monitor_interval`` seconds, one record per (queue, worker process)
 to the booster's store under ``dash:mon:<queue>:<worker id>`` (TTL five intervals, so a dead worker
 disappears): the worker's host, pid, concurrency mode and size, when it started, tasks running now, and the
-queue's cumulative counters in this process (outcomes, retries, duration sum and histogram buckets).
+queue's cumulative counters in this process (outcomes, retries, duration sum and histogram buckets). The
+worker also registers, every 30 s, in the queue's index ``dash:mon-index:<queue>`` (under a store lock), so
+the dashboard reads the records without listing keys.
 Publishes are added to the store counter ``dash:published:<queue>`` by a flusher thread of the publishing
 process. The dashboard turns successive records into rates.
 """
@@ -32,6 +34,36 @@ _NOT_FINISHED = ("requeued", "retry")
 
 def mon_key(queue: str, worker: str) -> str:
     return f"dash:mon:{queue}:{worker}"
+
+
+def index_key(queue: str) -> str:
+    """A JSON object ``{worker id: last registration}`` naming the workers of ``queue`` (so readers need not
+    list keys: a SCAN of a large Redis store would be slow)."""
+    return f"dash:mon-index:{queue}"
+
+
+#: A worker re-registers in its queue's index this often (and readers drop entries older than 3x this).
+REGISTER_EVERY = 30.0
+
+
+def update_index(store: Any, queue: str, add: str | None = None, drop: tuple[str, ...] = ()) -> None:
+    """Add/refresh ``add`` and remove ``drop`` in the queue's worker index, under the store's lock."""
+    owner = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+    name = f"dash:mon-index:{queue}"
+    deadline = time.monotonic() + 5.0
+    while not store.acquire_lock(name, owner, ttl=5.0):
+        if time.monotonic() > deadline:
+            return  # try again at the next registration
+        time.sleep(0.01)
+    try:
+        index = store.get(index_key(queue)) or {}
+        now = time.time()
+        index = {w: t for w, t in index.items() if w not in drop and now - float(t) < 3 * REGISTER_EVERY}
+        if add is not None:
+            index[add] = now
+        store.set(index_key(queue), index)
+    finally:
+        store.release_lock(name, owner)
 
 
 def published_key(queue: str) -> str:
@@ -137,6 +169,7 @@ class MonitorControl(Control):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._flusher: _PublishFlusher | None = None
+        self._registered_until = 0.0
 
     @classmethod
     def check(cls, booster: Any) -> None:
@@ -174,6 +207,7 @@ class MonitorControl(Control):
             self._thread.join(5)
         try:
             self.booster.store.delete(mon_key(self.booster.queue, self.worker_id))
+            update_index(self.booster.store, self.booster.queue, drop=(self.worker_id,))
         except Exception:  # noqa: BLE001 - best effort: the record expires anyway
             pass
         if self._flusher is not None:
@@ -193,8 +227,12 @@ class MonitorControl(Control):
                 "interval": self.interval, "running": running_of(self), **self.counters.snapshot()}
 
     def report(self) -> None:
-        self.booster.store.set(mon_key(self.booster.queue, self.worker_id), self.snapshot(),
-                               ttl=max(5.0, 5 * self.interval))
+        store, queue = self.booster.store, self.booster.queue
+        store.set(mon_key(queue, self.worker_id), self.snapshot(), ttl=max(5.0, 5 * self.interval))
+        now = time.monotonic()
+        if now >= self._registered_until:
+            update_index(store, queue, add=self.worker_id)
+            self._registered_until = now + REGISTER_EVERY
 
     def _loop(self) -> None:
         log = queue_logger(self.booster.queue)

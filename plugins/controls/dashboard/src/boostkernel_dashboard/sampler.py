@@ -13,7 +13,7 @@ import time
 from collections import deque
 from typing import Any
 
-from .monitor import BUCKETS, published_key
+from .monitor import BUCKETS, index_key, mon_key, published_key
 
 log = logging.getLogger("boostkernel.dashboard")
 _FAILED = ("failure", "dead")
@@ -32,17 +32,14 @@ def _paused(b: Any) -> bool | None:
 
 def monitor_records(b: Any) -> list[dict[str, Any]]:
     """The live monitor records of ``b``'s queue (one per worker process)."""
-    prefix = f"dash:mon:{b.queue}:"
-    try:
-        keys = b.store.keys(prefix)
-    except NotImplementedError:
+    index = b.store.get(index_key(b.queue)) or {}
+    workers = sorted(index)
+    if not workers:
         return []
-    out = []
-    for k in keys:
-        rec = b.store.get(k)
-        if isinstance(rec, dict):
-            out.append(rec)
-    return out
+    keys = [mon_key(b.queue, w) for w in workers]
+    many = getattr(b.store, "get_many", None)
+    values = many(keys) if many is not None else [b.store.get(k) for k in keys]
+    return [r for r in values if isinstance(r, dict)]
 
 
 class Sampler:
