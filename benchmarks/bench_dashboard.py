@@ -203,6 +203,19 @@ def fill(kind: str, store: Any, n: int, t0: float) -> None:
         flush()
 
 
+def cleanup(kind: str, store: Any) -> None:
+    """Drop what the benchmark wrote (a PostgreSQL schema, Redis keys; SQLite's file is in a temp dir)."""
+    if kind == "postgres":
+        store._run(lambda c: c.execute(f'DROP SCHEMA "{store.schema}" CASCADE'))
+    elif kind == "redis":
+        pipe = store.redis.pipeline(transaction=False)
+        for i, key in enumerate(store.redis.scan_iter(match=store.prefix + "*", count=5000)):
+            pipe.unlink(key)
+            if i % 5000 == 4999:
+                pipe.execute()
+        pipe.execute()
+
+
 def bench_search(n: int, kinds: list[str]) -> None:
     from boostkernel_dashboard.records import Query, search
 
@@ -241,6 +254,7 @@ def bench_search(n: int, kinds: list[str]) -> None:
                 if times[-1] > 3000:
                     break  # a scan: once is enough
             print(f"  {label:30s} {statistics.median(times):8.1f} ms  ({len(found)} found)", flush=True)
+        cleanup(kind, store)
         store.close()
 
 
