@@ -197,7 +197,8 @@ class SqliteStore(Store):
         args: list[Any] = [time.time()]
         index = "bk_kv_results_queue" if queue else "bk_kv_results_status" if status else "bk_kv_results_at"
         if task_id:
-            index = ""
+            index = "sqlite_autoindex_bk_kv_1"  # the primary key's index, on the id's own range only
+            where = ["(expires IS NULL OR expires > ?)"]
             if len(task_id) >= 36:
                 where.append("key = ?")
                 args.append(f"result:{task_id}")
