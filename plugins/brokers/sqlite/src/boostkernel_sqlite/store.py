@@ -67,8 +67,8 @@ END;
 INSERT INTO bk_results_text (rowid, args) SELECT rowid, {_args_text("")} FROM bk_kv WHERE {_RESULTS};
 COMMIT;
 """
-#: Above this many full-text hits, walking the time index with LIKE finds the newest matches sooner.
-_TEXT_DENSE = 2000
+#: A text search first looks among this many newest records (enough when the text is common).
+_TEXT_PROBE = 20000
 
 
 def _dumps(v: Any) -> bytes:
@@ -215,24 +215,29 @@ class SqliteStore(Store):
         if until is not None:
             where.append(f"{_AT} <= ?")
             args.append(until)
-        if text:
-            like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            if self._text_index and len(text) >= 3 and not task_id:
-                phrase = '"' + text.replace('"', '""') + '"'
-                hits = self.db.read("SELECT count(*) FROM (SELECT rowid FROM bk_results_text WHERE "
-                                    "bk_results_text MATCH ? LIMIT ?)", (phrase, _TEXT_DENSE))[0][0]
-                if hits < _TEXT_DENSE:  # rare: fetch the hits by rowid; else walk the time index with LIKE
-                    where.append("rowid IN (SELECT rowid FROM bk_results_text WHERE bk_results_text MATCH ?)")
-                    args.append(phrase)
-                    index = ""
-            # a plain LIKE over the row first (cheap), then only within the arguments
-            where.append("CAST(value AS TEXT) LIKE ? ESCAPE '\\' AND "
-                         f"({_args_text('')}) LIKE ? ESCAPE '\\'")
-            args += [like, like]
+        lim = int(limit)
+        if not text:
+            hint = f" INDEXED BY {index}" if index else ""
+            sql = f"SELECT value FROM bk_kv{hint} WHERE {' AND '.join(where)} ORDER BY {_AT} DESC LIMIT ?"
+            return [_loads(r[0]) for r in self.db.read(sql, (*args, lim))]
+        like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        # a plain LIKE over the row first (cheap), then only within the arguments
+        text_where = (f"CAST(value AS TEXT) LIKE ? ESCAPE '\\' AND ({_args_text('')}) LIKE ? ESCAPE '\\'")
+        # Common text: the newest few thousand records (time index) hold enough matches.
         hint = f" INDEXED BY {index}" if index else ""
-        sql = f"SELECT value FROM bk_kv{hint} WHERE {' AND '.join(where)} ORDER BY {_AT} DESC LIMIT ?"
-        args.append(int(limit))
-        return [_loads(r[0]) for r in self.db.read(sql, tuple(args))]
+        probe = (f"SELECT value FROM (SELECT value, {_AT} AS at FROM bk_kv{hint} WHERE {' AND '.join(where)} "
+                 f"ORDER BY {_AT} DESC LIMIT {_TEXT_PROBE}) WHERE {text_where} ORDER BY at DESC LIMIT ?")
+        rows = self.db.read(probe, (*args, like, like, lim))
+        if len(rows) < lim:
+            # Rare text: the trigram table finds the rows (else every record is read).
+            if self._text_index and len(text) >= 3 and not task_id:
+                where.append("rowid IN (SELECT rowid FROM bk_results_text WHERE bk_results_text MATCH ?)")
+                args.append('"' + text.replace('"', '""') + '"')
+                hint = ""
+            sql = (f"SELECT value FROM bk_kv{hint} WHERE {' AND '.join(where)} AND {text_where} "
+                   f"ORDER BY {_AT} DESC LIMIT ?")
+            rows = self.db.read(sql, (*args, like, like, lim))
+        return [_loads(r[0]) for r in rows]
 
     def expire(self) -> int:
         """Delete expired keys."""
