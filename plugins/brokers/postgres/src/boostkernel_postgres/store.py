@@ -51,6 +51,8 @@ _AT = "((value::jsonb ->> 'published_at')::float8)"
 _QUEUE = "(value::jsonb ->> 'queue')"
 _STATUS = "(value::jsonb ->> 'status')"
 _ARGS = "(((value::jsonb -> 'args')::text || ' ' || (value::jsonb -> 'kwargs')::text))"
+#: A text search first looks among this many newest records (enough when the text is common).
+_TEXT_PROBE = 20000
 
 
 def _like(text: str, prefix: bool = False) -> str:
@@ -241,6 +243,8 @@ class PostgresStore(Store):
         except psycopg.Error as exc:  # no pg_trgm (or no right to create it): text search scans
             log.info("schema %s: no trigram index for task-record text search (%s)", n, exc)
             self._trigram = False
+        # statistics of the new expression indexes, else the planner may sort the whole table
+        self._run(lambda c: c.execute(f"ANALYZE {t}"))
         self._search_ready = True
 
     def search_results(self, queue: str | None = None, status: str | None = None, since: float | None = None,
@@ -272,24 +276,17 @@ class PostgresStore(Store):
             sql = f"SELECT value FROM {self.t} WHERE {' AND '.join(where)} ORDER BY {_AT} DESC LIMIT %s"
             return [orjson.loads(r[0]) for r in self._run(lambda c: c.execute(sql, [*args, lim]).fetchall())]
         like = _like(text)
-        # Common text: the newest few thousand records (time index) hold enough matches. Rare text: the
-        # trigram index finds them (bitmap scans only, so the planner cannot walk the time index instead).
+        # Common text: the newest records (time index) hold enough matches. Rare text: the trigram index finds
+        # the keys first (an ARRAY(...) init plan, then primary-key lookups: the planner cannot walk the time
+        # index instead).
         probe = (f"SELECT value FROM (SELECT value, {_AT} AS at, {_ARGS} AS a FROM {self.t} WHERE "
-                 f"{' AND '.join(where)} ORDER BY {_AT} DESC LIMIT 5000) s WHERE a ILIKE %s ORDER BY at DESC "
-                 f"LIMIT %s")
+                 f"{' AND '.join(where)} ORDER BY {_AT} DESC LIMIT {_TEXT_PROBE}) s WHERE a ILIKE %s "
+                 f"ORDER BY at DESC LIMIT %s")
         rows = self._run(lambda c: c.execute(probe, [*args, like, lim]).fetchall())
         if len(rows) < lim:
-            sql = (f"SELECT value FROM {self.t} WHERE {' AND '.join(where)} AND {_ARGS} ILIKE %s "
-                   f"ORDER BY {_AT} DESC LIMIT %s")
-
-            def full(c: psycopg.Connection[Any]) -> list[Any]:
-                with c.transaction():
-                    if self._trigram:
-                        c.execute("SET LOCAL enable_indexscan = off")
-                        c.execute("SET LOCAL enable_seqscan = off")
-                    return c.execute(sql, [*args, like, lim]).fetchall()
-
-            rows = self._run(full)
+            sql = (f"SELECT value FROM {self.t} WHERE key = ANY(ARRAY(SELECT key FROM {self.t} WHERE {_RESULTS} "
+                   f"AND {_ARGS} ILIKE %s)) AND {' AND '.join(where)} ORDER BY {_AT} DESC LIMIT %s")
+            rows = self._run(lambda c: c.execute(sql, [like, *args, lim]).fetchall())
         return [orjson.loads(r[0]) for r in rows]
 
     def expire(self) -> int:
