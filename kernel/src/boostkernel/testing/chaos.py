@@ -181,6 +181,10 @@ class ChaosContract:
     or dead-lettered, and prints the longest stall in which no task completed.
     """
 
+    #: Its recovery bound is measured in seconds: the suite runs it alone, after the parallel run (.ci/run).
+    pytestmark = [pytest.mark.serial]
+
+
     chaos_tasks: int = 400
     chaos_kills: int = 4
     chaos_kill_every: float = 1.5

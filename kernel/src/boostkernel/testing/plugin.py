@@ -23,6 +23,8 @@ from .helpers import service_url as _service_url
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "service(name): needs a running service")
+    config.addinivalue_line("markers", "serial: bounded in time (kill loops, recovery bounds): run it alone, "
+                                       "not beside other tests (`pytest -m serial` after `pytest -n N -m 'not serial'`)")
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -153,6 +153,7 @@ def work(i):
 
 
 @cluster
+@pytest.mark.serial
 @pytest.mark.timeout(240)
 def test_kill_9_chaos_on_the_cluster_loses_nothing(tmp_path: Path) -> None:
     from boostkernel.testing.chaos import Ledger, WorkerProcess, kill_loop

@@ -64,6 +64,7 @@ def greet(name: str) -> str:
     return f"hello {name}"
 
 
+@pytest.mark.serial  # "within 2 s": bounded in time, run alone
 def test_pages_load_and_a_pushed_task_appears_with_its_result_within_2s(
         make_booster: Any, serve: Any, page: Any) -> None:
     b = make_booster(greet)
@@ -93,6 +94,7 @@ def test_pages_load_and_a_pushed_task_appears_with_its_result_within_2s(
     assert "hello zoe" in page.locator("#task-result").inner_text()
 
 
+@pytest.mark.serial  # no task may start in the 1.5 s after the pause: bounded in time, run alone
 def test_pausing_a_queue_from_the_page_stops_its_worker(make_booster: Any, serve: Any, page: Any) -> None:
     ran: list[int] = []
     lock = threading.Lock()
