@@ -19,10 +19,6 @@ class TestKafkaContract(BrokerContract):
     competing_warmup = 10.0  # 4 consumers join the group before the messages flow (no rebalance mid-stream)
     recovery_seconds = 15.0
     expected_failures = {
-        "test_crash_redelivers_everything_held": "a log has no delivery count: redelivered messages come "
-                                                 "back with delivery_count 1",
-        "test_crash_loop_goes_to_dead_letters": "issue #10: no crash-loop limit (no delivery count is kept)",
-        "test_crash_loop_spares_prefetched_messages": "issue #10: no crash-loop limit",
         "test_count_excludes_in_flight": "count() is the consumer group's lag, which includes fetched, "
                                          "unacked messages",
         "test_purge_leaves_in_flight_alone": "purge() moves the committed offsets past fetched, unacked "
