@@ -54,7 +54,6 @@ BUFFERED = ("kombu's consumer buffer: messages the transport delivered to a cons
             "unacked on the server, so count() and purge() miss the ones the kernel has not fetched yet")
 NO_CRASH_LOOP = "issue #10: the kombu broker has no crash-loop limit (a poison message is redelivered forever)"
 GAPS = {
-    "test_nack_delay_is_honoured": "kombu has no portable delay: nack(delay=d) requeues at once",
     "test_durable_across_service_restart": "needs a private service instance to restart; the shared ones "
                                            "must not be restarted and none is started by these tests",
     "test_count_excludes_in_flight": BUFFERED,

@@ -16,11 +16,18 @@ the channel closes) and on redis (kombu restores unacked messages on a clean clo
 with the connection is restored at once, see :func:`_track_unsure_deliveries`). Dead letters go to ``<queue>.dlq`` with the
 reason in the ``x-bk-reason`` header. Priority and native delay are not declared (transports disagree on
 them); the kernel's fallback republishes not-yet-due messages.
+
+``nack(delay=d)`` publishes a copy carrying its due time (``x-bk-eta``, Unix ms) and acks the original. A
+consumer that receives a copy before it is due keeps it unacked in a small local heap and hands it to
+:meth:`KombuBroker.fetch` when due (a crash meanwhile: the transport redelivers it, still carrying its due
+time). At most half the prefetch window is held this way; past that, the copy due last is published again
+at the back of the queue and acked, so ready messages keep flowing.
 """
 
 from __future__ import annotations
 
 import collections
+import heapq
 import logging
 import threading
 import time
@@ -41,6 +48,7 @@ from boostkernel.retrying import backoff_delay
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672//"
 H_ID, H_REASON, H_FAILED_AT, H_REQUEUES = "x-bk-id", "x-bk-reason", "x-bk-failed-at", "x-bk-requeues"
+H_ETA = "x-bk-eta"
 _RETRY_POLICY = {"max_retries": 5, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 3.0}
 
 log = logging.getLogger("boostkernel.kombu")
@@ -170,6 +178,9 @@ class KombuBroker(Broker):
         self._ever_ready = False
         self._first_attempt = threading.Event()
         self._last_error: str | None = None
+        self._waiting: list[tuple[float, int, Delivery]] = []
+        """Copies from ``nack(delay)`` received before their due time: (due, seq, delivery), consumer thread."""
+        self._wseq = 0
 
     def _connection(self) -> Any:
         return Connection(self.kurl, transport_options=self.transport_options, connect_timeout=self.connect_timeout)
@@ -321,6 +332,8 @@ class KombuBroker(Broker):
                         conn.drain_events(timeout=self.poll_interval)
                     except TimeoutError:
                         pass
+                    if self._waiting:
+                        self._release_due()
                 self._run_ops()  # acks handed over before close()
                 try:
                     consumer.cancel()
@@ -347,6 +360,7 @@ class KombuBroker(Broker):
     def _lost(self) -> None:
         self._ready = False
         self._gen += 1
+        self._waiting = []  # unacked: the transport redelivers them
         with self._cond:
             self._buf.clear()  # the transport redelivers them
 
@@ -358,9 +372,42 @@ class KombuBroker(Broker):
             count += int(requeues)
         d = Delivery(str(h.get(H_ID) or message.properties.get("message_id") or ""), message.body,
                      (self._gen, message), count)
+        eta = h.get(H_ETA)
+        if eta is not None and int(eta) / 1000.0 > time.time():
+            self._hold(d, int(eta) / 1000.0)
+            return
         with self._cond:
             self._buf.append(d)
             self._cond.notify()
+
+    def _hold(self, d: Delivery, due: float) -> None:
+        """Keep a not-yet-due copy (unacked) until ``due``; past half the prefetch window, send the one due
+        last to the back of the queue (consumer thread)."""
+        self._wseq += 1
+        heapq.heappush(self._waiting, (due, self._wseq, d))
+        if len(self._waiting) <= max(1, self.prefetch // 2):
+            return
+        latest = max(self._waiting, key=lambda w: w[0])
+        self._waiting.remove(latest)
+        heapq.heapify(self._waiting)
+        _, _, moved = latest
+        _, message = moved.tag
+        try:
+            self._send(self.q, moved.body, dict(message.headers or {}))
+        except BrokerUnavailable:  # keep it unacked: the transport redelivers it
+            self.log.debug("could not move delayed message %s to the back of the queue", moved.id)
+            return
+        message.ack()
+
+    def _release_due(self) -> None:
+        now = time.time()
+        due = []
+        while self._waiting and self._waiting[0][0] <= now:
+            due.append(heapq.heappop(self._waiting)[2])
+        if due:
+            with self._cond:
+                self._buf.extend(due)
+                self._cond.notify()
 
     def _run_ops(self) -> None:
         ops = self._ops
@@ -411,10 +458,11 @@ class KombuBroker(Broker):
             self._submit(d, "ack")
 
     def nack(self, delivery: Delivery, requeue: bool = True, delay: float = 0.0) -> None:
-        """Requeue (at once: kombu has no portable delay) or drop the message.
+        """Requeue (after ``delay`` seconds) or drop the message.
 
-        A requeue publishes a copy with its requeue count (transports disagree on the ``redelivered`` flag),
-        then acks the original; if the copy cannot be published the transport's own requeue is used.
+        A requeue publishes a copy with its requeue count (transports disagree on the ``redelivered`` flag)
+        and, with ``delay``, its due time (see the module doc), then acks the original; if the copy cannot be
+        published the transport's own requeue is used (at once).
         """
         if not requeue:
             self._submit(delivery, "reject")
@@ -423,6 +471,10 @@ class KombuBroker(Broker):
         headers = dict(message.headers or {})
         headers[H_ID] = delivery.id
         headers[H_REQUEUES] = int(headers.get(H_REQUEUES, 0)) + 1
+        if delay > 0:
+            headers[H_ETA] = int((time.time() + delay) * 1000) + 1
+        else:
+            headers.pop(H_ETA, None)
         try:
             self._send(self.q, delivery.body, headers)
         except BrokerUnavailable:
