@@ -1,8 +1,8 @@
 """Private database servers for tests that must restart or cut a service (never the shared one).
 
-:class:`PrivatePostgres`, :class:`PrivateMariaDB`, :class:`PrivateRedis` and :class:`PrivateRabbitMQ` create a
-throw-away data directory, start the server on a free local port from the binaries the machine already
-has (Debian's ``postgresql``, ``mariadb-server``, ``redis-server`` and ``rabbitmq-server`` packages), and
+:class:`PrivatePostgres`, :class:`PrivateMariaDB` and :class:`PrivateRabbitMQ` create a throw-away data
+directory, start the server on a free local port from the binaries the machine already has (Debian's
+``postgresql``, ``mariadb-server`` and ``rabbitmq-server`` packages), and
 offer ``restart()`` and ``stop()``. They are used by the
 ``restart_service`` fixtures of the SQL brokers' contract tests and by the MySQL binlog tests::
 
@@ -172,51 +172,6 @@ class PrivateMariaDB:
 
     def stop(self) -> None:
         self._stop()
-        shutil.rmtree(self.datadir, ignore_errors=True)
-
-
-class PrivateRedis:
-    """A redis-server of its own (AOF with ``appendfsync always``) on a free port; ``restart()`` SIGKILLs it
-    (only what was fsynced survives) and starts it again."""
-
-    def __init__(self, datadir: Path, port: int) -> None:
-        self.datadir, self.port = datadir, port
-        self.url = f"redis://127.0.0.1:{port}/0"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @staticmethod
-    def available() -> bool:
-        return shutil.which("redis-server") is not None
-
-    @classmethod
-    def start(cls, base: Path, port: int | None = None) -> PrivateRedis:
-        datadir = base / "redis"
-        datadir.mkdir(parents=True, exist_ok=True)
-        self = cls(datadir, port or free_port())
-        self._start()
-        return self
-
-    def _start(self) -> None:
-        exe = shutil.which("redis-server")
-        if exe is None:
-            raise RuntimeError("redis-server not found (apt-get install redis-server)")
-        self.proc = subprocess.Popen(
-            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
-             "--appendfsync", "always", "--dir", str(self.datadir), "--logfile", str(self.datadir / "redis.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        _wait_port(self.port, 30, self.proc)
-
-    def _kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(30)
-
-    def restart(self) -> None:
-        self._kill()
-        self._start()
-
-    def stop(self) -> None:
-        self._kill()
         shutil.rmtree(self.datadir, ignore_errors=True)
 
 

@@ -54,8 +54,12 @@ BUFFERED = ("kombu's consumer buffer: messages the transport delivered to a cons
             "unacked on the server, so count() and purge() miss the ones the kernel has not fetched yet")
 NO_CRASH_LOOP = "issue #10: the kombu broker has no crash-loop limit (a poison message is redelivered forever)"
 GAPS = {
-    "test_durable_across_service_restart": "needs a private service instance to restart; the shared ones "
-                                           "must not be restarted and none is started by these tests",
+    "test_durable_across_service_restart": (
+        "the shared servers must not be restarted. Tried against a private redis-server (AOF, fsync always) "
+        "with visibility_timeout=1: the 6 messages survive the restart, but the 2 held by the SIGKILLed consumer "
+        "come back only through kombu's periodic visibility sweep, in 1 s in 2 of 3 runs and not all within "
+        "15 s in the third (the redis crash gap below), so the test would be flaky. The amqp transport's "
+        "durability is RabbitMQ's, tested by the rabbitmq plugin against a private node"),
     "test_count_excludes_in_flight": BUFFERED,
     "test_purge_leaves_in_flight_alone": BUFFERED,
     "test_crash_loop_goes_to_dead_letters": NO_CRASH_LOOP,
