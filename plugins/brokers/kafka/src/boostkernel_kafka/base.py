@@ -407,7 +407,16 @@ class LogBroker(Broker):
             except Exception as exc:  # noqa: BLE001 - the offset stays uncommitted: the record comes back
                 self.log.warning("could not requeue delayed message %s on close: %s", d.id, exc)
         with self._cond:
+            first_dropped: dict[int, int] = {}
+            for d in self._buffer:
+                p, off, _ = d.tag
+                first_dropped[p] = min(off, first_dropped.get(p, off))
             self._buffer.clear()  # never started: not committed, so the group reads them again
+        if self.delivery_counts and first_dropped:
+            try:  # they never reached the application: the next owner must not count them as redelivered
+                self._write_marks(first_dropped)
+            except Exception as exc:  # noqa: BLE001
+                self.log.debug("could not write the read marks on close: %s", exc)
         try:
             self._commit()
         except Exception as exc:  # noqa: BLE001
