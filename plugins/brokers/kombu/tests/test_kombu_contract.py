@@ -52,6 +52,9 @@ def _cutter(port: int, wait_for_empty_queue: bool = False) -> Callable[[object],
 
 BUFFERED = ("kombu's consumer buffer: messages the transport delivered to a consumer (prefetch_count) are "
             "unacked on the server, so count() and purge() miss the ones the kernel has not fetched yet")
+BUFFER_TESTS = ("test_count_excludes_in_flight", "test_purge_leaves_in_flight_alone")
+REDIS_POPS = ("; the redis transport pops one message per BRPOP, so whether the consumer popped more than the "
+              "one fetched when count() runs is timing (seen passing 1 run in 2)")
 NO_CRASH_LOOP = ("kombu's redis transport redelivers a killed consumer's messages only after its visibility_timeout "
                  "(1 h by default), so the crash loop is not seen within the test's bound")
 GAPS = {
@@ -79,6 +82,7 @@ class TestKombuRedisContract(_KombuDelivery):
         "visibility_timeout (1 h by default), far beyond the 15 s recovery bound"),
         "test_crash_loop_goes_to_dead_letters": NO_CRASH_LOOP,
         "test_crash_loop_spares_prefetched_messages": NO_CRASH_LOOP}
+    timing_dependent_failures = {name: expected_failures.pop(name) + REDIS_POPS for name in BUFFER_TESTS}
     make_broker = pytest.fixture(_factory("kombu+" + service_url("redis")))
     cut_connection = pytest.fixture(_cutter(6379, wait_for_empty_queue=True))
 
