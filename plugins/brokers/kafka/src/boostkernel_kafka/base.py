@@ -435,7 +435,11 @@ class LogBroker(Broker):
             for p, off, _, _ in records:
                 if off + 1 > ends.get(p, -1):
                     ends[p] = off + 1
-            self._write_marks(ends)  # before anyone can run them: a crash from now on is seen by the next owner
+            try:
+                self._write_marks(ends)  # before anyone can run them: a crash from now on is seen by the next owner
+            except Exception as exc:  # noqa: BLE001 - the records must be handed out anyway (never dropped)
+                self.log.warning("could not write the read marks of %r (a redelivery of this batch will show "
+                                 "delivery_count 1 and no crash is charged): %s", self.topic, exc)
         out = []
         dead: dict[str, set[str]] | None = None
         for p, off, value, headers in records:
@@ -501,8 +505,12 @@ class LogBroker(Broker):
         if d.crashes >= self.max_crashes:
             last = owner.removesuffix(".running") if owner else "?"
             reason = f"crash-loop: its worker died {d.crashes} time(s) while running it (last: {last})"
+            try:
+                self.dead_letter(d, reason)
+            except Exception as exc:  # noqa: BLE001 - hand it out rather than leave its offset stuck
+                self.log.warning("could not dead-letter crash-looping message %s (%s): delivered again", mid, exc)
+                return False
             self.log.error("message %s dead-lettered: %s", mid, reason)
-            self.dead_letter(d, reason)
             forget_charges(self.journal_dir, mid)
             return True
         return False
