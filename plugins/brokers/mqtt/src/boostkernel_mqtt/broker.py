@@ -275,13 +275,26 @@ class MqttBroker(Broker):
         self.publish_many([message])
 
     def publish_many(self, messages: Sequence[Outgoing]) -> None:
-        pub = self._publisher()
-        infos = [pub.publish(self.topic, m.body, {"bk-id": m.id}) for m in messages]
         timeout = float(self.options.get("publish_timeout", 30))
-        for info in infos:
-            info.wait_for_publish(timeout)
-            if not info.is_published():
-                raise BrokerUnavailable(f"mqtt: {mask_url(self.url)} did not acknowledge a publish in {timeout}s")
+        deadline = time.monotonic() + timeout
+        pending = list(messages)
+        while pending:
+            pub = self._publisher()
+            pub.connected.wait(max(0.0, deadline - time.monotonic()))
+            infos = [(m, pub.publish(self.topic, m.body, {"bk-id": m.id})) for m in pending]
+            pending = []
+            for m, info in infos:
+                try:
+                    info.wait_for_publish(max(0.1, deadline - time.monotonic()))
+                except (RuntimeError, ValueError):  # not connected: sent again after the reconnect
+                    pass
+                if not info.is_published():
+                    pending.append(m)
+            if pending and time.monotonic() >= deadline:
+                raise BrokerUnavailable(f"mqtt: {mask_url(self.url)} did not acknowledge {len(pending)} "
+                                        f"publish(es) in {timeout}s")
+            if pending:
+                time.sleep(0.1)
 
     # --- consuming -----------------------------------------------------------------------------------
     def fetch(self, max_messages: int, timeout: float) -> list[Delivery]:
@@ -415,34 +428,24 @@ class MqttBroker(Broker):
         try:
             if not conn.session_present:
                 return 0
-            conn.client.unsubscribe(self.share)
-            self._sync(conn)
             running = None if anchor else read_journal(self.journal_dir, cid)
-            quiet = float(self.options.get("adopt_quiet", 0.3))
-            while True:
-                got = conn.take(100, quiet)
-                if not got:
-                    break
-                for gen, msg in got:
-                    if not conn.connected.is_set() or gen != conn.generation:
-                        raise BrokerUnavailable(f"session {cid} was taken over while being adopted")
-                    if msg.topic != self.topic:
-                        conn.client.ack(msg.mid, msg.qos)
-                        continue
-                    u = _user(msg)
-                    mid = u.get("bk-id") or str(uuid.uuid4())
-                    count = int(u.get("bk-deliveries", "0") or 0) + (0 if anchor else 1)
-                    crashes = int(u.get("bk-crashes", "0") or 0)
-                    if not anchor and (running is None or mid in running):
-                        crashes += 1  # it was running (or we cannot tell) when its consumer died
-                    d = Delivery(mid, msg.payload, None, count, crashes=crashes)
-                    if crashes >= self.max_crashes:
-                        self._to_dlq(mid, msg.payload, f"crash-loop: the worker died {crashes} time(s) while "
-                                                       f"running it (last: {cid})")
-                    else:
-                        self._republish(d, crashes)
-                    conn.client.ack(msg.mid, 1)
-                    moved += 1
+            for gen, msg in self._drain(conn):
+                if not conn.connected.is_set() or gen != conn.generation:
+                    raise BrokerUnavailable(f"session {cid} was taken over while being adopted")
+                u = _user(msg)
+                mid = u.get("bk-id") or str(uuid.uuid4())
+                count = int(u.get("bk-deliveries", "0") or 0) + (0 if anchor else 1)
+                crashes = int(u.get("bk-crashes", "0") or 0)
+                if not anchor and (running is None or mid in running):
+                    crashes += 1  # it was running (or we cannot tell) when its consumer died
+                d = Delivery(mid, msg.payload, None, count, crashes=crashes)
+                if crashes >= self.max_crashes:
+                    self._to_dlq(mid, msg.payload, f"crash-loop: the worker died {crashes} time(s) while "
+                                                   f"running it (last: {cid})")
+                else:
+                    self._republish(d, crashes)
+                conn.client.ack(msg.mid, 1)
+                moved += 1
         except BaseException:
             end = False  # keep the session: its messages are adopted again later
             raise
@@ -456,6 +459,29 @@ class MqttBroker(Broker):
         if moved:
             log.info("mqtt: adopted %d message(s) of session %s", moved, cid)
         return moved
+
+    def _drain(self, conn: _Conn) -> Any:
+        """Leave the group and yield every queue message the session holds or has queued, in order, until
+        a marker published after the UNSUBSCRIBE comes back (Mosquitto delivers a session's queue in order).
+        The caller acks each one it has handled."""
+        mark = f"{self.topic}/_bk/mark/{uuid.uuid4().hex}"
+        conn.client.subscribe(mark, qos=1)
+        conn.client.unsubscribe(self.share)
+        conn.publish(mark, b"m", None)
+        wait = float(self.options.get("drain_timeout", 30))
+        while True:
+            got = conn.take(100, wait)
+            if not got:
+                raise BrokerUnavailable(f"mqtt: draining session {conn.client_id}: no marker in {wait}s")
+            for gen, msg in got:
+                if msg.topic == mark:
+                    conn.client.ack(msg.mid, msg.qos)
+                    return
+                if msg.topic != self.topic:
+                    if msg.qos:
+                        conn.client.ack(msg.mid, msg.qos)
+                    continue
+                yield gen, msg
 
     # --- dead letters ------------------------------------------------------------------------------------
     def _read_dlq(self) -> list[Any]:
@@ -523,22 +549,18 @@ class MqttBroker(Broker):
                     if last and self.anchor:  # the group keeps a member: messages published now are kept
                         self._ensure_anchor()
                     sub.publish(f"{self.member_topic}/{self.client_id}", b"", None, retain=True)
-                    sub.client.unsubscribe(self.share)
-                    self._sync(sub)
+                    sub.control = None
                     with self._lock:
                         held, self._held = list(self._held.values()), {}
                     for d in held:  # prefetched, or a delayed nack still waiting: back to the queue
                         self._republish(d)
                         sub.client.ack(d.tag[1], 1)
-                    quiet = float(self.options.get("adopt_quiet", 0.3))
-                    while got := sub.take(100, quiet):  # queued for us before we left the group
-                        for _, msg in got:
-                            if msg.topic == self.topic:
-                                u = _user(msg)
-                                self._republish(Delivery(u.get("bk-id") or str(uuid.uuid4()), msg.payload, None,
-                                                         int(u.get("bk-deliveries", "0") or 0),
-                                                         crashes=int(u.get("bk-crashes", "0") or 0)))
-                            sub.client.ack(msg.mid, 1)
+                    for _, msg in self._drain(sub):  # queued for us before we left the group
+                        u = _user(msg)
+                        self._republish(Delivery(u.get("bk-id") or str(uuid.uuid4()), msg.payload, None,
+                                                 int(u.get("bk-deliveries", "0") or 0),
+                                                 crashes=int(u.get("bk-crashes", "0") or 0)))
+                        sub.client.ack(msg.mid, 1)
                     sub.close(end_session=True)
                     remove_journal(self.journal_dir, self.client_id)
                 else:
