@@ -118,4 +118,6 @@ SCHEMES: dict[str, str] = {
     "sqlite": "sqlite",
     "sqlite+pysqlite": "sql",
     "sqs": "sqs",
+    "sqs+http": "sqs",
+    "sqs+https": "sqs",
 }

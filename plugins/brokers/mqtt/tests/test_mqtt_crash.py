@@ -131,10 +131,11 @@ def test_plugin_adopts_a_killed_consumers_session() -> None:
         live.fetch(1, 0.2)  # join the group
         child = ConsumerProcess({"cls": "boostkernel_mqtt.broker:MqttBroker", "queue": queue,
                                  "url": service_url("mqtt"), "options": opts})
-        child.call("fetch", 30, n=1, at_least=0, seconds=0.5)  # joins the group
+        assert child.fetch(1, 1, 1.0) == []  # joins the group (nothing published yet)
         msgs = [Outgoing(str(uuid.uuid4()), b'{"i": %d}' % i) for i in range(20)]
         live.publish_many(msgs)
-        held = child.fetch(10, 1, 10)
+        held = child.fetch(10, 5, 10)
+        assert held, "the round robin gave the child nothing"
         time.sleep(0.5)  # let the round robin finish handing out
         seen: dict[str, int] = {}
         t0 = time.monotonic()

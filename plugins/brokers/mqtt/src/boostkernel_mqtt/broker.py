@@ -53,7 +53,7 @@ def _props(kind: str, **values: Any) -> Any:
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
 
-    p = Properties(getattr(PacketTypes, kind))
+    p = Properties(getattr(PacketTypes, kind))  # type: ignore[no-untyped-call]
     for k, v in values.items():
         setattr(p, k, v)
     return p
@@ -72,6 +72,7 @@ class _Conn:
                  will: tuple[str, bytes] | None = None, clean_start: bool = False,
                  control: Any = None) -> None:
         import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
 
         self.b = broker
         self.client_id = client_id
@@ -82,7 +83,7 @@ class _Conn:
         self.cond = threading.Condition()
         self.generation = 0
         self.control = control
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         c.manual_ack_set(True)
         if broker.username:
             c.username_pw_set(broker.username, broker.password)
@@ -90,7 +91,7 @@ class _Conn:
             c.tls_set()
         if will is not None:
             c.will_set(will[0], will[1], qos=1, retain=True)
-        c.reconnect_delay_set(0.1, float(broker.options.get("backoff_max", 10)))
+        c.reconnect_delay_set(0.1, float(broker.options.get("backoff_max", 10)))  # type: ignore[arg-type]
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message

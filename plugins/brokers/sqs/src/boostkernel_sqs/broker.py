@@ -111,8 +111,8 @@ class SqsBroker(Broker):
         return self._client
 
     def _make_client(self) -> Any:
-        import boto3
-        from botocore.config import Config
+        import boto3  # type: ignore[import-untyped]
+        from botocore.config import Config  # type: ignore[import-untyped]
 
         url = urlparse(self.url or "sqs://")
         o = self.options
@@ -140,7 +140,7 @@ class SqsBroker(Broker):
         return boto3.session.Session().client("sqs", region_name=region, config=cfg, **kw)
 
     def _call(self, op: str, **kw: Any) -> Any:
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
         try:
             return getattr(self._boto(), op)(**kw)
@@ -488,7 +488,8 @@ class SqsBroker(Broker):
         assert self._dlq_url is not None
         want = set(ids) if ids is not None else None
         msgs = self._receive_all(self._dlq_url, 100_000, 60)
-        chosen, others = [], []
+        chosen: list[dict[str, Any]] = []
+        others: list[dict[str, Any]] = []
         for m in msgs:
             (chosen if want is None or self._record(m).id in want else others).append(m)
         if others:
