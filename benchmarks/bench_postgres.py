@@ -16,43 +16,16 @@ import argparse
 import json
 import os
 import sys
-import threading
 import time
 import uuid
 from typing import Any
 
-from boostkernel import boost
+from _common import booster_run
 
 
 def run(url: str, schema: str, n: int, concurrency: str, workers: int, batch: bool) -> dict[str, float]:
-    counter = [0]
-    finished = threading.Event()
-    lock = threading.Lock()
-
-    @boost(f"bench_pg_{concurrency}_{uuid.uuid4().hex[:6]}", broker="postgres", broker_url=url,
-           concurrency=concurrency, workers=workers, validate_args=False, broker_options={"schema": schema})
-    def noop(x: int) -> None:
-        with lock:
-            counter[0] += 1
-            if counter[0] == n:
-                finished.set()
-
-    t0 = time.perf_counter()
-    if batch:
-        for i in range(0, n, 5000):
-            noop.push_many([(j,) for j in range(i, min(n, i + 5000))])
-    else:
-        push = noop.push
-        for i in range(n):
-            push(i)
-    t_pub = time.perf_counter() - t0
-    t1 = time.perf_counter()
-    noop.consume()
-    if not finished.wait(600):
-        raise RuntimeError(f"only {counter[0]} of {n} ran")
-    t_con = time.perf_counter() - t1
-    noop.stop()
-    return {"publish_per_s": n / t_pub, "consume_per_s": n / t_con}
+    return booster_run(n, concurrency=concurrency, workers=workers, batch=batch, name="bench_pg", batch_size=5000,
+                       broker="postgres", broker_url=url, broker_options={"schema": schema})
 
 
 def main() -> None:

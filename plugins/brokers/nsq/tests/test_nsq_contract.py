@@ -1,0 +1,41 @@
+"""The broker contract for nsq - runs only where a server is given.
+
+No nsq server can run on the machines that build boostkernel (no Debian or PyPI package ships one; see the
+README), so this class **skips** unless ``BOOSTKERNEL_NSQ_URL`` names a server. It is never run against a
+mock: a skipped contract is reported as skipped, not as passing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from boostkernel.broker import Broker
+from boostkernel.testing import BrokerContract
+
+URL = os.environ.get("BOOSTKERNEL_NSQ_URL")
+FAST = {"msg_timeout": 3.0, "touch_interval": 0.5}
+
+
+class TestNsqBrokerContract(BrokerContract):
+    lease_seconds = 1.0
+    recovery_seconds = 10.0
+
+    @pytest.fixture
+    def make_broker(self) -> Iterator[Callable[[str], Broker]]:
+        if not URL:
+            pytest.skip("no server: no nsq server can run here; set BOOSTKERNEL_NSQ_URL to run the contract")
+        from boostkernel_nsq.broker import NsqBroker
+
+        made: list[Broker] = []
+
+        def make(queue: str) -> Broker:
+            b = NsqBroker(queue, URL, None, **FAST)
+            made.append(b)
+            return b
+
+        yield make
+        for b in made:
+            b.close()

@@ -1,0 +1,73 @@
+"""URL and option parsing of the rocketmq broker (no client import: used at decoration time and tested
+without a server)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from boostkernel.errors import ConfigError
+from boostkernel.logs import mask_url
+
+_NAME = re.compile(r"^[%|a-zA-Z0-9_-]{1,127}$")
+
+
+@dataclass(frozen=True)
+class RocketmqSettings:
+    url: str
+    endpoints: str
+    topic: str
+    group: str
+    dlq_topic: str
+    access_key: str
+    secret_key: str
+    namespace: str
+    invisible_duration: float
+    heartbeat_interval: float
+    await_duration: float
+    request_timeout: float
+    tls: bool
+
+
+def check_name(kind: str, name: str) -> str:
+    if not _NAME.match(name):
+        raise ConfigError(f"rocketmq {kind} {name!r} is not valid: 1-127 letters, digits, '_', '-', '%' or '|'; "
+                          f"choose another queue name or set broker_options {kind}=...")
+    return name
+
+
+def parse(url: str, queue: str, options: dict[str, Any]) -> RocketmqSettings:
+    """``rocketmq://[ACCESS_KEY:SECRET_KEY@]HOST:8081[,HOST2:8081]`` (the proxy's gRPC endpoints;
+    ``rocketmq+tls://`` for TLS) plus ``broker_options``: ``topic`` (the queue name), ``group``
+    (``boostkernel``), ``dlq_topic`` (``%DLQ%<group>``, RocketMQ's own), ``namespace``,
+    ``invisible_duration`` (seconds a received message stays hidden from the group, 10),
+    ``heartbeat_interval`` (a third of it: renews it for held messages), ``await_duration`` (long poll,
+    seconds, 1), ``request_timeout`` (3)."""
+    u = urlparse(url)
+    if u.scheme not in ("rocketmq", "rocketmq+tls"):
+        raise ConfigError(f"rocketmq broker needs a rocketmq://HOST:8081 URL (the proxy's gRPC endpoint), "
+                          f"got {mask_url(url)!r}")
+    hosts = u.netloc.rsplit("@", 1)[-1]
+    if not hosts or any(not h.strip() or ":" not in h for h in hosts.split(",")):
+        raise ConfigError(f"rocketmq URL {mask_url(url)!r}: give HOST:PORT (comma-separated for several), "
+                          f"e.g. rocketmq://127.0.0.1:8081")
+    o = options
+    topic = check_name("topic", str(o.get("topic", queue)))
+    group = check_name("group", str(o.get("group", "boostkernel")))
+    inv = float(o.get("invisible_duration", 10.0))
+    if inv < 1:
+        raise ConfigError(f"broker_options invisible_duration={inv!r}: must be >= 1 second")
+    hb = float(o.get("heartbeat_interval", inv / 3))
+    if not 0 < hb < inv / 2:
+        raise ConfigError(f"broker_options heartbeat_interval={hb!r}: must be > 0 and under half of "
+                          f"invisible_duration ({inv}), or a live long task loses its message")
+    return RocketmqSettings(
+        url=url, endpoints=";".join(h.strip() for h in hosts.split(",")), topic=topic, group=group,
+        dlq_topic=str(o.get("dlq_topic", f"%DLQ%{group}")),
+        access_key=unquote(u.username or "") or str(o.get("access_key", "")),
+        secret_key=unquote(u.password or "") or str(o.get("secret_key", "")),
+        namespace=str(o.get("namespace", "")), invisible_duration=inv, heartbeat_interval=hb,
+        await_duration=float(o.get("await_duration", 1.0)), request_timeout=float(o.get("request_timeout", 3.0)),
+        tls=u.scheme == "rocketmq+tls")

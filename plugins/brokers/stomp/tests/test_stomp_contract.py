@@ -1,0 +1,157 @@
+"""The kernel's broker contract against a real ActiveMQ (STOMP on 127.0.0.1:61613, started by
+``.ci/services.d/activemq.sh``); the kill -9 scenario is tests/e2e/test_stomp_chaos.py. The durability test restarts a private
+ActiveMQ (Debian's package, own data directory and ports) started by the fixture, never the shared one."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from boostkernel_stomp.broker import StompBroker
+
+from boostkernel.broker import Broker
+from boostkernel.testing import BrokerContract
+from boostkernel.testing.helpers import drop_tcp_connections, service_url
+
+pytestmark = pytest.mark.service("stomp")
+
+BUFFERED = ("the consumer's prefetch window: ActiveMQ dispatches messages to a subscriber ahead of its "
+            "fetches, and its queue browser (count) lists them with the waiting ones, so count() includes "
+            "in-flight messages and purge() cannot reach the ones another consumer holds")
+ACTIVEMQ_JAR = "/usr/share/activemq/bin/activemq.jar"
+CONFIG = """<beans xmlns="http://www.springframework.org/schema/beans"
+  xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
+  xsi:schemaLocation="http://www.springframework.org/schema/beans http://www.springframework.org/schema/beans/spring-beans-2.0.xsd
+  http://activemq.apache.org/schema/core http://activemq.apache.org/schema/core/activemq-core.xsd">
+  <broker xmlns="http://activemq.apache.org/schema/core" useJmx="false" brokerName="bkprivate"
+          dataDirectory="{base}/data" schedulerSupport="true" persistent="true">
+    <destinationPolicy><policyMap><policyEntries>
+      <policyEntry queue="&gt;" prioritizedMessages="true" useCache="false" maxBrowsePageSize="100000"/>
+    </policyEntries></policyMap></destinationPolicy>
+    <persistenceAdapter><kahaDB directory="{base}/data/kahadb"/></persistenceAdapter>
+    <transportConnectors>
+      <transportConnector name="stomp" uri="stomp+nio://127.0.0.1:{port}"/>
+    </transportConnectors>
+  </broker>
+</beans>
+"""
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class PrivateActiveMQ:
+    """A private ActiveMQ (Debian's jar) on a free port with its own KahaDB, restartable."""
+
+    def __init__(self, base: Path) -> None:
+        self.base, self.port = base, _port()
+        (base / "tmp").mkdir(parents=True, exist_ok=True)
+        (base / "activemq.xml").write_text(CONFIG.format(base=base, port=self.port))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"stomp://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        java = shutil.which("java") or "java"
+        log = open(self.base / "activemq.log", "ab")  # noqa: SIM115 - handed to the child
+        self.proc = subprocess.Popen(
+            [java, "-Xms64M", "-Xmx256M", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true",
+             f"-Djava.io.tmpdir={self.base}/tmp", "--add-opens", "java.base/java.lang=ALL-UNNAMED",
+             "--add-opens", "java.base/java.util=ALL-UNNAMED", "--add-opens", "java.base/java.net=ALL-UNNAMED",
+             "-Dactivemq.home=/usr/share/activemq", f"-Dactivemq.base={self.base}", f"-Dactivemq.conf={self.base}",
+             f"-Dactivemq.data={self.base}/data", "-jar", ACTIVEMQ_JAR, "start", f"xbean:file:{self.base}/activemq.xml"],
+            stdout=log, stderr=subprocess.STDOUT, cwd=self.base)
+        log.close()
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                if self.proc.poll() is not None:
+                    break
+                time.sleep(0.1)
+        raise RuntimeError(f"private ActiveMQ did not start: {(self.base / 'activemq.log').read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@pytest.fixture(scope="module")
+def private_activemq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateActiveMQ]:
+    if not os.path.exists(ACTIVEMQ_JAR):
+        pytest.skip("Debian's activemq package is not installed (run .ci/services.d/activemq.sh)")
+    amq = PrivateActiveMQ(tmp_path_factory.mktemp("activemq"))
+    amq.start()
+    yield amq
+    amq.stop()
+
+
+class TestStompContract(BrokerContract):
+    lease_seconds = 1.0  # a live consumer keeps its deliveries as long as its connection lives: no lease
+    settle_time = 3.0  # a published message is fetchable within milliseconds on ActiveMQ
+    recovery_seconds = 5.0  # a SIGKILLed consumer's socket closes at once: ActiveMQ redelivers its messages
+    expected_failures = {
+        "test_count_excludes_in_flight": BUFFERED,
+        "test_purge_leaves_in_flight_alone": BUFFERED,
+    }
+
+    @pytest.fixture
+    def cut_connection(self) -> Callable[[Broker], None]:
+        def cut(broker: Broker) -> None:
+            port = broker.settings.port  # type: ignore[attr-defined]
+            if not drop_tcp_connections(port):
+                pytest.fail("no connection to cut")
+
+        return cut
+
+    @pytest.fixture
+    def restart_service(self, private_activemq: PrivateActiveMQ) -> Callable[[], None]:
+        return private_activemq.restart
+
+    @pytest.fixture
+    def make_broker(self, request: pytest.FixtureRequest) -> Iterator[Callable[[str], Broker]]:
+        if "restart_service" in request.fixturenames:
+            url = request.getfixturevalue("private_activemq").url
+        else:
+            url = service_url("stomp")
+        made: list[StompBroker] = []
+
+        def make(queue: str) -> Broker:
+            b = StompBroker(queue, url, heartbeat=2.0)
+            made.append(b)
+            return b
+
+        yield make
+        for b in made:
+            b.close()
+        if made:
+            cleaner = StompBroker(made[0].queue, url)
+            try:
+                cleaner.purge()
+                cleaner.purge_dead_letters()
+            finally:
+                cleaner.close()
+
