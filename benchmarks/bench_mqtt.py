@@ -24,9 +24,9 @@ def raw(host: str, port: int, n: int, clients: int) -> dict[str, float]:
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
 
-    topic = f"bench/raw/{uuid.uuid4().hex[:6]}"
     out: dict[str, float] = {}
     for label, k in (("raw consume solo", 1), (f"raw consume {clients} clients", clients)):
+        topic = f"bench/raw/{uuid.uuid4().hex[:6]}"
         done = [0]
         lock = threading.Lock()
         finished = threading.Event()
@@ -63,9 +63,13 @@ def raw(host: str, port: int, n: int, clients: int) -> dict[str, float]:
         if not finished.wait(600):
             raise RuntimeError(f"raw: {done[0]} of {n}")
         out[label] = n / (time.perf_counter() - t0)
-        for c in [pub, *subs]:
-            c.disconnect()
+        end = Properties(PacketTypes.DISCONNECT)
+        end.SessionExpiryInterval = 0  # or the offline session keeps taking its share of the group
+        for c in subs:
+            c.disconnect(properties=end)
             c.loop_stop()
+        pub.disconnect()
+        pub.loop_stop()
     return out
 
 
@@ -117,7 +121,7 @@ def main() -> None:
     rows["plugin push() one by one"] = r["publish_per_s"]
     rows["plugin publish+consume solo"] = r["consume_per_s"]
     for k, v in rows.items():
-        print(f"{k:45s} {v:10,.0f}/s")
+        print(f"{k:45s} {v:10,.0f}/s", flush=True)
     print(f"threads / raw {a.raw_clients} clients: "
           f"{rows[f'plugin publish+consume threads x{a.workers}'] / rows[f'raw consume {a.raw_clients} clients']:.0%}; "
           f"solo / raw solo: {rows['plugin publish+consume solo'] / rows['raw consume solo']:.0%}")

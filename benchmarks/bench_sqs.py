@@ -114,7 +114,7 @@ def main() -> None:
     rows["plugin push_many()"] = r["publish_per_s"]
     rows["plugin consume solo"] = r["consume_per_s"]
     for k, v in rows.items():
-        print(f"{k:45s} {v:10,.0f}/s")
+        print(f"{k:45s} {v:10,.0f}/s", flush=True)
     print(f"consume threads / raw threads: {rows[f'plugin consume threads x{a.workers}'] / rows[f'raw consume {a.raw_threads} threads']:.0%}; "
           f"solo / raw solo: {rows['plugin consume solo'] / rows['raw consume solo']:.0%}")
 
