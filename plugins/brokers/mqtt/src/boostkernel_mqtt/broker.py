@@ -1,0 +1,582 @@
+"""MQTT 5 broker (paho-mqtt 2): QoS 1, persistent sessions, shared subscriptions, ack after the task.
+
+What MQTT (measured on Mosquitto 2.0.11, docs/brokers/mqtt.md) does and what this plugin adds:
+
+* Consumers of queue ``Q`` subscribe ``$share/<group>/<prefix>/Q`` at QoS 1 with a persistent session
+  (``clean_start=False``, ``session_expiry``) and **manual acks**: the PUBACK is sent only when the task
+  finished (``client.ack(mid)``), so a message stays unacknowledged on the server while it runs.
+  ``Receive Maximum`` = prefetch bounds how many a consumer holds.
+* The server gives each message of a share group to one member (round robin), **including members whose
+  session is offline**; a member killed with unacked messages keeps them *in its session*: Mosquitto
+  redelivers them (DUP) only when the same client id connects again, never to another member, and drops
+  them when the session expires. This plugin therefore **adopts** dead sessions: every consumer has a
+  retained Last Will on ``<prefix>/Q/_bk/dead/<client id>``; Mosquitto publishes it when the consumer's
+  socket drops without a DISCONNECT (kill -9); a live consumer of the queue that sees it connects *as*
+  that client id, unsubscribes it from the group, publishes every message the session held back to the
+  queue (counting the delivery, and a crash for those the dead consumer's running journal lists), acks
+  them, and ends the session. A message that killed ``max_deliveries`` consumers goes to the DLQ.
+* A message published while **no** session (live or offline) subscribes to the queue is dropped by the
+  server (MQTT is publish/subscribe). ``publish`` therefore keeps an *anchor* session subscribed in the
+  group (``<group>-anchor``, offline); consumers drain the anchor (the same adoption) when they start and
+  every ``adopt_interval``. Messages the server hands to the anchor wait up to that interval.
+* No native delay, priority, count or purge. ``nack(delay=d)`` keeps the message unacked (so a crash still
+  redelivers it) and republishes it after ``d`` seconds, then acks the original.
+* Dead letters: one **retained** message per dead letter on ``<prefix>/Q/dlq/<id>``, reason in the user
+  property ``bk-reason``; listed by subscribing to ``<prefix>/Q/dlq/+``, removed by an empty retained
+  publish. Mosquitto keeps retained messages across restarts when ``persistence`` is on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
+from boostkernel.errors import BrokerUnavailable, ConfigError
+from boostkernel.journal import RunningJournal, read_journal, remove_journal
+from boostkernel.logs import mask_url
+from boostkernel.params import BoostParams
+
+log = logging.getLogger("boostkernel.mqtt")
+
+
+def _props(kind: str, **values: Any) -> Any:
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    p = Properties(getattr(PacketTypes, kind))  # type: ignore[no-untyped-call]
+    for k, v in values.items():
+        setattr(p, k, v)
+    return p
+
+
+def _user(msg: Any) -> dict[str, str]:
+    props = getattr(msg, "properties", None)
+    pairs = getattr(props, "UserProperty", None) or []
+    return {str(k): str(v) for k, v in pairs}
+
+
+class _Conn:
+    """One paho client with its network thread; connects synchronously."""
+
+    def __init__(self, broker: MqttBroker, client_id: str, *, session_expiry: int, receive_max: int,
+                 will: tuple[str, bytes] | None = None, clean_start: bool = False,
+                 control: Any = None) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.b = broker
+        self.client_id = client_id
+        self.connected = threading.Event()
+        self.session_present = False
+        self.error: str | None = None
+        self.messages: list[Any] = []
+        self.cond = threading.Condition()
+        self.generation = 0
+        self.control = control
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        c.manual_ack_set(True)
+        if broker.username:
+            c.username_pw_set(broker.username, broker.password)
+        if broker.tls:
+            c.tls_set()
+        if will is not None:
+            c.will_set(will[0], will[1], qos=1, retain=True)
+        c.reconnect_delay_set(0.1, float(broker.options.get("backoff_max", 10)))  # type: ignore[arg-type]
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
+        self.client = c
+        self.subscriptions: list[str] = []
+        props = _props("CONNECT", SessionExpiryInterval=session_expiry, ReceiveMaximum=max(1, min(65535, receive_max)))
+        try:
+            c.connect(broker.host, broker.port, keepalive=int(broker.options.get("keepalive", 30)),
+                      clean_start=clean_start, properties=props)
+        except OSError as exc:
+            raise BrokerUnavailable(f"mqtt: cannot connect to {mask_url(broker.url)}: {exc}") from exc
+        c.loop_start()
+        if not self.connected.wait(float(broker.options.get("connect_timeout", 10))) or self.error:
+            c.loop_stop()
+            raise BrokerUnavailable(f"mqtt: connecting to {mask_url(broker.url)} failed: {self.error or 'timeout'}")
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+        if getattr(rc, "is_failure", False):
+            self.error = str(rc)
+            self.connected.set()
+            return
+        self.session_present = bool(flags.session_present)
+        with self.cond:
+            self.generation += 1
+        for topic in self.subscriptions:  # a lost session (expired) needs its subscriptions again
+            client.subscribe(topic, qos=1)
+        self.connected.set()
+
+    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+        self.connected.clear()
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        if self.control is not None and self.control(msg):
+            if msg.qos:
+                client.ack(msg.mid, msg.qos)
+            return
+        with self.cond:
+            self.messages.append((self.generation, msg))
+            self.cond.notify_all()
+
+    def subscribe(self, topic: str) -> None:
+        self.subscriptions.append(topic)
+        self.client.subscribe(topic, qos=1)
+
+    def take(self, n: int, timeout: float) -> list[tuple[int, Any]]:
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while not self.messages:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return []
+                self.cond.wait(left)
+            out, self.messages = self.messages[:n], self.messages[n:]
+            return out
+
+    def publish(self, topic: str, payload: bytes, user: dict[str, str] | None = None, retain: bool = False) -> Any:
+        props = _props("PUBLISH", UserProperty=list(user.items())) if user else None
+        return self.client.publish(topic, payload, qos=1, retain=retain, properties=props)
+
+    def close(self, end_session: bool) -> None:
+        try:
+            props = _props("DISCONNECT", SessionExpiryInterval=0) if end_session else None
+            self.client.disconnect(properties=props)
+        except Exception:  # noqa: BLE001
+            pass
+        self.client.loop_stop()
+
+
+class MqttBroker(Broker):
+    """MQTT 5 broker; ``url`` ``mqtt://[user:pass@]host:1883`` (``mqtts://`` for TLS)."""
+
+    name = "mqtt"
+    capabilities = BrokerCapabilities(ack=True, requeue=True, priority=False, delay=False, durable=False,
+                                      count=False, purge=False, batch_publish=False, dead_letter=True,
+                                      recovery_seconds=5.0)
+    default_url = "mqtt://127.0.0.1:1883"
+    default_store = "sqlite"
+
+    def __init__(self, queue: str, url: str | None = None, params: BoostParams | None = None,
+                 **options: Any) -> None:
+        super().__init__(queue, url, params, **options)
+        u = urlparse(self.url or self.default_url or "")
+        if u.scheme not in ("mqtt", "mqtts"):
+            raise ConfigError(f"mqtt: url {mask_url(self.url)!r} must be mqtt://host:1883 or mqtts://host:8883")
+        self.host = u.hostname or "127.0.0.1"
+        self.tls = u.scheme == "mqtts"
+        self.port = u.port or (8883 if self.tls else 1883)
+        self.username, self.password = u.username, u.password
+        o = self.options
+        prefix = str(o.get("topic_prefix", "boostkernel"))
+        if any(ch in queue for ch in "+#/") or not queue:
+            raise ConfigError(f"mqtt: queue {queue!r} may not contain '/', '+' or '#'")
+        self.topic = f"{prefix}/{queue}"
+        self.group = str(o.get("group", f"bk-{queue}"))[:60]
+        self.share = f"$share/{self.group}/{self.topic}"
+        self.member_topic = f"{self.topic}/_bk/member"
+        self.dlq_topic = f"{self.topic}/dlq"
+        self.session_expiry = int(o.get("session_expiry", 3600))
+        self.adopt_interval = float(o.get("adopt_interval", 2.0))
+        self.anchor_expiry = int(o.get("anchor_expiry", 7 * 86400))
+        self.anchor = bool(o.get("anchor", True))
+        self.prefetch = int(o.get("prefetch", params.effective_prefetch if params is not None else 100))
+        self.max_crashes = int(params.max_deliveries if params is not None else o.get("max_deliveries", 3))
+        self.client_id = str(o.get("client_id") or
+                             f"bk-{queue[:40]}-{socket.gethostname()[:20]}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
+        self.journal_dir = Path(tempfile.gettempdir()) / "boostkernel-running" / f"mqtt-{self.group}"
+        self.journal = RunningJournal(self.journal_dir, self.client_id)
+        self._lock = threading.RLock()
+        self._pub: _Conn | None = None
+        self._sub: _Conn | None = None
+        self._anchored = False
+        self._held: dict[tuple[int, int], Delivery] = {}
+        self._closed = False
+        self._stop = threading.Event()
+        self._alive: set[str] = set()
+        self._dead: set[str] = set()
+        self._adopter: threading.Thread | None = None
+        self._timers: set[threading.Timer] = set()
+
+    # --- connections ---------------------------------------------------------------------------------
+    def _publisher(self) -> _Conn:
+        with self._lock:
+            if self._pub is None:
+                self._pub = _Conn(self, f"{self.client_id}-pub", session_expiry=0, receive_max=10, clean_start=True)
+            if not self._anchored and self.anchor:
+                if not self._members_alive():
+                    self._ensure_anchor()
+                self._anchored = True
+            return self._pub
+
+    def _members_alive(self) -> bool:
+        """Does a live consumer of this queue exist (its retained ``alive`` membership)?"""
+        conn = _Conn(self, f"{self.client_id}-look", session_expiry=0, receive_max=100, clean_start=True)
+        try:
+            conn.client.subscribe(f"{self.member_topic}/+", qos=1)
+            self._sync(conn)
+            alive = False
+            while got := conn.take(100, 0.2):
+                for _, msg in got:
+                    if msg.qos:
+                        conn.client.ack(msg.mid, msg.qos)
+                    alive = alive or msg.payload == b"alive"
+            return alive
+        finally:
+            conn.close(end_session=True)
+
+    def _ensure_anchor(self) -> None:
+        """Keep one offline session subscribed in the group, so a message published while no consumer
+        session exists is kept (consumers drain it)."""
+        a = _Conn(self, f"{self.group}-anchor", session_expiry=self.anchor_expiry, receive_max=1)
+        try:
+            if not a.session_present:
+                a.client.subscribe(self.share, qos=1)
+                self._sync(a)
+        finally:
+            a.client.disconnect()  # keeps the session: it was connected with an expiry
+            a.client.loop_stop()
+
+    def _sync(self, conn: _Conn, timeout: float = 10.0) -> None:
+        """Round trip: a QoS 1 publish to a private topic, waited for (orders after earlier packets)."""
+        info = conn.publish(f"{self.topic}/_bk/sync", b"", None)
+        info.wait_for_publish(timeout)
+
+    def _consumer(self) -> _Conn:
+        with self._lock:
+            if self._sub is None:
+                me = f"{self.member_topic}/{self.client_id}"
+                c = _Conn(self, self.client_id, session_expiry=self.session_expiry,
+                          receive_max=max(1, self.prefetch), will=(me, b"dead"), control=self._on_member)
+                c.publish(me, b"alive", None, retain=True)
+                c.subscribe(f"{self.member_topic}/+")
+                c.subscribe(self.share)
+                self._sub = c
+                self.journal.open()
+                self._adopter = threading.Thread(target=self._adopt_loop, name=f"bk-mqtt-adopt-{self.queue}",
+                                                 daemon=True)
+                self._adopter.start()
+            return self._sub
+
+    # --- publishing ----------------------------------------------------------------------------------
+    def publish(self, message: Outgoing) -> None:
+        self.publish_many([message])
+
+    def publish_many(self, messages: Sequence[Outgoing]) -> None:
+        timeout = float(self.options.get("publish_timeout", 30))
+        deadline = time.monotonic() + timeout
+        pending = list(messages)
+        while pending:
+            pub = self._publisher()
+            pub.connected.wait(max(0.0, deadline - time.monotonic()))
+            infos = [(m, pub.publish(self.topic, m.body, {"bk-id": m.id})) for m in pending]
+            pending = []
+            for m, info in infos:
+                try:
+                    info.wait_for_publish(max(0.1, deadline - time.monotonic()))
+                except (RuntimeError, ValueError):  # not connected: sent again after the reconnect
+                    pass
+                if not info.is_published():
+                    pending.append(m)
+            if pending and time.monotonic() >= deadline:
+                raise BrokerUnavailable(f"mqtt: {mask_url(self.url)} did not acknowledge {len(pending)} "
+                                        f"publish(es) in {timeout}s")
+            if pending:
+                time.sleep(0.1)
+
+    # --- consuming -----------------------------------------------------------------------------------
+    def fetch(self, max_messages: int, timeout: float) -> list[Delivery]:
+        if self._closed:
+            return []
+        sub = self._consumer()
+        out: list[Delivery] = []
+        deadline = time.monotonic() + timeout
+        while not out:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            for gen, msg in sub.take(max_messages - len(out), left):
+                u = _user(msg)
+                mid = u.get("bk-id") or str(uuid.uuid4())
+                count = int(u.get("bk-deliveries", "0") or 0) + 1 + (1 if msg.dup else 0)
+                d = Delivery(mid, msg.payload, (gen, msg.mid), count, crashes=int(u.get("bk-crashes", "0") or 0))
+                with self._lock:
+                    self._held[(gen, msg.mid)] = d
+                out.append(d)
+        return out
+
+    def started(self, delivery: Delivery) -> None:
+        self.journal.started(delivery.id)
+
+    def _settle(self, d: Delivery) -> bool:
+        self.journal.finished(d.id)
+        with self._lock:
+            known = self._held.pop(d.tag, None) is not None
+            sub = self._sub
+        if not known or sub is None:
+            return False
+        gen, mid = d.tag
+        if gen != sub.generation:
+            return False  # an ack for a connection that is gone: the server resends the message (DUP)
+        sub.client.ack(mid, 1)
+        return True
+
+    def ack(self, delivery: Delivery) -> None:
+        self._settle(delivery)
+
+    def _republish(self, d: Delivery, crashes: int | None = None) -> None:
+        user = {"bk-id": d.id, "bk-deliveries": str(d.delivery_count)}
+        c = d.crashes if crashes is None else crashes
+        if c:
+            user["bk-crashes"] = str(c)
+        info = self._publisher().publish(self.topic, d.body, user)
+        info.wait_for_publish(float(self.options.get("publish_timeout", 30)))
+
+    def nack(self, delivery: Delivery, requeue: bool = True, delay: float = 0.0) -> None:
+        if not requeue:
+            self._settle(delivery)
+            return
+        if delay <= 0:
+            self._republish(delivery)
+            self._settle(delivery)
+            return
+
+        def later() -> None:  # the original stays unacked meanwhile: a crash still redelivers it
+            self._timers.discard(t)
+            if self._closed:
+                return
+            try:
+                self._republish(delivery)
+                self._settle(delivery)
+            except Exception as exc:  # noqa: BLE001 - the unacked original comes back through its session
+                log.warning("mqtt: delayed requeue failed: %s", exc)
+
+        t = threading.Timer(delay, later)
+        t.daemon = True
+        self._timers.add(t)
+        t.start()
+
+    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        self._to_dlq(delivery.id, delivery.body, reason)
+        self._settle(delivery)
+
+    def _to_dlq(self, mid: str, body: bytes, reason: str) -> None:
+        info = self._publisher().publish(f"{self.dlq_topic}/{mid}", body, {
+            "bk-id": mid, "bk-reason": reason[:10000], "bk-failed-at": repr(time.time())}, retain=True)
+        info.wait_for_publish(float(self.options.get("publish_timeout", 30)))
+
+    # --- adoption of dead and anchor sessions ------------------------------------------------------------
+    def _on_member(self, msg: Any) -> bool:
+        """Membership of the queue's consumers (paho's thread): retained ``alive``, the will ``dead``."""
+        if not msg.topic.startswith(self.member_topic + "/"):
+            return False
+        cid = msg.topic[len(self.member_topic) + 1:]
+        with self._lock:
+            self._alive.discard(cid)
+            self._dead.discard(cid)
+            if msg.payload == b"alive":
+                self._alive.add(cid)
+            elif msg.payload == b"dead" and cid != self.client_id:
+                self._dead.add(cid)
+        return True
+
+    def _leader(self) -> bool:
+        """Only one live consumer adopts sessions (two adopters of one session would duplicate)."""
+        with self._lock:
+            return self.client_id <= min(self._alive | {self.client_id})
+
+    def _adopt_loop(self) -> None:
+        next_anchor = time.monotonic() + self.adopt_interval * 0.5
+        while not self._stop.wait(0.1):
+            if not self._leader():
+                continue
+            with self._lock:
+                todo = set(self._dead)
+            now = time.monotonic()
+            if now >= next_anchor:
+                todo.add(f"{self.group}-anchor")
+                next_anchor = now + self.adopt_interval
+            for cid in todo:
+                if self._stop.is_set():
+                    return
+                try:
+                    self._adopt(cid)
+                except Exception as exc:  # noqa: BLE001 - retried at the next round
+                    log.warning("mqtt: adopting session %s failed: %s", cid, exc)
+
+    def _adopt(self, cid: str) -> int:
+        """Connect as ``cid``, leave the group, publish back what its session held, end the session."""
+        anchor = cid.endswith("-anchor")
+        if anchor and self._stop.is_set():
+            return 0
+        conn = _Conn(self, cid, session_expiry=self.anchor_expiry if anchor else self.session_expiry,
+                     receive_max=1000)
+        moved = 0
+        end = True
+        try:
+            if not conn.session_present:
+                return 0
+            running = None if anchor else read_journal(self.journal_dir, cid)
+            for gen, msg in self._drain(conn):
+                if not conn.connected.is_set() or gen != conn.generation:
+                    raise BrokerUnavailable(f"session {cid} was taken over while being adopted")
+                u = _user(msg)
+                mid = u.get("bk-id") or str(uuid.uuid4())
+                count = int(u.get("bk-deliveries", "0") or 0) + (0 if anchor else 1)
+                crashes = int(u.get("bk-crashes", "0") or 0)
+                if not anchor and (running is None or mid in running):
+                    crashes += 1  # it was running (or we cannot tell) when its consumer died
+                d = Delivery(mid, msg.payload, None, count, crashes=crashes)
+                if crashes >= self.max_crashes:
+                    self._to_dlq(mid, msg.payload, f"crash-loop: the worker died {crashes} time(s) while "
+                                                   f"running it (last: {cid})")
+                else:
+                    self._republish(d, crashes)
+                conn.client.ack(msg.mid, 1)
+                moved += 1
+        except BaseException:
+            end = False  # keep the session: its messages are adopted again later
+            raise
+        finally:
+            conn.close(end_session=end)
+        if not anchor:
+            with self._lock:
+                self._dead.discard(cid)
+            self._publisher().publish(f"{self.member_topic}/{cid}", b"", None, retain=True).wait_for_publish(10)
+            remove_journal(self.journal_dir, cid)
+        if moved:
+            log.info("mqtt: adopted %d message(s) of session %s", moved, cid)
+        return moved
+
+    def _drain(self, conn: _Conn) -> Any:
+        """Leave the group and yield every queue message the session holds or has queued, in order, until
+        a marker published after the UNSUBSCRIBE comes back (Mosquitto delivers a session's queue in order).
+        The caller acks each one it has handled."""
+        mark = f"{self.topic}/_bk/mark/{uuid.uuid4().hex}"
+        conn.client.subscribe(mark, qos=1)
+        conn.client.unsubscribe(self.share)
+        conn.publish(mark, b"m", None)
+        wait = float(self.options.get("drain_timeout", 30))
+        while True:
+            got = conn.take(100, wait)
+            if not got:
+                raise BrokerUnavailable(f"mqtt: draining session {conn.client_id}: no marker in {wait}s")
+            for gen, msg in got:
+                if msg.topic == mark:
+                    conn.client.ack(msg.mid, msg.qos)
+                    return
+                if msg.topic != self.topic:
+                    if msg.qos:
+                        conn.client.ack(msg.mid, msg.qos)
+                    continue
+                yield gen, msg
+
+    # --- dead letters ------------------------------------------------------------------------------------
+    def _read_dlq(self) -> list[Any]:
+        conn = _Conn(self, f"{self.client_id}-dlq-{uuid.uuid4().hex[:6]}", session_expiry=0, receive_max=1000,
+                     clean_start=True)
+        try:
+            conn.client.subscribe(f"{self.dlq_topic}/+", qos=1)
+            self._sync(conn)
+            out: list[Any] = []
+            while got := conn.take(1000, 0.3):
+                for _, msg in got:
+                    if msg.qos:
+                        conn.client.ack(msg.mid, msg.qos)
+                    if msg.payload or msg.retain:
+                        out.append(msg)
+            return [m for m in out if m.payload]
+        finally:
+            conn.close(end_session=True)
+
+    def _record(self, msg: Any) -> DeadLetterRecord:
+        u = _user(msg)
+        return DeadLetterRecord(u.get("bk-id") or msg.topic.rsplit("/", 1)[-1], msg.payload,
+                                u.get("bk-reason", "dead-lettered"), float(u.get("bk-failed-at", 0) or 0), msg.topic)
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetterRecord]:
+        return sorted((self._record(m) for m in self._read_dlq()), key=lambda r: r.failed_at)[:limit]
+
+    def replay_dead_letters(self, ids: Sequence[str] | None = None) -> int:
+        want = set(ids) if ids is not None else None
+        n = 0
+        pub = self._publisher()
+        for rec in self.dead_letters(1_000_000):
+            if want is not None and rec.id not in want:
+                continue
+            pub.publish(self.topic, rec.body, {"bk-id": rec.id}).wait_for_publish(30)
+            pub.publish(rec.tag, b"", None, retain=True).wait_for_publish(30)
+            n += 1
+        return n
+
+    def purge_dead_letters(self) -> int:
+        recs = self.dead_letters(1_000_000)
+        pub = self._publisher()
+        for rec in recs:
+            pub.publish(rec.tag, b"", None, retain=True).wait_for_publish(30)
+        return len(recs)
+
+    # --- lifecycle ---------------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Leave the group, publish back every message held and not settled, end the session."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._stop.set()
+        for t in list(self._timers):
+            t.cancel()
+        if self._adopter is not None:
+            self._adopter.join(15)
+        sub = self._sub
+        if sub is not None:
+            try:
+                if sub.connected.is_set():
+                    with self._lock:
+                        last = not (self._alive - {self.client_id})
+                    if last and self.anchor:  # the group keeps a member: messages published now are kept
+                        self._ensure_anchor()
+                    sub.publish(f"{self.member_topic}/{self.client_id}", b"", None, retain=True)
+                    sub.control = None
+                    with self._lock:
+                        held, self._held = list(self._held.values()), {}
+                    for d in held:  # prefetched, or a delayed nack still waiting: back to the queue
+                        self._republish(d)
+                        sub.client.ack(d.tag[1], 1)
+                    for _, msg in self._drain(sub):  # queued for us before we left the group
+                        u = _user(msg)
+                        self._republish(Delivery(u.get("bk-id") or str(uuid.uuid4()), msg.payload, None,
+                                                 int(u.get("bk-deliveries", "0") or 0),
+                                                 crashes=int(u.get("bk-crashes", "0") or 0)))
+                        sub.client.ack(msg.mid, 1)
+                    sub.close(end_session=True)
+                    remove_journal(self.journal_dir, self.client_id)
+                else:
+                    sub.close(end_session=False)  # cannot hand them back: the session keeps them
+            except Exception as exc:  # noqa: BLE001
+                log.warning("mqtt: graceful close failed (%s): the session keeps its messages", exc)
+                sub.close(end_session=False)
+        self.journal.close()
+        if self._pub is not None:
+            self._pub.close(end_session=True)
+
+    def drop_anchor(self) -> None:
+        """End the anchor session of this queue (tests, tooling): messages it holds are lost."""
+        conn = _Conn(self, f"{self.group}-anchor", session_expiry=0, receive_max=1, clean_start=True)
+        conn.close(end_session=True)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "topic": self.topic, "group": self.group, "client_id": self.client_id}
