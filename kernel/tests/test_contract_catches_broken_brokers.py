@@ -69,7 +69,7 @@ def test_each_broken_broker_fails_its_rule_and_the_real_one_passes(tmp_path: Pat
     ids += sorted({f"test_broken_contract.py::TestReal::{test}" for test in RULES.values()})
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "boostkernel.testing.plugin", "-q", "-p", "no:cacheprovider",
+        [sys.executable, "-m", "pytest", "-p", "no:pytest_nameko", "-p", "boostkernel.testing.plugin", "-q", "-p", "no:cacheprovider",
          f"--junitxml={tmp_path / 'out.xml'}", *ids],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     outcome: dict[tuple[str, str], str] = {}

@@ -49,7 +49,7 @@ def test_the_plugin_recipe_installs_lists_checks_and_passes_its_contract(tmp_pat
                            capture_output=True, text=True, timeout=300)
     assert check.returncode == 0, check.stdout + check.stderr
 
-    run = subprocess.run([sys.executable, "-m", "pytest", "-p", "boostkernel.testing.plugin", "-p",
+    run = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:pytest_nameko", "-p", "boostkernel.testing.plugin", "-p",
                           "no:cacheprovider", "-q", "-W", "error", "tests"], cwd=src, env=env,
                          capture_output=True, text=True, timeout=600)
     tail = run.stdout[-4000:] + run.stderr[-2000:]
@@ -63,7 +63,7 @@ def test_a_service_the_kernel_does_not_know_fails_instead_of_skipping(tmp_path: 
     (tmp_path / "test_svc.py").write_text(
         "import pytest\n\n@pytest.mark.service('mybroker')\ndef test_x():\n    pass\n")
     env = {k: v for k, v in os.environ.items() if k not in ("BOOSTKERNEL_MYBROKER_URL", "CI")}
-    run = subprocess.run([sys.executable, "-m", "pytest", "-p", "boostkernel.testing.plugin", "-p",
+    run = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:pytest_nameko", "-p", "boostkernel.testing.plugin", "-p",
                           "no:cacheprovider", "-q", "test_svc.py"], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 1, run.stdout
