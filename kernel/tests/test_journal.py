@@ -9,16 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from boostkernel.journal import (
-    CrashCharges,
-    RunningJournal,
-    charge,
-    charges,
-    dead_journals,
-    discharge,
-    forget_charges,
-    journal_path,
-)
+from boostkernel import journal
+from boostkernel.journal import RunningJournal, charge, charges, dead_journals, discharge, forget_charges, journal_path
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="flock is POSIX")
 
@@ -77,7 +69,7 @@ def test_crash_charges_lookup_charges_each_death_once(tmp_path: Path) -> None:
     mine = RunningJournal(tmp_path, "me")
     mine.open()
     mine.started("m3")  # my own running keys are never charged to me
-    cc = CrashCharges(tmp_path, "me", every=0.0)
+    cc = journal.CrashCharges(tmp_path, "me", every=0.0)
     assert cc.redelivered("m1") == (1, dead.name)
     assert cc.redelivered("m1") == (1, None), "one death was charged twice"
     assert cc.redelivered("m2") == (0, None), "a settled key was charged"
