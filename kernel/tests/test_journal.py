@@ -70,9 +70,14 @@ def test_crash_charges_lookup_charges_each_death_once(tmp_path: Path) -> None:
     mine.open()
     mine.started("m3")  # my own running keys are never charged to me
     cc = journal.CrashCharges(tmp_path, "me", every=0.0)
-    assert cc.redelivered("m1") == (1, dead.name)
-    assert cc.redelivered("m1") == (1, None), "one death was charged twice"
-    assert cc.redelivered("m2") == (0, None), "a settled key was charged"
-    assert cc.redelivered("m3") == (0, None)
+    assert cc.redelivered("m1", 2) == (1, None)
+    assert cc.redelivered("m1", 2) == (1, None), "one death was charged twice"
+    assert cc.redelivered("m2", 2) == (0, None), "a settled key was charged"
+    assert cc.redelivered("m3", 2) == (0, None)
     assert charges(tmp_path, "m1") == 1
+    with open(dead, "a") as f:
+        f.write("m1\n")  # it died running m1 again: the second crash reaches max_crashes=2
+    n, reason = cc.redelivered("m1", 2)
+    assert n == 2 and reason is not None and reason.startswith("crash-loop: its worker died 2 time(s)")
+    assert "(last: gone)" in reason
     mine.close()

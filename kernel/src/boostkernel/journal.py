@@ -139,10 +139,10 @@ class CrashCharges:
     def _ran(self, key: str) -> str | None:
         return next((name for name, ran in self._dead.items() if key in ran), None)
 
-    def redelivered(self, key: str) -> tuple[int, str | None]:
-        """``(crashes, journal)`` for a redelivered message ``key``: if a dead consumer of this host was
-        running it, one crash is charged (once: its journal entry is discharged) and ``journal`` names that
-        consumer's journal file; otherwise ``journal`` is ``None`` and ``crashes`` is the count so far."""
+    def redelivered(self, key: str, max_crashes: int) -> tuple[int, str | None]:
+        """``(crashes, reason)`` for a redelivered message ``key``: if a dead consumer of this host was
+        running it, one crash is charged (once: its journal entry is discharged), and when that makes
+        ``max_crashes`` the dead-letter ``reason`` is given (else ``None``); ``crashes`` is the count so far."""
         owner = self._ran(key)
         now = time.monotonic()
         if owner is None and now - self._at >= self.every:
@@ -153,7 +153,11 @@ class CrashCharges:
             return charges(self.directory, key), None
         self._dead[owner].discard(key)
         discharge(self.directory, owner, key)
-        return charge(self.directory, key), owner
+        n = charge(self.directory, key)
+        if n < max_crashes:
+            return n, None
+        return n, (f"crash-loop: its worker died {n} time(s) while running it "
+                   f"(last: {owner.removesuffix('.running')})")
 
 
 def _charge_path(directory: str | Path, key: str) -> Path:

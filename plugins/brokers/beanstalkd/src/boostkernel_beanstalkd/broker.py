@@ -451,14 +451,11 @@ class BeanstalkdBroker(Broker):
             mid, body = unframe(raw, jid)
             crashes = 0
             if reserves > 1:
-                crashes, owner = self.crash_charges.redelivered(mid)
-                if owner is not None:
-                    if crashes >= self.max_crashes:
-                        reason = (f"crash-loop: its worker died {crashes} time(s) while running it "
-                                  f"(last: {owner.removesuffix('.running')})")
-                        self.log.error("message %s dead-lettered: %s", mid, reason)
-                        dead += self._bury_cmds(jid, mid, pri, reason)
-                        continue
+                crashes, reason = self.crash_charges.redelivered(mid, self.max_crashes)
+                if reason is not None:
+                    self.log.error("message %s dead-lettered: %s", mid, reason)
+                    dead += self._bury_cmds(jid, mid, pri, reason)
+                    continue
             self._held[jid] = (pri, ttr)
             out.append(Delivery(mid, body, (gen, jid), reserves, {"job": jid, "pri": pri}, crashes))
         if dead:

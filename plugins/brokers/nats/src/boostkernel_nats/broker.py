@@ -402,14 +402,11 @@ class NatsBroker(Broker):
         mid = h.get(H_ID) or f"nats-{self.stream}-{seq}"
         crashes = 0
         if count > 1:
-            crashes, owner = self.crash_charges.redelivered(mid)
-            if owner is not None:
-                if crashes >= self.max_crashes:
-                    reason = (f"crash-loop: its worker died {crashes} time(s) while running it "
-                              f"(last: {owner.removesuffix('.running')})")
-                    self.log.error("message %s dead-lettered: %s", mid, reason)
-                    asyncio.get_running_loop().create_task(self._dead(msg, mid, reason))
-                    return None
+            crashes, reason = self.crash_charges.redelivered(mid, self.max_crashes)
+            if reason is not None:
+                self.log.error("message %s dead-lettered: %s", mid, reason)
+                asyncio.get_running_loop().create_task(self._dead(msg, mid, reason))
+                return None
         if self.max_deliver and count > self.max_deliver:
             reason = f"max_deliver: delivered {count} times (broker_options max_deliver={self.max_deliver})"
             asyncio.get_running_loop().create_task(self._dead(msg, mid, reason))
