@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from boostkernel import journal
 from boostkernel.journal import RunningJournal, charge, charges, dead_journals, discharge, forget_charges, journal_path
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="flock is POSIX")
@@ -60,3 +61,23 @@ def test_crash_charges(tmp_path: Path) -> None:
     assert charges(tmp_path, "a/b") == 2
     forget_charges(tmp_path, "a/b")
     assert charges(tmp_path, "a/b") == 0
+
+
+def test_crash_charges_lookup_charges_each_death_once(tmp_path: Path) -> None:
+    dead = journal_path(tmp_path, "gone")
+    dead.write_text("m1\nm2\n-m2\n")  # a consumer that died (nobody holds its lock) running m1
+    mine = RunningJournal(tmp_path, "me")
+    mine.open()
+    mine.started("m3")  # my own running keys are never charged to me
+    cc = journal.CrashCharges(tmp_path, "me", every=0.0)
+    assert cc.redelivered("m1", 2) == (1, None)
+    assert cc.redelivered("m1", 2) == (1, None), "one death was charged twice"
+    assert cc.redelivered("m2", 2) == (0, None), "a settled key was charged"
+    assert cc.redelivered("m3", 2) == (0, None)
+    assert charges(tmp_path, "m1") == 1
+    with open(dead, "a") as f:
+        f.write("m1\n")  # it died running m1 again: the second crash reaches max_crashes=2
+    n, reason = cc.redelivered("m1", 2)
+    assert n == 2 and reason is not None and reason.startswith("crash-loop: its worker died 2 time(s)")
+    assert "(last: gone)" in reason
+    mine.close()

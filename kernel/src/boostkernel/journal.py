@@ -21,7 +21,8 @@ dies, however it dies. :func:`dead_journals` lists only the journals nobody hold
 message can come back while its first consumer still runs it (a Kafka rebalance): such a message is not
 charged a crash. :func:`discharge` marks a dead consumer's key as charged (it is charged once), and
 :func:`charge` / :func:`charges` / :func:`forget_charges` keep a message's crash count in a small file
-of the same directory, for brokers that cannot carry the count in the message itself.
+of the same directory, for brokers that cannot carry the count in the message itself;
+:class:`CrashCharges` does the lookup and the charge for a broker that sees its redeliveries one by one.
 """
 
 from __future__ import annotations
@@ -123,6 +124,40 @@ def discharge(directory: str | Path, name: str, key: str) -> None:
             f.write(f"-{key}\n")
     except OSError:
         pass
+
+
+class CrashCharges:
+    """The crash accounting of one consumer that looks its redeliveries up one at a time: the dead journals
+    of ``directory`` are read again at most every ``every`` seconds (a burst of redeliveries reads them once).
+    """
+
+    def __init__(self, directory: str | Path, owner: str, every: float = 0.02) -> None:
+        self.directory, self.owner, self.every = directory, owner, every
+        self._dead: dict[str, set[str]] = {}
+        self._at = -every
+
+    def _ran(self, key: str) -> str | None:
+        return next((name for name, ran in self._dead.items() if key in ran), None)
+
+    def redelivered(self, key: str, max_crashes: int) -> tuple[int, str | None]:
+        """``(crashes, reason)`` for a redelivered message ``key``: if a dead consumer of this host was
+        running it, one crash is charged (once: its journal entry is discharged), and when that makes
+        ``max_crashes`` the dead-letter ``reason`` is given (else ``None``); ``crashes`` is the count so far."""
+        owner = self._ran(key)
+        now = time.monotonic()
+        if owner is None and now - self._at >= self.every:
+            self._at = now
+            self._dead = dead_journals(self.directory, exclude=self.owner)
+            owner = self._ran(key)
+        if owner is None:
+            return charges(self.directory, key), None
+        self._dead[owner].discard(key)
+        discharge(self.directory, owner, key)
+        n = charge(self.directory, key)
+        if n < max_crashes:
+            return n, None
+        return n, (f"crash-loop: its worker died {n} time(s) while running it "
+                   f"(last: {owner.removesuffix('.running')})")
 
 
 def _charge_path(directory: str | Path, key: str) -> Path:

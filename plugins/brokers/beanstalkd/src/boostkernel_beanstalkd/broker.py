@@ -33,11 +33,12 @@ job is gone are dropped. Standard beanstalkd tools see the buried jobs as usual.
 
 Crash loops: the kernel calls :meth:`BeanstalkdBroker.started` before it runs a job, which appends the
 message id to this consumer's running journal (:mod:`boostkernel.journal`). A job reserved again
-(``reserves > 1``) that another consumer's journal on this host lists as running was being run by a
-consumer that died: it is charged a crash (a small file per message id on this host) and buried as a
-dead letter at ``max_deliveries`` crashes (reason ``crash-loop``); prefetched bystanders are in no journal
-and are not charged. A consumer that died on another host leaves no journal here: its jobs are
-redelivered without a crash count.
+(``reserves > 1``) that the journal of a dead consumer of this host (its lock released) lists as running
+is charged one crash (:class:`boostkernel.journal.CrashCharges`: a small file per message id beside the
+journals; each death counts once) and buried as a dead letter at ``max_deliveries`` crashes (reason
+``crash-loop``). Prefetched bystanders are in no journal and are not charged, nor is a job whose TTR ran
+out while its live consumer still runs it (its journal is locked). A consumer that died on another host
+leaves no journal here: its jobs are redelivered without a crash count.
 """
 
 from __future__ import annotations
@@ -55,7 +56,6 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -66,7 +66,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
 from boostkernel.errors import BrokerUnavailable, ConfigError, MessageRejected
-from boostkernel.journal import RunningJournal, journal_path, sweep_journals
+from boostkernel.journal import CrashCharges, RunningJournal, forget_charges, sweep_charges, sweep_journals
 from boostkernel.logs import mask_url, queue_logger
 from boostkernel.retrying import backoff_delay
 
@@ -216,8 +216,7 @@ class BeanstalkdBroker(Broker):
         self.journal_dir = os.path.join(tempfile.gettempdir(), "boostkernel-running",
                                         "beanstalkd-" + re.sub(r"[^A-Za-z0-9_.-]", "_", self.tube))
         self.journal = RunningJournal(self.journal_dir, self.owner)
-        self._dead_journals: dict[str, set[str]] = {}
-        self._dead_journals_at = 0.0
+        self.crash_charges = CrashCharges(self.journal_dir, self.owner)
         self._closed = False
         # consumer
         self._clock = threading.Lock()
@@ -318,7 +317,7 @@ class BeanstalkdBroker(Broker):
         if self._con is None:
             if self._hb is None:
                 sweep_journals(self.journal_dir, 3600)
-                _sweep_charges(Path(self.journal_dir) / "charged", 86400)
+                sweep_charges(self.journal_dir, 86400)
                 self.journal.open()
                 self._hb = threading.Thread(target=self._heartbeat, name=f"boostkernel-beanstalkd-{self.queue}",
                                             daemon=True)
@@ -452,18 +451,11 @@ class BeanstalkdBroker(Broker):
             mid, body = unframe(raw, jid)
             crashes = 0
             if reserves > 1:
-                crashes = self._charged(mid)
-                owner = self._was_running(mid)
-                if owner is not None:
-                    crashes += 1
-                    self._forget_running(owner, mid)
-                    self._record_charge(mid, crashes)
-                    if crashes >= self.max_crashes:
-                        reason = (f"crash-loop: its worker died {crashes} time(s) while running it "
-                                  f"(last: {owner.removesuffix('.running')})")
-                        self.log.error("message %s dead-lettered: %s", mid, reason)
-                        dead += self._bury_cmds(jid, mid, pri, reason)
-                        continue
+                crashes, reason = self.crash_charges.redelivered(mid, self.max_crashes)
+                if reason is not None:
+                    self.log.error("message %s dead-lettered: %s", mid, reason)
+                    dead += self._bury_cmds(jid, mid, pri, reason)
+                    continue
             self._held[jid] = (pri, ttr)
             out.append(Delivery(mid, body, (gen, jid), reserves, {"job": jid, "pri": pri}, crashes))
         if dead:
@@ -475,70 +467,6 @@ class BeanstalkdBroker(Broker):
         record = json.dumps({"job": jid, "id": mid, "reason": reason, "at": round(time.time(), 3)}).encode()
         return [b"put %d 0 60 %d\r\n%b" % (PRI_BASE, len(record), record), b"bury %d %d" % (jid, pri)]
 
-    # --- crash accounting (see the module docstring) ----------------------------------------------------
-    def _was_running(self, mid: str) -> str | None:
-        for owner, listed in self._dead_journals.items():
-            if mid in listed:
-                return owner
-        now = time.monotonic()
-        if now - self._dead_journals_at < 0.02:
-            return None
-        self._dead_journals_at = now
-        self._dead_journals = {}
-        mine = journal_path(self.journal_dir, self.owner).name
-        try:
-            names = [n for n in os.listdir(self.journal_dir) if n.endswith(".running") and n != mine]
-        except OSError:
-            names = []
-        for name in names:
-            try:
-                data = (Path(self.journal_dir) / name).read_bytes().decode(errors="replace")
-            except OSError:
-                continue
-            ran: set[str] = set()
-            for line in data.split("\n"):
-                if line.startswith("-"):
-                    ran.discard(line[1:])
-                elif line:
-                    ran.add(line)
-            if ran:
-                self._dead_journals[name] = ran
-        for owner, listed in self._dead_journals.items():
-            if mid in listed:
-                return owner
-        return None
-
-    def _forget_running(self, owner: str, mid: str) -> None:
-        self._dead_journals.get(owner, set()).discard(mid)
-        try:
-            with open(Path(self.journal_dir) / owner, "a") as f:
-                f.write(f"-{mid}\n")
-        except OSError:
-            pass
-
-    def _charge_path(self, mid: str) -> Path:
-        return Path(self.journal_dir) / "charged" / re.sub(r"[^A-Za-z0-9_.-]", "_", mid)
-
-    def _charged(self, mid: str) -> int:
-        try:
-            return int(self._charge_path(mid).read_text())
-        except (OSError, ValueError):
-            return 0
-
-    def _record_charge(self, mid: str, crashes: int) -> None:
-        try:
-            path = self._charge_path(mid)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(str(crashes))
-        except OSError:
-            pass
-
-    def _clear_charge(self, mid: str) -> None:
-        try:
-            self._charge_path(mid).unlink()
-        except OSError:
-            pass
-
     # --- settling -------------------------------------------------------------------------------------
     def started(self, delivery: Delivery) -> None:
         """Record that this delivery runs now: one write(2) to this consumer's journal (see the module doc)."""
@@ -548,7 +476,7 @@ class BeanstalkdBroker(Broker):
         for d, cmd in items:
             self.journal.finished(d.id)
             if d.crashes or d.delivery_count > 1:
-                self._clear_charge(d.id)
+                forget_charges(self.journal_dir, d.id)
             gen, jid = d.tag
             self._pending.append((gen, jid, cmd))
 
@@ -585,7 +513,7 @@ class BeanstalkdBroker(Broker):
                 self.log.warning("message %s not dead-lettered (%s); it is redelivered", delivery.id, exc)
                 return
         self._kick()
-        self._clear_charge(delivery.id)
+        forget_charges(self.journal_dir, delivery.id)
         if replies[1][0] != b"BURIED":
             self.log.warning("bury of message %s answered %s", delivery.id, replies[1][0].decode())
 
@@ -693,7 +621,7 @@ class BeanstalkdBroker(Broker):
                     continue
                 if jid and con.pipeline([b"kick-job %d" % jid])[0][0] == b"KICKED":
                     n += 1
-                    self._clear_charge(mid)
+                    forget_charges(self.journal_dir, mid)
                 cmds.append(b"delete %d" % rid)
             con.pipeline(cmds)
             return n
@@ -749,13 +677,3 @@ class BeanstalkdBroker(Broker):
         d.update(tube=self.tube, dlq=self.dlq_tube, ttr=self.ttr)
         return d
 
-
-def _sweep_charges(directory: Path, older_than: float) -> None:
-    """Forget crash counts recorded long ago (their message was dead-lettered or finished by now)."""
-    cutoff = time.time() - older_than
-    try:
-        for e in os.scandir(directory):
-            if e.stat().st_mtime < cutoff:
-                os.unlink(e.path)
-    except OSError:
-        pass

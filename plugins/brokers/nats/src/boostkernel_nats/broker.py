@@ -29,10 +29,11 @@ Delivery (at-least-once):
   therefore includes that early look.
 * Crash loops: the kernel calls :meth:`NatsBroker.started` before running a message, which appends its
   id to this consumer's running journal (:mod:`boostkernel.journal`). A redelivered message
-  (``num_delivered > 1``) that another consumer's journal on this host lists as running was being run by
-  a consumer that died: it is charged a crash (kept in a small file per message id on this host), and
-  dead-lettered at ``max_deliveries`` crashes with reason ``crash-loop``. Prefetched bystanders are in no
-  journal and are not charged. A consumer killed on another host leaves no journal here: its messages
+  (``num_delivered > 1``) that the journal of a dead consumer of this host (its lock released) lists as
+  running is charged one crash (:class:`boostkernel.journal.CrashCharges`: a small file per message id
+  beside the journals; each death counts once), and dead-lettered at ``max_deliveries`` crashes with
+  reason ``crash-loop``. Prefetched bystanders are in no journal and are not charged, nor is a message redelivered while its live consumer still runs it (its
+  journal is locked). A consumer killed on another host leaves no journal here: its messages
   are redelivered without a crash count (``max_deliver``, off by default, caps deliveries of any kind).
 * No priority: JetStream delivers in stream order (``capabilities.priority`` is False, so the kernel refuses
   ``TaskOptions(priority=...)`` at publish time).
@@ -53,7 +54,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterable, Sequence
-from pathlib import Path
 from typing import Any, TypeVar
 
 try:
@@ -66,7 +66,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
 from boostkernel.errors import BrokerUnavailable, ConfigError, MessageRejected
-from boostkernel.journal import RunningJournal, journal_path, sweep_journals
+from boostkernel.journal import CrashCharges, RunningJournal, forget_charges, sweep_charges, sweep_journals
 from boostkernel.logs import mask, mask_url, queue_logger
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
@@ -185,8 +185,7 @@ class NatsBroker(Broker):
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.journal_dir = os.path.join(tempfile.gettempdir(), "boostkernel-running", "nats-" + token)
         self.journal = RunningJournal(self.journal_dir, self.owner)
-        self._dead_journals: dict[str, set[str]] = {}
-        self._dead_journals_at = 0.0
+        self.crash_charges = CrashCharges(self.journal_dir, self.owner)
         self._lock = threading.Lock()
         self._io: _Loop | None = None
         self._nc: Any = None
@@ -334,7 +333,7 @@ class NatsBroker(Broker):
         if self._psub is None:
             await self._ensure_topology()
             sweep_journals(self.journal_dir, 3600)
-            _sweep_charges(Path(self.journal_dir) / "charged", 86400)
+            sweep_charges(self.journal_dir, 86400)
             self.journal.open()
             self._psub = await self._js.pull_subscribe_bind(durable=CONSUMER, stream=self.stream)
             loop = asyncio.get_running_loop()
@@ -403,18 +402,11 @@ class NatsBroker(Broker):
         mid = h.get(H_ID) or f"nats-{self.stream}-{seq}"
         crashes = 0
         if count > 1:
-            crashes = self._charged(mid)
-            owner = self._was_running(mid)
-            if owner is not None:
-                crashes += 1
-                self._forget_running(owner, mid)
-                self._record_charge(mid, crashes)
-                if crashes >= self.max_crashes:
-                    reason = (f"crash-loop: its worker died {crashes} time(s) while running it "
-                              f"(last: {owner.removesuffix('.running')})")
-                    self.log.error("message %s dead-lettered: %s", mid, reason)
-                    asyncio.get_running_loop().create_task(self._dead(msg, mid, reason))
-                    return None
+            crashes, reason = self.crash_charges.redelivered(mid, self.max_crashes)
+            if reason is not None:
+                self.log.error("message %s dead-lettered: %s", mid, reason)
+                asyncio.get_running_loop().create_task(self._dead(msg, mid, reason))
+                return None
         if self.max_deliver and count > self.max_deliver:
             reason = f"max_deliver: delivered {count} times (broker_options max_deliver={self.max_deliver})"
             asyncio.get_running_loop().create_task(self._dead(msg, mid, reason))
@@ -427,71 +419,9 @@ class NatsBroker(Broker):
             return []
         return self._run(self._fetch(max(1, max_messages), timeout), timeout + self.publish_timeout)
 
-    def _was_running(self, mid: str) -> str | None:
-        """The other consumer of this host whose journal lists ``mid`` as running (it died or lost it)."""
-        for owner, listed in self._dead_journals.items():
-            if mid in listed:
-                return owner
-        now = time.monotonic()
-        if now - self._dead_journals_at < 0.02:
-            return None
-        self._dead_journals_at = now
-        self._dead_journals = {}
-        mine = journal_path(self.journal_dir, self.owner).name
-        try:
-            names = [n for n in os.listdir(self.journal_dir) if n.endswith(".running") and n != mine]
-        except OSError:
-            names = []
-        for name in names:
-            try:
-                data = (Path(self.journal_dir) / name).read_bytes().decode(errors="replace")
-            except OSError:
-                continue
-            ran: set[str] = set()
-            for line in data.split("\n"):
-                if line.startswith("-"):
-                    ran.discard(line[1:])
-                elif line:
-                    ran.add(line)
-            if ran:
-                self._dead_journals[name] = ran
-        for owner, listed in self._dead_journals.items():
-            if mid in listed:
-                return owner
-        return None
-
-    def _forget_running(self, owner: str, mid: str) -> None:
-        """Charged once: the dead consumer's journal no longer lists ``mid`` as running."""
-        self._dead_journals.get(owner, set()).discard(mid)
-        try:
-            with open(Path(self.journal_dir) / owner, "a") as f:
-                f.write(f"-{mid}\n")
-        except OSError:
-            pass
-
-    def _charge_path(self, mid: str) -> Path:
-        return Path(self.journal_dir) / "charged" / re.sub(r"[^A-Za-z0-9_.-]", "_", mid)
-
-    def _charged(self, mid: str) -> int:
-        try:
-            return int(self._charge_path(mid).read_text())
-        except (OSError, ValueError):
-            return 0
-
-    def _record_charge(self, mid: str, crashes: int) -> None:
-        try:
-            path = self._charge_path(mid)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(str(crashes))
-        except OSError:
-            pass
-
     def _clear_charge(self, d: Delivery) -> None:
         if d.crashes or d.delivery_count > 1:
-            try:
-                self._charge_path(d.id).unlink()
-            except OSError:
-                pass
+            forget_charges(self.journal_dir, d.id)
 
     # --- settling -------------------------------------------------------------------------------------
     def started(self, delivery: Delivery) -> None:
@@ -560,10 +490,7 @@ class NatsBroker(Broker):
             self.log.warning("message %s not dead-lettered yet (%s); it will be redelivered", mid, exc)
             return
         await msg.ack()
-        try:
-            self._charge_path(mid).unlink()
-        except OSError:
-            pass
+        forget_charges(self.journal_dir, mid)
 
     def dead_letter(self, delivery: Delivery, reason: str) -> None:
         self.journal.finished(delivery.id)
@@ -739,13 +666,3 @@ async def _publish_quietly(nc: Any, subject: str, payload: bytes) -> None:
     except Exception as exc:  # noqa: BLE001 - a lost ack means a redelivery (at-least-once)
         log.debug("settle publish failed: %s", exc)
 
-
-def _sweep_charges(directory: Path, older_than: float) -> None:
-    """Forget crash counts recorded long ago (their message was dead-lettered or finished by now)."""
-    cutoff = time.time() - older_than
-    try:
-        for e in os.scandir(directory):
-            if e.stat().st_mtime < cutoff:
-                os.unlink(e.path)
-    except OSError:
-        pass
