@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
+import orjson
+
 from boostkernel import boost
+
+HERE = Path(__file__).resolve().parent
 
 
 def booster_run(n: int, *, concurrency: str, workers: int, batch: bool, name: str = "bench",
@@ -45,3 +53,127 @@ def booster_run(n: int, *, concurrency: str, workers: int, batch: bool, name: st
     t_con = time.perf_counter() - t1
     noop.stop()
     return {"publish_per_s": n / t_pub, "consume_per_s": n / t_con}
+
+
+def _rate(v: float | None) -> str:
+    return f"{v:>12,.0f}" if v else f"{'':>12}"
+
+
+class Table:
+    """The printed results table of a raw-vs-ours benchmark: ``row()`` prints a measurement at once and
+    records it in ``rows`` (JSON-ready dicts). ``notes`` adds a note column (and a ``note`` key);
+    ``keep_best`` keeps one row per (framework, mode) with the best figures seen over the rounds."""
+
+    def __init__(self, name_width: int, mode_width: int, *, notes: bool = False, keep_best: bool = False) -> None:
+        self.name_width, self.mode_width, self.notes, self.keep_best = name_width, mode_width, notes, keep_best
+        self._rows: list[dict[str, Any]] = []
+        self._best: dict[tuple[str, str], dict[str, Any]] = {}
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        return list(self._best.values()) if self.keep_best else self._rows
+
+    def header(self) -> None:
+        print(f"{'framework':<{self.name_width}} {'mode':<{self.mode_width}} {'publish/s':>12} {'consume/s':>12}")
+
+    def line(self, name: str, mode: str, publish: float | None, consume: float | None, note: str = "",
+             flush: bool = False) -> None:
+        text = f"{name:<{self.name_width}} {mode:<{self.mode_width}} {_rate(publish)} {_rate(consume)}"
+        print(f"{text}  {note}" if self.notes else text, flush=flush)
+
+    def row(self, name: str, mode: str, publish: float | None = None, consume: float | None = None,
+            note: str = "") -> None:
+        if self.keep_best:
+            r = self._best.setdefault((name, mode), {"framework": name, "mode": mode, "publish_per_s": None,
+                                                     "consume_per_s": None})
+            for k, v in (("publish_per_s", publish), ("consume_per_s", consume)):
+                if v is not None and (r[k] is None or v > r[k]):
+                    r[k] = v
+        else:
+            r = {"framework": name, "mode": mode, "publish_per_s": publish, "consume_per_s": consume}
+            if self.notes:
+                r["note"] = note
+            self._rows.append(r)
+        self.line(name, mode, publish, consume, note, flush=True)
+
+    def print_best(self, repeat: int) -> None:
+        print(f"\nbest of {repeat} round(s):")
+        for r in self.rows:
+            self.line(r["framework"], r["mode"], r["publish_per_s"], r["consume_per_s"])
+
+    def top_consume(self, mode_start: str) -> float:
+        return max(float(r["consume_per_s"] or 0) for r in self.rows if r["mode"].startswith(mode_start))
+
+    def raw_consume(self) -> float:
+        return max(float(r["consume_per_s"] or 0) for r in self.rows if "(raw)" in r["framework"])
+
+
+def print_ratios(raw: float, rates: Any, target: float = 0.8) -> None:
+    """Print each ``(name, consume/s)`` of ``rates`` as a share of the raw consume loop against ``target``."""
+    print()
+    for name, v in rates:
+        print(f"consume {name} / raw loop: {v / raw:.0%} (target >= {target:.0%}): {'OK' if v >= target * raw else 'below'}")
+
+
+def print_targets(checks: list[tuple[str, bool | None, str]]) -> list[dict[str, Any]]:
+    """Print the ``(target, ok, detail)`` checks (``ok`` None: not measurable) and return them for the JSON."""
+    print("\ntargets:")
+    for name, ok, detail in checks:
+        print(f"  [{'PASS' if ok else ('n/a ' if ok is None else 'FAIL')}] {name}: {detail}")
+    return [{"target": a, "ok": b, "detail": c} for a, b, c in checks]
+
+
+def write_json(path: str, out: dict[str, Any], indent: int = 2, say: bool = True) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(out, indent=indent))
+    if say:
+        print(f"\nwrote {path}")
+
+
+def broker_layer_rate(b: Any, n: int, timeout: float = 2.0, batch: int = 100) -> float:
+    """The broker layer alone: ``fetch(batch)`` + JSON decode + ``ack_many`` until ``n`` are done (or a fetch
+    comes back empty); deliveries per second. Closes ``b``."""
+    done = 0
+    t0 = time.perf_counter()
+    while done < n:
+        got = b.fetch(batch, timeout)
+        if not got:
+            break
+        for d in got:
+            orjson.loads(d.body)
+        b.ack_many(got)
+        done += len(got)
+    dt = time.perf_counter() - t0
+    b.close()
+    return done / dt
+
+
+def consume_rate(f: Any, n: int, done: list[None]) -> float:
+    """``f.consume()`` until ``done`` (appended to by the task) holds ``n``; tasks per second. Stops ``f``."""
+    t0 = time.perf_counter()
+    f.consume()
+    while len(done) < n:
+        time.sleep(0.002)
+    dt = time.perf_counter() - t0
+    f.stop(10)
+    return n / dt
+
+
+def run_peer(name: str, url: str, n: int) -> dict[str, Any]:
+    """Run ``benchmarks/peers/NAME_bench.py --json`` and return its JSON line (or a ``skipped`` reason)."""
+    script = HERE / "peers" / f"{name}_bench.py"
+    if not script.exists():
+        return {"framework": name, "skipped": f"{script.relative_to(HERE.parent)} not present"}
+    try:
+        proc = subprocess.run([sys.executable, str(script), "--broker-url", url, "-n", str(n), "--json"],
+                              capture_output=True, text=True, timeout=900)
+    except subprocess.TimeoutExpired:
+        return {"framework": name, "skipped": "timed out after 900 s"}
+    for line in reversed(proc.stdout.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                return dict(json.loads(line))
+            except json.JSONDecodeError:
+                break
+    return {"framework": name, "skipped": f"exit {proc.returncode}: {(proc.stderr or proc.stdout)[-300:]}"}

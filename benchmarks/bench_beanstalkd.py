@@ -17,7 +17,6 @@ Target (checked and printed for each consume row): >= 80% of the raw consume loo
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import platform
@@ -29,6 +28,7 @@ from urllib.parse import urlparse
 
 import greenstalk
 import orjson
+from _common import Table, broker_layer_rate, consume_rate, print_ratios, write_json
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_URL = "beanstalk://127.0.0.1:11300"
@@ -108,20 +108,9 @@ def bk_broker_layer(url: str, n: int) -> float:
     f = _booster(url, "solo", 1, [])
     f.push_many([(i,) for i in range(n)])
     b = BeanstalkdBroker(f.queue, url)
-    done = 0
-    t0 = time.perf_counter()
-    while done < n:
-        got = b.fetch(100, 2.0)
-        if not got:
-            break
-        for d in got:
-            orjson.loads(d.body)
-        b.ack_many(got)
-        done += len(got)
-    dt = time.perf_counter() - t0
-    b.close()
+    rate = broker_layer_rate(b, n)
     f.broker.close()
-    return done / dt
+    return rate
 
 
 def bk_consume(url: str, n: int, concurrency: str, workers: int, prefetch: int | None = None) -> float:
@@ -129,15 +118,10 @@ def bk_consume(url: str, n: int, concurrency: str, workers: int, prefetch: int |
     f = _booster(url, concurrency, workers, done, prefetch)
     f.purge()
     f.push_many([(i,) for i in range(n)])
-    t0 = time.perf_counter()
-    f.consume()
-    while len(done) < n:
-        time.sleep(0.002)
-    dt = time.perf_counter() - t0
-    f.stop(10)
+    rate = consume_rate(f, n, done)
     f.purge()
     f.broker.close()
-    return n / dt
+    return rate
 
 
 def main() -> int:
@@ -150,24 +134,15 @@ def main() -> int:
     args = ap.parse_args()
     n, url = args.n, args.url
     logging.getLogger("boostkernel").setLevel(logging.ERROR)
-    best: dict[tuple[str, str], dict[str, Any]] = {}
-
-    def row(name: str, mode: str, publish: float | None = None, consume: float | None = None) -> None:
-        r = best.setdefault((name, mode), {"framework": name, "mode": mode, "publish_per_s": None,
-                                           "consume_per_s": None})
-        for k, v in (("publish_per_s", publish), ("consume_per_s", consume)):
-            if v is not None and (r[k] is None or v > r[k]):
-                r[k] = v
-        pub = f"{publish:>12,.0f}" if publish else f"{'':>12}"
-        con = f"{consume:>12,.0f}" if consume else f"{'':>12}"
-        print(f"{name:<20} {mode:<50} {pub} {con}", flush=True)
+    table = Table(20, 50, keep_best=True)
+    row = table.row
 
     c: greenstalk.Client[bytes] = greenstalk.Client(_addr(url), encoding=None)
     version = c.stats().get("version", "?")
     c.close()
     print(f"beanstalkd {version} at {url}; Python {platform.python_version()}; {os.cpu_count()} CPUs; "
           f"load average {os.getloadavg()[0]:.1f} at start; n={n}")
-    print(f"{'framework':<20} {'mode':<50} {'publish/s':>12} {'consume/s':>12}")
+    table.header()
     for rnd in range(args.repeat):
         print(f"-- round {rnd + 1} of {args.repeat}")
         raw_pub, tube = raw_publish(url, n)
@@ -186,27 +161,17 @@ def main() -> int:
         row("boostkernel", f"consume(), threads x{args.threads} (default prefetch)", consume=threads)
         threads100 = bk_consume(url, n, "threads", args.threads, 100)
         row("boostkernel", f"consume(), threads x{args.threads}, prefetch 100", consume=threads100)
-    rows = list(best.values())
-    print(f"\nbest of {args.repeat} round(s):")
-    for r in rows:
-        pub = f"{r['publish_per_s']:>12,.0f}" if r["publish_per_s"] else f"{'':>12}"
-        con = f"{r['consume_per_s']:>12,.0f}" if r["consume_per_s"] else f"{'':>12}"
-        print(f"{r['framework']:<20} {r['mode']:<50} {pub} {con}")
-
-    def top(mode_start: str) -> float:
-        return max(float(r["consume_per_s"] or 0) for r in rows if r["mode"].startswith(mode_start))
-
-    raw_con = max(float(r["consume_per_s"] or 0) for r in rows if "(raw)" in r["framework"])
+    rows = table.rows
+    table.print_best(args.repeat)
+    top = table.top_consume
+    raw_con = table.raw_consume()
     solo_default, solo = top("consume(), solo (default"), top("consume(), solo, prefetch")
     threads, threads100 = top(f"consume(), threads x{args.threads} (default"), top(f"consume(), threads x{args.threads}, prefetch")
-    print()
-    for name, v in (("solo, default prefetch", solo_default), ("solo, prefetch 100", solo),
-                    (f"threads x{args.threads}, default prefetch", threads),
-                    (f"threads x{args.threads}, prefetch 100", threads100)):
-        print(f"consume {name} / raw loop: {v / raw_con:.0%} (target >= 80%): {'OK' if v >= 0.8 * raw_con else 'below'}")
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps({"server": f"beanstalkd {version}", "n": n, "rows": rows,
-                                           "load_average": os.getloadavg()[0]}, indent=1))
+    print_ratios(raw_con, (("solo, default prefetch", solo_default), ("solo, prefetch 100", solo),
+                           (f"threads x{args.threads}, default prefetch", threads),
+                           (f"threads x{args.threads}, prefetch 100", threads100)))
+    write_json(args.json, {"server": f"beanstalkd {version}", "n": n, "rows": rows,
+                           "load_average": os.getloadavg()[0]}, indent=1, say=False)
     return 0
 
 
