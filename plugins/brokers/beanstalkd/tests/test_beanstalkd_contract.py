@@ -5,7 +5,6 @@ binlog directory) that the test restarts."""
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from boostkernel_beanstalkd.broker import BeanstalkdBroker
 from boostkernel.broker import Broker
 from boostkernel.testing import BrokerContract
 from boostkernel.testing.helpers import drop_tcp_connections, service_url
-from boostkernel.testing.private import _wait_port, free_port
+from boostkernel.testing.private import PrivateProcess
 
 pytestmark = pytest.mark.service("beanstalkd")
 
@@ -69,33 +68,16 @@ class TestBeanstalkdContract(BrokerContract):
         f.cleanup()
 
 
-class _PrivateBeanstalkd:
+class _PrivateBeanstalkd(PrivateProcess):
     def __init__(self, base: Path) -> None:
-        self.port = free_port()
+        super().__init__()
         self.binlog = base / "binlog"
         self.binlog.mkdir(parents=True, exist_ok=True)
         self.url = f"beanstalk://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
         self.start()
 
-    def start(self) -> None:
-        self.proc = subprocess.Popen([BEANSTALKD, "-l", "127.0.0.1", "-p", str(self.port), "-b", str(self.binlog),
-                                      "-z", "1048576"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True)
-        _wait_port(self.port, 30, self.proc)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
+    def command(self) -> list[str]:
+        return [BEANSTALKD, "-l", "127.0.0.1", "-p", str(self.port), "-b", str(self.binlog), "-z", "1048576"]
 
 
 @pytest.mark.skipif(not Path(BEANSTALKD).exists(), reason="beanstalkd not installed (.ci/services.d/beanstalkd.sh)")

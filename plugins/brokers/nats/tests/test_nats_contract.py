@@ -4,7 +4,6 @@ against a private nats-server (its own port and store directory) that the test r
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from boostkernel_nats.broker import NatsBroker
 from boostkernel.broker import Broker
 from boostkernel.testing import BrokerContract
 from boostkernel.testing.helpers import drop_tcp_connections, service_url
-from boostkernel.testing.private import _wait_port, free_port
+from boostkernel.testing.private import PrivateProcess
 
 pytestmark = pytest.mark.service("nats")
 
@@ -68,32 +67,15 @@ class TestNatsContract(BrokerContract):
         f.cleanup()
 
 
-class _PrivateNats:
+class _PrivateNats(PrivateProcess):
     def __init__(self, base: Path) -> None:
-        self.port = free_port()
+        super().__init__()
         self.store = base / "jetstream"
         self.url = f"nats://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
         self.start()
 
-    def start(self) -> None:
-        self.proc = subprocess.Popen([NATS_SERVER, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd",
-                                      str(self.store)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True)
-        _wait_port(self.port, 30, self.proc)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
+    def command(self) -> list[str]:
+        return [NATS_SERVER, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store)]
 
 
 @pytest.mark.skipif(not Path(NATS_SERVER).exists(), reason="nats-server binary not installed")
