@@ -51,6 +51,10 @@ def read_journal(directory: str | Path, owner: str) -> set[str] | None:
         data = journal_path(directory, owner).read_bytes()
     except OSError:
         return None
+    return _parse_journal(data)
+
+
+def _parse_journal(data: bytes) -> set[str]:
     running: set[str] = set()
     for line in data.decode(errors="replace").split("\n"):
         if line.startswith("-"):
@@ -58,6 +62,28 @@ def read_journal(directory: str | Path, owner: str) -> set[str] | None:
         elif line:
             running.add(line)
     return running
+
+
+def running_journals(directory: str | Path, exclude: str | None = None) -> dict[str, set[str]]:
+    """``{owner file name: keys it lists as running}`` for every journal in ``directory`` that lists any,
+    whether its consumer lives or not; ``exclude`` is an owner to skip (the caller itself). For brokers that
+    redeliver a message only once the connection that held it closed: the journal that lists it names the
+    consumer that lost it."""
+    skip = journal_path(directory, exclude).name if exclude else None
+    out: dict[str, set[str]] = {}
+    try:
+        names = [n for n in os.listdir(directory) if n.endswith(".running") and n != skip]
+    except OSError:
+        return out
+    for name in names:
+        try:
+            data = (Path(directory) / name).read_bytes()
+        except OSError:
+            continue
+        ran = _parse_journal(data)
+        if ran:
+            out[name] = ran
+    return out
 
 
 def remove_journal(directory: str | Path, owner: str) -> None:
