@@ -19,10 +19,12 @@ HERE = Path(__file__).resolve().parent
 
 
 def booster_run(n: int, *, concurrency: str, workers: int, batch: bool, name: str = "bench",
-                batch_size: int | None = None, **boost_options: Any) -> dict[str, float]:
+                batch_size: int | None = None, purge: bool = True, timeout: float = 600,
+                **boost_options: Any) -> dict[str, float]:
     """Publish ``n`` no-op tasks, then consume them from ``consume()`` until the last one finished (acks
     included); return publish/s and consume/s. ``batch`` publishes with ``push_many`` (in chunks of
-    ``batch_size`` when given), else with ``push()`` one by one. ``boost_options`` select the broker."""
+    ``batch_size`` when given), else with ``push()`` one by one; ``purge`` empties the queue first; raises
+    if not all ran within ``timeout`` seconds. ``boost_options`` select the broker."""
     counter = [0]
     finished = threading.Event()
     lock = threading.Lock()
@@ -35,7 +37,8 @@ def booster_run(n: int, *, concurrency: str, workers: int, batch: bool, name: st
             if counter[0] == n:
                 finished.set()
 
-    noop.purge()
+    if purge:
+        noop.purge()
     t0 = time.perf_counter()
     if batch:
         size = batch_size or n
@@ -48,7 +51,7 @@ def booster_run(n: int, *, concurrency: str, workers: int, batch: bool, name: st
     t_pub = time.perf_counter() - t0
     t1 = time.perf_counter()
     noop.consume()
-    if not finished.wait(600):
+    if not finished.wait(timeout):
         raise RuntimeError(f"only {counter[0]} of {n} ran")
     t_con = time.perf_counter() - t1
     noop.stop()
