@@ -13,7 +13,7 @@ from boostkernel_beanstalkd.broker import BeanstalkdBroker
 
 from boostkernel.broker import Broker
 from boostkernel.testing import BrokerContract
-from boostkernel.testing.helpers import drop_tcp_connections, service_url
+from boostkernel.testing.helpers import BrokerFactory, cut_connections_to, service_url
 from boostkernel.testing.private import PrivateProcess
 
 pytestmark = pytest.mark.service("beanstalkd")
@@ -23,23 +23,12 @@ FAST = {"ttr": 2, "heartbeat_interval": 0.4}
 BEANSTALKD = shutil.which("beanstalkd") or "/usr/bin/beanstalkd"
 
 
-def _port(url: str) -> int:
-    return int(url.rsplit(":", 1)[1].split("/")[0])
-
-
-class _Factory:
+class _Factory(BrokerFactory):
     def __init__(self, url: str) -> None:
-        self.url = url
-        self.made: list[BeanstalkdBroker] = []
-
-    def __call__(self, queue: str) -> Broker:
-        b = BeanstalkdBroker(queue, self.url, **FAST)
-        self.made.append(b)
-        return b
+        super().__init__(BeanstalkdBroker, url, **FAST)
 
     def cleanup(self) -> None:
-        for b in self.made:
-            b.close()
+        self.close_all()
         if self.made:
             cleaner = BeanstalkdBroker(self.made[0].queue, self.url)
             try:
@@ -58,8 +47,7 @@ class TestBeanstalkdContract(BrokerContract):
 
     @pytest.fixture
     def cut_connection(self) -> Callable[[Broker], None]:
-        port = _port(service_url("beanstalkd"))
-        return lambda broker: None if drop_tcp_connections(port) else pytest.fail("no connection to cut")
+        return cut_connections_to(service_url("beanstalkd"))
 
     @pytest.fixture
     def make_broker(self) -> Iterator[Callable[[str], Broker]]:
@@ -102,5 +90,4 @@ class TestBeanstalkdDurability(BrokerContract):
     def make_broker(self, private: _PrivateBeanstalkd) -> Iterator[Callable[[str], Broker]]:
         f = _Factory(private.url)
         yield f
-        for b in f.made:
-            b.close()
+        f.close_all()

@@ -12,7 +12,7 @@ from boostkernel_nats.broker import NatsBroker
 
 from boostkernel.broker import Broker
 from boostkernel.testing import BrokerContract
-from boostkernel.testing.helpers import drop_tcp_connections, service_url
+from boostkernel.testing.helpers import BrokerFactory, cut_connections_to, service_url
 from boostkernel.testing.private import PrivateProcess
 
 pytestmark = pytest.mark.service("nats")
@@ -22,23 +22,12 @@ FAST = {"lease": 2.0, "heartbeat_interval": 0.4}
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
 
 
-def _port(url: str) -> int:
-    return int(url.rsplit(":", 1)[1].split("/")[0])
-
-
-class _Factory:
+class _Factory(BrokerFactory):
     def __init__(self, url: str) -> None:
-        self.url = url
-        self.made: list[NatsBroker] = []
-
-    def __call__(self, queue: str) -> Broker:
-        b = NatsBroker(queue, self.url, **FAST)
-        self.made.append(b)
-        return b
+        super().__init__(NatsBroker, url, **FAST)
 
     def cleanup(self) -> None:
-        for b in self.made:
-            b.close()
+        self.close_all()
         if self.made:
             cleaner = NatsBroker(self.made[0].queue, self.url)
             try:
@@ -57,8 +46,7 @@ class TestNatsContract(BrokerContract):
 
     @pytest.fixture
     def cut_connection(self) -> Callable[[Broker], None]:
-        port = _port(service_url("nats"))
-        return lambda broker: None if drop_tcp_connections(port) else pytest.fail("no connection to cut")
+        return cut_connections_to(service_url("nats"))
 
     @pytest.fixture
     def make_broker(self) -> Iterator[Callable[[str], Broker]]:
@@ -100,5 +88,4 @@ class TestNatsDurability(BrokerContract):
     def make_broker(self, private: _PrivateNats) -> Iterator[Callable[[str], Broker]]:
         f = _Factory(private.url)
         yield f
-        for b in f.made:
-            b.close()
+        f.close_all()
