@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import subprocess
 import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +59,41 @@ def booster_run(n: int, *, concurrency: str, workers: int, batch: bool, name: st
     t_con = time.perf_counter() - t1
     noop.stop()
     return {"publish_per_s": n / t_pub, "consume_per_s": n / t_con}
+
+
+def body(i: int) -> bytes:
+    """A raw loop's message: the kernel's JSON envelope of ``task(i)``, so raw rows move the same bytes."""
+    return orjson.dumps({"v": 1, "id": str(uuid.uuid4()), "queue": "raw", "args": [i], "kwargs": {},
+                         "published_at": time.time(), "attempt": 0})
+
+
+def rounds_args(doc: str | None, *, n: int, url_env: str, url: str, json_name: str) -> argparse.Namespace:
+    """The command line of a benchmark that interleaves raw and boostkernel rows over ``--repeat`` rounds."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-n", type=int, default=n, help=f"messages per measurement (default {n})")
+    ap.add_argument("--url", default=os.environ.get(url_env, url))
+    ap.add_argument("--threads", type=int, default=16, help="workers of the threads consume row")
+    ap.add_argument("--repeat", type=int, default=2, help="rounds (raw and boostkernel rows interleaved); best of each")
+    ap.add_argument("--json", default=str(HERE / "results" / json_name), help="where to write the JSON")
+    return ap.parse_args()
+
+
+def consume_rows(row: Callable[..., None], bk_consume: Callable[..., float], url: str, n: int, threads: int) -> None:
+    """The four ``consume()`` rows (solo and threads, default prefetch and prefetch 100) of a rounds benchmark."""
+    row("boostkernel", "consume(), solo (default prefetch 4)", consume=bk_consume(url, n, "solo", 1))
+    row("boostkernel", "consume(), solo, prefetch 100", consume=bk_consume(url, n, "solo", 1, 100))
+    row("boostkernel", f"consume(), threads x{threads} (default prefetch)", consume=bk_consume(url, n, "threads", threads))
+    row("boostkernel", f"consume(), threads x{threads}, prefetch 100",
+        consume=bk_consume(url, n, "threads", threads, 100))
+
+
+def print_consume_ratios(table: Table, threads: int) -> None:
+    """After a rounds benchmark: each consume row's best as a share of the best raw consume loop."""
+    top = table.top_consume
+    print_ratios(table.raw_consume(), (("solo, default prefetch", top("consume(), solo (default")),
+                                       ("solo, prefetch 100", top("consume(), solo, prefetch")),
+                                       (f"threads x{threads}, default prefetch", top(f"consume(), threads x{threads} (default")),
+                                       (f"threads x{threads}, prefetch 100", top(f"consume(), threads x{threads}, prefetch"))))
 
 
 def _rate(v: float | None) -> str:

@@ -16,7 +16,6 @@ Target (checked and printed for each consume row): >= 80% of the raw consume loo
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import platform
@@ -28,15 +27,19 @@ from urllib.parse import urlparse
 
 import greenstalk
 import orjson
-from _common import Table, broker_layer_rate, consume_rate, print_ratios, write_json
+from _common import (
+    Table,
+    body,
+    broker_layer_rate,
+    consume_rate,
+    consume_rows,
+    print_consume_ratios,
+    rounds_args,
+    write_json,
+)
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_URL = "beanstalk://127.0.0.1:11300"
-
-
-def body(i: int) -> bytes:
-    return orjson.dumps({"v": 1, "id": str(uuid.uuid4()), "queue": "raw", "args": [i], "kwargs": {},
-                         "published_at": time.time(), "attempt": 0})
 
 
 def _addr(url: str) -> tuple[str, int]:
@@ -125,13 +128,7 @@ def bk_consume(url: str, n: int, concurrency: str, workers: int, prefetch: int |
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("-n", type=int, default=20_000, help="messages per measurement (default 20000)")
-    ap.add_argument("--url", default=os.environ.get("BOOSTKERNEL_BEANSTALKD_URL", DEFAULT_URL))
-    ap.add_argument("--threads", type=int, default=16, help="workers of the threads consume row")
-    ap.add_argument("--repeat", type=int, default=2, help="rounds (raw and boostkernel rows interleaved); best of each")
-    ap.add_argument("--json", default=str(HERE / "results" / "beanstalkd.json"), help="where to write the JSON")
-    args = ap.parse_args()
+    args = rounds_args(__doc__, n=20_000, url_env="BOOSTKERNEL_BEANSTALKD_URL", url=DEFAULT_URL, json_name="beanstalkd.json")
     n, url = args.n, args.url
     logging.getLogger("boostkernel").setLevel(logging.ERROR)
     table = Table(20, 50, keep_best=True)
@@ -153,23 +150,10 @@ def main() -> int:
         row("boostkernel", "push() one by one", pub["one_by_one"])
         row("boostkernel", "push_many() (pipelined puts)", pub["push_many"])
         row("boostkernel", "broker layer: fetch(100) + ack_many", consume=bk_broker_layer(url, n))
-        solo_default = bk_consume(url, n, "solo", 1)
-        row("boostkernel", "consume(), solo (default prefetch 4)", consume=solo_default)
-        solo = bk_consume(url, n, "solo", 1, 100)
-        row("boostkernel", "consume(), solo, prefetch 100", consume=solo)
-        threads = bk_consume(url, n, "threads", args.threads)
-        row("boostkernel", f"consume(), threads x{args.threads} (default prefetch)", consume=threads)
-        threads100 = bk_consume(url, n, "threads", args.threads, 100)
-        row("boostkernel", f"consume(), threads x{args.threads}, prefetch 100", consume=threads100)
+        consume_rows(row, bk_consume, url, n, args.threads)
     rows = table.rows
     table.print_best(args.repeat)
-    top = table.top_consume
-    raw_con = table.raw_consume()
-    solo_default, solo = top("consume(), solo (default"), top("consume(), solo, prefetch")
-    threads, threads100 = top(f"consume(), threads x{args.threads} (default"), top(f"consume(), threads x{args.threads}, prefetch")
-    print_ratios(raw_con, (("solo, default prefetch", solo_default), ("solo, prefetch 100", solo),
-                           (f"threads x{args.threads}, default prefetch", threads),
-                           (f"threads x{args.threads}, prefetch 100", threads100)))
+    print_consume_ratios(table, args.threads)
     write_json(args.json, {"server": f"beanstalkd {version}", "n": n, "rows": rows,
                            "load_average": os.getloadavg()[0]}, indent=1, say=False)
     return 0

@@ -37,16 +37,11 @@ from typing import Any
 
 import orjson
 import pika
-from _common import Table, broker_layer_rate, consume_rate, print_targets, run_peer, write_json
+from _common import Table, body, broker_layer_rate, consume_rate, print_targets, run_peer, write_json
 
 HERE = Path(__file__).resolve().parent
 PEERS = ("celery", "dramatiq", "funboost")
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
-
-
-def body(i: int) -> bytes:
-    return orjson.dumps({"v": 1, "id": str(uuid.uuid4()), "queue": "raw", "args": [i], "kwargs": {},
-                         "published_at": time.time(), "attempt": 0})
 
 
 # --- raw pika baselines -------------------------------------------------------------------------------

@@ -34,15 +34,10 @@ from typing import Any
 
 import orjson
 import redis
-from _common import Table, consume_rate, print_targets, run_peer, write_json
+from _common import Table, body, consume_rate, print_targets, run_peer, write_json
 
 HERE = Path(__file__).resolve().parent
 PEERS = ("celery", "dramatiq", "rq", "huey", "funboost")
-
-
-def body(i: int) -> bytes:
-    return orjson.dumps({"v": 1, "id": str(uuid.uuid4()), "queue": "raw", "args": [i], "kwargs": {},
-                         "published_at": time.time(), "attempt": 0})
 
 
 # --- raw redis-py baselines --------------------------------------------------------------------------

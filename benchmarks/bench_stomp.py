@@ -33,15 +33,10 @@ from urllib.parse import urlparse
 
 import orjson
 import stomp
-from _common import Table, broker_layer_rate, consume_rate, print_targets, write_json
+from _common import Table, body, broker_layer_rate, consume_rate, print_targets, write_json
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_URL = "stomp://127.0.0.1:61613"
-
-
-def body(i: int) -> bytes:
-    return orjson.dumps({"v": 1, "id": str(uuid.uuid4()), "queue": "raw", "args": [i], "kwargs": {},
-                         "published_at": time.time(), "attempt": 0})
 
 
 class _Receipts(stomp.ConnectionListener):  # type: ignore[misc]
