@@ -61,6 +61,20 @@ def booster_run(n: int, *, concurrency: str, workers: int, batch: bool, name: st
     return {"publish_per_s": n / t_pub, "consume_per_s": n / t_con}
 
 
+def counting_booster(broker: str, url: str, concurrency: str, workers: int, prefetch: int | None,
+                     counter: list[None], **boost_options: Any) -> Any:
+    """A ``noop(i)`` task on a fresh queue ``bench_<concurrency>_<random>`` of ``broker`` at ``url`` that
+    appends to ``counter`` (``consume_rate`` waits on its length)."""
+    q = f"bench_{concurrency}_{uuid.uuid4().hex[:8]}"
+
+    @boost(q, broker=broker, broker_url=url, concurrency=concurrency, workers=workers, prefetch=prefetch,
+           **boost_options)
+    def noop(i: int) -> None:
+        counter.append(None)
+
+    return noop
+
+
 def body(i: int) -> bytes:
     """A raw loop's message: the kernel's JSON envelope of ``task(i)``, so raw rows move the same bytes."""
     return orjson.dumps({"v": 1, "id": str(uuid.uuid4()), "queue": "raw", "args": [i], "kwargs": {},

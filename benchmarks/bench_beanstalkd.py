@@ -33,6 +33,7 @@ from _common import (
     broker_layer_rate,
     consume_rate,
     consume_rows,
+    counting_booster,
     print_consume_ratios,
     rounds_args,
     write_json,
@@ -74,15 +75,7 @@ def raw_consume(url: str, tube: str, n: int) -> float:
 
 
 def _booster(url: str, concurrency: str, workers: int, counter: list[None], prefetch: int | None = None) -> Any:
-    from boostkernel import boost
-
-    q = f"bench_{concurrency}_{uuid.uuid4().hex[:8]}"
-
-    @boost(q, broker="beanstalkd", broker_url=url, concurrency=concurrency, workers=workers, prefetch=prefetch)
-    def noop(i: int) -> None:
-        counter.append(None)
-
-    return noop
+    return counting_booster("beanstalkd", url, concurrency, workers, prefetch, counter)
 
 
 def bk_publish(url: str, n: int) -> dict[str, float]:

@@ -37,6 +37,7 @@ from _common import (
     broker_layer_rate,
     consume_rate,
     consume_rows,
+    counting_booster,
     print_consume_ratios,
     rounds_args,
     write_json,
@@ -85,15 +86,7 @@ async def _raw(url: str, n: int) -> tuple[float, float, float]:
 
 
 def _booster(url: str, concurrency: str, workers: int, counter: list[None], prefetch: int | None = None) -> Any:
-    from boostkernel import boost
-
-    q = f"bench_{concurrency}_{uuid.uuid4().hex[:8]}"
-
-    @boost(q, broker="nats", broker_url=url, concurrency=concurrency, workers=workers, prefetch=prefetch)
-    def noop(i: int) -> None:
-        counter.append(None)
-
-    return noop
+    return counting_booster("nats", url, concurrency, workers, prefetch, counter)
 
 
 def _drop(f: Any) -> None:

@@ -37,7 +37,7 @@ from typing import Any
 
 import orjson
 import pika
-from _common import Table, body, broker_layer_rate, consume_rate, print_targets, run_peer, write_json
+from _common import Table, body, broker_layer_rate, consume_rate, counting_booster, print_targets, run_peer, write_json
 
 HERE = Path(__file__).resolve().parent
 PEERS = ("celery", "dramatiq", "funboost")
@@ -103,16 +103,8 @@ def drop_queue(url: str, q: str) -> None:
 
 def _booster(url: str, concurrency: str, workers: int, prefetch: int | None, counter: Any,
              broker_options: dict[str, Any] | None = None) -> Any:
-    from boostkernel import boost
-
-    q = f"bench_{concurrency}_{uuid.uuid4().hex[:8]}"
-
-    @boost(q, broker="rabbitmq", broker_url=url, concurrency=concurrency, workers=workers, prefetch=prefetch,
-           broker_options=broker_options or {})
-    def noop(i: int) -> None:
-        counter.append(None)
-
-    return noop
+    return counting_booster("rabbitmq", url, concurrency, workers, prefetch, counter,
+                            broker_options=broker_options or {})
 
 
 def bk_publish(url: str, n: int) -> dict[str, float]:

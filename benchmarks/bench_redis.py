@@ -34,7 +34,7 @@ from typing import Any
 
 import orjson
 import redis
-from _common import Table, body, consume_rate, print_targets, run_peer, write_json
+from _common import Table, body, consume_rate, counting_booster, print_targets, run_peer, write_json
 
 HERE = Path(__file__).resolve().parent
 PEERS = ("celery", "dramatiq", "rq", "huey", "funboost")
@@ -136,16 +136,7 @@ def raw_batched_reliable(r: redis.Redis, n: int) -> float:
 
 
 def _booster(url: str, concurrency: str, workers: int, prefetch: int | None, counter: Any, **opts: Any) -> Any:
-    from boostkernel import boost
-
-    q = f"bench_{concurrency}_{uuid.uuid4().hex[:8]}"
-
-    @boost(q, broker="redis", broker_url=url, concurrency=concurrency, workers=workers, prefetch=prefetch,
-           broker_options=opts)
-    def noop(i: int) -> None:
-        counter.append(None)
-
-    return noop
+    return counting_booster("redis", url, concurrency, workers, prefetch, counter, broker_options=opts)
 
 
 def bk_publish(url: str, n: int) -> dict[str, float]:

@@ -33,7 +33,7 @@ from urllib.parse import urlparse
 
 import orjson
 import stomp
-from _common import Table, body, broker_layer_rate, consume_rate, print_targets, write_json
+from _common import Table, body, broker_layer_rate, consume_rate, counting_booster, print_targets, write_json
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_URL = "stomp://127.0.0.1:61613"
@@ -116,15 +116,7 @@ def raw_consume(url: str, q: str, n: int) -> float:
 
 
 def _booster(url: str, concurrency: str, workers: int, prefetch: int | None, counter: Any) -> Any:
-    from boostkernel import boost
-
-    q = f"bench_{concurrency}_{uuid.uuid4().hex[:8]}"
-
-    @boost(q, broker="stomp", broker_url=url, concurrency=concurrency, workers=workers, prefetch=prefetch)
-    def noop(i: int) -> None:
-        counter.append(None)
-
-    return noop
+    return counting_booster("stomp", url, concurrency, workers, prefetch, counter)
 
 
 def bk_publish(url: str, n: int) -> dict[str, float]:
