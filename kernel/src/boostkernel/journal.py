@@ -69,13 +69,8 @@ def running_journals(directory: str | Path, exclude: str | None = None) -> dict[
     whether its consumer lives or not; ``exclude`` is an owner to skip (the caller itself). For brokers that
     redeliver a message only once the connection that held it closed: the journal that lists it names the
     consumer that lost it."""
-    skip = journal_path(directory, exclude).name if exclude else None
     out: dict[str, set[str]] = {}
-    try:
-        names = [n for n in os.listdir(directory) if n.endswith(".running") and n != skip]
-    except OSError:
-        return out
-    for name in names:
+    for name in _journal_names(directory, exclude):
         try:
             data = (Path(directory) / name).read_bytes()
         except OSError:
@@ -122,16 +117,20 @@ def _owner_alive(path: Path) -> bool:
         os.close(fd)
 
 
+def _journal_names(directory: str | Path, exclude: str | None) -> list[str]:
+    """The journal files in ``directory`` but ``exclude``'s (an owner); none if it cannot be listed."""
+    skip = journal_path(directory, exclude).name if exclude else None
+    try:
+        return [n for n in os.listdir(directory) if n.endswith(".running") and n != skip]
+    except OSError:
+        return []
+
+
 def dead_journals(directory: str | Path, exclude: str | None = None) -> dict[str, set[str]]:
     """``{owner file name: keys it was running}`` for the journals in ``directory`` whose consumer is gone
     (no process holds their lock) and that still list running keys; ``exclude`` is an owner to skip."""
-    skip = journal_path(directory, exclude).name if exclude else None
     out: dict[str, set[str]] = {}
-    try:
-        names = [n for n in os.listdir(directory) if n.endswith(".running") and n != skip]
-    except OSError:
-        return out
-    for name in names:
+    for name in _journal_names(directory, exclude):
         path = Path(directory) / name
         if _owner_alive(path):
             continue
