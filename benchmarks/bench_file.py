@@ -18,12 +18,10 @@ import os
 import shutil
 import sys
 import tempfile
-import threading
 import time
-import uuid
 from typing import Any
 
-from boostkernel import boost
+from _common import booster_run
 
 
 def raw(base: str, n: int) -> dict[str, float]:
@@ -83,33 +81,8 @@ def broker_loop(base: str, n: int) -> dict[str, float]:
 
 
 def kernel(base: str, n: int, concurrency: str, workers: int, batch: bool) -> dict[str, float]:
-    counter = [0]
-    finished = threading.Event()
-    lock = threading.Lock()
-
-    @boost(f"bench_file_{concurrency}_{uuid.uuid4().hex[:6]}", broker="file", broker_url=f"file://{base}/k",
-           concurrency=concurrency, workers=workers, validate_args=False)
-    def noop(x: int) -> None:
-        with lock:
-            counter[0] += 1
-            if counter[0] == n:
-                finished.set()
-
-    t0 = time.perf_counter()
-    if batch:
-        noop.push_many([(i,) for i in range(n)])
-    else:
-        push = noop.push
-        for i in range(n):
-            push(i)
-    t_pub = time.perf_counter() - t0
-    t1 = time.perf_counter()
-    noop.consume()
-    if not finished.wait(600):
-        raise RuntimeError(f"only {counter[0]} of {n} ran")
-    t_con = time.perf_counter() - t1
-    noop.stop()
-    return {"publish_per_s": n / t_pub, "consume_per_s": n / t_con}
+    return booster_run(n, concurrency=concurrency, workers=workers, batch=batch, name="bench_file", purge=False,
+                       broker="file", broker_url=f"file://{base}/k")
 
 
 def main() -> None:

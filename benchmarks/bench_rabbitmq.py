@@ -25,11 +25,9 @@ one-by-one ``push()`` with confirms >= 10,000/s; ``push_many`` >= 10,000/s.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import platform
-import subprocess
 import sys
 import threading
 import time
@@ -39,15 +37,11 @@ from typing import Any
 
 import orjson
 import pika
+from _common import Table, body, broker_layer_rate, consume_rate, counting_booster, print_targets, run_peer, write_json
 
 HERE = Path(__file__).resolve().parent
 PEERS = ("celery", "dramatiq", "funboost")
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
-
-
-def body(i: int) -> bytes:
-    return orjson.dumps({"v": 1, "id": str(uuid.uuid4()), "queue": "raw", "args": [i], "kwargs": {},
-                         "published_at": time.time(), "attempt": 0})
 
 
 # --- raw pika baselines -------------------------------------------------------------------------------
@@ -109,16 +103,8 @@ def drop_queue(url: str, q: str) -> None:
 
 def _booster(url: str, concurrency: str, workers: int, prefetch: int | None, counter: Any,
              broker_options: dict[str, Any] | None = None) -> Any:
-    from boostkernel import boost
-
-    q = f"bench_{concurrency}_{uuid.uuid4().hex[:8]}"
-
-    @boost(q, broker="rabbitmq", broker_url=url, concurrency=concurrency, workers=workers, prefetch=prefetch,
-           broker_options=broker_options or {})
-    def noop(i: int) -> None:
-        counter.append(None)
-
-    return noop
+    return counting_booster("rabbitmq", url, concurrency, workers, prefetch, counter,
+                            broker_options=broker_options or {})
 
 
 def bk_publish(url: str, n: int) -> dict[str, float]:
@@ -166,21 +152,10 @@ def bk_broker_layer(url: str, n: int) -> float:
     f = _booster(url, "solo", 1, 100, [])
     f.push_many([(i,) for i in range(n)])
     b = RabbitmqBroker(f.queue, url, prefetch=100)
-    done = 0
-    t0 = time.perf_counter()
-    while done < n:
-        got = b.fetch(100, 2.0)
-        if not got:
-            break
-        for d in got:
-            orjson.loads(d.body)
-        b.ack_many(got)
-        done += len(got)
-    dt = time.perf_counter() - t0
-    b.close()
+    rate = broker_layer_rate(b, n)
     f.broker.delete_queues()
     f.broker.close()
-    return done / dt
+    return rate
 
 
 def bk_consume(url: str, n: int, concurrency: str, workers: int, prefetch: int | None,
@@ -190,40 +165,16 @@ def bk_consume(url: str, n: int, concurrency: str, workers: int, prefetch: int |
     f.purge()
     f.push_many([(i,) for i in range(n)])
     assert f.count() == n
-    t0 = time.perf_counter()
-    f.consume()
-    while len(done) < n:
-        time.sleep(0.002)
-    dt = time.perf_counter() - t0
-    f.stop(10)
+    rate = consume_rate(f, n, done)
     left = f.count()
     if left:
         print(f"  warning: {left} message(s) left after the consume run", file=sys.stderr)
     f.broker.delete_queues()
     f.broker.close()
-    return n / dt
+    return rate
 
 
 # --- peers ----------------------------------------------------------------------------------------------
-
-def run_peer(name: str, url: str, n: int) -> dict[str, Any]:
-    script = HERE / "peers" / f"{name}_bench.py"
-    if not script.exists():
-        return {"framework": name, "skipped": f"{script.relative_to(HERE.parent)} not present"}
-    try:
-        proc = subprocess.run([sys.executable, str(script), "--broker-url", url, "-n", str(n), "--json"],
-                              capture_output=True, text=True, timeout=900)
-    except subprocess.TimeoutExpired:
-        return {"framework": name, "skipped": "timed out after 900 s"}
-    for line in reversed(proc.stdout.strip().splitlines()):
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                return dict(json.loads(line))
-            except json.JSONDecodeError:
-                break
-    return {"framework": name, "skipped": f"exit {proc.returncode}: {(proc.stderr or proc.stdout)[-300:]}"}
-
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -238,14 +189,8 @@ def main() -> int:
     logging.getLogger("boostkernel").setLevel(logging.ERROR)
     logging.getLogger("pika").setLevel(logging.CRITICAL)
 
-    rows: list[dict[str, Any]] = []
-
-    def row(name: str, mode: str, publish: float | None = None, consume: float | None = None, note: str = "") -> None:
-        rows.append({"framework": name, "mode": mode, "publish_per_s": publish, "consume_per_s": consume,
-                     "note": note})
-        pub = f"{publish:>12,.0f}" if publish else f"{'':>12}"
-        con = f"{consume:>12,.0f}" if consume else f"{'':>12}"
-        print(f"{name:<22} {mode:<52} {pub} {con}  {note}", flush=True)
+    table = Table(22, 52, notes=True)
+    row, rows = table.row, table.rows
 
     conn = pika.BlockingConnection(pika.URLParameters(url))
     server = conn._impl.server_properties.get("version", b"?")  # noqa: SLF001 - informational only
@@ -253,7 +198,7 @@ def main() -> int:
     server = server.decode() if isinstance(server, bytes) else str(server)
     print(f"RabbitMQ {server} at {url.split('@')[-1]}; Python {platform.python_version()}; pika {pika.__version__}; "
           f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f} at start; n={n}")
-    print(f"{'framework':<22} {'mode':<52} {'publish/s':>12} {'consume/s':>12}")
+    table.header()
 
     raw_pub, q1 = raw_publish(url, n, confirms=False)
     row("pika (raw)", "basic_publish loop, persistent, no confirms", raw_pub)
@@ -304,16 +249,12 @@ def main() -> int:
     if fb and "skipped" not in fb and fb.get("consume_per_s"):
         checks.append(("consume >= funboost (amqpstorm)", best >= fb["consume_per_s"],
                        f"{best:,.0f} vs {fb['consume_per_s']:,.0f}"))
-    print("\ntargets:")
-    for name, ok, detail in checks:
-        print(f"  [{'PASS' if ok else 'FAIL'}] {name}: {detail}")
+    targets = print_targets(checks)
     out = {"n": n, "url": url.split("@")[-1], "python": platform.python_version(), "rabbitmq": server,
            "loadavg_end": os.getloadavg()[0],
            "time": time.time(), "rows": rows,
-           "targets": [{"target": a, "ok": b, "detail": c} for a, b, c in checks]}
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(out, indent=2))
-    print(f"\nwrote {args.json}")
+           "targets": targets}
+    write_json(args.json, out)
     return 0
 
 

@@ -22,11 +22,9 @@ auto-batched publish >= 100,000/s.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -36,14 +34,10 @@ from typing import Any
 
 import orjson
 import redis
+from _common import Table, body, consume_rate, counting_booster, print_targets, run_peer, write_json
 
 HERE = Path(__file__).resolve().parent
 PEERS = ("celery", "dramatiq", "rq", "huey", "funboost")
-
-
-def body(i: int) -> bytes:
-    return orjson.dumps({"v": 1, "id": str(uuid.uuid4()), "queue": "raw", "args": [i], "kwargs": {},
-                         "published_at": time.time(), "attempt": 0})
 
 
 # --- raw redis-py baselines --------------------------------------------------------------------------
@@ -142,16 +136,7 @@ def raw_batched_reliable(r: redis.Redis, n: int) -> float:
 
 
 def _booster(url: str, concurrency: str, workers: int, prefetch: int | None, counter: Any, **opts: Any) -> Any:
-    from boostkernel import boost
-
-    q = f"bench_{concurrency}_{uuid.uuid4().hex[:8]}"
-
-    @boost(q, broker="redis", broker_url=url, concurrency=concurrency, workers=workers, prefetch=prefetch,
-           broker_options=opts)
-    def noop(i: int) -> None:
-        counter.append(None)
-
-    return noop
+    return counting_booster("redis", url, concurrency, workers, prefetch, counter, broker_options=opts)
 
 
 def bk_publish(url: str, n: int) -> dict[str, float]:
@@ -190,16 +175,11 @@ def bk_consume(url: str, n: int, concurrency: str, workers: int, prefetch: int |
     f.purge()
     f.push_many([(i,) for i in range(n)])
     assert f.count() == n
-    t0 = time.perf_counter()
-    f.consume()
-    while len(done) < n:
-        time.sleep(0.002)
-    dt = time.perf_counter() - t0
-    f.stop(10)
+    rate = consume_rate(f, n, done)
     left = f.count() + f.broker.in_flight()
     if left:
         print(f"  warning: {left} message(s) left after the consume run", file=sys.stderr)
-    return n / dt
+    return rate
 
 
 # --- boostkernel measured exactly like the peers (benchmarks/peers/peerbench_common.py) --------------------
@@ -293,25 +273,6 @@ def bk_peer_method(url: str, n: int, concurrency: str, workers: int, prefetch: i
 # --- peers ----------------------------------------------------------------------------------------------
 
 
-def run_peer(name: str, url: str, n: int) -> dict[str, Any]:
-    script = HERE / "peers" / f"{name}_bench.py"
-    if not script.exists():
-        return {"framework": name, "skipped": f"{script.relative_to(HERE.parent)} not present"}
-    try:
-        proc = subprocess.run([sys.executable, str(script), "--broker-url", url, "-n", str(n), "--json"],
-                              capture_output=True, text=True, timeout=900)
-    except subprocess.TimeoutExpired:
-        return {"framework": name, "skipped": "timed out after 900 s"}
-    for line in reversed(proc.stdout.strip().splitlines()):
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                return dict(json.loads(line))
-            except json.JSONDecodeError:
-                break
-    return {"framework": name, "skipped": f"exit {proc.returncode}: {(proc.stderr or proc.stdout)[-300:]}"}
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-n", type=int, default=100_000, help="messages per measurement (default 100000)")
@@ -331,18 +292,12 @@ def main() -> int:
     logging.getLogger("boostkernel").setLevel(logging.ERROR)
     r = redis.Redis.from_url(url)
     r.ping()
-    rows: list[dict[str, Any]] = []
-
-    def row(name: str, mode: str, publish: float | None = None, consume: float | None = None, note: str = "") -> None:
-        rows.append({"framework": name, "mode": mode, "publish_per_s": publish, "consume_per_s": consume,
-                     "note": note})
-        pub = f"{publish:>12,.0f}" if publish else f"{'':>12}"
-        con = f"{consume:>12,.0f}" if consume else f"{'':>12}"
-        print(f"{name:<22} {mode:<44} {pub} {con}  {note}", flush=True)
+    table = Table(22, 44, notes=True)
+    row, rows = table.row, table.rows
 
     print(f"Redis {r.info('server')['redis_version']} at {url}; Python {platform.python_version()}; "
           f"{platform.processor() or platform.machine()}; n={n}")
-    print(f"{'framework':<22} {'mode':<44} {'publish/s':>12} {'consume/s':>12}")
+    table.header()
     k = max(1, args.repeat)
 
     def best(fn: Any, *a: Any) -> float:
@@ -417,15 +372,11 @@ def main() -> int:
     # The issue states funboost's ack-able mode at ~4,700/s on this machine (measured without the counter):
     checks.append(("threads consume (in-process count) >= 5x the issue's funboost figure (4,700/s)",
                    thr >= 5 * 4_700, f"{thr:,.0f} vs {5 * 4_700:,.0f}"))
-    print("\ntargets:")
-    for name, ok, detail in checks:
-        print(f"  [{'PASS' if ok else ('n/a ' if ok is None else 'FAIL')}] {name}: {detail}")
+    targets = print_targets(checks)
     out = {"n": n, "repeat": k, "command": " ".join(["python", *sys.argv]), "url": url.split("@")[-1], "python": platform.python_version(),
            "redis": r.info("server")["redis_version"], "time": time.time(), "count_method": args.count_method, "rows": rows,
-           "targets": [{"target": a, "ok": b, "detail": c} for a, b, c in checks]}
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(out, indent=2))
-    print(f"\nwrote {args.json}")
+           "targets": targets}
+    write_json(args.json, out)
     return 0
 
 

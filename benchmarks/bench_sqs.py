@@ -19,7 +19,7 @@ import time
 import uuid
 from typing import Any
 
-from boostkernel import boost
+from _common import booster_run
 
 
 def raw(url: str, n: int, threads: int) -> dict[str, float]:
@@ -71,32 +71,8 @@ def raw(url: str, n: int, threads: int) -> dict[str, float]:
 
 
 def plugin(url: str, n: int, concurrency: str, workers: int, batch: bool) -> dict[str, float]:
-    counter = [0]
-    finished = threading.Event()
-    lock = threading.Lock()
-
-    @boost(f"bench_sqs_{concurrency}_{uuid.uuid4().hex[:6]}", broker="sqs", broker_url=url,
-           concurrency=concurrency, workers=workers, validate_args=False)
-    def noop(x: int) -> None:
-        with lock:
-            counter[0] += 1
-            if counter[0] == n:
-                finished.set()
-
-    t0 = time.perf_counter()
-    if batch:
-        noop.push_many([(i,) for i in range(n)])
-    else:
-        for i in range(n):
-            noop.push(i)
-    t_pub = time.perf_counter() - t0
-    t1 = time.perf_counter()
-    noop.consume()
-    if not finished.wait(900):
-        raise RuntimeError(f"only {counter[0]} of {n} ran")
-    t_con = time.perf_counter() - t1
-    noop.stop()
-    return {"publish_per_s": n / t_pub, "consume_per_s": n / t_con}
+    return booster_run(n, concurrency=concurrency, workers=workers, batch=batch, name="bench_sqs", purge=False,
+                       timeout=900, broker="sqs", broker_url=url)
 
 
 def main() -> None:

@@ -20,7 +20,6 @@ Target (checked and printed): consume >= 80% of the raw stomp.py consume loop.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import platform
@@ -34,14 +33,10 @@ from urllib.parse import urlparse
 
 import orjson
 import stomp
+from _common import Table, body, broker_layer_rate, consume_rate, counting_booster, print_targets, write_json
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_URL = "stomp://127.0.0.1:61613"
-
-
-def body(i: int) -> bytes:
-    return orjson.dumps({"v": 1, "id": str(uuid.uuid4()), "queue": "raw", "args": [i], "kwargs": {},
-                         "published_at": time.time(), "attempt": 0})
 
 
 class _Receipts(stomp.ConnectionListener):  # type: ignore[misc]
@@ -121,15 +116,7 @@ def raw_consume(url: str, q: str, n: int) -> float:
 
 
 def _booster(url: str, concurrency: str, workers: int, prefetch: int | None, counter: Any) -> Any:
-    from boostkernel import boost
-
-    q = f"bench_{concurrency}_{uuid.uuid4().hex[:8]}"
-
-    @boost(q, broker="stomp", broker_url=url, concurrency=concurrency, workers=workers, prefetch=prefetch)
-    def noop(i: int) -> None:
-        counter.append(None)
-
-    return noop
+    return counting_booster("stomp", url, concurrency, workers, prefetch, counter)
 
 
 def bk_publish(url: str, n: int) -> dict[str, float]:
@@ -158,38 +145,22 @@ def bk_broker_layer(url: str, n: int) -> float:
     f = _booster(url, "solo", 1, 100, [])
     f.push_many([(i,) for i in range(n)])
     b = StompBroker(f.queue, url, prefetch=100)
-    done = 0
-    t0 = time.perf_counter()
-    while done < n:
-        got = b.fetch(100, 5.0)
-        if not got:
-            break
-        for d in got:
-            orjson.loads(d.body)
-        b.ack_many(got)
-        done += len(got)
-    dt = time.perf_counter() - t0
-    b.close()
+    rate = broker_layer_rate(b, n, 5.0)
     f.broker.close()
-    return done / dt
+    return rate
 
 
 def bk_consume(url: str, n: int, concurrency: str, workers: int, prefetch: int | None) -> float:
     done: list[None] = []
     f = _booster(url, concurrency, workers, prefetch, done)
     f.push_many([(i,) for i in range(n)])
-    t0 = time.perf_counter()
-    f.consume()
-    while len(done) < n:
-        time.sleep(0.002)
-    dt = time.perf_counter() - t0
-    f.stop(10)
+    rate = consume_rate(f, n, done)
     left = f.count()
     if left:
         print(f"  warning: {left} message(s) left after the consume run", file=sys.stderr)
         f.purge()
     f.broker.close()
-    return n / dt
+    return rate
 
 
 def main() -> int:
@@ -202,17 +173,12 @@ def main() -> int:
     n, url = args.n, args.url
     logging.getLogger("boostkernel").setLevel(logging.ERROR)
     logging.getLogger("stomp.py").setLevel(logging.CRITICAL)
-    rows: list[dict[str, Any]] = []
-
-    def row(name: str, mode: str, publish: float | None = None, consume: float | None = None) -> None:
-        rows.append({"framework": name, "mode": mode, "publish_per_s": publish, "consume_per_s": consume})
-        pub = f"{publish:>12,.0f}" if publish else f"{'':>12}"
-        con = f"{consume:>12,.0f}" if consume else f"{'':>12}"
-        print(f"{name:<16} {mode:<58} {pub} {con}", flush=True)
+    table = Table(16, 58)
+    row, rows = table.row, table.rows
 
     print(f"STOMP at {url}; Python {platform.python_version()}; stomp.py {stomp.__version__}; "
           f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f} at start; n={n}")
-    print(f"{'framework':<16} {'mode':<58} {'publish/s':>12} {'consume/s':>12}")
+    table.header()
     q = f"bench_raw_{uuid.uuid4().hex[:8]}"
     row("stomp.py (raw)", "send loop, persistent, receipt each (1 RTT each)", raw_publish(url, q, min(n, 3000), 1))
     raw_con_small = raw_consume(url, q, min(n, 3000))  # drains the queue
@@ -234,14 +200,10 @@ def main() -> int:
     best = max(dflt, solo, thr)
     checks = [("consume (best of defaults/solo/threads) >= 80% of the raw stomp.py consume loop",
                best >= 0.8 * raw_con, f"{best:,.0f} vs {0.8 * raw_con:,.0f} ({best / raw_con:.0%})")]
-    print("\ntargets:")
-    for name, ok, detail in checks:
-        print(f"  [{'PASS' if ok else 'FAIL'}] {name}: {detail}")
+    targets = print_targets(checks)
     out = {"n": n, "url": url, "python": platform.python_version(), "loadavg_end": os.getloadavg()[0],
-           "time": time.time(), "rows": rows, "targets": [{"target": a, "ok": b, "detail": c} for a, b, c in checks]}
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(out, indent=2))
-    print(f"\nwrote {args.json}")
+           "time": time.time(), "rows": rows, "targets": targets}
+    write_json(args.json, out)
     return 0
 
 

@@ -10,7 +10,16 @@ from pathlib import Path
 import pytest
 
 from boostkernel import journal
-from boostkernel.journal import RunningJournal, charge, charges, dead_journals, discharge, forget_charges, journal_path
+from boostkernel.journal import (
+    RunningJournal,
+    charge,
+    charges,
+    dead_journals,
+    discharge,
+    forget_charges,
+    journal_path,
+    running_journals,
+)
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="flock is POSIX")
 
@@ -41,6 +50,24 @@ def test_dead_journals_lists_only_dead_owners(tmp_path: Path) -> None:
     discharge(tmp_path, journal_path(tmp_path, "other").name, "m1")
     assert dead_journals(tmp_path, exclude="me") == {}
     mine.close()
+
+
+def test_running_journals_lists_live_and_dead_owners_but_not_mine(tmp_path: Path) -> None:
+    mine, other = RunningJournal(tmp_path, "me"), RunningJournal(tmp_path, "other")
+    idle = RunningJournal(tmp_path, "idle")
+    for j in (mine, other, idle):
+        j.open()
+    mine.started("m0")
+    other.started("m1")
+    other.started("m2")
+    other.finished("m2")
+    idle.started("m3")
+    idle.finished("m3")
+    assert running_journals(tmp_path, exclude="me") == {journal_path(tmp_path, "other").name: {"m1"}}
+    assert set(running_journals(tmp_path)) == {journal_path(tmp_path, "me").name, journal_path(tmp_path, "other").name}
+    assert running_journals(tmp_path / "missing") == {}
+    for j in (mine, other, idle):
+        j.close()
 
 
 def test_rotation_keeps_the_lock(tmp_path: Path) -> None:

@@ -52,6 +52,10 @@ def read_journal(directory: str | Path, owner: str) -> set[str] | None:
         data = journal_path(directory, owner).read_bytes()
     except OSError:
         return None
+    return _parse_journal(data)
+
+
+def _parse_journal(data: bytes) -> set[str]:
     running: set[str] = set()
     for line in data.decode(errors="replace").split("\n"):
         if line.startswith("-"):
@@ -59,6 +63,23 @@ def read_journal(directory: str | Path, owner: str) -> set[str] | None:
         elif line:
             running.add(line)
     return running
+
+
+def running_journals(directory: str | Path, exclude: str | None = None) -> dict[str, set[str]]:
+    """``{owner file name: keys it lists as running}`` for every journal in ``directory`` that lists any,
+    whether its consumer lives or not; ``exclude`` is an owner to skip (the caller itself). For brokers that
+    redeliver a message only once the connection that held it closed: the journal that lists it names the
+    consumer that lost it."""
+    out: dict[str, set[str]] = {}
+    for name in _journal_names(directory, exclude):
+        try:
+            data = (Path(directory) / name).read_bytes()
+        except OSError:
+            continue
+        ran = _parse_journal(data)
+        if ran:
+            out[name] = ran
+    return out
 
 
 def remove_journal(directory: str | Path, owner: str) -> None:
@@ -97,16 +118,20 @@ def _owner_alive(path: Path) -> bool:
         os.close(fd)
 
 
+def _journal_names(directory: str | Path, exclude: str | None) -> list[str]:
+    """The journal files in ``directory`` but ``exclude``'s (an owner); none if it cannot be listed."""
+    skip = journal_path(directory, exclude).name if exclude else None
+    try:
+        return [n for n in os.listdir(directory) if n.endswith(".running") and n != skip]
+    except OSError:
+        return []
+
+
 def dead_journals(directory: str | Path, exclude: str | None = None) -> dict[str, set[str]]:
     """``{owner file name: keys it was running}`` for the journals in ``directory`` whose consumer is gone
     (no process holds their lock) and that still list running keys; ``exclude`` is an owner to skip."""
-    skip = journal_path(directory, exclude).name if exclude else None
     out: dict[str, set[str]] = {}
-    try:
-        names = [n for n in os.listdir(directory) if n.endswith(".running") and n != skip]
-    except OSError:
-        return out
-    for name in names:
+    for name in _journal_names(directory, exclude):
         path = Path(directory) / name
         if _owner_alive(path):
             continue

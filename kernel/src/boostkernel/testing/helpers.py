@@ -86,3 +86,42 @@ def drop_tcp_connections(port: int, host: str = "127.0.0.1") -> int:
             except OSError:
                 pass
     return cut
+
+
+class BrokerFactory:
+    """A ready-made value for a contract's ``make_broker`` fixture: ``factory(queue)`` returns
+    ``broker_class(queue, url, **options)`` and keeps it in ``made``; ``close_all()`` closes them::
+
+        @pytest.fixture
+        def make_broker(self) -> Iterator[Callable[[str], Broker]]:
+            f = BrokerFactory(MyBroker, service_url("mybroker"), lease=1.0)
+            yield f
+            f.close_all()
+    """
+
+    def __init__(self, broker_class: Callable[..., Any], url: str, **options: Any) -> None:
+        self.broker_class, self.url, self.options = broker_class, url, options
+        self.made: list[Any] = []
+
+    def __call__(self, queue: str) -> Any:
+        b = self.broker_class(queue, self.url, **self.options)
+        self.made.append(b)
+        return b
+
+    def close_all(self) -> None:
+        for b in self.made:
+            b.close()
+
+
+def cut_connections_to(url: str) -> Callable[[Any], None]:
+    """A ready-made ``cut_connection`` for a broker on Python sockets: cuts every connection of this process
+    to the port of ``url`` (:func:`drop_tcp_connections`) and fails the test if there was none."""
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+
+    def cut(broker: Any) -> None:
+        if not drop_tcp_connections(port):
+            import pytest
+
+            pytest.fail("no connection to cut")
+
+    return cut

@@ -47,6 +47,52 @@ def _wait_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | None =
     raise TimeoutError(f"the private server did not open port {port} within {timeout}s")
 
 
+class PrivateProcess:
+    """Base of a private server that runs as one child process on a free local port (beanstalkd,
+    nats-server, ...): a subclass sets what it needs in ``__init__`` (after ``super().__init__()``, which
+    picks ``self.port``) and returns the command line from :meth:`command`::
+
+        class PrivateBeanstalkd(PrivateProcess):
+            def __init__(self, base: Path) -> None:
+                super().__init__()
+                self.url = f"beanstalk://127.0.0.1:{self.port}"
+                self.binlog = base
+                self.start()
+
+            def command(self) -> list[str]:
+                return ["beanstalkd", "-l", "127.0.0.1", "-p", str(self.port), "-b", str(self.binlog)]
+
+    :meth:`start` returns once the port accepts connections (or raises if the process exited first);
+    :meth:`stop` terminates it (SIGTERM, then SIGKILL after 30 s); :meth:`restart` is both, for a
+    contract's ``restart_service`` fixture.
+    """
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
+        _wait_port(self.port, 30, self.proc)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
 def _run(cmd: list[str]) -> None:
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=180)
     if p.returncode != 0:

@@ -5,7 +5,6 @@ binlog directory) that the test restarts."""
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,8 +13,8 @@ from boostkernel_beanstalkd.broker import BeanstalkdBroker
 
 from boostkernel.broker import Broker
 from boostkernel.testing import BrokerContract
-from boostkernel.testing.helpers import drop_tcp_connections, service_url
-from boostkernel.testing.private import _wait_port, free_port
+from boostkernel.testing.helpers import BrokerFactory, cut_connections_to, service_url
+from boostkernel.testing.private import PrivateProcess
 
 pytestmark = pytest.mark.service("beanstalkd")
 
@@ -24,23 +23,12 @@ FAST = {"ttr": 2, "heartbeat_interval": 0.4}
 BEANSTALKD = shutil.which("beanstalkd") or "/usr/bin/beanstalkd"
 
 
-def _port(url: str) -> int:
-    return int(url.rsplit(":", 1)[1].split("/")[0])
-
-
-class _Factory:
+class _Factory(BrokerFactory):
     def __init__(self, url: str) -> None:
-        self.url = url
-        self.made: list[BeanstalkdBroker] = []
-
-    def __call__(self, queue: str) -> Broker:
-        b = BeanstalkdBroker(queue, self.url, **FAST)
-        self.made.append(b)
-        return b
+        super().__init__(BeanstalkdBroker, url, **FAST)
 
     def cleanup(self) -> None:
-        for b in self.made:
-            b.close()
+        self.close_all()
         if self.made:
             cleaner = BeanstalkdBroker(self.made[0].queue, self.url)
             try:
@@ -59,8 +47,7 @@ class TestBeanstalkdContract(BrokerContract):
 
     @pytest.fixture
     def cut_connection(self) -> Callable[[Broker], None]:
-        port = _port(service_url("beanstalkd"))
-        return lambda broker: None if drop_tcp_connections(port) else pytest.fail("no connection to cut")
+        return cut_connections_to(service_url("beanstalkd"))
 
     @pytest.fixture
     def make_broker(self) -> Iterator[Callable[[str], Broker]]:
@@ -69,33 +56,16 @@ class TestBeanstalkdContract(BrokerContract):
         f.cleanup()
 
 
-class _PrivateBeanstalkd:
+class _PrivateBeanstalkd(PrivateProcess):
     def __init__(self, base: Path) -> None:
-        self.port = free_port()
+        super().__init__()
         self.binlog = base / "binlog"
         self.binlog.mkdir(parents=True, exist_ok=True)
         self.url = f"beanstalk://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
         self.start()
 
-    def start(self) -> None:
-        self.proc = subprocess.Popen([BEANSTALKD, "-l", "127.0.0.1", "-p", str(self.port), "-b", str(self.binlog),
-                                      "-z", "1048576"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True)
-        _wait_port(self.port, 30, self.proc)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
+    def command(self) -> list[str]:
+        return [BEANSTALKD, "-l", "127.0.0.1", "-p", str(self.port), "-b", str(self.binlog), "-z", "1048576"]
 
 
 @pytest.mark.skipif(not Path(BEANSTALKD).exists(), reason="beanstalkd not installed (.ci/services.d/beanstalkd.sh)")
@@ -120,5 +90,4 @@ class TestBeanstalkdDurability(BrokerContract):
     def make_broker(self, private: _PrivateBeanstalkd) -> Iterator[Callable[[str], Broker]]:
         f = _Factory(private.url)
         yield f
-        for b in f.made:
-            b.close()
+        f.close_all()

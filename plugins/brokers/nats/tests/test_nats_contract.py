@@ -4,7 +4,6 @@ against a private nats-server (its own port and store directory) that the test r
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -13,8 +12,8 @@ from boostkernel_nats.broker import NatsBroker
 
 from boostkernel.broker import Broker
 from boostkernel.testing import BrokerContract
-from boostkernel.testing.helpers import drop_tcp_connections, service_url
-from boostkernel.testing.private import _wait_port, free_port
+from boostkernel.testing.helpers import BrokerFactory, cut_connections_to, service_url
+from boostkernel.testing.private import PrivateProcess
 
 pytestmark = pytest.mark.service("nats")
 
@@ -23,23 +22,12 @@ FAST = {"lease": 2.0, "heartbeat_interval": 0.4}
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
 
 
-def _port(url: str) -> int:
-    return int(url.rsplit(":", 1)[1].split("/")[0])
-
-
-class _Factory:
+class _Factory(BrokerFactory):
     def __init__(self, url: str) -> None:
-        self.url = url
-        self.made: list[NatsBroker] = []
-
-    def __call__(self, queue: str) -> Broker:
-        b = NatsBroker(queue, self.url, **FAST)
-        self.made.append(b)
-        return b
+        super().__init__(NatsBroker, url, **FAST)
 
     def cleanup(self) -> None:
-        for b in self.made:
-            b.close()
+        self.close_all()
         if self.made:
             cleaner = NatsBroker(self.made[0].queue, self.url)
             try:
@@ -58,8 +46,7 @@ class TestNatsContract(BrokerContract):
 
     @pytest.fixture
     def cut_connection(self) -> Callable[[Broker], None]:
-        port = _port(service_url("nats"))
-        return lambda broker: None if drop_tcp_connections(port) else pytest.fail("no connection to cut")
+        return cut_connections_to(service_url("nats"))
 
     @pytest.fixture
     def make_broker(self) -> Iterator[Callable[[str], Broker]]:
@@ -68,32 +55,15 @@ class TestNatsContract(BrokerContract):
         f.cleanup()
 
 
-class _PrivateNats:
+class _PrivateNats(PrivateProcess):
     def __init__(self, base: Path) -> None:
-        self.port = free_port()
+        super().__init__()
         self.store = base / "jetstream"
         self.url = f"nats://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
         self.start()
 
-    def start(self) -> None:
-        self.proc = subprocess.Popen([NATS_SERVER, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd",
-                                      str(self.store)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True)
-        _wait_port(self.port, 30, self.proc)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
+    def command(self) -> list[str]:
+        return [NATS_SERVER, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store)]
 
 
 @pytest.mark.skipif(not Path(NATS_SERVER).exists(), reason="nats-server binary not installed")
@@ -118,5 +88,4 @@ class TestNatsDurability(BrokerContract):
     def make_broker(self, private: _PrivateNats) -> Iterator[Callable[[str], Broker]]:
         f = _Factory(private.url)
         yield f
-        for b in f.made:
-            b.close()
+        f.close_all()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -19,6 +18,7 @@ from boostkernel_stomp.broker import StompBroker
 from boostkernel.broker import Broker
 from boostkernel.testing import BrokerContract
 from boostkernel.testing.helpers import drop_tcp_connections, service_url
+from boostkernel.testing.private import PrivateProcess
 
 pytestmark = pytest.mark.service("stomp")
 
@@ -44,20 +44,14 @@ CONFIG = """<beans xmlns="http://www.springframework.org/schema/beans"
 """
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class PrivateActiveMQ:
+class PrivateActiveMQ(PrivateProcess):
     """A private ActiveMQ (Debian's jar) on a free port with its own KahaDB, restartable."""
 
     def __init__(self, base: Path) -> None:
-        self.base, self.port = base, _port()
+        super().__init__()
+        self.base = base
         (base / "tmp").mkdir(parents=True, exist_ok=True)
         (base / "activemq.xml").write_text(CONFIG.format(base=base, port=self.port))
-        self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -84,19 +78,6 @@ class PrivateActiveMQ:
                     break
                 time.sleep(0.1)
         raise RuntimeError(f"private ActiveMQ did not start: {(self.base / 'activemq.log').read_text()[-2000:]}")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
 
 
 @pytest.fixture(scope="module")

@@ -63,7 +63,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
 from boostkernel.errors import BrokerUnavailable, ConfigError, MessageRejected
-from boostkernel.journal import RunningJournal, journal_path, sweep_journals
+from boostkernel.journal import RunningJournal, running_journals, sweep_journals
 from boostkernel.logs import mask, mask_url, queue_logger
 from boostkernel.retrying import backoff_delay
 
@@ -742,25 +742,7 @@ class RabbitmqBroker(Broker):
         if now - self._dead_journals_at < 0.02:  # a burst of redeliveries: read the files at most every 20 ms
             return None
         self._dead_journals_at = now
-        self._dead_journals = {}
-        mine = journal_path(self.journal_dir, self.owner).name
-        try:
-            names = [n for n in os.listdir(self.journal_dir) if n.endswith(".running") and n != mine]
-        except OSError:
-            names = []
-        for name in names:
-            try:
-                data = (Path(self.journal_dir) / name).read_bytes().decode(errors="replace")
-            except OSError:
-                continue
-            ran = set()
-            for line in data.split("\n"):
-                if line.startswith("-"):
-                    ran.discard(line[1:])
-                elif line:
-                    ran.add(line)
-            if ran:
-                self._dead_journals[name] = ran
+        self._dead_journals = running_journals(self.journal_dir, self.owner)
         for owner, ran in self._dead_journals.items():
             if mid in ran:
                 return owner

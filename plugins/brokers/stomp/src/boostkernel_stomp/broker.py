@@ -56,7 +56,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
 from boostkernel.errors import BrokerUnavailable, ConfigError
-from boostkernel.journal import RunningJournal, journal_path, sweep_journals
+from boostkernel.journal import RunningJournal, running_journals, sweep_journals
 from boostkernel.logs import mask, mask_url, queue_logger
 
 from ._common import StompSettings, parse_url
@@ -353,26 +353,7 @@ class StompBroker(Broker):
         if now - self._dead_at < 0.02:  # a burst of redeliveries: read the files at most every 20 ms
             return None
         self._dead_at = now
-        self._dead = {}
-        mine = journal_path(self.journal_dir, self.owner).name
-        try:
-            names = [n for n in os.listdir(self.journal_dir) if n.endswith(".running") and n != mine]
-        except OSError:
-            names = []
-        for name in names:
-            try:
-                with open(os.path.join(self.journal_dir, name), "rb") as f:
-                    data = f.read().decode(errors="replace")
-            except OSError:
-                continue
-            ran = set()
-            for line in data.split("\n"):
-                if line.startswith("-"):
-                    ran.discard(line[1:])
-                elif line:
-                    ran.add(line)
-            if ran:
-                self._dead[name] = ran
+        self._dead = running_journals(self.journal_dir, self.owner)
         for owner, ran in self._dead.items():
             if mid in ran:
                 return owner
