@@ -52,7 +52,7 @@ def _tamper_in_broker(broker: str, b: Any, old: bytes, new: bytes) -> None:
         con.commit()
         con.close()
     elif broker == "redis":
-        r = br._r if hasattr(br, "_r") else br.redis
+        r = br.redis
         els = r.lrange(br._q0, 0, -1)
         idx = [i for i, el in enumerate(els) if old in el]
         assert len(idx) == 1, els

@@ -69,8 +69,8 @@ class RetryControl(Control):
     def _limit(self, ctx: TaskContext) -> int:
         override = ctx.envelope.options.get("max_retries")
         if not isinstance(override, int) or isinstance(override, bool):
-            return self.max_retries
-        return override if self.max_cap is None else min(override, self.max_cap)
+            return int(self.max_retries)
+        return int(override) if self.max_cap is None else min(int(override), self.max_cap)
 
     def _delay_for(self, ctx: TaskContext, exc: BaseException) -> float | None:
         """The delay before the next attempt, or ``None`` if ``exc`` must not be retried (now)."""
