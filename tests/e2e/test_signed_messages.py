@@ -190,3 +190,10 @@ def test_a_foreign_message_cannot_raise_its_own_limits(tmp_path: Path, unique_qu
         assert time.monotonic() - start < 4.0  # the 60 s timeout was clamped
     finally:
         f.stop()
+
+
+def test_framework_broker_refuses_the_key_without_showing_it(unique_queue: str) -> None:
+    require_broker("huey")
+    with pytest.raises(ConfigError, match=r"signing_key=\*\*\* cannot be honoured") as err:
+        boost(unique_queue, broker="huey", signing_key="topsecret")(lambda: None)
+    assert "topsecret" not in str(err.value)
