@@ -197,3 +197,17 @@ def test_framework_broker_refuses_the_key_without_showing_it(unique_queue: str) 
     with pytest.raises(ConfigError, match=r"signing_key=\*\*\* cannot be honoured") as err:
         boost(unique_queue, broker="huey", signing_key="topsecret")(lambda: None)
     assert "topsecret" not in str(err.value)
+
+
+def test_open_envelope_edge_cases() -> None:
+    s = Signer(["k"])
+    body = Envelope("q", [1]).encode()
+    sealed = sign_envelope(s, body)
+    assert open_envelope(s, sealed) == body
+    assert open_envelope(s, sealed.decode()) == body  # brokers that hand back text
+    for bad, reason in [(body, "unsigned message"), (b"", "unsigned message"), (b'{"sig":"zz"}', "unsigned message"),
+                        (b'{"sig":"' + b"g" * 64 + b'",' + body[1:], "bad signature"),
+                        (sealed.replace(b'"args":[1]', b'"args":[2]'), "bad signature"),
+                        (sealed[:-1], "bad signature")]:
+        with pytest.raises(ValueError, match=reason):
+            open_envelope(s, bad)
