@@ -21,6 +21,7 @@ from .plugins import Registration, get_plugins
 from .registry import REGISTRY, register_booster
 from .results import AsyncResult
 from .signals import wait_for_consumers
+from .signing import Signer, parse_keys, sign_envelope
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -74,6 +75,8 @@ class Booster(_Methods, Generic[P, R]):
         self._consumer: Consumer | None = None
         self._processes: ProcessGroup | None = None
         self._codec: TypeCodec | None = None
+        #: Signs every envelope published when ``signing_key`` is set (docs/signing.md); None: no work at all.
+        self.signer: Signer | None = Signer(parse_keys(params.signing_key)) if params.signing_key else None
 
         plugins = get_plugins()
         self.broker_name = plugins.resolve_broker_name(params.broker)
@@ -243,13 +246,22 @@ class Booster(_Methods, Generic[P, R]):
                                   f"installed, so the value would be ignored: {how}")
             if value is not None and not matches(value, info.annotation):
                 raise ConfigError(f"{given.replace('...', repr(value))}: must be {info.type}")
+            cap = getattr(self.params, f"{name}_cap", None) if value is not None else None
+            if cap is not None and value > cap:  # the booster caps what one message may ask for
+                raise ConfigError(f"{given.replace('...', repr(value))} exceeds {name}_cap={cap!r} set on queue "
+                                  f"{self.queue!r}: ask for at most {cap!r}, or raise the booster's {name}_cap")
             if info.control in active or name in honoured or (value is not None and value == info.default):
                 continue
             raise ConfigError(f"{given} needs the {info.control!r} control on queue {self.queue!r}, which is off, "
                               f"so the value would be ignored: {fix}")
 
-    def _outgoing(self, env: Envelope) -> Outgoing:
+    def encode(self, env: Envelope) -> bytes:
+        """The bytes of ``env`` on the wire: signed when the booster has a ``signing_key``."""
         body = env.encode()
+        return body if self.signer is None else sign_envelope(self.signer, body)
+
+    def _outgoing(self, env: Envelope) -> Outgoing:
+        body = self.encode(env)
         if len(body) > MAX_MESSAGE_BYTES:
             raise MessageRejected(f"message of {len(body)} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit "
                                   "(BOOSTKERNEL_MAX_MESSAGE_BYTES); pass a reference to the data instead")

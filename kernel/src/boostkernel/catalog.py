@@ -7,9 +7,9 @@ from __future__ import annotations
 #: ``@boost`` option -> the plugin that declares it (also the name of its extra of ``boostkernel``).
 KNOWN_OPTIONS: dict[str, str] = {
     "qps": "ratelimit", "qps_scope": "ratelimit",
-    "max_retries": "retry", "retry_backoff": "retry", "retry_backoff_max": "retry", "retry_jitter": "retry",
+    "max_retries": "retry", "max_retries_cap": "retry", "retry_backoff": "retry", "retry_backoff_max": "retry", "retry_jitter": "retry",
     "retry_on": "retry", "retry_mode": "retry",
-    "timeout": "timeout",
+    "timeout": "timeout", "timeout_cap": "timeout",
     "dedup": "dedup", "dedup_ttl": "dedup", "dedup_claim_ttl": "dedup", "dedup_busy_delay": "dedup",
     "expires": "expiry",
     "allowed_window": "timewindow", "window_tz": "timewindow",

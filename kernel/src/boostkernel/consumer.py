@@ -27,6 +27,7 @@ from .message import Envelope, decode
 from .modes import check_can_start
 from .running import add_consumer, running_consumers, stop_all
 from .signals import install_signal_handlers
+from .signing import Signer, open_envelope
 
 if TYPE_CHECKING:
     from .booster import Booster
@@ -112,6 +113,11 @@ class Consumer:
         self.retry_owned = any(c.handles_retry for c in self.controls)
         self._submitted = 0  # jobs handed to the executor (dispatch thread only)
         self._finished = itertools.count(1)  # next() is atomic: jobs done, from any thread
+        #: ``decode``, or (with ``signing_key``) a decode that first checks the signature: an unsigned or
+        #: tampered message is refused before anything of it is read.
+        self._decode: Callable[[bytes | str, str], Envelope] = decode
+        if booster.signer is not None:
+            self._decode = _verifying_decode(booster.signer)
         self._build_chain()
 
     # --- stopping (public for controls and plugins) ------------------------------------------------
@@ -278,7 +284,7 @@ class Consumer:
         loses nothing (at worst a duplicate with the same id). Returns the eta, or 0.0 if it is due.
         """
         try:
-            env = decode(delivery.body, self.booster.queue)
+            env = self._decode(delivery.body, self.booster.queue)
         except MessageDecodeError:
             return 0.0  # the worker dead-letters it
         eta = env.eta
@@ -296,10 +302,11 @@ class Consumer:
     # --- running one message ----------------------------------------------------------------------
     def _begin(self, delivery: Delivery) -> TaskContext | None:
         try:
-            env = decode(delivery.body, self.booster.queue)
+            env = self._decode(delivery.body, self.booster.queue)
         except MessageDecodeError as exc:
-            self.log.error("message %s rejected to the dead-letter queue: %s", delivery.id, exc.reason)
-            _safe(self.broker.dead_letter, delivery, f"decode error: {exc.reason}")
+            reason = exc.reason if isinstance(exc, SignatureRefused) else f"decode error: {exc.reason}"
+            self.log.error("message %s rejected to the dead-letter queue: %s", delivery.id, reason)
+            _safe(self.broker.dead_letter, delivery, reason)
             return None
         return TaskContext(env, delivery, self.booster, self.worker_id)
 
@@ -427,7 +434,8 @@ class Consumer:
                     env.options.pop("eta", None)
                 # The copy gets its own broker message id (the task id in the body is unchanged): brokers
                 # that key in-flight records by message id must not confuse it with the original's ack.
-                broker.publish(Outgoing(f"{env.id}~{env.attempt}", env.encode(), env.priority, env.eta))
+                broker.publish(Outgoing(f"{env.id}~{env.attempt}", self.booster.encode(env), env.priority,
+                                        env.eta))
                 broker.ack(delivery)
             elif status is _REQUEUED:
                 exc = ctx.exception
@@ -451,6 +459,21 @@ def _wrap(c: Control, inner: Callable[[TaskContext], Any]) -> Callable[[TaskCont
 def _awrap(c: Control, inner: Callable[[TaskContext], Awaitable[Any]]) -> Callable[[TaskContext], Awaitable[Any]]:
     around = c.around_async
     return lambda ctx: around(ctx, lambda: inner(ctx))
+
+
+class SignatureRefused(MessageDecodeError):
+    """A message refused by the signature check (``reason``: "unsigned message" or "bad signature")."""
+
+
+def _verifying_decode(signer: Signer) -> Callable[[bytes | str, str], Envelope]:
+    def verified(body: bytes | str, queue: str) -> Envelope:
+        try:
+            data = open_envelope(signer, body)
+        except ValueError as exc:
+            raise SignatureRefused(str(exc)) from None
+        return decode(data, queue)
+
+    return verified
 
 
 def _safe(fn: Callable[..., Any], *args: Any) -> None:

@@ -154,7 +154,8 @@ class FrameworkBroker(Broker):
                 continue
             reason = cls.unsupported_reasons.get(name) or f"{cls.name} has no equivalent of it"
             raise ConfigError(
-                f"@boost({p.queue!r}, broker={cls.name!r}): parameter {name}={getattr(p, name)!r} cannot be "
+                f"@boost({p.queue!r}, broker={cls.name!r}): parameter {name}="
+                f"{'***' if name == 'signing_key' else repr(getattr(p, name))} cannot be "
                 f"honoured: {reason}. {cls.name} supports: {', '.join(sorted(cls.framework_params)) or 'none'}"
             )
         unknown = set(p.broker_options) - cls.option_names

@@ -28,6 +28,7 @@ class BoostKwargs(TypedDict, total=False):
     result_ttl: float
     validate_args: bool
     max_deliveries: int
+    signing_key: str | tuple[str, ...] | None
     group: str | None
     log_level: str
     # --- ratelimit ---
@@ -35,6 +36,7 @@ class BoostKwargs(TypedDict, total=False):
     qps_scope: Literal["process", "global"]
     # --- retry ---
     max_retries: int
+    max_retries_cap: int | None
     retry_backoff: float
     retry_backoff_max: float
     retry_jitter: bool
@@ -42,6 +44,7 @@ class BoostKwargs(TypedDict, total=False):
     retry_mode: Literal["worker", "republish"]
     # --- timeout ---
     timeout: float | None
+    timeout_cap: float | None
     # --- dedup ---
     dedup: bool
     dedup_ttl: float | None

@@ -65,6 +65,10 @@ class BoostParams:
     """Check arguments against the function's signature at publish time."""
     max_deliveries: int = 3
     """A message whose worker died this many times while running it goes to the dead-letter queue."""
+    signing_key: str | tuple[str, ...] | None = field(default=None, repr=False)
+    """Sign every message published (HMAC-SHA256) and refuse unsigned or tampered ones into the dead-letter
+    queue. Several keys separated by commas (or a list) rotate: the first signs, any verifies. See
+    docs/signing.md."""
 
     # --- misc ---------------------------------------------------------------------------------
     group: str | None = None
@@ -94,6 +98,13 @@ class BoostParams:
             raise ConfigError(f"result_ttl={self.result_ttl!r}: must be > 0")
         if self.max_deliveries < 1:
             raise ConfigError(f"max_deliveries={self.max_deliveries!r}: must be >= 1")
+        if self.signing_key is not None:
+            from .signing import parse_keys
+
+            if not isinstance(self.signing_key, (str, list, tuple)) or not parse_keys(self.signing_key):
+                raise ConfigError(f"signing_key for queue {self.queue!r} holds no key: give a non-empty string "
+                                  "(several keys separated by commas: the first signs, any verifies), or None "
+                                  "to send unsigned messages")
 
     @property
     def effective_prefetch(self) -> int:

@@ -32,7 +32,7 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["TAG_BYTES", "Signer", "keys_from", "secret_env_names"]
+__all__ = ["TAG_BYTES", "Signer", "keys_from", "open_envelope", "parse_keys", "secret_env_names", "sign_envelope"]
 
 #: Length of an HMAC-SHA256 tag.
 TAG_BYTES = 32
@@ -115,3 +115,42 @@ def keys_from(name: str, options: Mapping[str, Any], environ: Mapping[str, str] 
         return []
     parts = raw.split(",") if isinstance(raw, str) else [str(k) for k in raw]
     return [p.strip() for p in parts if p.strip()]
+
+
+# --- signed envelopes (the ``signing_key`` booster setting; docs/signing.md) --------------------------
+#
+# A signed envelope is the unsigned one with a first member ``"sig"`` (64 lowercase hex digits):
+#     {"sig":"<hex tag>","v":1,"id":...}   where  tag = HMAC-SHA256(key, b'{"v":1,"id":...}')
+# The canonical bytes are the envelope's JSON exactly as encoded, without the "sig" member: the check
+# cuts the bytes, never re-encodes them, and costs one HMAC per message (one per key tried).
+
+_SIG_HEAD = b'{"sig":"'
+_SIG_END = len(_SIG_HEAD) + 2 * TAG_BYTES  # where the closing quote of the tag is
+
+
+def parse_keys(raw: Any) -> list[str]:
+    """The keys of a ``signing_key`` setting: a string (several separated by commas), or a list of them."""
+    if raw is None:
+        return []
+    parts = raw.split(",") if isinstance(raw, str) else [str(k) for k in raw]
+    return [p.strip() for p in parts if p.strip()]
+
+
+def sign_envelope(signer: Signer, body: bytes) -> bytes:
+    """``body`` (an encoded envelope, a JSON object) with its ``"sig"`` member added in front."""
+    return b'%b%b",%b' % (_SIG_HEAD, signer.sign(body).hex().encode(), body[1:])
+
+
+def open_envelope(signer: Signer, body: bytes | str) -> bytes | str:
+    """The canonical bytes of a signed envelope, or raise ``ValueError("unsigned message" | "bad signature")``."""
+    raw = body.encode() if isinstance(body, str) else bytes(body)
+    if not raw.startswith(_SIG_HEAD) or raw[_SIG_END:_SIG_END + 2] != b'",':
+        raise ValueError("unsigned message")
+    try:
+        tag = bytes.fromhex(raw[len(_SIG_HEAD):_SIG_END].decode("ascii"))
+    except ValueError:
+        raise ValueError("bad signature") from None
+    data = b"{" + raw[_SIG_END + 2:]
+    if not signer.verify(data, tag):
+        raise ValueError("bad signature")
+    return data

@@ -49,6 +49,8 @@ class RetryControl(Control):
         super().__init__(booster)
         p = self.booster.params
         self.max_retries = p.max_retries
+        #: A message's own max_retries is clamped to this (a message from elsewhere cannot raise it).
+        self.max_cap: int | None = p.max_retries_cap
         self.base, self.cap, self.jitter = float(p.retry_backoff), float(p.retry_backoff_max), p.retry_jitter
         self.retry_on = p.retry_on
         self.republish = p.retry_mode == "republish"
@@ -66,7 +68,9 @@ class RetryControl(Control):
 
     def _limit(self, ctx: TaskContext) -> int:
         override = ctx.envelope.options.get("max_retries")
-        return int(override) if isinstance(override, int) and not isinstance(override, bool) else self.max_retries
+        if not isinstance(override, int) or isinstance(override, bool):
+            return int(self.max_retries)
+        return int(override) if self.max_cap is None else min(int(override), self.max_cap)
 
     def _delay_for(self, ctx: TaskContext, exc: BaseException) -> float | None:
         """The delay before the next attempt, or ``None`` if ``exc`` must not be retried (now)."""

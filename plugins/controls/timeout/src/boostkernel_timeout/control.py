@@ -51,11 +51,15 @@ class TimeoutControl(Control):
         timeout = self.booster.params.timeout
         assert timeout is not None  # the kernel switches a control on only when its parameter is set
         self.timeout = float(timeout)
+        cap = self.booster.params.timeout_cap
+        #: A message's own timeout is clamped to this (a message from elsewhere cannot raise it).
+        self.cap: float = float(cap) if cap is not None else float("inf")
         self._executor: Any = None
 
     def _limit(self, ctx: TaskContext) -> float:
         t = ctx.envelope.options.get("timeout")
-        return float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) and t > 0 else self.timeout
+        return min(float(t), self.cap) if isinstance(t, (int, float)) and not isinstance(t, bool) and t > 0 \
+            else self.timeout
 
     @property
     def executor(self) -> Any:
