@@ -16,6 +16,7 @@ EXTRAS: frozenset[str] = frozenset({
     "sql",
     "sqlite",
     "stomp",
+    "funboost",
     "asyncio",
     "eventlet",
     "gevent",
