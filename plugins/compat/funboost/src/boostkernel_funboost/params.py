@@ -21,7 +21,7 @@ from .enums import BrokerEnum, ConcurrentModeEnum, resolve_broker_kind, resolve_
 
 log = logging.getLogger("boostkernel.funboost")
 
-_ADVANCED_RETRY_DEFAULT = {"retry_mode": "sleep", "retry_base_interval": 1.0, "retry_multiplier": 2.0,
+_ADVANCED_RETRY_DEFAULT: dict[str, Any] = {"retry_mode": "sleep", "retry_base_interval": 1.0, "retry_multiplier": 2.0,
                            "retry_max_interval": 60.0, "retry_jitter": False}
 _PERSIST_DEFAULT = {"is_save_status": False, "is_save_result": False, "expire_seconds": 7 * 24 * 3600}
 _MANUAL_DEFAULT = {"is_manual_func_input_params": False, "must_arg_name_list": [], "optional_arg_name_list": []}

@@ -1,3 +1,4 @@
+# ruff: noqa: I001 - kept as written in the reference system's docs, import line aside
 # The reference system's older API example (get_consumer / patch_frame_config, seeds 004).
 # Changed: the import line; REDIS_PASSWORD removed (the local Redis has none) and the queue is purged first;
 # is_using_rpc_mode=True is given to get_consumer, because results are kept per booster here (the older API
