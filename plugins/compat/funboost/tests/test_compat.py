@@ -9,10 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from boostkernel import ConfigError, PluginNotInstalled, TaskFailed
-from boostkernel.plugins import get_plugins
-from boostkernel.testing.helpers import wait_until
 from boostkernel_funboost import (
     AsyncResult,
     BoosterParams,
@@ -30,6 +26,10 @@ from boostkernel_funboost import (
 from boostkernel_funboost.config import reset_frame_config
 from boostkernel_funboost.enums import BROKER_MAP, Mapped, Refused, broker_members, resolve_broker_kind
 from boostkernel_funboost.params import FIELDS, translate
+
+from boostkernel import ConfigError, PluginNotInstalled, TaskFailed
+from boostkernel.plugins import get_plugins
+from boostkernel.testing.helpers import wait_until
 
 #: Broker plugins being built in parallel (mapped by name; fail at decoration until installed).
 _PLANNED = {"nats", "mqtt", "sqs", "zeromq", "tcp", "udp", "http", "grpc", "websocket", "file", "nameko",
