@@ -131,3 +131,15 @@ def test_older_api_get_consumer(tmp_path: Path) -> None:
     assert s.output().index("7") > s.output().index("3 + 4 = 7")
     assert s.stop() == 0
     assert "Traceback" not in "".join(s.err)
+
+
+def test_multi_process_consume(tmp_path: Path) -> None:
+    s = Script("ex_multi_process.py", tmp_path)
+    assert wait_until(lambda: sum(" squared is " in line for line in s.output()) >= 8 or s.proc.poll() is not None,
+                      60), (s.output(), "".join(s.err))
+    printed = {line.split(" in ")[0] for line in s.output()}
+    assert printed == {f"{i} squared is {i * i}" for i in range(8)}
+    pids = {int(line.rsplit(" ", 1)[1]) for line in s.output()}
+    assert s.proc.pid not in pids  # run by the child processes, not the script's process
+    assert s.stop() == 0
+    assert "Traceback" not in "".join(s.err)

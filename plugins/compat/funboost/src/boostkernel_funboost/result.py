@@ -49,7 +49,7 @@ class AsyncResult:
                 "result": self.inner.get(timeout=0) if ok else None,
                 "exception": f"{err.get('type', '')} {err.get('message', '')}".strip() or None,
                 "exception_type": err.get("type"), "exception_msg": err.get("message"),
-                "run_status": "finish", "status": rec.get("status"), "run_times": rec.get("attempt"),
+                "run_status": "finish", "status": rec.get("status"), "run_times": int(rec.get("attempt") or 0) + 1,
                 "msg_dict": rec.get("kwargs"), "time_start": rec.get("started_at"),
                 "time_end": rec.get("finished_at"),
             }
