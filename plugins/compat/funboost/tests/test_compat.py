@@ -306,3 +306,19 @@ def test_patch_frame_config_takes_a_config_class() -> None:
 
     patch_frame_config(BrokerConnConfig)
     assert translate(BoosterParams(queue_name="x", broker_kind="REDIS"))[1]["broker_url"] == "redis://127.0.0.1:6379/3"
+
+
+def test_funboost_command(tmp_path: Path) -> None:
+    from boostkernel_funboost.cli import funboost_command
+    from click.testing import CliRunner
+
+    out = CliRunner().invoke(funboost_command, ["--brokers"])
+    assert out.exit_code == 0 and "BrokerEnum.REDIS_STREAM: broker='redis-streams'" in out.output
+    assert "BrokerEnum.HTTPSQS: refused (nearest: http)" in out.output
+    mod = tmp_path / "fb_cli_tasks.py"
+    mod.write_text("from boostkernel_funboost import boost, BrokerEnum\n"
+                   "@boost('fb_cli_q', broker_kind=BrokerEnum.MEMORY_QUEUE, qps=3)\n"
+                   "def f(x):\n    return x\n")
+    out = CliRunner().invoke(funboost_command, [str(mod)])
+    assert out.exit_code == 0, out.output
+    assert "fb_cli_q" in out.output and "broker='memory'" in out.output and "qps=3.0" in out.output

@@ -301,7 +301,9 @@ def translate(p: BoosterParams) -> tuple[str, dict[str, Any]]:
             kw["result_ttl"] = max(kw["result_ttl"], float(persist["expire_seconds"]))
             log.info("%s: task status/results are kept in the broker's result store (result_ttl=%ss), not MongoDB",
                      q, kw["result_ttl"])
-    if isinstance(p.log_level, int):
+    if p.log_level == FIELDS["log_level"][0]:
+        pass  # funboost's default (DEBUG) was for its own colourful console; keep boostkernel's INFO
+    elif isinstance(p.log_level, int):
         kw["log_level"] = _LOG_LEVELS.get(p.log_level, "INFO")
     elif isinstance(p.log_level, str):
         kw["log_level"] = p.log_level.upper()
