@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +32,10 @@ from boostkernel import ConfigError, PluginNotInstalled, TaskFailed
 from boostkernel.plugins import get_plugins
 from boostkernel.testing.helpers import wait_until
 
+# In this test process the consumers end with the test, not with the process (boostkernel's behaviour):
+# a consumer left running by a failing test must not keep pytest from exiting.
+os.environ["BOOSTKERNEL_FUNBOOST_EXIT_WITH_MAIN"] = "1"
+
 #: Broker plugins being built in parallel (mapped by name; fail at decoration until installed).
 _PLANNED = {"nats", "mqtt", "sqs", "zeromq", "tcp", "udp", "http", "grpc", "websocket", "file", "nameko",
             "mysql-binlog"}
@@ -39,7 +44,6 @@ _PLANNED = {"nats", "mqtt", "sqs", "zeromq", "tcp", "udp", "http", "grpc", "webs
 @pytest.fixture(autouse=True)
 def _data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("BOOSTKERNEL_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("BOOSTKERNEL_FUNBOOST_EXIT_WITH_MAIN", "1")
     yield
     reset_frame_config()
 
