@@ -27,7 +27,7 @@ from typing import Any
 
 os.environ.setdefault("BOOSTKERNEL_DATA_DIR", tempfile.mkdtemp(prefix="bk-bench-"))
 
-from boostkernel import boost  # noqa: E402
+from _common import booster_run as run_booster  # noqa: E402
 
 
 def plain_loop(n: int, workers: int) -> dict[str, float]:
@@ -58,34 +58,7 @@ def plain_loop(n: int, workers: int) -> dict[str, float]:
 
 
 def booster_run(n: int, broker: str, concurrency: str, workers: int, batch: bool) -> dict[str, float]:
-    counter = [0]
-    finished = threading.Event()
-    lock = threading.Lock()
-
-    @boost(f"bench_{broker}_{concurrency}_{uuid.uuid4().hex[:6]}", broker=broker, concurrency=concurrency,
-           workers=workers, validate_args=False)
-    def noop(x: int) -> None:
-        with lock:
-            counter[0] += 1
-            if counter[0] == n:
-                finished.set()
-
-    noop.purge()
-    t0 = time.perf_counter()
-    if batch:
-        noop.push_many([(i,) for i in range(n)])
-    else:
-        push = noop.push
-        for i in range(n):
-            push(i)
-    t_pub = time.perf_counter() - t0
-    t1 = time.perf_counter()
-    noop.consume()
-    if not finished.wait(600):
-        raise RuntimeError(f"only {counter[0]} of {n} ran")
-    t_con = time.perf_counter() - t1
-    noop.stop()
-    return {"publish_per_s": n / t_pub, "consume_per_s": n / t_con}
+    return run_booster(n, concurrency=concurrency, workers=workers, batch=batch, name=f"bench_{broker}", broker=broker)
 
 
 def per_message_overhead(n: int) -> float:

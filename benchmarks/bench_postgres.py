@@ -7,7 +7,9 @@ server). *publish/s* is the publishing loop (``push()`` per message: one INSERT 
 each; ``push_many()``: 5,000 rows per statement); *consume/s* runs from ``consume()`` until the last task
 finished, acks included (the broker's guarantee: at-least-once, acked after the task).
 
-Peers: PgQueuer and procrastinate on the same database are *not* measured yet (see docs/benchmarks.md).
+Peers (``--peers``, on by default): PgQueuer and procrastinate on the same server, in the same run, with
+the same guarantee and the same in-process measurement (benchmarks/peers/pg_peers.py), at ``--workers``
+jobs in flight and at one. The table ends with our consume rate against the faster peer's.
 """
 
 from __future__ import annotations
@@ -16,43 +18,35 @@ import argparse
 import json
 import os
 import sys
-import threading
 import time
 import uuid
 from typing import Any
 
-from boostkernel import boost
+from _common import booster_run
 
 
 def run(url: str, schema: str, n: int, concurrency: str, workers: int, batch: bool) -> dict[str, float]:
-    counter = [0]
-    finished = threading.Event()
-    lock = threading.Lock()
+    return booster_run(n, concurrency=concurrency, workers=workers, batch=batch, name="bench_pg", batch_size=5000,
+                       broker="postgres", broker_url=url, broker_options={"schema": schema})
 
-    @boost(f"bench_pg_{concurrency}_{uuid.uuid4().hex[:6]}", broker="postgres", broker_url=url,
-           concurrency=concurrency, workers=workers, validate_args=False, broker_options={"schema": schema})
-    def noop(x: int) -> None:
-        with lock:
-            counter[0] += 1
-            if counter[0] == n:
-                finished.set()
 
-    t0 = time.perf_counter()
-    if batch:
-        for i in range(0, n, 5000):
-            noop.push_many([(j,) for j in range(i, min(n, i + 5000))])
-    else:
-        push = noop.push
-        for i in range(n):
-            push(i)
-    t_pub = time.perf_counter() - t0
-    t1 = time.perf_counter()
-    noop.consume()
-    if not finished.wait(600):
-        raise RuntimeError(f"only {counter[0]} of {n} ran")
-    t_con = time.perf_counter() - t1
-    noop.stop()
-    return {"publish_per_s": n / t_pub, "consume_per_s": n / t_con}
+def peers(a: argparse.Namespace, n_single: int, rows: list[dict[str, Any]]) -> None:
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "peers"))
+    import pg_peers
+
+    ours = {r["name"]: r["consume_per_s"] for r in rows}
+    for workers in (a.workers, 1):
+        best = ("", 0.0)
+        for peer, fn in (("pgqueuer", pg_peers.run_pgqueuer), ("procrastinate", pg_peers.run_procrastinate)):
+            r = fn(a.url, a.n, workers, n_single)
+            rows.append({"name": f"{peer}, {workers} in flight", **r})
+            print(f"{peer + f', {workers} in flight':50s} publish {r['publish_one_per_s']:>9,.0f}/s one by one, "
+                  f"{r['publish_batch_per_s']:>9,.0f}/s batched   consume {r['consume_per_s']:>9,.0f}/s", flush=True)
+            if r["consume_per_s"] > best[1]:
+                best = (peer, r["consume_per_s"])
+        mine = ours[f"postgres, threads({a.workers}), push_many"] if workers > 1 else ours["postgres, solo, push_many"]
+        print(f"  -> consume at {workers} in flight: ours {mine:,.0f}/s = {mine / best[1]:.0%} of {best[0]} "
+              f"(target: at or above the faster peer)", flush=True)
 
 
 def main() -> None:
@@ -62,6 +56,7 @@ def main() -> None:
     ap.add_argument("--url", default=os.environ.get("BOOSTKERNEL_POSTGRES_URL",
                                                     "postgresql://postgres@127.0.0.1:5432/test"))
     ap.add_argument("--json", default="benchmarks/results/postgres.json")
+    ap.add_argument("--no-peers", dest="peers", action="store_false", help="skip PgQueuer and procrastinate")
     a = ap.parse_args()
     import psycopg
 
@@ -77,6 +72,8 @@ def main() -> None:
         add(f"postgres, threads({a.workers}), push one by one", run(a.url, schema, n_single, "threads", a.workers, False))
         add(f"postgres, threads({a.workers}), push_many", run(a.url, schema, a.n, "threads", a.workers, True))
         add("postgres, solo, push_many", run(a.url, schema, a.n, "solo", 1, True))
+        if a.peers:
+            peers(a, n_single, rows)
     finally:
         with psycopg.connect(a.url, autocommit=True) as c:
             c.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

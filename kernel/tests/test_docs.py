@@ -27,9 +27,10 @@ def test_every_hookspec_has_a_docstring() -> None:
 def test_readme_commands() -> None:
     readme = (ROOT / "README.md").read_text()
     assert "uv sync --all-packages && uv run boostkernel demo" in readme
-    assert "\nuv run pytest\n" in readme
+    parallel, serial = 'uv run pytest -n 3 --dist loadscope -m "not serial"', "uv run pytest -m serial"
+    assert f"\n{parallel} && {serial}\n" in readme
     ci = (ROOT / ".ci" / "run").read_text()
-    assert "\nuv run pytest\n" in ci, "CI runs the README's test command"
+    assert parallel in ci and serial in ci, "CI runs the README's test command"
 
 
 def test_ci_runs_the_docs_build_the_wheelhouse_check_and_the_inexact_sync() -> None:

@@ -275,6 +275,34 @@ def test_a_crash_loop_gives_up_with_the_error(tmp_path: Path, unique_queue: str)
     assert "not restarting it" in proc.out
 
 
+def test_a_child_that_dies_during_a_slow_start_is_a_crash_loop_too(tmp_path: Path, unique_queue: str) -> None:
+    """Counted by readiness, not by the clock: a child that takes longer than FAST_DEATH to import its module
+    and then dies has still never consumed (on a loaded machine a healthy start can take that long)."""
+    from boostkernel.overlay import ProcessGroup
+
+    path = tmp_path / f"slowbroken_{unique_queue}.py"
+    path.write_text(textwrap.dedent(f'''
+        import time
+        from boostkernel import boost
+        from boostkernel.worker import is_child_process
+
+        @boost("{unique_queue}", broker="sqlite")
+        def task(): pass
+
+        if is_child_process():
+            time.sleep({ProcessGroup.FAST_DEATH + 0.5})
+            raise RuntimeError("the database this module needs is not there")
+    '''))
+    proc = Proc([BK, "worker", str(path), "--processes", "2"])
+    try:
+        proc.p.wait(90)
+    finally:
+        proc.kill()
+    proc._reader.join(5)
+    assert proc.p.returncode == 1, proc.out[-3000:]
+    assert "not restarting it" in proc.out
+
+
 def test_consume_at_import_time_in_a_child_is_a_clear_error(tmp_path: Path, unique_queue: str) -> None:
     path = tmp_path / f"noguard_{unique_queue}.py"
     path.write_text(textwrap.dedent(f'''

@@ -22,6 +22,8 @@ import pytest
 
 from boostkernel.testing.helpers import service_url, wait_until
 
+pytestmark = pytest.mark.serial  # "runs again within 25 s": run alone (.ci/run)
+
 ROOT = Path(__file__).resolve().parents[2]
 #: celery and dramatiq declare the same queue names with different arguments on RabbitMQ: drop them first
 EXAMPLE_QUEUES = ("fw_example_add", "fw_example_flaky", "fw_example_fail", "fw_example_slow")

@@ -32,7 +32,7 @@ from boostkernel.broker import Outgoing
 from boostkernel.message import Envelope
 from boostkernel.testing.helpers import service_url
 
-pytestmark = [pytest.mark.service("kafka"), pytest.mark.slow, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.serial, pytest.mark.service("kafka"), pytest.mark.slow, pytest.mark.timeout(240)]
 
 N_TASKS = 5000
 PROCESSES = 3

@@ -27,7 +27,7 @@ import pytest
 
 from boostkernel.testing.helpers import service_url
 
-pytestmark = [pytest.mark.service("rabbitmq"), pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.serial, pytest.mark.service("rabbitmq"), pytest.mark.timeout(300)]
 
 WORKERS, PREFETCH = 20, 50
 

@@ -25,7 +25,7 @@ import pytest
 
 from boostkernel.testing.helpers import service_url
 
-pytestmark = [pytest.mark.service("redis"), pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.serial, pytest.mark.service("redis"), pytest.mark.timeout(240)]
 
 WORKER = r'''
 import os, random, sqlite3, sys, threading, time

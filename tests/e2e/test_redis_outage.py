@@ -24,7 +24,9 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.timeout(180)
+from boostkernel.testing.helpers import wait_until
+
+pytestmark = [pytest.mark.serial, pytest.mark.timeout(180)]
 
 WORKER = r'''
 import os, sqlite3, sys, threading, time
@@ -134,14 +136,18 @@ def test_redis_down_for_10s_consumers_and_publishers_resume(tmp_path: Path) -> N
     pub = threading.Thread(target=publish)
     pub.start()
     try:
+        # Traffic before and after the outage is counted, not timed: a loaded machine publishes slower.
         time.sleep(5)
+        assert wait_until(lambda: len(ok) >= 500, 60), f"only {len(ok)} published before the outage"
         server.send_signal(signal.SIGTERM)  # like `redis-cli shutdown`: AOF is fsynced
         server.wait(20)
         down_at = time.monotonic()
         time.sleep(10)
         server = _start_redis(port, data, tmp_path / "redis.log")
         print(f"\nredis down for {time.monotonic() - down_at:.1f}s")
+        at_restart = len(ok)
         time.sleep(5)
+        assert wait_until(lambda: len(ok) >= at_restart + 300, 60), "publishing did not resume after the outage"
         stop.set()
         pub.join(90)
         assert not pub.is_alive()
@@ -159,7 +165,7 @@ def test_redis_down_for_10s_consumers_and_publishers_resume(tmp_path: Path) -> N
         lost = sorted(set(ok) - done)
         print(f"published ok={len(ok)} indeterminate={len(indeterminate)} executed={len(done)} lost={len(lost)} "
               f"recovered_indeterminate={len(set(indeterminate) & done)} longest publish={max_gap[0]:.1f}s")
-        assert len(ok) > 1000
+        assert len(ok) >= 800
         assert max_gap[0] >= 5, "the publisher never saw the outage"
         assert lost == [], f"{len(lost)} acknowledged publishes never ran, e.g. {lost[:10]}"
         worker.send_signal(signal.SIGTERM)

@@ -1,125 +1,58 @@
 """kill -9 chaos on the ``sql`` broker on MariaDB (SQLAlchemy + PyMySQL, SKIP LOCKED claims) at its default
-heartbeat settings: nothing is lost, and each killed worker's messages are back in the queue within the
-declared bound (15 s; dead_after 10 s + reap_interval 2 s).
+heartbeat settings (``ChaosContract``): nothing is lost, and each killed worker's messages are back in the
+queue within the declared bound (15 s; dead_after 10 s + reap_interval 2 s).
 
-1,000 tasks of 50-300 ms on one worker process with 20 threads; the worker is SIGKILLed every 1.5 s for 9 s
-and restarted at once, then the last worker drains the queue. Every execution is written by the task into
-a SQLite ledger outside MariaDB. lost must be 0; duplicates are printed; no row is left in flight.
+1,000 tasks of 50-200 ms on one worker process with 20 threads; the worker is SIGKILLed every 1.5 s six
+times and restarted at once, then the last worker drains the queue. Every execution is written by the task
+into a SQLite ledger outside MariaDB. lost must be 0; duplicates are printed; no row is left in flight.
 """
 
 from __future__ import annotations
 
 import socket
-import sys
-import textwrap
-import threading
-import time
 import uuid
-from pathlib import Path
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlparse
 
 import pytest
 
-from boostkernel.testing import wait_until
-from boostkernel.testing.chaos import Ledger, WorkerProcess, kill_loop
+from boostkernel.testing.chaos import ChaosContract
 from boostkernel.testing.helpers import service_url
 
 pytestmark = [pytest.mark.service("mysql"), pytest.mark.timeout(240)]
-N = 1000
-BOUND = 15.0
 DB = "boostkernel_test"
 
 
-def test_sigkill_every_1_5s_on_mariadb_loses_nothing_and_recovers_within_15s(tmp_path: Path) -> None:
-    import pymysql
+class TestSqlChaosOnMariaDB(ChaosContract):
+    chaos_tasks = 1000
+    chaos_kills = 6
+    chaos_workers = 20
+    chaos_recovery_bound = 15.0
 
-    u = urlparse(service_url("mysql"))
-    auth = (u.username or "root") + (f":{u.password}" if u.password else "")
-    url = f"mysql+pymysql://{auth}@{u.hostname or '127.0.0.1'}:{u.port or 3306}/{DB}"
-    prefix, queue = f"bkchaos{uuid.uuid4().hex[:8]}_", "chaos_sql"
-    admin = pymysql.connect(host=u.hostname or "127.0.0.1", port=u.port or 3306, user=u.username or "root",
-                            password=u.password or "", autocommit=True)
-    with admin.cursor() as cur:
-        cur.execute(f"CREATE DATABASE IF NOT EXISTS {DB}")
-    ledger_path = tmp_path / "ledger.db"
-    (tmp_path / "chaos_sql_tasks.py").write_text(textwrap.dedent(f"""
-        import random, time
-        from boostkernel import boost
-        from boostkernel.testing.chaos import Ledger
+    @pytest.fixture
+    def chaos_boost_options(self) -> Iterator[dict[str, Any]]:
+        import pymysql
 
-        ledger = Ledger({str(ledger_path)!r})
-
-        @boost({queue!r}, broker="sql", broker_url={url!r}, workers=20, max_deliveries=50,
-               broker_options={{"table_prefix": {prefix!r}}})
-        def work(i: int) -> None:
-            time.sleep(random.uniform(0.05, 0.3))
-            ledger.record(i)
-    """))
-    sys.path.insert(0, str(tmp_path))
-    try:
-        import chaos_sql_tasks as tasks  # type: ignore[import-not-found]
-    finally:
-        sys.path.remove(str(tmp_path))
-    try:
-        ledger = Ledger(ledger_path)
-        tasks.work.push_many([(i,) for i in range(N)])
-        assert tasks.work.count() == N
-
-        host = socket.gethostname()
-        killed: dict[int, float] = {}
-        recovered: dict[int, float] = {}
-        stop = threading.Event()
-
-        def monitor() -> None:
-            with admin.cursor() as cur:
-                while not stop.is_set():
-                    for pid, t_kill in list(killed.items()):
-                        if pid in recovered:
-                            continue
-                        cur.execute(f"SELECT count(*) FROM {DB}.{prefix}messages WHERE owner LIKE %s",
-                                    (f"{host}:{pid}:%",))
-                        row = cur.fetchone()
-                        if row is not None and row[0] == 0:
-                            recovered[pid] = time.monotonic() - t_kill
-                    stop.wait(0.1)
-
-        worker = WorkerProcess("chaos_sql_tasks", tmp_path)
-        real_kill = worker.kill
-
-        def kill_and_note() -> None:
-            pid = worker.proc.pid if worker.proc is not None else 0
-            real_kill()
-            killed[pid] = time.monotonic()
-
-        worker.kill = kill_and_note  # type: ignore[method-assign]
-        mon = threading.Thread(target=monitor, daemon=True)
-        mon.start()
-        worker.start()
-        assert worker.wait_ready(60), worker.log()[-3000:]
-        kills = kill_loop(worker, every=1.5, duration=9)
+        u = urlparse(service_url("mysql"))
+        auth = (u.username or "root") + (f":{u.password}" if u.password else "")
+        url = f"mysql+pymysql://{auth}@{u.hostname or '127.0.0.1'}:{u.port or 3306}/{DB}"
+        prefix = f"bkchaos{uuid.uuid4().hex[:8]}_"
+        admin = pymysql.connect(host=u.hostname or "127.0.0.1", port=u.port or 3306, user=u.username or "root",
+                                password=u.password or "", autocommit=True)
         try:
-            assert wait_until(lambda: len(ledger.keys()) >= N, timeout=120, interval=0.5), worker.log()[-3000:]
-            assert wait_until(lambda: len(recovered) == len(killed), timeout=BOUND + 5, interval=0.2)
-            assert worker.wait_ready()
+            with admin.cursor() as cur:
+                cur.execute(f"CREATE DATABASE IF NOT EXISTS {DB}")
+            yield {"broker": "sql", "broker_url": url, "broker_options": {"table_prefix": prefix}}
+            with admin.cursor() as cur:
+                for t in ("messages", "consumers", "dead"):
+                    cur.execute(f"DROP TABLE IF EXISTS {DB}.{prefix}{t}")
         finally:
-            stop.set()
-            mon.join(5)
-            assert worker.terminate() == 0
-        report = ledger.check(range(N))
-        report.kills = kills
-        slowest = max(recovered.values(), default=0.0)
-        print(f"\nsql (MariaDB) chaos: {report.summary()} recovery after kill: max {slowest:.1f}s")
-        assert report.lost == []
-        assert report.unexpected == []
-        assert kills >= 5
-        assert "message(s) of dead workers" in worker.log(), "no kill hit a message in flight: nothing was recovered"
-        assert slowest <= BOUND, f"recovery took {slowest:.1f}s"
-        broker = tasks.work.make_broker()
-        assert broker.count() == 0 and broker.in_flight() == 0, "no orphaned in-flight rows"
-        assert broker.dead_letters() == []
-        broker.close()
-    finally:
-        with admin.cursor() as cur:
-            for t in ("messages", "consumers", "dead"):
-                cur.execute(f"DROP TABLE IF EXISTS {DB}.{prefix}{t}")
-        admin.close()
+            admin.close()
+
+    def chaos_held_by(self, broker: Any, pid: int) -> int:
+        import sqlalchemy as sa
+
+        m = broker.tables.messages
+        query = sa.select(sa.func.count()).select_from(m).where(m.c.owner.like(f"{socket.gethostname()}:{pid}:%"))
+        return int(broker._tx(lambda c: c.execute(query).scalar_one()))

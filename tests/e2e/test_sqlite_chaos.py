@@ -6,8 +6,12 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from boostkernel.testing import wait_until
 from boostkernel.testing.chaos import Ledger, WorkerProcess, kill_loop
+
+pytestmark = pytest.mark.serial  # kill loops with time bounds: run alone (.ci/run)
 
 N = 1000
 

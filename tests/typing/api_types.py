@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Coroutine
 from typing import Any
 
+from boostkernel_cancel.api import revoke as revoke_task
+from boostkernel_pause.api import pause as pause_queue
 from typing_extensions import assert_type
 
 from boostkernel import AsyncResult, Booster, TaskOptions, boost
@@ -47,3 +49,26 @@ async def awaiting() -> None:
 add.push("one")  # type: ignore[arg-type]
 add.push(1, z=3)  # type: ignore[call-arg]
 greet.push(3)  # type: ignore[arg-type]
+
+# Booster methods of the in-tree control plugins (registry.add_booster_method): declared for type checkers
+# by boostkernel.methods.PluginMethods, served at run time by Booster.__getattr__.
+assert_type(add.pause(), None)
+assert_type(add.resume(), None)
+assert_type(add.is_paused(), bool)
+assert_type(add.revoke(r.task_id), None)
+assert_type(greet.revoke("some-id", ttl=60.0), None)
+assert_type(add.schedule(cron="*/5 * * * *", args=(1,), kwargs={"y": 2}), str)
+assert_type(add.schedule(interval=30), str)
+assert_type(add.unschedule("nightly"), bool)
+assert_type(add.schedules(), list[dict[str, Any]])
+add.revoke()  # type: ignore[call-arg]
+add.revoke(42)  # type: ignore[arg-type]
+add.schedule("*/5 * * * *")  # type: ignore[call-arg]
+add.schedule(cron=5)  # type: ignore[arg-type]
+add.pause(True)  # type: ignore[call-arg]
+paused: str = add.is_paused()  # type: ignore[assignment]
+
+# The same functions, typed, called directly (the way a third-party plugin's methods are typed).
+assert_type(pause_queue(add), None)
+assert_type(revoke_task(greet, "some-id"), None)
+pause_queue("typing_add")  # type: ignore[arg-type]

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from .kwargs import BoostKwargs
+    from .methods import PluginMethods as _PluginMethods
     from .store import Store
 
 __all__ = ["Booster", "AsyncBooster", "BoostDecorator", "BoundBooster", "boost", "REGISTRY", "open_store", "instance_state"]
@@ -42,7 +43,14 @@ _CONTROL_FIELDS: dict[str, tuple[str, str]] = {
 }
 
 
-class Booster(Generic[P, R]):
+if TYPE_CHECKING:  # the in-tree plugins' booster methods, typed (boostkernel.methods); none at run time
+    _Methods = _PluginMethods
+else:
+    class _Methods:  # defines nothing: Booster.__getattr__ finds the plugins' methods
+        __slots__ = ()
+
+
+class Booster(_Methods, Generic[P, R]):
     """A function bound to a queue. Call it to run it locally; ``push`` it to run it on a worker."""
 
     def __init__(self, fn: Callable[P, R], params: BoostParams) -> None:

@@ -17,8 +17,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -42,6 +44,8 @@ from .signals import (
 log = logging.getLogger("boostkernel.worker")
 #: Set in every child of the process overlay (a child never starts children of its own).
 CHILD_ENV = "BOOSTKERNEL_WORKER_CHILD"
+#: A directory where each child leaves a file named after its pid once its consumers have started.
+READY_ENV = "BOOSTKERNEL_WORKER_READY_DIR"
 
 
 # --- the process overlay ------------------------------------------------------------------------------
@@ -50,7 +54,8 @@ CHILD_ENV = "BOOSTKERNEL_WORKER_CHILD"
 class ProcessGroup:
     """``n`` spawned worker processes consuming the same queues, supervised and restarted when they die."""
 
-    #: A child that dies this soon after starting counts towards a crash loop.
+    #: A child that dies before its consumers started, or this soon after, counts towards a crash loop
+    #: (start-up itself may take longer than this on a loaded machine: readiness is what is checked).
     FAST_DEATH = 3.0
     #: Consecutive fast deaths of one slot after which the group gives up (the error is in the log above).
     MAX_FAST_DEATHS = 3
@@ -61,6 +66,7 @@ class ProcessGroup:
         self.procs: list[subprocess.Popen[bytes] | None] = [None] * n
         self._started_at = [0.0] * n
         self._fast_deaths = [0] * n
+        self._ready_dir = tempfile.mkdtemp(prefix="boostkernel-ready-")
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self.restarts = 0
@@ -77,7 +83,7 @@ class ProcessGroup:
         return self
 
     def _spawn(self, slot: int) -> None:
-        env = {**os.environ, CHILD_ENV: str(os.getpid())}
+        env = {**os.environ, CHILD_ENV: str(os.getpid()), READY_ENV: self._ready_dir}
         code = "from boostkernel.overlay import _child_entry; _child_entry()"
         p = subprocess.Popen([sys.executable, "-c", code, json.dumps(self.spec)], env=env)
         self.procs[slot] = p
@@ -101,11 +107,16 @@ class ProcessGroup:
                         continue
                     code = p.returncode
                     lived = time.monotonic() - self._started_at[i]
-                    self._fast_deaths[i] = self._fast_deaths[i] + 1 if lived < self.FAST_DEATH else 0
+                    marker = os.path.join(self._ready_dir, str(p.pid))
+                    started = os.path.exists(marker)
+                    if started:
+                        os.unlink(marker)
+                    fast = not started or lived < self.FAST_DEATH
+                    self._fast_deaths[i] = self._fast_deaths[i] + 1 if fast else 0
                     if self._fast_deaths[i] >= self.MAX_FAST_DEATHS:
-                        log.error("worker process slot %d died %d times within %.0fs of starting (last exit %s); "
-                                  "not restarting it (see its error above)", i + 1, self._fast_deaths[i],
-                                  self.FAST_DEATH, code)
+                        log.error("worker process slot %d died %d times before or within %.0fs of starting its "
+                                  "consumers (last exit %s); not restarting it (see its error above)", i + 1,
+                                  self._fast_deaths[i], self.FAST_DEATH, code)
                         self.procs[i] = None
                         self.failed = True
                         continue
@@ -155,6 +166,7 @@ class ProcessGroup:
                 log.warning("worker process %s did not stop within %.0fs; killing it", p.pid, timeout)
                 p.kill()
                 p.wait(5)
+        shutil.rmtree(self._ready_dir, ignore_errors=True)
         remove_group(self)
 
 
@@ -241,6 +253,7 @@ class _PidTag(logging.Filter):
 def _child_entry() -> None:
     """Entry point of a spawned child: prepare the mode, import the boosters' module, consume until SIGTERM."""
     parent = int(os.environ.pop(CHILD_ENV))
+    ready_dir = os.environ.pop(READY_ENV, None)
     mark_child(parent)
     spec = json.loads(sys.argv[1])
     sys.argv = sys.argv[:1]
@@ -285,4 +298,9 @@ def _child_entry() -> None:
         graceful_stop()
         return
     log.info("worker process %s consuming %s", os.getpid(), ", ".join(spec["queues"]))
+    if ready_dir:
+        try:
+            open(os.path.join(ready_dir, str(os.getpid())), "w").close()  # noqa: SIM115 - an empty marker
+        except OSError:
+            pass  # the group is gone (stopping): nothing will look
     wait_for_consumers()

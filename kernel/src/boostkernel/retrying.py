@@ -14,7 +14,15 @@ so many clients that lost the same server do not come back in step. ``jitter=(1.
 
 from __future__ import annotations
 
+import logging
 import random
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from .errors import BrokerUnavailable
+
+T = TypeVar("T")
 
 
 def backoff_delay(attempt: int, *, base: float = 0.2, cap: float = 30.0,
@@ -42,3 +50,21 @@ class Backoff:
 
     def __repr__(self) -> str:
         return f"Backoff(base={self.base!r}, cap={self.cap!r}, jitter={self.jitter!r}, attempt={self.attempt})"
+
+
+def retry_unavailable(fn: Callable[[], T], timeout: float, what: str, logger: logging.Logger,
+                      backoff: Backoff | None = None) -> T:
+    """``fn()``, called again after a backoff delay while it raises ``BrokerUnavailable``, until ``timeout``
+    seconds have passed (then the last error is raised). Each retry is logged as a warning naming ``what``.
+    The default backoff starts at 0.1 s, doubles up to 5 s, with +-20% jitter."""
+    deadline = time.monotonic() + timeout
+    delays = backoff if backoff is not None else Backoff(base=0.1, cap=5.0, jitter=(0.8, 1.2))
+    while True:
+        try:
+            return fn()
+        except BrokerUnavailable as exc:
+            delay = delays()
+            if time.monotonic() + delay > deadline:
+                raise
+            logger.warning("%s failed (%s); retrying in %.2fs", what, exc, delay)
+            time.sleep(delay)

@@ -1,9 +1,14 @@
 """SIGTERM/SIGINT handling and the blocking wait of a worker process.
 
-Signal handlers do no blocking work (no logging lock, no waiting for a thread to start): under gevent
-they run inside the event loop, where blocking raises. ``_thread.start_new_thread`` never waits (and is
-a greenlet spawn in a patched process). A first signal stops everything gracefully (in-flight tasks
-finish, prefetched messages go back); a second one exits at once.
+Signal handlers do no blocking work and take no lock (no logging, no ``Event.set``, no waiting for a
+thread to start): a Python handler runs in the main thread between two bytecodes, possibly in the middle
+of code that holds a lock, including another run of the same handler. A second SIGTERM that arrived
+while the first handler was inside ``Event.set()`` used to call ``Event.set()`` again and wait forever for
+the lock its own interrupted frame held (a worker child that never stopped). So a handler only reads and
+writes plain module flags and hands the work to a new thread: ``_thread.start_new_thread`` never waits (and
+is a greenlet spawn in a patched process; under gevent handlers run inside the event loop, where blocking
+raises). A first signal stops everything gracefully (in-flight tasks finish, prefetched messages go back);
+a second one exits at once.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ SHUTDOWN_GRACE = float(os.environ.get("BOOSTKERNEL_SHUTDOWN_GRACE", "30"))
 
 _handlers_installed = False
 _shutdown = threading.Event()
+#: Set by the signal handlers themselves (a plain flag: a handler must not take the lock of ``_shutdown``).
+_signalled = False
 _on_shutdown: list[Callable[[], None]] = []
 #: In a child of the process overlay: the parent's pid (set by :func:`mark_child`).
 _child_of: int | None = None
@@ -41,7 +48,7 @@ def child_of() -> int | None:
 
 
 def shutdown_requested() -> bool:
-    return _shutdown.is_set()
+    return _signalled or _shutdown.is_set()
 
 
 def wait_shutdown(seconds: float) -> bool:
@@ -73,27 +80,37 @@ def _is_repeat(signum: int, now: float) -> bool:
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
-    global _first_signal_at
+    global _first_signal_at, _signalled
     now = time.monotonic()
-    if _shutdown.is_set():
+    if _signalled or _shutdown.is_set():
         if _is_repeat(signum, now):
             os.write(2, b"boostkernel: repeated stop signal: already stopping gracefully (Ctrl-C again to force)\n")
             return
-        for g in all_groups():  # a second, deliberate signal: leave now
-            g.kill()
         os.write(2, b"boostkernel: second signal, exiting without waiting\n")
-        os._exit(1)
+        _thread.start_new_thread(_exit_now, ())
+        return
     _first_signal_at = now
-    _shutdown.set()
+    _signalled = True
     _thread.start_new_thread(graceful_stop, (signum,))
 
 
+def _exit_now() -> None:
+    """A second, deliberate signal: kill the children and leave (in a thread: ``all_groups`` takes a lock)."""
+    try:
+        for g in all_groups():
+            g.kill()
+    finally:
+        os._exit(1)
+
+
 def _on_signal_in_child(signum: int, frame: FrameType | None) -> None:
-    # The parent forwards SIGTERM and kills us after the grace period, so repeated signals (a terminal's
-    # SIGINT plus the forwarded SIGTERM) must not cut the graceful stop short.
-    if _shutdown.is_set():
+    # The parent forwards SIGTERM (and sends it again when it waits for us), and kills us after the grace
+    # period, so repeated signals (a terminal's SIGINT plus the forwarded SIGTERM) must not cut the graceful
+    # stop short.
+    global _signalled
+    if _signalled or _shutdown.is_set():
         return
-    _shutdown.set()
+    _signalled = True
     _thread.start_new_thread(graceful_stop, (signum,))
 
 

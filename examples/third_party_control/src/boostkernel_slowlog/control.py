@@ -7,7 +7,7 @@ import logging
 import threading
 from typing import Any
 
-from boostkernel import Control, TaskContext
+from boostkernel import Booster, Control, TaskContext
 
 from .options import ORDER, SlowLogOptions
 
@@ -16,8 +16,9 @@ _slow: dict[str, collections.deque[str]] = {}
 _lock = threading.Lock()
 
 
-def slow_tasks(booster: Any) -> list[str]:
-    """Ids of the slow tasks of ``booster``'s queue recorded in this process (``booster.slow_tasks()``)."""
+def slow_tasks(booster: Booster[Any, Any]) -> list[str]:
+    """Ids of the slow tasks of ``booster``'s queue recorded in this process (``booster.slow_tasks()``, or
+    this function called directly where the type checker should see the types)."""
     with _lock:
         return list(_slow.get(booster.queue, ()))
 

@@ -181,11 +181,25 @@ class ChaosContract:
     or dead-lettered, and prints the longest stall in which no task completed.
     """
 
+    #: Its recovery bound is measured in seconds: the suite runs it alone, after the parallel run (.ci/run).
+    pytestmark = [pytest.mark.serial]
+
+
     chaos_tasks: int = 400
     chaos_kills: int = 4
     chaos_kill_every: float = 1.5
+    #: Threads of the worker process.
+    chaos_workers: int = 8
     #: Seconds the drain after the last kill may take.
     chaos_drain_timeout: float = 120.0
+    #: Where set: after each kill, the messages the killed process held must be back in the queue within
+    #: this many seconds (brokers that recover by heartbeat/lease); needs :meth:`chaos_held_by`.
+    chaos_recovery_bound: float | None = None
+
+    def chaos_held_by(self, broker: Any, pid: int) -> int:
+        """How many messages worker process ``pid`` holds now (``broker``: a broker of the chaos queue,
+        made in this process). Override it where ``chaos_recovery_bound`` is set."""
+        raise NotImplementedError("set chaos_recovery_bound only with a chaos_held_by(broker, pid) override")
 
     @pytest.fixture
     def chaos_boost_options(self) -> dict[str, Any]:
@@ -200,7 +214,7 @@ class ChaosContract:
 
         queue, mod = f"chaos_{uuid.uuid4().hex[:10]}", f"chaos_tasks_{uuid.uuid4().hex[:8]}"
         ledger_path = tmp_path / "ledger.db"
-        options = {"workers": 8, "max_deliveries": 50, **chaos_boost_options}
+        options = {"workers": self.chaos_workers, "max_deliveries": 50, **chaos_boost_options}
         (tmp_path / f"{mod}.py").write_text(textwrap.dedent(f"""
             import random, time
             from boostkernel import boost
@@ -224,6 +238,7 @@ class ChaosContract:
         n = self.chaos_tasks
         tasks.work.push_many([(i,) for i in range(n)])
         worker = WorkerProcess(mod, tmp_path)
+        monitor = _RecoveryMonitor(self, tasks.work.make_broker(), worker) if self.chaos_recovery_bound else None
         worker.start()
         try:
             assert worker.wait_ready(), worker.log()[-3000:]
@@ -231,16 +246,25 @@ class ChaosContract:
                               duration=self.chaos_kill_every * self.chaos_kills + 0.1)
             assert wait_until(lambda: len(ledger.keys()) >= n, timeout=self.chaos_drain_timeout, interval=0.2), \
                 f"{n - len(ledger.keys())} of {n} tasks never ran\n{worker.log()[-3000:]}"
+            if monitor is not None:
+                assert self.chaos_recovery_bound is not None
+                assert wait_until(monitor.done, timeout=self.chaos_recovery_bound + 5, interval=0.2)
             assert worker.wait_ready()
         finally:
+            if monitor is not None:
+                monitor.close()
             code = worker.terminate()
         report = ledger.check(range(n))
         report.kills = kills
         with sqlite3.connect(ledger.path) as c:
             times = sorted(r[0] for r in c.execute("SELECT at FROM ran"))
         stall = max((b - a for a, b in zip(times, times[1:], strict=False)), default=0.0)
-        print(f"\nchaos {options.get('broker')}: {report.summary()} longest_stall={stall:.1f}s")
+        recovery = f" recovery after kill: max {monitor.slowest():.1f}s" if monitor is not None else ""
+        print(f"\nchaos {options.get('broker')}: {report.summary()} longest_stall={stall:.1f}s{recovery}")
         assert report.lost == [] and report.unexpected == [], report.summary()
+        if monitor is not None:
+            assert monitor.hit_in_flight, "no kill hit a message in flight: nothing was recovered"
+            assert monitor.slowest() <= (self.chaos_recovery_bound or 0), f"recovery took {monitor.slowest():.1f}s"
         assert code == 0, f"the worker did not stop cleanly on SIGTERM (exit {code})"
         broker = tasks.work.make_broker()
         try:
@@ -248,7 +272,57 @@ class ChaosContract:
                 assert broker.dead_letters() == [], "a task was dead-lettered by kill -9 alone"
             if broker.capabilities.count:
                 assert broker.count() == 0
+            in_flight = getattr(broker, "in_flight", None)
+            if in_flight is not None:
+                assert in_flight() == 0, "no orphaned in-flight messages"
         finally:
             if broker.capabilities.purge:
                 broker.purge()
             broker.close()
+
+
+class _RecoveryMonitor:
+    """Watches, after each SIGKILL of ``worker``, how long the killed process still holds messages."""
+
+    def __init__(self, contract: ChaosContract, broker: Any, worker: WorkerProcess) -> None:
+        self.contract, self.broker = contract, broker
+        self.killed: dict[int, float] = {}
+        self.recovered: dict[int, float] = {}
+        self.hit_in_flight = False
+        self._stop = threading.Event()
+        real_kill = worker.kill
+
+        def kill_and_note() -> None:
+            pid = worker.proc.pid if worker.proc is not None else 0
+            real_kill()
+            self.killed[pid] = time.monotonic()
+
+        worker.kill = kill_and_note  # type: ignore[method-assign]
+        self._thread = threading.Thread(target=self._run, daemon=True, name="chaos-recovery-monitor")
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for pid, t_kill in list(self.killed.items()):
+                if pid in self.recovered:
+                    continue
+                try:
+                    held = self.contract.chaos_held_by(self.broker, pid)
+                except Exception:  # noqa: BLE001 - a failed probe is retried at the next tick
+                    continue
+                if held:
+                    self.hit_in_flight = True
+                else:
+                    self.recovered[pid] = time.monotonic() - t_kill
+            self._stop.wait(0.1)
+
+    def done(self) -> bool:
+        return len(self.recovered) == len(self.killed)
+
+    def slowest(self) -> float:
+        return max(self.recovered.values(), default=0.0)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.broker.close()

@@ -29,6 +29,7 @@ DEFAULT_URLS = {
     "mqtt": "mqtt://127.0.0.1:1883",
     "nats": "nats://127.0.0.1:4222",
     "kafka": "kafka://127.0.0.1:9092",
+    "beanstalkd": "beanstalk://127.0.0.1:11300",
     "stomp": "stomp://127.0.0.1:61613",
 }
 

@@ -3,7 +3,7 @@
 * ``@pytest.mark.service("redis")``: the test needs that service. If it is unreachable the test is
   skipped locally and **fails when the ``CI`` environment variable is set**. The service's URL is
   ``BOOSTKERNEL_<NAME>_URL`` or the kernel's default for the services it knows (redis, rabbitmq,
-  postgres, mysql, mqtt, nats, kafka, stomp); for any other name the variable is required (with a port), and
+  postgres, mysql, mqtt, nats, kafka, stomp, beanstalkd); for any other name the variable is required (with a port), and
   a test marked with an unknown name and no URL **fails** saying so, instead of skipping.
 * fixtures: ``unique_queue`` (a fresh queue name per test), ``service_url`` (URL of a named service),
   ``fresh_plugins`` (a clean process-wide plugin manager for the test).
@@ -23,6 +23,8 @@ from .helpers import service_url as _service_url
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "service(name): needs a running service")
+    config.addinivalue_line("markers", "serial: bounded in time (kill loops, recovery bounds): run it alone, "
+                                       "not beside other tests (`pytest -m serial` after `pytest -n N -m 'not serial'`)")
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -22,7 +22,9 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 
 def free_port() -> int:
@@ -75,6 +77,20 @@ class PrivatePostgres:
     @classmethod
     def available(cls) -> bool:
         return cls.find_bindir() is not None
+
+    @classmethod
+    def serve(cls, tmp_path_factory: Any) -> Iterator[PrivatePostgres]:
+        """The body of a session fixture: ``yield from PrivatePostgres.serve(tmp_path_factory)`` (skips
+        the test when the server binaries are not installed; stops the server at the end)."""
+        import pytest
+
+        if not cls.available():
+            pytest.skip("PostgreSQL server binaries are not installed")
+        pg = cls.start(Path(tmp_path_factory.mktemp("private-pg")))
+        try:
+            yield pg
+        finally:
+            pg.stop()
 
     @classmethod
     def start(cls, base: Path, port: int | None = None) -> PrivatePostgres:

@@ -6,7 +6,6 @@ The durability test restarts the server: it runs against a private PostgreSQL st
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
@@ -25,11 +24,7 @@ FAST = {"heartbeat_interval": 0.25, "dead_after": 2.0, "reap_interval": 0.3, "ma
 
 @pytest.fixture(scope="session")
 def private_pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivatePostgres]:
-    if not PrivatePostgres.available():
-        pytest.skip("PostgreSQL server binaries are not installed")
-    pg = PrivatePostgres.start(Path(tmp_path_factory.mktemp("private-pg")))
-    yield pg
-    pg.stop()
+    yield from PrivatePostgres.serve(tmp_path_factory)
 
 
 class TestPostgresBroker(BrokerContract):

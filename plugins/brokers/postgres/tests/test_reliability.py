@@ -73,16 +73,16 @@ def test_claim_whose_reply_was_lost_is_delivered_by_the_next_fetch(make) -> None
     b = make(q)
     b.publish(_msg(1))
     # the claim commits, then the connection dies before the reply is read
-    real = b._claim
+    real = b._claim_rows
 
     def claim_then_die(conn, n, acks):  # type: ignore[no-untyped-def]
         real(conn, n, acks)
         raise __import__("psycopg").OperationalError("connection lost (simulated after commit)")
 
-    b._claim = claim_then_die
+    b._claim_rows = claim_then_die
     with pytest.raises(ConnectionError):
         b.fetch(1, 1)
-    b._claim = real
+    b._claim_rows = real
     assert b.in_flight() == 1 and b.count() == 0  # ours in the database, unknown to the worker
     got = b.fetch(1, 1)
     assert len(got) == 1

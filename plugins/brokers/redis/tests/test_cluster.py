@@ -17,16 +17,14 @@ import os
 import sys
 import textwrap
 import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from boostkernel.broker import Broker, Outgoing
+from boostkernel.broker import Outgoing
 from boostkernel.errors import ConfigError
 from boostkernel.message import Envelope
-from boostkernel.store import Store
 from boostkernel.testing import BrokerContract, StoreContract, wait_until
 from boostkernel.testing.helpers import service_url
 
@@ -47,7 +45,9 @@ def _single_redis_contract() -> Any:
     return mod
 
 
-_single = _single_redis_contract()._RedisDelivery
+_single_module = _single_redis_contract()
+_single = _single_module._RedisDelivery
+_maker = _single_module._maker
 
 
 class _ClusterDelivery(BrokerContract):
@@ -64,65 +64,29 @@ def _msg(i: int = 0) -> Outgoing:
     return Outgoing(env.id, env.encode())
 
 
-def _maker(cls_path: str, service: str, **options: object) -> Callable[[], Iterator[Callable[[str], Broker]]]:
-    def fixture(self: object) -> Iterator[Callable[[str], Broker]]:
-        import importlib
-
-        mod, _, name = cls_path.partition(":")
-        cls = getattr(importlib.import_module(mod), name)
-        made: list[Broker] = []
-
-        def make(queue: str) -> Broker:
-            b = cls(queue, service_url(service), None, **options)
-            if hasattr(b, "subscribe"):
-                b.subscribe()
-            made.append(b)
-            return b
-
-        yield make
-        for b in made:
-            b.close()
-
-    return pytest.fixture(fixture)  # type: ignore[return-value]
-
-
 @cluster
 class TestClusterListContract(_ClusterDelivery):
-    make_broker = _maker("boostkernel_redis.broker:RedisBroker", "rediscluster", **FAST)
+    make_broker = _maker("boostkernel_redis.broker:RedisBroker", service="rediscluster", **FAST)
 
 
 @cluster
 class TestClusterListAutoBatchContract(_ClusterDelivery):
-    make_broker = _maker("boostkernel_redis.broker:RedisBroker", "rediscluster", auto_batch=True, **FAST)
+    make_broker = _maker("boostkernel_redis.broker:RedisBroker", service="rediscluster", auto_batch=True, **FAST)
 
 
 @cluster
 class TestClusterStreamsContract(_ClusterDelivery):
-    make_broker = _maker("boostkernel_redis.streams:RedisStreamsBroker", "rediscluster", **FAST)
+    make_broker = _maker("boostkernel_redis.streams:RedisStreamsBroker", service="rediscluster", **FAST)
 
 
 @cluster
 class TestClusterPubSubContract(BrokerContract):
-    make_broker = _maker("boostkernel_redis.pubsub:RedisPubSubBroker", "rediscluster")
+    make_broker = _maker("boostkernel_redis.pubsub:RedisPubSubBroker", service="rediscluster")
 
 
 @cluster
 class TestClusterStoreContract(StoreContract):
-    @pytest.fixture
-    def make_store(self) -> Iterator[Callable[[], Store]]:
-        from boostkernel_redis.store import RedisStore
-
-        prefix = f"bktest-{uuid.uuid4().hex[:8]}"
-        made: list[Store] = []
-
-        def make() -> Store:
-            s = RedisStore(service_url("rediscluster"), None, key_prefix=prefix)
-            made.append(s)
-            return s
-
-        yield make
-        for s in made:
-            s.close()
+    make_store = _single_module._store_maker("rediscluster")
 
 
 @cluster
@@ -189,6 +153,7 @@ def work(i):
 
 
 @cluster
+@pytest.mark.serial
 @pytest.mark.timeout(240)
 def test_kill_9_chaos_on_the_cluster_loses_nothing(tmp_path: Path) -> None:
     from boostkernel.testing.chaos import Ledger, WorkerProcess, kill_loop

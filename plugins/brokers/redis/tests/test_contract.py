@@ -51,7 +51,9 @@ class _RedisDelivery(BrokerContract):
         return _client_kill
 
 
-def _maker(cls_path: str, **options: object) -> Callable[[], Iterator[Callable[[str], Broker]]]:
+def _maker(cls_path: str, service: str = "redis", **options: object) -> Callable[[], Iterator[Callable[[str], Broker]]]:
+    """A ``make_broker`` fixture: brokers of ``cls_path`` on ``service`` (test_cluster.py uses it too)."""
+
     def fixture(self: object) -> Iterator[Callable[[str], Broker]]:
         import importlib
 
@@ -60,7 +62,7 @@ def _maker(cls_path: str, **options: object) -> Callable[[], Iterator[Callable[[
         made: list[Broker] = []
 
         def make(queue: str) -> Broker:
-            b = cls(queue, service_url("redis"), None, **options)
+            b = cls(queue, service_url(service), None, **options)
             if hasattr(b, "subscribe"):
                 b.subscribe()  # fan-out: a subscriber only receives what is published after it subscribed
             made.append(b)
@@ -90,22 +92,29 @@ class TestRedisPubSubContract(BrokerContract):
     make_broker = _maker("boostkernel_redis.pubsub:RedisPubSubBroker")
 
 
-class TestRedisStoreContract(StoreContract):
-    @pytest.fixture
-    def make_store(self) -> Iterator[Callable[[], Store]]:
+def _store_maker(service: str = "redis") -> Callable[[], Iterator[Callable[[], Store]]]:
+    """A ``make_store`` fixture: Redis stores on ``service`` under a unique key prefix."""
+
+    def fixture(self: object) -> Iterator[Callable[[], Store]]:
         from boostkernel_redis.store import RedisStore
 
         prefix = f"bktest-{uuid.uuid4().hex[:8]}"
         made: list[Store] = []
 
         def make() -> Store:
-            s = RedisStore(service_url("redis"), None, key_prefix=prefix)
+            s = RedisStore(service_url(service), None, key_prefix=prefix)
             made.append(s)
             return s
 
         yield make
         for s in made:
             s.close()
+
+    return pytest.fixture(fixture)  # type: ignore[return-value]
+
+
+class TestRedisStoreContract(StoreContract):
+    make_store = _store_maker()
 
 
 class _PrivateRedis:

@@ -38,11 +38,7 @@ def private_mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Privat
 
 @pytest.fixture(scope="session")
 def private_pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivatePostgres]:
-    if not PrivatePostgres.available():
-        pytest.skip("PostgreSQL server binaries are not installed")
-    pg = PrivatePostgres.start(Path(tmp_path_factory.mktemp("private-pg")))
-    yield pg
-    pg.stop()
+    yield from PrivatePostgres.serve(tmp_path_factory)
 
 
 class _SqlContract(BrokerContract):

@@ -7,6 +7,7 @@ import threading
 import time
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from boostkernel.testing import ControlContract, wait_until
@@ -22,6 +23,7 @@ class TestPause(ControlContract):
     control = "pause"
     on_params = {"pausable": True}
 
+    @pytest.mark.serial  # "no task starts more than 1 s after pause()": bounded in time, run alone
     def test_pause_and_resume_from_another_process(self, make_booster: Any, broker_name: str) -> None:
         starts: list[float] = []
         lock = threading.Lock()

@@ -66,7 +66,11 @@ class TestRateLimit(ControlContract):
         assert self.run_until(b, lambda: len(starts) >= 5, 10)
         s = sorted(starts)
         gaps = [y - x for x, y in zip(s, s[1:])]
-        assert min(gaps) >= 0.09, f"burst after idle: gaps {gaps}"
+        # Saved-up slots would start several tasks at once: gaps near 0 and a short span. The start times are
+        # taken inside the task, after the thread hand-off, so one late start shortens the next gap by that
+        # delay: allow one short gap, and bound the span of the five starts.
+        assert sum(g < 0.05 for g in gaps) <= 1, f"burst after idle: gaps {gaps}"
+        assert s[-1] - s[0] >= 0.3, f"burst after idle: 5 starts within {s[-1] - s[0]:.3f}s at qps=10"
 
     def test_global_rate_shared_by_two_consumers(self, make_booster: Any) -> None:
         starts: list[float] = []

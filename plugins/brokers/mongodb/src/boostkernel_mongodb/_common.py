@@ -1,13 +1,8 @@
-"""Pure helpers of the MongoDB broker (no pymongo import): URL checks, names, backoff."""
+"""Pure helpers of the MongoDB broker (no pymongo import): URL checks and names."""
 
 from __future__ import annotations
 
-import os
-import random
 import re
-import socket
-import uuid
-from collections.abc import Callable
 from typing import Any
 
 from boostkernel.errors import ConfigError
@@ -37,17 +32,3 @@ def database_name(url: str, option: Any = None) -> str:
     if not _DB_NAME.match(name):
         raise ConfigError(f"MongoDB database name {name!r} is not valid (1-63 characters, none of /\\. \"$*<>:|?)")
     return name
-
-
-def consumer_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def backoff_delays(start: float = 0.1, cap: float = 5.0) -> Callable[[], float]:
-    state = [start / 2]
-
-    def nxt() -> float:
-        state[0] = min(state[0] * 2, cap)
-        return state[0] * (0.8 + 0.4 * random.random())
-
-    return nxt

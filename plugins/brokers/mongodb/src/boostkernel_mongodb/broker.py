@@ -21,14 +21,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, TypeVar
 
-from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
-from boostkernel.errors import BrokerUnavailable, ConfigError
-from boostkernel.logs import mask, mask_url, queue_logger
+from boostkernel.broker import DeadLetterRecord, Delivery, Outgoing
+from boostkernel.errors import BrokerUnavailable
+from boostkernel.leasing import LeasedBroker, crash_loop_reason
+from boostkernel.logs import mask, mask_url
 
-from ._common import DEFAULT_URL, backoff_delays, consumer_id, database_name, validate_url
+from ._common import DEFAULT_URL, database_name, validate_url
 
 try:
     import pymongo
@@ -41,7 +42,6 @@ except ImportError as exc:  # pragma: no cover - exercised only without the depe
 T = TypeVar("T")
 _clients: dict[str, Any] = {}
 _clients_lock = threading.Lock()
-_wakeups: dict[str, threading.Condition] = {}
 
 
 def _client(url: str, options: dict[str, Any]) -> Any:
@@ -56,43 +56,24 @@ def _client(url: str, options: dict[str, Any]) -> Any:
         return c
 
 
-class MongoBroker(Broker):
+class MongoBroker(LeasedBroker):
     name = "mongodb"
-    capabilities = BrokerCapabilities(
-        ack=True, requeue=True, priority=True, delay=True, durable=True, count=True, purge=True,
-        batch_publish=True, dead_letter=True, cross_process=True,
-    )
     default_url = DEFAULT_URL
+    connection_errors: ClassVar[tuple[type[BaseException], ...]] = (PyMongoError,)
 
     def __init__(self, queue: str, url: str | None = None, params: Any = None, **options: Any) -> None:
         super().__init__(queue, validate_url(url or DEFAULT_URL), params, **options)
         o = self.options
-        self.heartbeat_interval = float(o.get("heartbeat_interval", 2.0))
-        self.dead_after = float(o.get("dead_after", 10.0))
-        self.reap_interval = float(o.get("reap_interval", 2.0))
-        self.ack_flush_interval = float(o.get("ack_flush_interval", 0.02))
-        self.idle_poll = float(o.get("idle_poll", 0.5))
-        self.publish_timeout = float(o.get("publish_timeout", 30.0))
-        self.max_crashes = int(params.max_deliveries if params is not None else o.get("max_deliveries", 3))
-        if self.dead_after <= self.heartbeat_interval * 2:
-            raise ConfigError(f"dead_after ({self.dead_after}s) must be more than twice heartbeat_interval "
-                              f"({self.heartbeat_interval}s), or live workers would be declared dead")
         assert self.url is not None
         self.database = database_name(self.url, o.get("database"))
-        prefix = str(o.get("collection_prefix", "bk_"))
+        self.prefix = str(o.get("collection_prefix", "bk_"))
         db = _client(self.url, o)[self.database]  # no connection yet: pymongo connects on first use
-        self.msgs, self.cons, self.dead = db[prefix + "messages"], db[prefix + "consumers"], db[prefix + "dead"]
-        self.owner = consumer_id()
-        self.log = queue_logger(queue)
+        p = self.prefix
+        self.msgs, self.cons, self.dead = db[p + "messages"], db[p + "consumers"], db[p + "dead"]
         self._indexes = False
-        self._wake = _wakeups.setdefault(f"{self.url}|{self.database}|{prefix}|{queue}", threading.Condition())
-        self._acks: list[Any] = []
-        self._acks_lock = threading.Lock()
-        self._ack_wake = threading.Event()
-        self._held: set[Any] = set()
-        self._suspect = False
-        self._hb_thread: threading.Thread | None = None
-        self._closed = threading.Event()
+
+    def _wakeup_key(self) -> str:
+        return f"{self.url}|{self.database}|{self.prefix}|{self.queue}"
 
     # --- plumbing ---------------------------------------------------------------------------------
     def _op(self, fn: Callable[[], T]) -> T:
@@ -104,17 +85,7 @@ class MongoBroker(Broker):
             raise BrokerUnavailable(f"MongoDB at {mask_url(self.url)}: {mask(str(exc))}") from exc
 
     def _op_retrying(self, fn: Callable[[], T], what: str) -> T:
-        deadline = time.monotonic() + self.publish_timeout
-        nxt = backoff_delays()
-        while True:
-            try:
-                return self._op(fn)
-            except BrokerUnavailable as exc:
-                delay = nxt()
-                if time.monotonic() + delay > deadline:
-                    raise
-                self.log.warning("%s failed (%s); retrying in %.2fs", what, exc, delay)
-                time.sleep(delay)
+        return self.retrying(lambda: self._op(fn), what)
 
     def _ensure_indexes(self) -> None:
         try:
@@ -144,12 +115,12 @@ class MongoBroker(Broker):
                               f"publishing {len(docs)} messages to {self.queue!r}")
         self._notify()
 
-    def _notify(self) -> None:
-        with self._wake:
-            self._wake.notify_all()
-
     # --- consuming ------------------------------------------------------------------------------
-    def _claim(self, n: int, acks: list[Any]) -> list[dict[str, Any]]:
+    def _claim(self, n: int, acks: list[Any]) -> list[Delivery]:
+        docs = self._op(lambda: self._claim_docs(n, acks))
+        return [Delivery(d["id"], bytes(d["body"]), d["_id"], int(d["deliveries"])) for d in docs]
+
+    def _claim_docs(self, n: int, acks: list[Any]) -> list[dict[str, Any]]:
         if acks:
             self.msgs.delete_many({"_id": {"$in": acks}, "owner": self.owner})
         now = time.time()
@@ -171,71 +142,11 @@ class MongoBroker(Broker):
             got += lost
         return got
 
-    def fetch(self, max_messages: int, timeout: float) -> list[Delivery]:
-        if self._hb_thread is None:
-            self._start()
-        deadline = time.monotonic() + timeout
-        pause = 0.005
-        while True:
-            with self._acks_lock:
-                acks, self._acks = self._acks, []
-            try:
-                docs = self._op(lambda a=acks: self._claim(max_messages, a))  # type: ignore[misc]
-            except BaseException:
-                with self._acks_lock:
-                    self._acks[:0] = acks
-                self._suspect = True
-                raise
-            self._suspect = False
-            self._settled(acks)
-            if docs:
-                self._held.update(d["_id"] for d in docs)
-                return [Delivery(d["id"], bytes(d["body"]), d["_id"], int(d["deliveries"])) for d in docs]
-            left = deadline - time.monotonic()
-            if left <= 0 or self._closed.is_set():
-                return []
-            with self._wake:
-                self._wake.wait(min(pause, left))
-            pause = min(pause * 2, self.idle_poll)
+    def _mark_running(self, ids: list[Any]) -> None:
+        self._op(lambda: self.msgs.update_many({"_id": {"$in": ids}, "owner": self.owner}, {"$set": {"running": True}}))
 
-    def _settled(self, ids: Iterable[Any]) -> None:
-        for i in ids:
-            self._held.discard(i)
-
-    def started(self, delivery: Delivery) -> None:
-        """Mark the document running before the task runs: a crash now is charged to it alone."""
-        try:
-            self._op(lambda: self.msgs.update_one({"_id": delivery.tag, "owner": self.owner},
-                                                  {"$set": {"running": True}}))
-        except (BrokerUnavailable, PyMongoError) as exc:
-            self.log.warning("could not mark %s running (a crash would not be charged to it): %s", delivery.id, exc)
-
-    def ack(self, delivery: Delivery) -> None:
-        if self._closed.is_set():
-            return
-        with self._acks_lock:
-            self._acks.append(delivery.tag)
-        self._ack_wake.set()
-
-    def ack_many(self, deliveries: Iterable[Delivery]) -> None:
-        if self._closed.is_set():
-            return
-        with self._acks_lock:
-            self._acks.extend(d.tag for d in deliveries)
-        self._ack_wake.set()
-
-    def flush_acks(self) -> None:
-        with self._acks_lock:
-            acks, self._acks = self._acks, []
-        if not acks:
-            return
-        try:
-            self._op(lambda: self.msgs.delete_many({"_id": {"$in": acks}, "owner": self.owner}))
-        except BaseException:
-            with self._acks_lock:
-                self._acks[:0] = acks
-            raise
-        self._settled(acks)
+    def _delete_acked(self, ids: list[Any]) -> None:
+        self._op(lambda: self.msgs.delete_many({"_id": {"$in": ids}, "owner": self.owner}))
 
     def nack(self, delivery: Delivery, requeue: bool = True, delay: float = 0.0) -> None:
         mine = {"_id": delivery.tag, "owner": self.owner}
@@ -247,7 +158,7 @@ class MongoBroker(Broker):
                 update["eta"] = time.time() + delay
             self._op_retrying(lambda: self.msgs.update_one(mine, {"$set": update}), "nack")
             self._notify()
-        self._held.discard(delivery.tag)
+        self._forget(delivery.tag)
 
     def dead_letter(self, delivery: Delivery, reason: str) -> None:
         # Without multi-document transactions (a standalone server has none): write the dead letter first,
@@ -262,48 +173,14 @@ class MongoBroker(Broker):
                 self.dead.delete_one({"_id": res.inserted_id})
 
         self._op_retrying(move, "dead-lettering")
-        self._held.discard(delivery.tag)
+        self._forget(delivery.tag)
 
     # --- heartbeat, ack flushing and the reaper ---------------------------------------------------
     def _beat(self) -> None:
-        self.cons.update_one({"_id": self.owner}, {"$set": {"queue": self.queue, "beat_at": time.time()}},
-                             upsert=True)
+        self._op(lambda: self.cons.update_one({"_id": self.owner},
+                                              {"$set": {"queue": self.queue, "beat_at": time.time()}}, upsert=True))
 
-    def _start(self) -> None:
-        self._op_retrying(self._beat, "registering the consumer")
-        self._hb_thread = threading.Thread(target=self._heartbeat_loop, daemon=True,
-                                           name=f"boostkernel-mongodb-heartbeat-{self.queue}")
-        self._hb_thread.start()
-
-    def _heartbeat_loop(self) -> None:
-        now = time.monotonic()
-        next_beat, next_reap = now + self.heartbeat_interval, now
-        while not self._closed.is_set():
-            now = time.monotonic()
-            if self._ack_wake.wait(max(0.0, min(next_beat, next_reap) - now)):
-                self._ack_wake.clear()
-                if self._closed.wait(self.ack_flush_interval):
-                    return
-            if self._closed.is_set():
-                return
-            try:
-                self.flush_acks()
-                now = time.monotonic()
-                if now >= next_beat:
-                    self._op(self._beat)
-                    next_beat = now + self.heartbeat_interval
-                if now >= next_reap:
-                    self.reap()
-                    next_reap = now + self.reap_interval
-            except (BrokerUnavailable, PyMongoError) as exc:
-                if self._closed.is_set():
-                    return
-                self.log.warning("mongodb heartbeat of queue %r failed: %s", self.queue, exc)
-                self._closed.wait(min(1.0, self.heartbeat_interval))
-
-    def reap(self) -> int:
-        """Return messages of dead consumers to the queue; dead-letter crash loops. Returns how many came back."""
-
+    def _reap(self) -> tuple[int, int]:
         def run() -> tuple[int, int]:
             owners = [o for o in self.msgs.distinct("owner", {"queue": self.queue, "owner": {"$ne": None}}) if o]
             if not owners:
@@ -320,8 +197,7 @@ class MongoBroker(Broker):
                                             {"$set": {"owner": mine}}).modified_count != 1:
                         continue
                     self.dead.insert_one({"queue": self.queue, "id": doc["id"], "body": doc["body"],
-                                          "failed_at": time.time(), "reason": f"crash-loop: its worker died "
-                                          f"{doc['crashes'] + 1} time(s) while running it"})
+                                          "failed_at": time.time(), "reason": crash_loop_reason(doc["crashes"] + 1)})
                     self.msgs.delete_one({"_id": doc["_id"], "owner": mine})
                     doomed += 1
                 back += self.msgs.update_many({"queue": self.queue, "owner": owner, "running": True},
@@ -332,13 +208,7 @@ class MongoBroker(Broker):
                 self.cons.delete_one({"_id": owner, "beat_at": {"$lte": limit}})
             return back, doomed
 
-        back, dead = self._op(run)
-        if back or dead:
-            self.log.warning("queue %r: returned %d message(s) of dead workers%s", self.queue, back,
-                             f", {dead} crash-looping message(s) to the dead-letter queue" if dead else "")
-        if back:
-            self._notify()
-        return back
+        return self._op(run)
 
     # --- dead letters ------------------------------------------------------------------------------
     def dead_letters(self, limit: int = 100) -> list[DeadLetterRecord]:
@@ -376,25 +246,13 @@ class MongoBroker(Broker):
     def purge(self) -> int:
         return int(self._op(lambda: self.msgs.delete_many({"queue": self.queue, "owner": None}).deleted_count))
 
-    def close(self) -> None:
-        if self._closed.is_set():
-            return
-        self._closed.set()
-        self._ack_wake.set()
-        if self._hb_thread is None:
-            return
-        self._hb_thread.join(10)
-        try:
-            self.flush_acks()
-            n = self._op(lambda: self.msgs.update_many({"owner": self.owner},
-                                                       {"$set": {"owner": None, "running": False}}).modified_count)
-            self._op(lambda: self.cons.delete_one({"_id": self.owner}))
-            if n:
-                self.log.info("queue %r: returned %d unacked message(s) on close", self.queue, n)
-                self._notify()
-        except (BrokerUnavailable, PyMongoError) as exc:
-            self.log.warning("could not return unacked messages on close (they come back once this consumer's "
-                             "heartbeat is %ss old): %s", self.dead_after, exc)
+    def _release_all(self) -> int:
+        n = int(self._op(lambda: self.msgs.update_many({"owner": self.owner},
+                                                       {"$set": {"owner": None, "running": False}}).modified_count))
+        self._op(lambda: self.cons.delete_one({"_id": self.owner}))
+        if n:
+            self._notify()
+        return n
 
     def describe(self) -> dict[str, Any]:
         return {"broker": self.name, "queue": self.queue, "url": mask_url(self.url), "database": self.database}

@@ -8,18 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import random
 import re
-import socket
 import threading
-import time
-import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from boostkernel.errors import BrokerUnavailable, ConfigError
 from boostkernel.logs import mask, mask_url
+from boostkernel.retrying import retry_unavailable
 
 try:
     import psycopg
@@ -56,24 +52,9 @@ def check_schema(schema: Any) -> str:
     return s
 
 
-def consumer_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
 def channel(schema: str, queue: str) -> str:
     """The LISTEN/NOTIFY channel of a queue (an identifier of at most 63 bytes, whatever the queue name)."""
     return "bk_" + hashlib.sha1(f"{schema}.{queue}".encode()).hexdigest()[:24]
-
-
-def backoff_delays(start: float = 0.1, cap: float = 5.0) -> Callable[[], float]:
-    """Capped exponential delays with +-20% jitter: call the result for the next delay."""
-    state = [start / 2]
-
-    def nxt() -> float:
-        state[0] = min(state[0] * 2, cap)
-        return state[0] * (0.8 + 0.4 * random.random())
-
-    return nxt
 
 
 def connect(url: str, options: dict[str, Any], app: str) -> psycopg.Connection[Any]:
@@ -152,17 +133,7 @@ class Link:
 
     def run_retrying(self, fn: Callable[[psycopg.Connection[Any]], T], timeout: float, what: str) -> T:
         """``run`` with capped exponential backoff and jitter until ``timeout`` seconds have passed."""
-        deadline = time.monotonic() + timeout
-        nxt = backoff_delays()
-        while True:
-            try:
-                return self.run(fn)
-            except BrokerUnavailable as exc:
-                delay = nxt()
-                if time.monotonic() + delay > deadline:
-                    raise
-                log.warning("%s failed (%s); retrying in %.2fs", what, exc, delay)
-                time.sleep(delay)
+        return retry_unavailable(lambda: self.run(fn), timeout, what, log)
 
     def drop(self) -> None:
         with self.lock:
@@ -198,50 +169,6 @@ def ensure_schema(link: Link, schema: str, name: str, ddl: str) -> None:
     link.run_retrying(tx, float(link.options.get("connect_retry_timeout", 30.0)), "creating the boostkernel tables")
     with _schemas_lock:
         _schemas_ready.add(key)
-
-
-class GroupCommit:
-    """Writes that callers must wait for, batched: the first caller writes everything queued so far while
-    the others wait for it (one round trip for all the worker threads that started a task meanwhile).
-
-    ``Broker.started`` uses it: the "running" mark must be in the database before the task runs (a task
-    that kills its worker at once must be charged the crash), but a round trip per task and thread on
-    one connection would serialize the workers.
-    """
-
-    def __init__(self, write: Callable[[list[Any]], None], what: str) -> None:
-        self._write, self._what = write, what
-        self._cond = threading.Condition()
-        self._pending: list[Any] = []
-        self._open = 0  # number of the batch new items join
-        self._done = -1  # last batch written (or given up)
-        self._writing = False
-        self._warned = False
-
-    def add(self, item: Any) -> None:
-        with self._cond:
-            self._pending.append(item)
-            mine = self._open
-            while True:
-                if self._done >= mine:
-                    return
-                if not self._writing:
-                    break
-                self._cond.wait()
-            self._writing = True
-            batch, self._pending = self._pending, []
-            no, self._open = self._open, self._open + 1
-        try:
-            self._write(batch)
-        except Exception as exc:  # noqa: BLE001 - the task still runs; only crash accounting is degraded
-            if not self._warned:
-                self._warned = True
-                log.warning("%s failed (%s): a crash of these tasks' worker will not be charged to them", self._what,
-                            exc)
-        finally:
-            with self._cond:
-                self._done, self._writing = no, False
-                self._cond.notify_all()
 
 
 NOW = "extract(epoch from clock_timestamp())"

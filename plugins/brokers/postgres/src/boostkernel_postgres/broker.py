@@ -22,27 +22,26 @@
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import psycopg
 
-from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
+from boostkernel.broker import DeadLetterRecord, Delivery, Outgoing
 from boostkernel.errors import BrokerUnavailable
-from boostkernel.logs import mask_url, queue_logger
+from boostkernel.leasing import LeasedBroker
+from boostkernel.logs import mask_url
 
 from ._db import (
+    CONNECTION_ERRORS,
     DEFAULT_SCHEMA,
     DEFAULT_URL,
     NOW,
-    GroupCommit,
     Link,
     channel,
     check_schema,
     check_url,
-    consumer_id,
     ensure_schema,
 )
 
@@ -81,34 +80,18 @@ CREATE INDEX IF NOT EXISTS bk_dead_queue ON {s}.bk_dead (queue, seq);
 _BATCH = 5000
 
 
-class PostgresBroker(Broker):
+class PostgresBroker(LeasedBroker):
     name = "postgres"
-    capabilities = BrokerCapabilities(
-        ack=True, requeue=True, priority=True, delay=True, durable=True, count=True, purge=True,
-        batch_publish=True, dead_letter=True, cross_process=True,
-    )
     default_url = DEFAULT_URL
     default_store = "postgres"
+    connection_errors: ClassVar[tuple[type[BaseException], ...]] = (psycopg.Error, *CONNECTION_ERRORS)
+    default_idle_poll = 1.0
+    wakes_on_publish = True
 
     def __init__(self, queue: str, url: str | None = None, params: Any = None, **options: Any) -> None:
         super().__init__(queue, check_url(url), params, **options)
         o = self.options
         self.schema = check_schema(o.get("schema", DEFAULT_SCHEMA))
-        self.heartbeat_interval = float(o.get("heartbeat_interval", 2.0))
-        self.dead_after = float(o.get("dead_after", 10.0))
-        """Seconds without a heartbeat after which a consumer is dead and its messages come back."""
-        self.reap_interval = float(o.get("reap_interval", 2.0))
-        self.ack_flush_interval = float(o.get("ack_flush_interval", 0.02))
-        self.idle_poll = float(o.get("idle_poll", 1.0))
-        self.publish_timeout = float(o.get("publish_timeout", 30.0))
-        self.max_crashes = int(params.max_deliveries if params is not None else o.get("max_deliveries", 3))
-        if self.dead_after <= self.heartbeat_interval * 2:
-            from boostkernel.errors import ConfigError
-
-            raise ConfigError(f"dead_after ({self.dead_after}s) must be more than twice heartbeat_interval "
-                              f"({self.heartbeat_interval}s), or live workers would be declared dead")
-        self.owner = consumer_id()
-        self.log = queue_logger(queue)
         s = f'"{self.schema}"'
         self.t_msg, self.t_cons, self.t_dead = f"{s}.bk_messages", f"{s}.bk_consumers", f"{s}.bk_dead"
         self.channel = channel(self.schema, queue)
@@ -118,15 +101,7 @@ class PostgresBroker(Broker):
         self._fetch = Link(self.url, o, app, self._listen)  # claims + LISTEN (the consumer thread)
         self._maint = Link(self.url, o, app)  # heartbeat, acks, reaper (the heartbeat thread)
         ensure_schema(self._pub, self.schema, "broker", DDL)
-        self._acks: list[int] = []
-        self._acks_lock = threading.Lock()
-        self._ack_wake = threading.Event()
-        self._held: set[int] = set()  # seqs delivered and not yet settled in the database
-        self._suspect = False  # a claim failed mid-flight: it may have claimed rows we never saw
-        self._hb_thread: threading.Thread | None = None
-        self._closed = threading.Event()
         self._sql()
-        self._starts = GroupCommit(self._mark_running, f"marking tasks of {queue!r} as running")
 
     def _sql(self) -> None:
         t = self.t_msg
@@ -185,7 +160,19 @@ class PostgresBroker(Broker):
                                    f"publishing {len(chunk)} messages to {self.queue!r}")
 
     # --- consuming ------------------------------------------------------------------------------
-    def _claim(self, conn: psycopg.Connection[Any], n: int, acks: list[int]) -> list[Any]:
+    def _claim(self, n: int, acks: list[Any]) -> list[Delivery]:
+        try:
+            rows = self._fetch.run(lambda c: self._claim_rows(c, n, acks), False)
+        except BrokerUnavailable:
+            # A connection that died while idle (server restart, cut): one more try on a new one. The
+            # failed claim may have committed: the retry also delivers rows we own but do not know.
+            self._suspect = True
+            rows = self._fetch.run(lambda c: self._claim_rows(c, n, acks), False)
+        if len(rows) > 1:
+            rows.sort(key=lambda r: (-r[4], r[0]))
+        return [Delivery(r[1], bytes(r[2]), r[0], r[3]) for r in rows]
+
+    def _claim_rows(self, conn: psycopg.Connection[Any], n: int, acks: list[int]) -> list[Any]:
         with conn.cursor(binary=True) as cur:
             cur.execute(self.q_claim, {"acks": acks, "owner": self.owner, "q": self.queue, "n": n})
             rows = cur.fetchall()
@@ -205,86 +192,27 @@ class PostgresBroker(Broker):
                 rows += lost
         return rows
 
-    def fetch(self, max_messages: int, timeout: float) -> list[Delivery]:
-        if self._hb_thread is None:
-            self._start()
-        deadline = time.monotonic() + timeout
-        while True:
-            with self._acks_lock:
-                acks, self._acks = self._acks, []
-            try:
-                try:
-                    rows = self._fetch.run(lambda c, a=acks: self._claim(c, max_messages, a), False)  # type: ignore[misc]
-                except BrokerUnavailable:
-                    # A connection that died while idle (server restart, cut): one more try on a new one. The
-                    # failed claim may have committed: the retry also delivers rows we own but do not know.
-                    self._suspect = True
-                    rows = self._fetch.run(lambda c, a=acks: self._claim(c, max_messages, a), False)  # type: ignore[misc]
-            except BaseException:
-                with self._acks_lock:
-                    self._acks[:0] = acks
-                self._suspect = True
-                raise
-            self._suspect = False
-            self._settled(acks)
-            if rows:
-                if len(rows) > 1:
-                    rows.sort(key=lambda r: (-r[4], r[0]))
-                self._held.update(r[0] for r in rows)
-                return [Delivery(r[1], bytes(r[2]), r[0], r[3]) for r in rows]
-            left = deadline - time.monotonic()
-            if left <= 0 or self._closed.is_set():
-                return []
-            # Sleep until a publish (or the reaper) notifies this queue's channel, or idle_poll passes.
-            wait = min(left, self.idle_poll)
-            self._fetch.run(lambda c, w=wait: self._wait_notify(c, w))  # type: ignore[misc]
+    def _idle_wait(self, timeout: float) -> None:
+        # Sleep until a publish (or the reaper) notifies this queue's channel, or the timeout passes.
+        self._fetch.run(lambda c: self._wait_notify(c, timeout))
+
+    def _notify(self) -> None:
+        self._maint.run(lambda c: c.execute("SELECT pg_notify(%s, '')", (self.channel,)))
 
     @staticmethod
     def _wait_notify(conn: psycopg.Connection[Any], timeout: float) -> None:
         for _ in conn.notifies(timeout=timeout, stop_after=1):
             pass
 
-    def started(self, delivery: Delivery) -> None:
-        """Mark the row running before the task runs (batched with other threads' marks): if this worker
-        dies now, the reaper charges the crash to this message and not to the ones only prefetched."""
-        self._starts.add(delivery.tag)
-
-    def _mark_running(self, seqs: list[int]) -> None:
+    def _mark_running(self, seqs: list[Any]) -> None:
         self._pub.run_retrying(lambda c: c.execute(
             f"UPDATE {self.t_msg} SET running = true WHERE seq = ANY(%s) AND owner = %s", (seqs, self.owner)),
             min(5.0, self.publish_timeout), "marking tasks running")
 
-    def _settled(self, seqs: Iterable[int]) -> None:
-        held = self._held
-        for s in seqs:
-            held.discard(s)
-
-    def ack(self, delivery: Delivery) -> None:
-        if self._closed.is_set():
-            return  # close() gave it back to the queue: it runs again (at-least-once)
-        with self._acks_lock:
-            self._acks.append(delivery.tag)
-        self._ack_wake.set()
-
-    def ack_many(self, deliveries: Iterable[Delivery]) -> None:
-        if self._closed.is_set():
-            return
-        with self._acks_lock:
-            self._acks.extend(d.tag for d in deliveries)
-        self._ack_wake.set()
-
-    def flush_acks(self, link: Link | None = None) -> None:
-        with self._acks_lock:
-            acks, self._acks = self._acks, []
-        if not acks:
-            return
-        try:
-            (link or self._maint).run(lambda c: c.execute(self.q_ack, (acks, self.owner)))
-        except BaseException:
-            with self._acks_lock:
-                self._acks[:0] = acks
-            raise
-        self._settled(acks)
+    def _delete_acked(self, seqs: list[Any]) -> None:
+        # the heartbeat thread's connection; after close() (the heartbeat thread stopped) the publisher's
+        link = self._pub if self._closed.is_set() else self._maint
+        link.run(lambda c: c.execute(self.q_ack, (seqs, self.owner)))
 
     def nack(self, delivery: Delivery, requeue: bool = True, delay: float = 0.0) -> None:
         seq = delivery.tag
@@ -295,62 +223,25 @@ class PostgresBroker(Broker):
                 f"WITH u AS (UPDATE {self.t_msg} SET owner = NULL, running = false, eta = CASE WHEN %s > 0 THEN {NOW} + %s "
                 f"ELSE eta END WHERE seq = %s AND owner = %s) SELECT pg_notify(%s, '')",
                 (delay, delay, seq, self.owner, self.channel)), self.publish_timeout, "nack")
-        self._held.discard(seq)
+        self._forget(seq)
 
     def dead_letter(self, delivery: Delivery, reason: str) -> None:
         self._pub.run_retrying(lambda c: c.execute(
             f"WITH d AS (DELETE FROM {self.t_msg} WHERE seq = %s AND owner = %s RETURNING queue, id, body) "
             f"INSERT INTO {self.t_dead} (queue, id, body, reason, failed_at) SELECT queue, id, body, %s, {NOW} FROM d",
             (delivery.tag, self.owner, reason)), self.publish_timeout, "dead-lettering")
-        self._held.discard(delivery.tag)
+        self._forget(delivery.tag)
 
     # --- heartbeat, ack flushing and the reaper ---------------------------------------------------
-    def _start(self) -> None:
-        self._maint.run_retrying(lambda c: c.execute(self.q_beat, (self.owner, self.queue)),
-                                 self.publish_timeout, "registering the consumer")
-        self._hb_thread = threading.Thread(target=self._heartbeat_loop, daemon=True,
-                                           name=f"boostkernel-postgres-heartbeat-{self.queue}")
-        self._hb_thread.start()
+    def _beat(self) -> None:
+        self._maint.run(lambda c: c.execute(self.q_beat, (self.owner, self.queue)))
 
-    def _heartbeat_loop(self) -> None:
-        now = time.monotonic()
-        next_beat, next_reap = now + self.heartbeat_interval, now
-        while not self._closed.is_set():
-            now = time.monotonic()
-            wait = max(0.0, min(next_beat, next_reap) - now)
-            if self._ack_wake.wait(wait):
-                self._ack_wake.clear()
-                if self._closed.wait(self.ack_flush_interval):  # gather a batch of acks
-                    return
-            if self._closed.is_set():
-                return
-            try:
-                self.flush_acks()
-                now = time.monotonic()
-                if now >= next_beat:
-                    self._maint.run(lambda c: c.execute(self.q_beat, (self.owner, self.queue)))
-                    next_beat = now + self.heartbeat_interval
-                if now >= next_reap:
-                    self.reap()
-                    next_reap = now + self.reap_interval
-            except (BrokerUnavailable, psycopg.Error) as exc:  # the server is away: try again shortly
-                if self._closed.is_set():
-                    return
-                self.log.warning("postgres heartbeat of queue %r failed: %s", self.queue, exc)
-                self._closed.wait(min(1.0, self.heartbeat_interval))
-
-    def reap(self) -> int:
-        """Return messages of dead consumers to the queue; dead-letter crash loops. Returns how many came back."""
+    def _reap(self) -> tuple[int, int]:
         row = self._maint.run(lambda c: c.execute(
             self.q_reap, {"q": self.queue, "dead_after": self.dead_after, "maxc": self.max_crashes}).fetchone())
-        back, dead = row if row is not None else (0, 0)
-        if back or dead:
-            self.log.warning("queue %r: returned %d message(s) of dead workers%s", self.queue, back,
-                             f", {dead} crash-looping message(s) to the dead-letter queue" if dead else "")
-            if back:
-                self._maint.run(lambda c: c.execute("SELECT pg_notify(%s, '')", (self.channel,)))
         self._maint.run(lambda c: c.execute(self.q_forget_consumers, (self.queue, self.dead_after)))
-        return int(back)
+        back, dead = row if row is not None else (0, 0)
+        return int(back), int(dead)
 
     # --- dead letters ------------------------------------------------------------------------------
     def dead_letters(self, limit: int = 100) -> list[DeadLetterRecord]:
@@ -400,25 +291,14 @@ class PostgresBroker(Broker):
             rows = c.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", (pids,)).fetchall()
         return sum(1 for r in rows if r[0])
 
-    def close(self) -> None:
-        if self._closed.is_set():
-            return
-        self._closed.set()
-        self._ack_wake.set()
-        if self._hb_thread is not None:
-            self._hb_thread.join(10)
-        if self._hb_thread is not None:  # a consumer: settle acks, give back what it holds, deregister
-            try:
-                self.flush_acks(self._pub)
-                n = self._pub.run(lambda c: c.execute(
-                    f"WITH u AS (UPDATE {self.t_msg} SET owner = NULL WHERE owner = %s RETURNING 1), "
-                    f"d AS (DELETE FROM {self.t_cons} WHERE owner = %s), n AS (SELECT pg_notify(%s, '')) "
-                    f"SELECT count(*) FROM u, n", (self.owner, self.owner, self.channel)).fetchone())
-                if n and n[0]:
-                    self.log.info("queue %r: returned %d unacked message(s) on close", self.queue, n[0])
-            except (BrokerUnavailable, psycopg.Error) as exc:
-                self.log.warning("could not return unacked messages on close (they come back once this consumer's "
-                                 "heartbeat is %ss old): %s", self.dead_after, exc)
+    def _release_all(self) -> int:
+        n = self._pub.run(lambda c: c.execute(
+            f"WITH u AS (UPDATE {self.t_msg} SET owner = NULL WHERE owner = %s RETURNING 1), "
+            f"d AS (DELETE FROM {self.t_cons} WHERE owner = %s), n AS (SELECT pg_notify(%s, '')) "
+            f"SELECT count(*) FROM u, n", (self.owner, self.owner, self.channel)).fetchone())
+        return int(n[0]) if n else 0
+
+    def _close_connections(self) -> None:
         for link in (self._fetch, self._maint, self._pub):
             link.close()
 

@@ -16,6 +16,8 @@ from typing import Any
 import orjson
 import psycopg
 
+from boostkernel.leasing import consumer_id
+from boostkernel.retrying import Backoff
 from boostkernel.store import Store, StoreCapabilities
 
 from ._db import (
@@ -23,11 +25,9 @@ from ._db import (
     DEFAULT_URL,
     NOW,
     Link,
-    backoff_delays,
     channel,
     check_schema,
     check_url,
-    consumer_id,
     ensure_schema,
     log,
 )
@@ -141,11 +141,11 @@ class PostgresStore(Store):
                 for ev in evs:
                     ev.set()
 
-        nxt = backoff_delays()
+        nxt = Backoff(base=0.1, cap=5.0, jitter=(0.8, 1.2))
         while not self._closed.is_set():
             try:
                 self._listener.run(dispatch)
-                nxt = backoff_delays()
+                nxt.reset()
             except Exception as exc:  # noqa: BLE001 - the listener thread must not die
                 self._listening.clear()
                 with self._waiters_lock:  # waiters re-check by reading while we reconnect

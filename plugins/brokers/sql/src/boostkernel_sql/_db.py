@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import re
-import socket
 import threading
-import uuid
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 from boostkernel.errors import ConfigError
@@ -45,20 +41,6 @@ def _after_fork() -> None:  # a child process must not share its parent's pooled
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)
-
-
-def consumer_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def backoff_delays(start: float = 0.1, cap: float = 5.0) -> Callable[[], float]:
-    state = [start / 2]
-
-    def nxt() -> float:
-        state[0] = min(state[0] * 2, cap)
-        return state[0] * (0.8 + 0.4 * random.random())
-
-    return nxt
 
 
 def engine_for(url: str, options: dict[str, Any]) -> sa.Engine:
@@ -127,50 +109,6 @@ def is_transient(exc: sa.exc.DBAPIError) -> str | None:
     if exc.connection_invalidated or isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError)):
         return "connection"
     return None
-
-
-class GroupCommit:
-    """Writes that callers must wait for, batched: the first caller writes everything queued so far while
-    the others wait for it (one round trip for all the worker threads that started a task meanwhile).
-
-    ``Broker.started`` uses it: the "running" mark must be in the database before the task runs (a task
-    that kills its worker at once must be charged the crash), but a round trip per task and thread on
-    one connection would serialize the workers.
-    """
-
-    def __init__(self, write: Callable[[list[Any]], None], what: str) -> None:
-        self._write, self._what = write, what
-        self._cond = threading.Condition()
-        self._pending: list[Any] = []
-        self._open = 0  # number of the batch new items join
-        self._done = -1  # last batch written (or given up)
-        self._writing = False
-        self._warned = False
-
-    def add(self, item: Any) -> None:
-        with self._cond:
-            self._pending.append(item)
-            mine = self._open
-            while True:
-                if self._done >= mine:
-                    return
-                if not self._writing:
-                    break
-                self._cond.wait()
-            self._writing = True
-            batch, self._pending = self._pending, []
-            no, self._open = self._open, self._open + 1
-        try:
-            self._write(batch)
-        except Exception as exc:  # noqa: BLE001 - the task still runs; only crash accounting is degraded
-            if not self._warned:
-                self._warned = True
-                log.warning("%s failed (%s): a crash of these tasks' worker will not be charged to them", self._what,
-                            exc)
-        finally:
-            with self._cond:
-                self._done, self._writing = no, False
-                self._cond.notify_all()
 
 
 class Tables:

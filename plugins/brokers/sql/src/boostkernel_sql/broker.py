@@ -22,59 +22,37 @@
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
+from boostkernel.broker import DeadLetterRecord, Delivery, Outgoing
 from boostkernel.errors import BrokerUnavailable, ConfigError
-from boostkernel.logs import mask, mask_url, queue_logger
+from boostkernel.leasing import LeasedBroker, crash_loop_reason
+from boostkernel.logs import mask, mask_url
 
-from ._db import (
-    GroupCommit,
-    Tables,
-    backoff_delays,
-    consumer_id,
-    engine_for,
-    is_transient,
-    now_expr,
-    skip_locked_supported,
-)
+from ._db import Tables, engine_for, is_transient, now_expr, skip_locked_supported
 
 T = TypeVar("T")
-_wakeups: dict[str, threading.Condition] = {}
 
 
-class SqlBroker(Broker):
+class SqlBroker(LeasedBroker):
     name = "sql"
-    capabilities = BrokerCapabilities(
-        ack=True, requeue=True, priority=True, delay=True, durable=True, count=True, purge=True,
-        batch_publish=True, dead_letter=True, cross_process=True,
-    )
     default_url = None
+    connection_errors: ClassVar[tuple[type[BaseException], ...]] = (sa.exc.SQLAlchemyError,)
 
     def __init__(self, queue: str, url: str | None = None, params: Any = None, **options: Any) -> None:
-        super().__init__(queue, url, params, **options)
-        o = self.options
-        if self.url is None or "://" not in self.url:
+        if url is None or "://" not in url:
             raise ConfigError(f"the sql broker needs a SQLAlchemy URL such as mysql+pymysql://user:pw@host/db "
-                              f"(got {self.url!r})")
+                              f"(got {url!r})")
         if len(queue) > 190:
             raise ConfigError(f"queue name {queue[:40]!r}… is longer than 190 characters")
-        self.heartbeat_interval = float(o.get("heartbeat_interval", 2.0))
-        self.dead_after = float(o.get("dead_after", 10.0))
-        self.reap_interval = float(o.get("reap_interval", 2.0))
-        self.ack_flush_interval = float(o.get("ack_flush_interval", 0.02))
-        self.idle_poll = float(o.get("idle_poll", 0.5))
-        self.publish_timeout = float(o.get("publish_timeout", 30.0))
-        self.max_crashes = int(params.max_deliveries if params is not None else o.get("max_deliveries", 3))
-        if self.dead_after <= self.heartbeat_interval * 2:
-            raise ConfigError(f"dead_after ({self.dead_after}s) must be more than twice heartbeat_interval "
-                              f"({self.heartbeat_interval}s), or live workers would be declared dead")
+        super().__init__(queue, url, params, **options)
+        o = self.options
+        assert self.url is not None
         self.engine = engine_for(self.url, o)
         self.tables = Tables.get(self.engine, str(o.get("table_prefix", "bk_")))
         self.claim_mode = str(o.get("claim", "auto"))
@@ -82,18 +60,10 @@ class SqlBroker(Broker):
             self.claim_mode = "skip_locked" if skip_locked_supported(self.engine) else "optimistic"
         if self.claim_mode not in ("skip_locked", "optimistic"):
             raise ConfigError(f"broker option claim={self.claim_mode!r}: use 'auto', 'skip_locked' or 'optimistic'")
-        self.owner = consumer_id()
-        self.log = queue_logger(queue)
         self._now = now_expr(self.engine)
-        self._wake = _wakeups.setdefault(f"{self.url}|{self.tables.prefix}|{queue}", threading.Condition())
-        self._acks: list[int] = []
-        self._acks_lock = threading.Lock()
-        self._ack_wake = threading.Event()
-        self._held: set[int] = set()
-        self._suspect = False
-        self._hb_thread: threading.Thread | None = None
-        self._closed = threading.Event()
-        self._starts = GroupCommit(self._mark_running, f"marking tasks of {queue!r} as running")
+
+    def _wakeup_key(self) -> str:
+        return f"{self.url}|{self.tables.prefix}|{self.queue}"
 
     # --- plumbing ---------------------------------------------------------------------------------
     def _tx(self, fn: Callable[[Connection], T]) -> T:
@@ -115,17 +85,7 @@ class SqlBroker(Broker):
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _tx_retrying(self, fn: Callable[[Connection], T], what: str) -> T:
-        deadline = time.monotonic() + self.publish_timeout
-        nxt = backoff_delays()
-        while True:
-            try:
-                return self._tx(fn)
-            except BrokerUnavailable as exc:
-                delay = nxt()
-                if time.monotonic() + delay > deadline:
-                    raise
-                self.log.warning("%s failed (%s); retrying in %.2fs", what, exc, delay)
-                time.sleep(delay)
+        return self.retrying(lambda: self._tx(fn), what)
 
     def _now_value(self) -> Any:
         return self._now if self._now is not None else time.time()
@@ -147,12 +107,14 @@ class SqlBroker(Broker):
                               f"publishing {len(rows)} messages to {self.queue!r}")
         self._notify()
 
-    def _notify(self) -> None:
-        with self._wake:
-            self._wake.notify_all()
-
     # --- consuming ------------------------------------------------------------------------------
-    def _claim(self, conn: Connection, n: int, acks: list[int]) -> list[Any]:
+    def _claim(self, n: int, acks: list[Any]) -> list[Delivery]:
+        rows = self._tx(lambda c: self._claim_rows(c, n, acks))
+        if len(rows) > 1:
+            rows.sort(key=lambda r: (-r[4], r[0]))
+        return [Delivery(r[1], bytes(r[2]), r[0], r[3]) for r in rows]
+
+    def _claim_rows(self, conn: Connection, n: int, acks: list[int]) -> list[Any]:
         m = self.tables.messages
         if acks:
             conn.execute(m.delete().where(m.c.seq.in_(acks), m.c.owner == self.owner))
@@ -182,77 +144,14 @@ class SqlBroker(Broker):
             rows += lost
         return rows
 
-    def fetch(self, max_messages: int, timeout: float) -> list[Delivery]:
-        if self._hb_thread is None:
-            self._start()
-        deadline = time.monotonic() + timeout
-        pause = 0.005
-        while True:
-            with self._acks_lock:
-                acks, self._acks = self._acks, []
-            try:
-                rows = self._tx(lambda c, a=acks: self._claim(c, max_messages, a))  # type: ignore[misc]
-            except BaseException:
-                with self._acks_lock:
-                    self._acks[:0] = acks
-                self._suspect = True
-                raise
-            self._suspect = False
-            self._settled(acks)
-            if rows:
-                if len(rows) > 1:
-                    rows.sort(key=lambda r: (-r[4], r[0]))
-                self._held.update(r[0] for r in rows)
-                return [Delivery(r[1], bytes(r[2]), r[0], r[3]) for r in rows]
-            left = deadline - time.monotonic()
-            if left <= 0 or self._closed.is_set():
-                return []
-            with self._wake:
-                self._wake.wait(min(pause, left))
-            pause = min(pause * 2, self.idle_poll)
-
-    def started(self, delivery: Delivery) -> None:
-        """Mark the row running before the task runs (batched with other threads' marks): if this worker
-        dies now, the reaper charges the crash to this message and not to the ones only prefetched."""
-        self._starts.add(delivery.tag)
-
-    def _mark_running(self, seqs: list[int]) -> None:
+    def _mark_running(self, seqs: list[Any]) -> None:
         m = self.tables.messages
         self._tx(lambda c: c.execute(m.update().where(m.c.seq.in_(seqs), m.c.owner == self.owner)
                                      .values(running=True)))
 
-    def _settled(self, seqs: Iterable[int]) -> None:
-        held = self._held
-        for s in seqs:
-            held.discard(s)
-
-    def ack(self, delivery: Delivery) -> None:
-        if self._closed.is_set():
-            return  # close() gave it back to the queue: it runs again (at-least-once)
-        with self._acks_lock:
-            self._acks.append(delivery.tag)
-        self._ack_wake.set()
-
-    def ack_many(self, deliveries: Iterable[Delivery]) -> None:
-        if self._closed.is_set():
-            return
-        with self._acks_lock:
-            self._acks.extend(d.tag for d in deliveries)
-        self._ack_wake.set()
-
-    def flush_acks(self) -> None:
-        with self._acks_lock:
-            acks, self._acks = self._acks, []
-        if not acks:
-            return
+    def _delete_acked(self, seqs: list[Any]) -> None:
         m = self.tables.messages
-        try:
-            self._tx(lambda c: c.execute(m.delete().where(m.c.seq.in_(acks), m.c.owner == self.owner)))
-        except BaseException:
-            with self._acks_lock:
-                self._acks[:0] = acks
-            raise
-        self._settled(acks)
+        self._tx(lambda c: c.execute(m.delete().where(m.c.seq.in_(seqs), m.c.owner == self.owner)))
 
     def nack(self, delivery: Delivery, requeue: bool = True, delay: float = 0.0) -> None:
         m, seq = self.tables.messages, delivery.tag
@@ -265,7 +164,7 @@ class SqlBroker(Broker):
                 values["eta"] = (self._now + delay) if self._now is not None else time.time() + delay
             self._tx_retrying(lambda c: c.execute(m.update().where(mine).values(**values)), "nack")
             self._notify()
-        self._held.discard(seq)
+        self._forget(seq)
 
     def dead_letter(self, delivery: Delivery, reason: str) -> None:
         m, d = self.tables.messages, self.tables.dead
@@ -280,49 +179,20 @@ class SqlBroker(Broker):
             c.execute(m.delete().where(m.c.seq == delivery.tag))
 
         self._tx_retrying(tx, "dead-lettering")
-        self._held.discard(delivery.tag)
+        self._forget(delivery.tag)
 
     # --- heartbeat, ack flushing and the reaper ---------------------------------------------------
-    def _beat(self, c: Connection) -> None:
+    def _beat(self) -> None:
         cons = self.tables.consumers
-        now = self._now_value()
-        if not c.execute(cons.update().where(cons.c.owner == self.owner).values(beat_at=now)).rowcount:
-            c.execute(cons.insert().values(owner=self.owner, queue=self.queue, beat_at=now))
 
-    def _start(self) -> None:
-        self._tx_retrying(self._beat, "registering the consumer")
-        self._hb_thread = threading.Thread(target=self._heartbeat_loop, daemon=True,
-                                           name=f"boostkernel-sql-heartbeat-{self.queue}")
-        self._hb_thread.start()
+        def tx(c: Connection) -> None:
+            now = self._now_value()
+            if not c.execute(cons.update().where(cons.c.owner == self.owner).values(beat_at=now)).rowcount:
+                c.execute(cons.insert().values(owner=self.owner, queue=self.queue, beat_at=now))
 
-    def _heartbeat_loop(self) -> None:
-        now = time.monotonic()
-        next_beat, next_reap = now + self.heartbeat_interval, now
-        while not self._closed.is_set():
-            now = time.monotonic()
-            if self._ack_wake.wait(max(0.0, min(next_beat, next_reap) - now)):
-                self._ack_wake.clear()
-                if self._closed.wait(self.ack_flush_interval):
-                    return
-            if self._closed.is_set():
-                return
-            try:
-                self.flush_acks()
-                now = time.monotonic()
-                if now >= next_beat:
-                    self._tx(self._beat)
-                    next_beat = now + self.heartbeat_interval
-                if now >= next_reap:
-                    self.reap()
-                    next_reap = now + self.reap_interval
-            except (BrokerUnavailable, sa.exc.SQLAlchemyError) as exc:
-                if self._closed.is_set():
-                    return
-                self.log.warning("sql heartbeat of queue %r failed: %s", self.queue, exc)
-                self._closed.wait(min(1.0, self.heartbeat_interval))
+        self._tx(tx)
 
-    def reap(self) -> int:
-        """Return messages of dead consumers to the queue; dead-letter crash loops. Returns how many came back."""
+    def _reap(self) -> tuple[int, int]:
         m, cons, d = self.tables.messages, self.tables.consumers, self.tables.dead
         limit = self._now - self.dead_after if self._now is not None else time.time() - self.dead_after
 
@@ -346,7 +216,7 @@ class SqlBroker(Broker):
             if doomed:
                 t = time.time()
                 c.execute(d.insert(), [{"queue": self.queue, "id": r[1], "body": r[2], "failed_at": t,
-                                        "reason": f"crash-loop: its worker died {r[3] + 1} time(s) while running it"}
+                                        "reason": crash_loop_reason(r[3] + 1)}
                                        for r in doomed])
                 c.execute(m.delete().where(m.c.seq.in_([r[0] for r in doomed])))
             if charged:
@@ -358,13 +228,7 @@ class SqlBroker(Broker):
             c.execute(cons.delete().where(cons.c.owner.in_(dead_owners)))
             return len(back), len(doomed)
 
-        back, dead = self._tx(tx)
-        if back or dead:
-            self.log.warning("queue %r: returned %d message(s) of dead workers%s", self.queue, back,
-                             f", {dead} crash-looping message(s) to the dead-letter queue" if dead else "")
-        if back:
-            self._notify()
-        return back
+        return self._tx(tx)
 
     # --- dead letters ------------------------------------------------------------------------------
     def dead_letters(self, limit: int = 100) -> list[DeadLetterRecord]:
@@ -413,30 +277,18 @@ class SqlBroker(Broker):
         return int(self._tx(lambda c: c.execute(m.delete().where(m.c.queue == self.queue, m.c.owner.is_(None)))
                             .rowcount))
 
-    def close(self) -> None:
-        if self._closed.is_set():
-            return
-        self._closed.set()
-        self._ack_wake.set()
-        if self._hb_thread is None:
-            return
-        self._hb_thread.join(10)
+    def _release_all(self) -> int:
         m, cons = self.tables.messages, self.tables.consumers
-        try:
-            self.flush_acks()
 
-            def tx(c: Connection) -> int:
-                n = c.execute(m.update().where(m.c.owner == self.owner).values(owner=None, running=False)).rowcount
-                c.execute(cons.delete().where(cons.c.owner == self.owner))
-                return int(n)
+        def tx(c: Connection) -> int:
+            n = c.execute(m.update().where(m.c.owner == self.owner).values(owner=None, running=False)).rowcount
+            c.execute(cons.delete().where(cons.c.owner == self.owner))
+            return int(n)
 
-            n = self._tx(tx)
-            if n:
-                self.log.info("queue %r: returned %d unacked message(s) on close", self.queue, n)
-                self._notify()
-        except (BrokerUnavailable, sa.exc.SQLAlchemyError) as exc:
-            self.log.warning("could not return unacked messages on close (they come back once this consumer's "
-                             "heartbeat is %ss old): %s", self.dead_after, exc)
+        n = self._tx(tx)
+        if n:
+            self._notify()
+        return n
 
     def describe(self) -> dict[str, Any]:
         return {"broker": self.name, "queue": self.queue, "url": mask_url(self.url), "claim": self.claim_mode,

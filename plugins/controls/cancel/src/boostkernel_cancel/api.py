@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from boostkernel import Booster
 
 
 def revoke_key(queue: str, task_id: str) -> str:
@@ -16,7 +19,7 @@ def revoke_generation_key(queue: str) -> str:
     return f"bk:revoked-gen:{queue}"
 
 
-def revoke(booster: Any, task_id: str, ttl: float = 7 * 24 * 3600.0) -> None:
+def revoke(booster: Booster[Any, Any], task_id: str, ttl: float = 7 * 24 * 3600.0) -> None:
     """Revoke ``task_id``: a pending task never runs, a running one is stopped (needs ``cancellable=True``)."""
     booster.store.set(revoke_key(booster.queue, task_id), True, ttl=ttl)
     booster.store.incr(revoke_generation_key(booster.queue), 1)

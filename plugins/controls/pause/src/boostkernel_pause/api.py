@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from boostkernel import Booster
 
 
 def pause_key(queue: str) -> str:
@@ -11,16 +14,16 @@ def pause_key(queue: str) -> str:
     return f"bk:paused:{queue}"
 
 
-def pause(booster: Any) -> None:
+def pause(booster: Booster[Any, Any]) -> None:
     """Pause consumption of this queue everywhere (workers with ``pausable=True`` stop fetching within ~1 s)."""
     booster.store.set(pause_key(booster.queue), True)
 
 
-def resume(booster: Any) -> None:
+def resume(booster: Booster[Any, Any]) -> None:
     """Resume consumption paused by :func:`pause`."""
     booster.store.delete(pause_key(booster.queue))
 
 
-def is_paused(booster: Any) -> bool:
+def is_paused(booster: Booster[Any, Any]) -> bool:
     """True while the queue is paused."""
     return bool(booster.store.get(pause_key(booster.queue)))

@@ -4,10 +4,15 @@ functions below, added to every booster with ``registry.add_booster_method``."""
 
 from __future__ import annotations
 
-from typing import Any
+import datetime
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from boostkernel import hookimpl
 from boostkernel.plugins import Registry
+
+if TYPE_CHECKING:
+    from boostkernel import Booster, TaskOptions
 
 
 @hookimpl
@@ -28,28 +33,32 @@ def register_commands(cli: Any) -> None:
     cli.add_command(scheduler_command, "scheduler")
 
 
-def add_schedule(booster: Any, **spec: Any) -> str:
+def add_schedule(booster: Booster[Any, Any], *, cron: str | None = None, interval: float | None = None,
+                 at: datetime.datetime | float | None = None, args: Sequence[Any] = (),
+                 kwargs: Mapping[str, Any] | None = None, id: str | None = None,  # noqa: A002
+                 options: TaskOptions | None = None, timezone: str | None = None) -> str:
     """``Booster.schedule(cron=... | interval=... | at=..., args=, kwargs=, id=, options=, timezone=)``: publish
     this task on a schedule saved in the store (run the schedulers with ``boostkernel scheduler MODULE``);
     returns the schedule id."""
     from .api import add_schedule as add
 
-    return add(booster, **spec)
+    return add(booster, cron=cron, interval=interval, at=at, args=args, kwargs=kwargs, id=id, options=options,
+               timezone=timezone)
 
 
-def remove_schedule(booster: Any, schedule_id: str) -> bool:
+def remove_schedule(booster: Booster[Any, Any], schedule_id: str) -> bool:
     """Remove the schedule ``schedule_id`` of ``booster``'s queue; True if it existed."""
     from .api import remove_schedule as remove
 
     return remove(booster, schedule_id)
 
 
-def unschedule(booster: Any, id: str) -> bool:  # noqa: A002 - Booster.unschedule(id)'s name
+def unschedule(booster: Booster[Any, Any], id: str) -> bool:  # noqa: A002 - Booster.unschedule(id)'s name
     """``Booster.unschedule(id)``: remove the schedule ``id``; True if it existed."""
     return remove_schedule(booster, id)
 
 
-def list_schedules(booster: Any) -> list[dict[str, Any]]:
+def list_schedules(booster: Booster[Any, Any]) -> list[dict[str, Any]]:
     """``Booster.schedules()``: the schedules saved for this queue."""
     from .api import list_schedules as lst
 

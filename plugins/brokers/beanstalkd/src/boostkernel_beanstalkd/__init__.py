@@ -1,0 +1,1 @@
+"""boostkernel-beanstalkd: the beanstalkd broker."""

@@ -1,0 +1,1 @@
+"""boostkernel-nats: the NATS JetStream broker."""

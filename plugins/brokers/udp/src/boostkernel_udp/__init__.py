@@ -1,0 +1,1 @@
+"""boostkernel-udp: Brokerless UDP: the consumer listens, producers send datagrams (stdlib)."""

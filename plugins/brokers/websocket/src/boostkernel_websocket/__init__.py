@@ -1,0 +1,1 @@
+"""boostkernel-websocket: Brokerless WebSocket: the consumer serves an endpoint, producers stream messages to it."""
