@@ -326,3 +326,23 @@ def test_funboost_command(tmp_path: Path) -> None:
     out = CliRunner().invoke(funboost_command, [str(mod)])
     assert out.exit_code == 0, out.output
     assert "fb_cli_q" in out.output and "broker='memory'" in out.output and "qps=3.0" in out.output
+
+
+def test_consuming_function_decorator_wraps_the_task() -> None:
+    import functools
+
+    def plus_one(fn: Any) -> Any:
+        @functools.wraps(fn)
+        def wrapper(*a: Any, **kw: Any) -> Any:
+            return fn(*a, **kw) + 1
+        return wrapper
+
+    @boost(BoosterParams(queue_name=q(), broker_kind=BrokerEnum.MEMORY_QUEUE, is_using_rpc_mode=True,
+                         consuming_function_decorator=plus_one))
+    def f(x: int) -> int:
+        return x
+
+    assert f(1) == 1  # a local call runs the function as written
+    f.consume()
+    assert f.push(1).get() == 2  # the worker runs the decorated function
+    f.kernel.stop()
