@@ -10,6 +10,7 @@ Measures, on the server at BOOSTKERNEL_KAFKA_URL (default kafka://127.0.0.1:9092
   consumer-group join (reported separately) is not counted.
 
     uv run python benchmarks/bench_kafka.py [--n 20000] [--single 2000] [--brokers kafka,confluent-kafka]
+        [--no-delivery-counts]
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from boostkernel.testing.helpers import service_url
 
 URL = os.environ.get("BOOSTKERNEL_KAFKA_URL") or service_url("kafka")
 BOOTSTRAP = URL.split("://", 1)[-1].split("/", 1)[0]
-OPTS = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500, "partitions": 4}
+OPTS: dict[str, object] = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500, "partitions": 4}
 
 
 def _rate(n: int, seconds: float) -> str:
@@ -143,8 +144,12 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=20000, help="messages per batched publish / consume run")
     ap.add_argument("--single", type=int, default=2000, help="messages published one by one with push()")
     ap.add_argument("--brokers", default="kafka,confluent-kafka")
+    ap.add_argument("--no-delivery-counts", action="store_true",
+                    help="broker_options delivery_counts=False (no read marks in <topic>.attempts)")
     a = ap.parse_args()
-    print(f"server {URL}; n={a.n}, single={a.single}")
+    if a.no_delivery_counts:
+        OPTS["delivery_counts"] = False
+    print(f"server {URL}; n={a.n}, single={a.single}, broker_options={OPTS}")
     rows = []
     for b in a.brokers.split(","):
         r = bench_boost(b, a.n, a.single)

@@ -7,7 +7,7 @@ server). *publish/s* is the publishing loop (``push()`` per message: one INSERT 
 each; ``push_many()``: 5,000 rows per statement); *consume/s* runs from ``consume()`` until the last task
 finished, acks included (the broker's guarantee: at-least-once, acked after the task).
 
-Peers (``--peers``, on by default): PgQueuer and procrastinate on the same server, in the same run, with
+Peers (skip them with ``--no-peers``): PgQueuer and procrastinate on the same server, in the same run, with
 the same guarantee and the same in-process measurement (benchmarks/peers/pg_peers.py), at ``--workers``
 jobs in flight and at one. The table ends with our consume rate against the faster peer's.
 """

@@ -15,6 +15,13 @@ message, as a conservative fallback that still stops crash loops.
 The file holds one line per event: ``key`` when a delivery starts, ``-key`` when it is settled (so an
 ack still waiting in a batch does not make a finished message look running). It is rewritten with only
 the keys still running when it grows past ``rotate_bytes``, so it stays small.
+
+A live consumer holds an advisory lock (``flock``) on its journal; the kernel drops it when the process
+dies, however it dies. :func:`dead_journals` lists only the journals nobody holds, for brokers where a
+message can come back while its first consumer still runs it (a Kafka rebalance): such a message is not
+charged a crash. :func:`discharge` marks a dead consumer's key as charged (it is charged once), and
+:func:`charge` / :func:`charges` / :func:`forget_charges` keep a message's crash count in a small file
+of the same directory, for brokers that cannot carry the count in the message itself.
 """
 
 from __future__ import annotations
@@ -22,7 +29,13 @@ from __future__ import annotations
 import os
 import re
 import threading
+import time
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: every other journal counts as dead (no lock to test)
+    fcntl = None  # type: ignore[assignment]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
@@ -54,10 +67,105 @@ def remove_journal(directory: str | Path, owner: str) -> None:
         pass
 
 
-def sweep_journals(directory: str | Path, older_than: float) -> int:
-    """Delete journals not touched for ``older_than`` seconds (their consumers died holding nothing)."""
-    import time
+def _lock(fd: int) -> None:
+    if fcntl is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            pass
 
+
+def _owner_alive(path: Path) -> bool:
+    """Whether a live process holds the journal's lock (the path still names the locked file)."""
+    if fcntl is None:
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return True  # locked by its (live) writer
+        try:
+            return os.fstat(fd).st_ino != os.stat(path).st_ino  # rotated while we looked: its writer lives
+        except OSError:
+            return False
+    finally:
+        os.close(fd)
+
+
+def dead_journals(directory: str | Path, exclude: str | None = None) -> dict[str, set[str]]:
+    """``{owner file name: keys it was running}`` for the journals in ``directory`` whose consumer is gone
+    (no process holds their lock) and that still list running keys; ``exclude`` is an owner to skip."""
+    skip = journal_path(directory, exclude).name if exclude else None
+    out: dict[str, set[str]] = {}
+    try:
+        names = [n for n in os.listdir(directory) if n.endswith(".running") and n != skip]
+    except OSError:
+        return out
+    for name in names:
+        path = Path(directory) / name
+        if _owner_alive(path):
+            continue
+        ran = read_journal(directory, name.removesuffix(".running"))
+        if ran:
+            out[name] = ran
+    return out
+
+
+def discharge(directory: str | Path, name: str, key: str) -> None:
+    """Mark ``key`` as settled in the dead journal ``name`` (a file name from :func:`dead_journals`):
+    its crash was charged once and must not be charged again."""
+    try:
+        with open(Path(directory) / name, "a") as f:
+            f.write(f"-{key}\n")
+    except OSError:
+        pass
+
+
+def _charge_path(directory: str | Path, key: str) -> Path:
+    return Path(directory) / "charged" / _UNSAFE.sub("_", key)
+
+
+def charges(directory: str | Path, key: str) -> int:
+    """Crashes charged so far to message ``key`` (see :func:`charge`)."""
+    try:
+        return int(_charge_path(directory, key).read_text())
+    except (OSError, ValueError):
+        return 0
+
+
+def charge(directory: str | Path, key: str) -> int:
+    """Count one more crash of message ``key`` (a consumer died while running it); return the total."""
+    n = charges(directory, key) + 1
+    path = _charge_path(directory, key)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+        tmp.write_text(str(n))
+        os.replace(tmp, path)
+    except OSError:
+        pass
+    return n
+
+
+def forget_charges(directory: str | Path, key: str) -> None:
+    """The message was settled (or dead-lettered): its crash count is no longer needed."""
+    try:
+        _charge_path(directory, key).unlink()
+    except OSError:
+        pass
+
+
+def sweep_charges(directory: str | Path, older_than: float) -> int:
+    """Delete crash counts not updated for ``older_than`` seconds."""
+    return sweep_journals(Path(directory) / "charged", older_than, suffix="")
+
+
+def sweep_journals(directory: str | Path, older_than: float, suffix: str = ".running") -> int:
+    """Delete journals not touched for ``older_than`` seconds (their consumers died holding nothing)."""
     n = 0
     cutoff = time.time() - older_than
     try:
@@ -66,7 +174,7 @@ def sweep_journals(directory: str | Path, older_than: float) -> int:
         return 0
     for e in entries:
         try:
-            if e.name.endswith(".running") and e.stat().st_mtime < cutoff:
+            if e.name.endswith(suffix) and e.is_file() and e.stat().st_mtime < cutoff:
                 os.unlink(e.path)
                 n += 1
         except OSError:
@@ -93,6 +201,7 @@ class RunningJournal:
                 try:
                     self.directory.mkdir(parents=True, exist_ok=True)
                     self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+                    _lock(self._fd)
                 except OSError:
                     self._fd = -2
                 self._size = 0
@@ -147,6 +256,7 @@ class RunningJournal:
         data = "".join(k + "\n" for k in self._running).encode()
         tmp = self.path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+        _lock(fd)
         os.write(fd, data)
         os.replace(tmp, self.path)
         os.close(self._fd)

@@ -85,6 +85,13 @@ class Store(abc.ABC):
             return self.delete(f"lock:{name}")
         return False
 
+    def keys(self, prefix: str) -> list[str]:
+        """The live keys starting with ``prefix`` (the dashboard lists task records with it on a store that
+        cannot search them itself).
+
+        Optional: a store that cannot list its keys keeps this default, and the dashboard says so."""
+        raise NotImplementedError(f"store {self.name!r} cannot list its keys")
+
     # --- workers ------------------------------------------------------------------------------
     def heartbeat(self, worker_id: str, info: dict[str, Any], ttl: float) -> None:
         self.set(f"worker:{worker_id}", info, ttl=ttl)

@@ -1,8 +1,9 @@
 """Private database servers for tests that must restart or cut a service (never the shared one).
 
-:class:`PrivatePostgres` and :class:`PrivateMariaDB` create a throw-away data directory, start the
-server on a free local port from the binaries the machine already has (Debian's ``postgresql`` and
-``mariadb-server`` packages), and offer ``restart()`` and ``stop()``. They are used by the
+:class:`PrivatePostgres`, :class:`PrivateMariaDB` and :class:`PrivateRabbitMQ` create a throw-away data
+directory, start the server on a free local port from the binaries the machine already has (Debian's
+``postgresql``, ``mariadb-server`` and ``rabbitmq-server`` packages), and
+offer ``restart()`` and ``stop()``. They are used by the
 ``restart_service`` fixtures of the SQL brokers' contract tests and by the MySQL binlog tests::
 
     pg = PrivatePostgres.start(tmp_path_factory.mktemp("pg"))
@@ -164,7 +165,9 @@ class PrivateMariaDB:
                 "--innodb-buffer-pool-size=32M", "--innodb-log-file-size=16M", "--innodb-flush-log-at-trx-commit=2",
                 "--max-connections=300", f"--log-error={self.datadir}/error.log"]
         if self.binlog:
-            args += ["--log-bin=binlog", "--binlog-format=ROW", "--binlog-row-image=FULL", "--server-id=1"]
+            # binlog_row_metadata=FULL: row events carry the column names (change-capture readers need them)
+            args += ["--log-bin=binlog", "--binlog-format=ROW", "--binlog-row-image=FULL", "--server-id=1",
+                     "--binlog-row-metadata=FULL"]
         else:
             args += ["--skip-log-bin"]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -188,3 +191,77 @@ class PrivateMariaDB:
     def stop(self) -> None:
         self._stop()
         shutil.rmtree(self.datadir, ignore_errors=True)
+
+
+class PrivateRabbitMQ:
+    """A RabbitMQ node of its own (``RABBITMQ_NODENAME``, its own AMQP and distribution ports and mnesia
+    directory; guest/guest). It starts in about 5-10 s. ``restart()`` SIGKILLs the node's process group
+    (persistent messages whose publish was confirmed survive) and starts it again."""
+
+    SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
+
+    def __init__(self, base: Path, port: int, dist_port: int) -> None:
+        self.base, self.port, self.dist_port = base, port, dist_port
+        self.node = f"bk{port}@localhost"
+        self.url = f"amqp://guest:guest@127.0.0.1:{port}/%2F"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def available(cls) -> bool:
+        return os.path.exists(cls.SERVER)
+
+    @classmethod
+    def start(cls, base: Path | None = None, port: int | None = None) -> PrivateRabbitMQ:
+        base = Path(tempfile.mkdtemp(prefix="boostkernel-rabbitmq-", dir=base))
+        for d in ("mnesia", "log"):
+            (base / d).mkdir()
+        (base / "enabled_plugins").write_text("[].\n")
+        if os.geteuid() == 0:  # the server runs as the rabbitmq user (it reads that user's Erlang cookie)
+            os.chmod(base, 0o755)
+            for p in (base, base / "mnesia", base / "log", base / "enabled_plugins"):
+                shutil.chown(p, "rabbitmq", "rabbitmq")
+        self = cls(base, port or free_port(), free_port())
+        self._start()
+        return self
+
+    def _start(self) -> None:
+        env = {"RABBITMQ_NODENAME": self.node, "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+               "RABBITMQ_NODE_PORT": str(self.port), "RABBITMQ_DIST_PORT": str(self.dist_port),
+               "RABBITMQ_MNESIA_BASE": str(self.base / "mnesia"), "RABBITMQ_LOG_BASE": str(self.base / "log"),
+               "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.base / "enabled_plugins"),
+               "RABBITMQ_CONFIG_FILE": str(self.base / "none")}
+        cmd = ["env", *(f"{k}={v}" for k, v in env.items()), self.SERVER]
+        if os.geteuid() == 0:
+            cmd = ["runuser", "-u", "rabbitmq", "--", *cmd]
+        with open(self.base / "server.out", "ab") as out:
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            _wait_port(self.port, 60, self.proc)
+        except (RuntimeError, TimeoutError) as exc:
+            tail = (self.base / "server.out").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"private RabbitMQ node did not start: {exc}\n{tail}") from None
+
+    def _kill(self) -> None:
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, 9)
+        except OSError:
+            pass
+        self.proc.wait(30)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # the port closes once the node's processes are gone
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    pass
+            except OSError:
+                return
+            time.sleep(0.05)
+
+    def restart(self) -> None:
+        self._kill()
+        self._start()
+
+    def stop(self) -> None:
+        self._kill()
+        shutil.rmtree(self.base, ignore_errors=True)

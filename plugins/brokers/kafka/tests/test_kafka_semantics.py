@@ -67,6 +67,29 @@ def test_unfinished_records_come_back_to_the_next_member() -> None:
         second.close()
 
 
+def test_delivery_count_marks_only_what_reached_the_application() -> None:
+    """Read marks: records fetched by the application and not finished come back to the next member with
+    delivery_count 2; records that were only in the closed consumer's buffer come back with 1."""
+    q = f"sem_{uuid.uuid4().hex[:8]}"
+    first = _broker(q)
+    first.publish_many(_msgs(10))
+    first.fetch(0, 0.1)  # starts the consumer
+    assert wait_until(lambda: len(first._buffer) == 10, 20), "the consumer did not poll the 10 records"
+    got = first.fetch(4, 1.0)
+    assert len(got) == 4
+    first.close()  # 4 fetched and unfinished, 6 only buffered
+    second = _broker(q)
+    try:
+        again = _fetch(second, 10, timeout=20)
+        counts = {d.id: d.delivery_count for d in again}
+        assert [counts[d.id] for d in got] == [2, 2, 2, 2], counts
+        assert sorted(counts.values()) == [1] * 6 + [2] * 4, counts
+        assert all(d.crashes == 0 for d in again), "nothing was running: no crash may be charged"
+        second.ack_many(again)
+    finally:
+        second.close()
+
+
 def test_nack_with_delay_republishes_later_and_counts_the_delivery() -> None:
     b = _broker(f"sem_{uuid.uuid4().hex[:8]}")
     try:

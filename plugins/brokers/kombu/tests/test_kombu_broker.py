@@ -124,3 +124,35 @@ def test_redis_delivery_whose_unacked_record_failed_comes_back(queue: str, monke
         cleaner = KombuBroker(queue, URLS["redis"])
         cleaner.delete_queues()
         cleaner.close()
+
+
+def test_many_delayed_nacks_beyond_the_held_window(queue: str) -> None:
+    """More delayed copies than half the prefetch window: the overflow goes round the queue, none is
+    delivered early, none is lost."""
+    import time
+
+    from boostkernel.broker import Outgoing
+
+    b = KombuBroker(queue, "kombu+memory://", prefetch=4)
+    try:
+        ids = [f"m{i}" for i in range(10)]
+        b.publish_many([Outgoing(i, b"{}") for i in ids])
+        nacked: set[str] = set()
+        t0 = time.monotonic()
+        deadline = t0 + 10
+        while len(nacked) < 10 and time.monotonic() < deadline:
+            for d in b.fetch(10, 0.2):
+                assert d.id not in nacked, "a delayed copy came back at once"
+                nacked.add(d.id)
+                b.nack(d, requeue=True, delay=1.5)
+        assert len(nacked) == 10
+        back: dict[str, float] = {}
+        deadline = time.monotonic() + 10
+        while len(back) < 10 and time.monotonic() < deadline:
+            for d in b.fetch(10, 0.2):
+                back.setdefault(d.id, time.monotonic() - t0)
+                b.ack(d)
+        assert sorted(back) == sorted(ids)
+        assert min(back.values()) >= 1.45, back
+    finally:
+        b.close()

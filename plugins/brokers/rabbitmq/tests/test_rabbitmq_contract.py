@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -10,6 +11,7 @@ from boostkernel_rabbitmq.broker import RabbitmqBroker
 from boostkernel.broker import Broker
 from boostkernel.testing import BrokerContract
 from boostkernel.testing.helpers import drop_tcp_connections, service_url
+from boostkernel.testing.private import PrivateRabbitMQ
 
 pytestmark = pytest.mark.service("rabbitmq")
 
@@ -23,8 +25,8 @@ class TestRabbitmqContract(BrokerContract):
     expected_failures = {
         "test_count_excludes_in_flight": BUFFERED,
         "test_purge_leaves_in_flight_alone": BUFFERED,
-        "test_durable_across_service_restart": "needs a private RabbitMQ instance to restart; the shared one "
-                                               "must not be restarted and none is started by these tests",
+        "test_durable_across_service_restart": "the shared RabbitMQ must not be restarted: durability is tested "
+                                               "against a private node by TestRabbitmqDurability below",
     }
 
     @pytest.fixture
@@ -48,3 +50,39 @@ class TestRabbitmqContract(BrokerContract):
             cleaner = RabbitmqBroker(made[0].queue, service_url("rabbitmq"))
             cleaner.delete_queues()
             cleaner.close()
+
+
+@pytest.fixture(scope="module")
+def private_rabbitmq() -> Iterator[PrivateRabbitMQ]:
+    if not PrivateRabbitMQ.available():
+        if os.environ.get("CI"):
+            pytest.fail("rabbitmq-server is needed for the durability test (apt-get install rabbitmq-server)")
+        pytest.skip("rabbitmq-server is not installed")
+    node = PrivateRabbitMQ.start()
+    yield node
+    node.stop()
+
+
+class TestRabbitmqDurability(BrokerContract):
+    """Durability across a restart (SIGKILL of the node) of a private RabbitMQ node (its own ports and
+    mnesia directory). Starting and restarting a node takes 5-20 s, so only this test runs here."""
+
+    only_tests = frozenset({"test_durable_across_service_restart"})
+    recovery_seconds = 5.0
+
+    @pytest.fixture
+    def make_broker(self, private_rabbitmq: PrivateRabbitMQ) -> Iterator[Callable[[str], Broker]]:
+        made: list[RabbitmqBroker] = []
+
+        def make(queue: str) -> Broker:
+            b = RabbitmqBroker(queue, private_rabbitmq.url, prefetch=16)
+            made.append(b)
+            return b
+
+        yield make
+        for b in made:
+            b.close()
+
+    @pytest.fixture
+    def restart_service(self, private_rabbitmq: PrivateRabbitMQ) -> Callable[[], None]:
+        return private_rabbitmq.restart

@@ -48,7 +48,8 @@ class ConfluentKafkaBroker(LogBroker):
         conf.update(self.client_options.get("producer", {}))
         return Producer(conf)
 
-    def _p_send(self, topic: str, items: Sequence[tuple[bytes, list[tuple[str, bytes]]]]) -> None:
+    def _p_send(self, topic: str, items: Sequence[tuple[bytes, list[tuple[str, bytes]]]],
+                partitions: Sequence[int] | None = None) -> None:
         producer = self._producer_get()
         errors: list[Any] = []
         pending = [len(items)]
@@ -63,10 +64,11 @@ class ConfluentKafkaBroker(LogBroker):
                 if pending[0] == 0:
                     done.set()
 
-        for value, headers in items:
+        for i, (value, headers) in enumerate(items):
+            where = {} if partitions is None else {"partition": partitions[i]}
             while True:
                 try:
-                    producer.produce(topic, value=value, headers=headers, on_delivery=on_delivery)
+                    producer.produce(topic, value=value, headers=headers, on_delivery=on_delivery, **where)
                     break
                 except BufferError:  # local queue full: serve delivery reports, then retry
                     producer.poll(0.05)

@@ -19,14 +19,37 @@ small primitives; everything that decides *when* an offset may be committed live
 * **On revoke** (rebalance) buffered records of the revoked partitions are dropped, running ones get up to
   ``revoke_timeout`` seconds to finish, and the watermark is committed synchronously.
 * **count** is the group's lag; **purge** moves the group's committed offsets to the end of the log.
+
+Delivery counts and crash loops (a log keeps neither):
+
+* **Read marks.** Before the poll thread hands out a batch, it appends to ``<topic>.attempts`` (one
+  partition per partition of the topic, partition ``p % n``) a tiny record ``"p:next"``: the offset after
+  the last record of partition ``p`` that this group has handed out (on revoke: after the last one handed
+  to the application). A member that is assigned ``p`` reads the last mark once; records below it were
+  delivered before and get ``delivery_count`` + 1. One produce per polled batch, not per message; off with
+  ``delivery_counts=False`` (then a redelivery after a crash has ``delivery_count`` 1 and no crash is
+  charged).
+* **Crash loops.** :meth:`LogBroker.started` appends the message id to this consumer's running journal
+  (:mod:`boostkernel.journal`, one ``write(2)``, locked while the process lives). When a redelivered record
+  comes in, the journals of *dead* consumers of this host (lock released) are read: if one was running
+  it, one crash is charged to it (a small per-message file beside the journals) and the journal entry is
+  discharged, so each death counts once. At ``max_deliveries`` crashes the record goes to the DLQ with
+  reason ``crash-loop``; below that it is delivered in place with ``crashes`` set. Prefetched bystanders
+  are in no journal and are not charged; a record revoked from a *live* consumer (a rebalance) is not
+  charged either (its journal is still locked). A consumer killed on another host leaves no journal here:
+  its messages come back with ``delivery_count`` > 1 but no crash is counted.
 """
 
 from __future__ import annotations
 
 import heapq
+import os
 import re
+import socket
+import tempfile
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -34,6 +57,16 @@ from urllib.parse import unquote
 
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
 from boostkernel.errors import BrokerUnavailable, ConfigError
+from boostkernel.journal import (
+    RunningJournal,
+    charge,
+    charges,
+    dead_journals,
+    discharge,
+    forget_charges,
+    sweep_charges,
+    sweep_journals,
+)
 from boostkernel.logs import mask_url, queue_logger
 from boostkernel.retrying import Backoff
 
@@ -121,6 +154,17 @@ class LogBroker(Broker):
         self.publish_timeout = float(o.get("publish_timeout", 30.0))
         self.client_options: dict[str, Any] = dict(o.get("client_options") or {})
         self.log = queue_logger(queue)
+        self.delivery_counts = bool(o.get("delivery_counts", True))
+        default_attempts = f"{self.topic}.attempts" if self.group_id == f"boostkernel.{self.topic}" else \
+            f"{self.topic}.attempts.{re.sub(r'[^A-Za-z0-9._-]', '_', self.group_id)}"
+        self.attempts_topic = str(o.get("attempts_topic") or default_attempts)[:249]
+        self.max_crashes = int(params.max_deliveries if params is not None else o.get("max_deliveries", 3))
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.journal_dir = os.path.join(tempfile.gettempdir(), "boostkernel-running",
+                                        "kafka-" + re.sub(r"[^A-Za-z0-9_.-]", "_", self.group_id))
+        self.journal = RunningJournal(self.journal_dir, self.owner)
+        self._marks: dict[int, int] = {}
+        """Partition -> offset below which this group handed records out before (read at assignment)."""
 
         self.tracker = OffsetTracker()
         self._buffer: deque[Delivery] = deque()
@@ -155,8 +199,10 @@ class LogBroker(Broker):
         """A producer of the client library, with acks from all replicas."""
         raise NotImplementedError
 
-    def _p_send(self, topic: str, items: Sequence[tuple[bytes, list[tuple[str, bytes]]]]) -> None:
-        """Produce ``(value, headers)`` items to ``topic`` and wait until the broker acknowledged all of them."""
+    def _p_send(self, topic: str, items: Sequence[tuple[bytes, list[tuple[str, bytes]]]],
+                partitions: Sequence[int] | None = None) -> None:
+        """Produce ``(value, headers)`` items to ``topic`` (item ``i`` to ``partitions[i]`` if given) and
+        wait until the broker acknowledged all of them."""
         raise NotImplementedError
 
     def _p_close(self) -> None:
@@ -233,7 +279,10 @@ class LogBroker(Broker):
             if (self._thread is not None and self._thread.is_alive()) or self._closed:
                 return
             self._consumer_error = None
-            self.ensure_topics(self.topic)
+            self.ensure_topics(self.topic, *((self.attempts_topic,) if self.delivery_counts else ()))
+            sweep_journals(self.journal_dir, 3600)  # journals of consumers gone long ago
+            sweep_charges(self.journal_dir, 86400)
+            self.journal.open()
             ready = threading.Event()
             self._thread = threading.Thread(target=self._poll_loop, args=(ready,), daemon=True,
                                             name=f"boostkernel-{self.name}-poll-{self.queue}")
@@ -259,15 +308,25 @@ class LogBroker(Broker):
             n = min(max_messages, len(buf))
             return [buf.popleft() for _ in range(n)]
 
+    def started(self, delivery: Delivery) -> None:
+        """Record that this delivery runs now: one write(2) to this consumer's journal (see the module doc)."""
+        self.journal.started(delivery.id)
+
     def ack(self, delivery: Delivery) -> None:
         p, off, epoch = delivery.tag
         self.tracker.done(p, off, epoch)
+        self.journal.finished(delivery.id)
+        if delivery.crashes:
+            forget_charges(self.journal_dir, delivery.id)
 
     def ack_many(self, deliveries: Any) -> None:
-        done = self.tracker.done
+        done, finished = self.tracker.done, self.journal.finished
         for d in deliveries:
             p, off, epoch = d.tag
             done(p, off, epoch)
+            finished(d.id)
+            if d.crashes:
+                forget_charges(self.journal_dir, d.id)
 
     def _copy_headers(self, delivery: Delivery) -> list[tuple[str, bytes]]:
         headers: list[tuple[str, bytes]] = [(k, v) for k, v in delivery.extra.get("headers", ())
@@ -282,6 +341,7 @@ class LogBroker(Broker):
         self.ack(delivery)
 
     def nack(self, delivery: Delivery, requeue: bool = True, delay: float = 0.0) -> None:
+        self.journal.finished(delivery.id)  # handed back: a death from now on is not its doing
         if not requeue:
             self.ack(delivery)
             return
@@ -347,7 +407,16 @@ class LogBroker(Broker):
             except Exception as exc:  # noqa: BLE001 - the offset stays uncommitted: the record comes back
                 self.log.warning("could not requeue delayed message %s on close: %s", d.id, exc)
         with self._cond:
+            first_dropped: dict[int, int] = {}
+            for d in self._buffer:
+                p, off, _ = d.tag
+                first_dropped[p] = min(off, first_dropped.get(p, off))
             self._buffer.clear()  # never started: not committed, so the group reads them again
+        if self.delivery_counts and first_dropped:
+            try:  # they never reached the application: the next owner must not count them as redelivered
+                self._write_marks(first_dropped)
+            except Exception as exc:  # noqa: BLE001
+                self.log.debug("could not write the read marks on close: %s", exc)
         try:
             self._commit()
         except Exception as exc:  # noqa: BLE001
@@ -360,19 +429,91 @@ class LogBroker(Broker):
             self.log.debug("closing the consumer failed: %s", exc)
 
     def _buffer_records(self, records: list[Record]) -> None:
-        add, topic = self.tracker.add, self.topic
+        add, topic, marks = self.tracker.add, self.topic, self._marks
+        if self.delivery_counts:
+            ends: dict[int, int] = {}
+            for p, off, _, _ in records:
+                if off + 1 > ends.get(p, -1):
+                    ends[p] = off + 1
+            try:
+                self._write_marks(ends)  # before anyone can run them: a crash from now on is seen by the next owner
+            except Exception as exc:  # noqa: BLE001 - the records must be handed out anyway (never dropped)
+                self.log.warning("could not write the read marks of %r (a redelivery of this batch will show "
+                                 "delivery_count 1 and no crash is charged): %s", self.topic, exc)
         out = []
+        dead: dict[str, set[str]] | None = None
         for p, off, value, headers in records:
             epoch = add(p, off)
             if epoch < 0:
                 continue
             hid = _header(headers, H_ID)
             dc = _header(headers, H_DELIVERIES)
-            out.append(Delivery(hid.decode() if hid else f"{topic}:{p}:{off}", value, (p, off, epoch),
-                                int(dc) if dc else 1, {"headers": headers} if headers else {}))
+            mid = hid.decode() if hid else f"{topic}:{p}:{off}"
+            d = Delivery(mid, value, (p, off, epoch), int(dc) if dc else 1, {"headers": headers} if headers else {})
+            if off < marks.get(p, 0):  # handed out before by a member of this group that lost it
+                d.delivery_count += 1
+                if dead is None:
+                    dead = dead_journals(self.journal_dir, exclude=self.owner)
+                if self._charge_if_crashed(d, dead):
+                    continue
+            out.append(d)
         with self._cond:
             self._buffer.extend(out)
             self._cond.notify_all()
+
+    def _write_marks(self, ends: dict[int, int]) -> None:
+        """Append ``"p:end"`` read marks to the attempts topic (waits for the broker's ack)."""
+        if not ends:
+            return
+        n = max(1, self.partitions)
+        self._p_send(self.attempts_topic, [(f"{p}:{e}".encode(), []) for p, e in ends.items()],
+                     partitions=[p % n for p in ends])
+
+    def _load_marks(self, partitions: list[int]) -> dict[int, int]:
+        """The last read mark of each partition (0 when there is none)."""
+        n = max(1, self.partitions)
+        wanted = {p % n for p in partitions}
+        positions = self._i_positions(self.attempts_topic, f"{self.group_id}.attempts")
+        start = {ap: max(lo, hw - 64) for ap, (lo, _, hw) in positions.items() if ap in wanted and hw > lo}
+        end = {ap: positions[ap][2] for ap in start}
+        marks = dict.fromkeys(partitions, 0)
+        if start:
+            for _, _, value, _ in self._i_read(self.attempts_topic, start, end, 64 * len(start)):
+                try:
+                    p_text, _, e_text = value.decode().partition(":")
+                    p, e = int(p_text), int(e_text)
+                except ValueError:
+                    continue
+                if p in marks:
+                    marks[p] = e  # offset order per partition: the last one wins
+        return marks
+
+    def _charge_if_crashed(self, d: Delivery, dead: dict[str, set[str]]) -> bool:
+        """A redelivered record: charge a crash if a dead consumer of this host was running it; at
+        ``max_deliveries`` crashes dead-letter it (True: it must not be handed out)."""
+        mid = d.id
+        owner = next((name for name, ran in dead.items() if mid in ran), None)
+        if owner is None:
+            d.crashes = charges(self.journal_dir, mid) if os.path.isdir(self.journal_dir + "/charged") else 0
+        else:
+            dead[owner].discard(mid)
+            discharge(self.journal_dir, owner, mid)  # each death is charged once
+            d.crashes = charge(self.journal_dir, mid)
+        if not d.crashes:
+            return False
+        d.delivery_count = max(d.delivery_count, d.crashes + 1)
+        if d.crashes >= self.max_crashes:
+            last = owner.removesuffix(".running") if owner else "?"
+            reason = f"crash-loop: its worker died {d.crashes} time(s) while running it (last: {last})"
+            try:
+                self.dead_letter(d, reason)
+            except Exception as exc:  # noqa: BLE001 - hand it out rather than leave its offset stuck
+                self.log.warning("could not dead-letter crash-looping message %s (%s): delivered again", mid, exc)
+                return False
+            self.log.error("message %s dead-lettered: %s", mid, reason)
+            forget_charges(self.journal_dir, mid)
+            return True
+        return False
 
     def _backpressure(self) -> int:
         """Return how many more records may be taken (0: the window is full).
@@ -425,6 +566,14 @@ class LogBroker(Broker):
         self.log.debug("assigned partitions %s of %r", partitions, self.topic)
         if partitions:
             self._c_start_from_committed(partitions)
+            if self.delivery_counts:
+                try:
+                    self._marks.update(self._load_marks(partitions))
+                except Exception as exc:  # noqa: BLE001 - counts only: the records still come
+                    self.log.warning("could not read the read marks of %r (redeliveries will show "
+                                     "delivery_count 1 and no crash is charged): %s", self.topic, exc)
+                    for p in partitions:
+                        self._marks.pop(p, None)
         self.tracker.assign(partitions)
         self._paused = False  # newly assigned partitions start unpaused; _backpressure pauses again
 
@@ -450,6 +599,11 @@ class LogBroker(Broker):
                 target = self.tracker.next_offset(p)
             if target is not None:
                 targets[p] = target
+        if self.delivery_counts and first_dropped:
+            try:  # buffered records never reached the application: the next owner must not count them
+                self._write_marks(first_dropped)
+            except Exception as exc:  # noqa: BLE001
+                self.log.debug("could not write the read marks on revoke: %s", exc)
         if targets and not self.tracker.wait_until(targets, self.revoke_timeout):
             self.log.warning("partitions %s of %r revoked while tasks still run: they will run again elsewhere",
                              sorted(revoked), self.topic)
@@ -595,6 +749,7 @@ class LogBroker(Broker):
             self._p_close()
         except Exception as exc:  # noqa: BLE001
             self.log.debug("closing the producer failed: %s", exc)
+        self.journal.close()
 
     def describe(self) -> dict[str, Any]:
         return {"broker": self.name, "queue": self.queue, "url": mask_url(self.url), "topic": self.topic,

@@ -63,9 +63,14 @@ class KafkaBroker(LogBroker):
         except kafka.errors.NoBrokersAvailable as exc:
             raise BrokerUnavailable(f"kafka: no broker reachable at {self.bootstrap}: {exc}") from exc
 
-    def _p_send(self, topic: str, items: Sequence[tuple[bytes, list[tuple[str, bytes]]]]) -> None:
+    def _p_send(self, topic: str, items: Sequence[tuple[bytes, list[tuple[str, bytes]]]],
+                partitions: Sequence[int] | None = None) -> None:
         producer = self._producer_get()
-        futures = [producer.send(topic, value=v, headers=h) for v, h in items]
+        if partitions is None:
+            futures = [producer.send(topic, value=v, headers=h) for v, h in items]
+        else:
+            futures = [producer.send(topic, value=v, headers=h, partition=p)
+                       for (v, h), p in zip(items, partitions, strict=True)]
         if len(futures) > 1:
             producer.flush(self.publish_timeout)
         for f in futures:

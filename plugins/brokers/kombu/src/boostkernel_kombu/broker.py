@@ -16,14 +16,34 @@ the channel closes) and on redis (kombu restores unacked messages on a clean clo
 with the connection is restored at once, see :func:`_track_unsure_deliveries`). Dead letters go to ``<queue>.dlq`` with the
 reason in the ``x-bk-reason`` header. Priority and native delay are not declared (transports disagree on
 them); the kernel's fallback republishes not-yet-due messages.
+
+``nack(delay=d)`` publishes a copy carrying its due time (``x-bk-eta``, Unix ms) and acks the original. A
+consumer that receives a copy before it is due keeps it unacked in a small local heap and hands it to
+:meth:`KombuBroker.fetch` when due (a crash meanwhile: the transport redelivers it, still carrying its due
+time). At most half the prefetch window is held this way; past that, the copy due last is published again
+at the back of the queue and acked, so ready messages keep flowing.
+
+Crash loops: :meth:`KombuBroker.started` appends the message id to this consumer's running journal
+(:mod:`boostkernel.journal`, one ``write(2)``, locked while the process lives). A delivery flagged
+``redelivered`` is looked up in the journals of dead consumers of this host: if one was running it, one
+crash is charged (a per-message file beside the journals; each death counts once) and at
+``max_deliveries`` crashes it goes to ``<queue>.dlq`` with reason ``crash-loop``; below that it is
+delivered with ``crashes`` set. Prefetched bystanders are in no journal and are not charged. A consumer
+killed on another host leaves no journal here: its messages are redelivered uncharged.
 """
 
 from __future__ import annotations
 
 import collections
+import heapq
 import logging
+import os
+import re
+import socket
+import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -36,11 +56,22 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
 from boostkernel.errors import BrokerUnavailable, ConfigError
+from boostkernel.journal import (
+    RunningJournal,
+    charge,
+    charges,
+    dead_journals,
+    discharge,
+    forget_charges,
+    sweep_charges,
+    sweep_journals,
+)
 from boostkernel.logs import mask, mask_url, queue_logger
 from boostkernel.retrying import backoff_delay
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672//"
 H_ID, H_REASON, H_FAILED_AT, H_REQUEUES = "x-bk-id", "x-bk-reason", "x-bk-failed-at", "x-bk-requeues"
+H_ETA = "x-bk-eta"
 _RETRY_POLICY = {"max_retries": 5, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 3.0}
 
 log = logging.getLogger("boostkernel.kombu")
@@ -170,6 +201,16 @@ class KombuBroker(Broker):
         self._ever_ready = False
         self._first_attempt = threading.Event()
         self._last_error: str | None = None
+        self.max_crashes = int(params.max_deliveries if params is not None else o.get("max_deliveries", 3))
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.journal_dir = os.path.join(tempfile.gettempdir(), "boostkernel-running",
+                                        "kombu-" + re.sub(r"[^A-Za-z0-9_.-]", "_", queue))
+        self.journal = RunningJournal(self.journal_dir, self.owner)
+        self._dead: dict[str, set[str]] = {}
+        self._dead_at = 0.0
+        self._waiting: list[tuple[float, int, Delivery]] = []
+        """Copies from ``nack(delay)`` received before their due time: (due, seq, delivery), consumer thread."""
+        self._wseq = 0
 
     def _connection(self) -> Any:
         return Connection(self.kurl, transport_options=self.transport_options, connect_timeout=self.connect_timeout)
@@ -297,6 +338,9 @@ class KombuBroker(Broker):
     def _start(self) -> None:
         with self._plock:
             if self._thread is None:
+                sweep_journals(self.journal_dir, 3600)  # journals of consumers gone long ago
+                sweep_charges(self.journal_dir, 86400)
+                self.journal.open()
                 self._thread = threading.Thread(target=self._run, name=f"boostkernel-kombu-{self.queue}", daemon=True)
                 self._thread.start()
 
@@ -321,6 +365,8 @@ class KombuBroker(Broker):
                         conn.drain_events(timeout=self.poll_interval)
                     except TimeoutError:
                         pass
+                    if self._waiting:
+                        self._release_due()
                 self._run_ops()  # acks handed over before close()
                 try:
                     consumer.cancel()
@@ -347,6 +393,7 @@ class KombuBroker(Broker):
     def _lost(self) -> None:
         self._ready = False
         self._gen += 1
+        self._waiting = []  # unacked: the transport redelivers them
         with self._cond:
             self._buf.clear()  # the transport redelivers them
 
@@ -358,9 +405,77 @@ class KombuBroker(Broker):
             count += int(requeues)
         d = Delivery(str(h.get(H_ID) or message.properties.get("message_id") or ""), message.body,
                      (self._gen, message), count)
+        if count > 1 and d.id and self._charge_if_crashed(d):
+            return
+        eta = h.get(H_ETA)
+        if eta is not None and int(eta) / 1000.0 > time.time():
+            self._hold(d, int(eta) / 1000.0)
+            return
         with self._cond:
             self._buf.append(d)
             self._cond.notify()
+
+    def _charge_if_crashed(self, d: Delivery) -> bool:
+        """A redelivery: charge a crash if a dead consumer of this host was running it; dead-letter it at
+        ``max_deliveries`` crashes (True: it must not be handed out). Consumer thread."""
+        mid = d.id
+        owner = next((name for name, ran in self._dead.items() if mid in ran), None)
+        now = time.monotonic()
+        if owner is None and now - self._dead_at >= 0.02:  # a burst of redeliveries: read at most every 20 ms
+            self._dead_at = now
+            self._dead = dead_journals(self.journal_dir, exclude=self.owner)
+            owner = next((name for name, ran in self._dead.items() if mid in ran), None)
+        if owner is None:
+            d.crashes = charges(self.journal_dir, mid) if os.path.isdir(self.journal_dir + "/charged") else 0
+        else:
+            self._dead[owner].discard(mid)
+            discharge(self.journal_dir, owner, mid)  # each death is charged once
+            d.crashes = charge(self.journal_dir, mid)
+        if not d.crashes:
+            return False
+        d.delivery_count = max(d.delivery_count, d.crashes + 1)
+        if d.crashes < self.max_crashes:
+            return False
+        reason = (f"crash-loop: its worker died {d.crashes} time(s) while running it "
+                  f"(last: {owner.removesuffix('.running') if owner else '?'})")
+        self.log.error("message %s dead-lettered: %s", mid, reason)
+        try:
+            self._send(self.dlq, d.body, {H_ID: mid, H_REASON: reason, H_FAILED_AT: int(time.time() * 1000)})
+        except BrokerUnavailable:  # keep it unacked: the transport redelivers it
+            return True
+        _, message = d.tag
+        message.ack()
+        forget_charges(self.journal_dir, mid)
+        return True
+
+    def _hold(self, d: Delivery, due: float) -> None:
+        """Keep a not-yet-due copy (unacked) until ``due``; past half the prefetch window, send the one due
+        last to the back of the queue (consumer thread)."""
+        self._wseq += 1
+        heapq.heappush(self._waiting, (due, self._wseq, d))
+        if len(self._waiting) <= max(1, self.prefetch // 2):
+            return
+        latest = max(self._waiting, key=lambda w: w[0])
+        self._waiting.remove(latest)
+        heapq.heapify(self._waiting)
+        _, _, moved = latest
+        _, message = moved.tag
+        try:
+            self._send(self.q, moved.body, dict(message.headers or {}))
+        except BrokerUnavailable:  # keep it unacked: the transport redelivers it
+            self.log.debug("could not move delayed message %s to the back of the queue", moved.id)
+            return
+        message.ack()
+
+    def _release_due(self) -> None:
+        now = time.time()
+        due = []
+        while self._waiting and self._waiting[0][0] <= now:
+            due.append(heapq.heappop(self._waiting)[2])
+        if due:
+            with self._cond:
+                self._buf.extend(due)
+                self._cond.notify()
 
     def _run_ops(self) -> None:
         ops = self._ops
@@ -403,19 +518,32 @@ class KombuBroker(Broker):
             return
         self._ops.append(lambda: self._settle(d, action))
 
+    def started(self, delivery: Delivery) -> None:
+        """Record that this delivery runs now: one write(2) to this consumer's journal (see the module doc)."""
+        self.journal.started(delivery.id)
+
+    def _finished(self, d: Delivery) -> None:
+        self.journal.finished(d.id)
+        if d.crashes:
+            forget_charges(self.journal_dir, d.id)
+
     def ack(self, delivery: Delivery) -> None:
+        self._finished(delivery)
         self._submit(delivery, "ack")
 
     def ack_many(self, deliveries: Iterable[Delivery]) -> None:
         for d in deliveries:
+            self._finished(d)
             self._submit(d, "ack")
 
     def nack(self, delivery: Delivery, requeue: bool = True, delay: float = 0.0) -> None:
-        """Requeue (at once: kombu has no portable delay) or drop the message.
+        """Requeue (after ``delay`` seconds) or drop the message.
 
-        A requeue publishes a copy with its requeue count (transports disagree on the ``redelivered`` flag),
-        then acks the original; if the copy cannot be published the transport's own requeue is used.
+        A requeue publishes a copy with its requeue count (transports disagree on the ``redelivered`` flag)
+        and, with ``delay``, its due time (see the module doc), then acks the original; if the copy cannot be
+        published the transport's own requeue is used (at once).
         """
+        self.journal.finished(delivery.id)  # handed back: a death from now on is not its doing
         if not requeue:
             self._submit(delivery, "reject")
             return
@@ -423,6 +551,10 @@ class KombuBroker(Broker):
         headers = dict(message.headers or {})
         headers[H_ID] = delivery.id
         headers[H_REQUEUES] = int(headers.get(H_REQUEUES, 0)) + 1
+        if delay > 0:
+            headers[H_ETA] = int((time.time() + delay) * 1000) + 1
+        else:
+            headers.pop(H_ETA, None)
         try:
             self._send(self.q, delivery.body, headers)
         except BrokerUnavailable:
@@ -446,6 +578,7 @@ class KombuBroker(Broker):
             self._thread.join(10.0)
         with self._plock:
             self._drop_pconn()
+        self.journal.close()
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()

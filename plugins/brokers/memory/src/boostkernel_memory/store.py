@@ -70,3 +70,7 @@ class MemoryStore(Store):
                 new = amount
             self._data[key] = (new, expires)
             return new
+
+    def keys(self, prefix: str) -> list[str]:
+        with self._cond:
+            return sorted(k for k in list(self._data) if k.startswith(prefix) and self._alive(k)[0])

@@ -43,6 +43,22 @@ CREATE INDEX IF NOT EXISTS bk_kv_expires ON {s}.bk_kv (expires) WHERE expires IS
 
 _FINISHED = ("success", "failure", "skipped", "dead", "expired", "revoked", "duplicate")
 
+# Task-record search (the dashboard): expression indexes over the JSON of ``result:*`` rows (and a trigram
+# index of their arguments when the pg_trgm extension can be created), made by the first search or
+# ``prepare_search()``, so a store nobody searches pays nothing for them.
+_RESULTS = "starts_with(key, 'result:')"
+_AT = "((value::jsonb ->> 'published_at')::float8)"
+_QUEUE = "(value::jsonb ->> 'queue')"
+_STATUS = "(value::jsonb ->> 'status')"
+_ARGS = "(((value::jsonb -> 'args')::text || ' ' || (value::jsonb -> 'kwargs')::text))"
+#: A text search first looks among this many newest records (enough when the text is common).
+_TEXT_PROBE = 20000
+
+
+def _like(text: str, prefix: bool = False) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%" if prefix else f"%{escaped}%"
+
 
 def _dumps(v: Any) -> str:
     return orjson.dumps(v, default=repr).decode()
@@ -205,6 +221,73 @@ class PostgresStore(Store):
             f"SELECT key FROM {self.t} WHERE key LIKE %s AND (expires IS NULL OR expires > {NOW}) ORDER BY key",
             (like,)).fetchall())
         return [r[0] for r in rows]
+
+    def prepare_search(self) -> None:
+        """Create the indexes task-record search uses (once; tens of seconds per million records)."""
+        if getattr(self, "_search_ready", False):
+            return
+        t, n = self.t, self.schema
+        stmts = [f"CREATE INDEX IF NOT EXISTS bk_kv_results_at ON {t} ({_AT}) WHERE {_RESULTS}",
+                 f"CREATE INDEX IF NOT EXISTS bk_kv_results_queue ON {t} ({_QUEUE}, {_AT}) WHERE {_RESULTS}",
+                 f"CREATE INDEX IF NOT EXISTS bk_kv_results_status ON {t} ({_STATUS}, {_AT}) WHERE {_RESULTS}",
+                 f"CREATE INDEX IF NOT EXISTS bk_kv_results_qs ON {t} ({_QUEUE}, {_STATUS}, {_AT}) WHERE {_RESULTS}",
+                 f"CREATE INDEX IF NOT EXISTS bk_kv_results_key ON {t} (key text_pattern_ops) WHERE {_RESULTS}"]
+        for sql in stmts:
+            self._run(lambda c, sql=sql: c.execute(sql))
+        try:
+            self._run(lambda c: c.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm"))
+            self._run(lambda c: c.execute(
+                f"CREATE INDEX IF NOT EXISTS bk_kv_results_args ON {t} USING gin ({_ARGS} gin_trgm_ops) "
+                f"WHERE {_RESULTS}"))
+            self._trigram = True
+        except psycopg.Error as exc:  # no pg_trgm (or no right to create it): text search scans
+            log.info("schema %s: no trigram index for task-record text search (%s)", n, exc)
+            self._trigram = False
+        # statistics of the new expression indexes, else the planner may sort the whole table
+        self._run(lambda c: c.execute(f"ANALYZE {t}"))
+        self._search_ready = True
+
+    def search_results(self, queue: str | None = None, status: str | None = None, since: float | None = None,
+                       until: float | None = None, task_id: str | None = None, text: str | None = None,
+                       limit: int = 100) -> list[dict[str, Any]]:
+        """Task records (``result:*``) matching every given filter, newest published first: ``task_id`` is an
+        id or its prefix, ``text`` is found (case-insensitively) in the arguments."""
+        self.prepare_search()
+        where = [_RESULTS, f"(expires IS NULL OR expires > {NOW})"]
+        args: list[Any] = []
+        if task_id and len(task_id) >= 36:
+            where.append("key = %s")
+            args.append(f"result:{task_id}")
+        elif task_id:
+            where.append("key LIKE %s")
+            args.append("result:" + _like(task_id, prefix=True))
+        for expr, value in ((_QUEUE, queue), (_STATUS, status)):
+            if value:
+                where.append(f"{expr} = %s")
+                args.append(value)
+        if since is not None:
+            where.append(f"{_AT} >= %s")
+            args.append(float(since))
+        if until is not None:
+            where.append(f"{_AT} <= %s")
+            args.append(float(until))
+        lim = int(limit)
+        if not text:
+            sql = f"SELECT value FROM {self.t} WHERE {' AND '.join(where)} ORDER BY {_AT} DESC LIMIT %s"
+            return [orjson.loads(r[0]) for r in self._run(lambda c: c.execute(sql, [*args, lim]).fetchall())]
+        like = _like(text)
+        # Common text: the newest records (time index) hold enough matches. Rare text: the trigram index finds
+        # the keys first (an ARRAY(...) init plan, then primary-key lookups: the planner cannot walk the time
+        # index instead).
+        probe = (f"SELECT value FROM (SELECT value, {_AT} AS at, {_ARGS} AS a FROM {self.t} WHERE "
+                 f"{' AND '.join(where)} ORDER BY {_AT} DESC LIMIT {_TEXT_PROBE}) s WHERE a ILIKE %s "
+                 f"ORDER BY at DESC LIMIT %s")
+        rows = self._run(lambda c: c.execute(probe, [*args, like, lim]).fetchall())
+        if len(rows) < lim:
+            sql = (f"SELECT value FROM {self.t} WHERE key = ANY(ARRAY(SELECT key FROM {self.t} WHERE {_RESULTS} "
+                   f"AND {_ARGS} ILIKE %s)) AND {' AND '.join(where)} ORDER BY {_AT} DESC LIMIT %s")
+            rows = self._run(lambda c: c.execute(sql, [like, *args, lim]).fetchall())
+        return [orjson.loads(r[0]) for r in rows]
 
     def expire(self) -> int:
         """Delete expired rows; return how many."""

@@ -39,6 +39,10 @@ return 0
 """
 
 
+#: Set (without TTL) by the first task-record search: from then on ``put_result`` also indexes records.
+_SEARCH_FLAG = "search:on"
+
+
 def _dumps(v: Any) -> bytes:
     return orjson.dumps(v, default=repr)
 
@@ -63,6 +67,9 @@ class RedisStore(Store):
         self._incr = self.redis.register_script(_INCR)
         self._lock = self.redis.register_script(_LOCK)
         self._unlock = self.redis.register_script(_UNLOCK)
+        self._search_on = False
+        self._search_checked = 0.0
+        self._search_writes = 0
 
     def _k(self, key: str) -> str:
         return self.prefix + key
@@ -71,6 +78,8 @@ class RedisStore(Store):
     def put_result(self, task_id: str, record: dict[str, Any], ttl: float) -> None:
         pipe = self.redis.pipeline(transaction=False)
         pipe.set(self._k(f"result:{task_id}"), _dumps(record), px=_ms(ttl))
+        if self._indexing():
+            self._index(pipe, task_id, record, ttl)
         if record.get("status") in _FINISHED:
             nkey = self._k(f"notify:{task_id}")
             pipe.delete(nkey)
@@ -98,6 +107,100 @@ class RedisStore(Store):
     def get_results(self, task_ids: Sequence[str], timeout: float = 0.0) -> list[dict[str, Any] | None]:
         deadline = time.monotonic() + timeout
         return [self.get_result(t, max(0.0, deadline - time.monotonic())) for t in task_ids]
+
+    # --- task-record search (the dashboard) ------------------------------------------------------
+    # Sorted sets of task ids scored by publish time: ``idx:all``, ``idx:q:<queue>``, ``idx:s:<status>``.
+    # They are candidates only (a record that changed status or expired is filtered out when read, and its
+    # stale entry removed). ``put_result`` writes them only once someone searched this store.
+    def _indexing(self) -> bool:
+        now = time.monotonic()
+        if not self._search_on and now >= self._search_checked:
+            self._search_checked = now + 10.0
+            self._search_on = bool(self.redis.exists(self._k(_SEARCH_FLAG)))
+        return self._search_on
+
+    def _index(self, pipe: Any, task_id: str, record: dict[str, Any], ttl: float) -> None:
+        at = float(record.get("published_at") or record.get("started_at") or time.time())
+        status = str(record.get("status"))
+        keys = [self._k("idx:all"), self._k(f"idx:q:{record.get('queue')}"), self._k(f"idx:s:{status}")]
+        for key in keys:
+            pipe.zadd(key, {task_id: at})
+        if status != "running":
+            pipe.zrem(self._k("idx:s:running"), task_id)
+        self._search_writes += 1
+        if self._search_writes % 1000 == 0:  # entries older than the records' TTL point at nothing
+            for key in keys:
+                pipe.zremrangebyscore(key, "-inf", time.time() - ttl - 3600.0)
+
+    def prepare_search(self) -> None:
+        """Turn indexing on for every writer of this store and index the records already there (a SCAN:
+        about a minute per million records, once)."""
+        if self._search_on:
+            return
+        if self.redis.set(self._k(_SEARCH_FLAG), b"1", nx=True):
+            n = len(self.prefix) + len("result:")
+            batch: list[str] = []
+            for key in self.redis.scan_iter(match=self.prefix + "result:*", count=2000):
+                batch.append(key.decode()[n:])
+                if len(batch) == 2000:
+                    self._backfill(batch)
+                    batch = []
+            if batch:
+                self._backfill(batch)
+        self._search_on = True
+
+    def _backfill(self, task_ids: list[str]) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        for tid, rec in zip(task_ids, self.get_many([f"result:{t}" for t in task_ids]), strict=True):
+            if isinstance(rec, dict):
+                self._index(pipe, tid, rec, 86400.0)
+        pipe.execute()
+
+    def search_results(self, queue: str | None = None, status: str | None = None, since: float | None = None,
+                       until: float | None = None, task_id: str | None = None, text: str | None = None,
+                       limit: int = 100) -> list[dict[str, Any]]:
+        """Task records matching every given filter, newest published first (``task_id``: an id or its prefix;
+        ``text``: found case-insensitively in the JSON of the arguments)."""
+        self.prepare_search()
+        needle = text.lower() if text else None
+
+        def match(r: Any) -> bool:
+            if not isinstance(r, dict):
+                return False
+            at = r.get("published_at") or r.get("started_at") or 0.0
+            return not ((queue and r.get("queue") != queue) or (status and r.get("status") != status)
+                        or (since is not None and at < since) or (until is not None and at > until)
+                        or (task_id and not str(r.get("task_id", "")).startswith(task_id))
+                        or (needle and needle not in orjson.dumps([r.get("args"), r.get("kwargs")],
+                                                                  default=repr).decode().lower()))
+
+        if task_id and len(task_id) >= 36:
+            rec = self.get(f"result:{task_id}")
+            return [rec] if match(rec) else []
+        if task_id:  # a prefix: no index, a SCAN of the matching keys
+            recs = self.get_many([k for k in self.keys(f"result:{task_id}")])
+            found = [r for r in recs if match(r)]
+            found.sort(key=lambda r: r.get("published_at") or r.get("started_at") or 0.0, reverse=True)
+            return found[:limit]
+        zkey = self._k(f"idx:q:{queue}" if queue else f"idx:s:{status}" if status else "idx:all")
+        lo = "-inf" if since is None else since
+        hi = "+inf" if until is None else until
+        out: list[dict[str, Any]] = []
+        offset, chunk = 0, max(2 * limit, 500)
+        while len(out) < limit:
+            ids = [i.decode() for i in cast("list[bytes]", self.redis.zrevrangebyscore(
+                zkey, hi, lo, start=offset, num=chunk))]
+            if not ids:
+                break
+            offset += len(ids)
+            recs = self.get_many([f"result:{i}" for i in ids])
+            stale = [i for i, r in zip(ids, recs, strict=True) if r is None]
+            if stale:
+                self.redis.zrem(zkey, *stale)
+                offset -= len(stale)
+            out.extend(r for r in recs if match(r))
+            chunk = min(chunk * 2, 20_000)
+        return out[:limit]
 
     # --- key/value, counters, locks ---------------------------------------------------------------
     def set(self, key: str, value: Any, ttl: float | None = None, only_if_absent: bool = False) -> bool:

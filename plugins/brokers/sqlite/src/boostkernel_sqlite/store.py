@@ -23,6 +23,53 @@ CREATE INDEX IF NOT EXISTS bk_kv_expires ON bk_kv (expires) WHERE expires IS NOT
 """
 _local_results: dict[str, threading.Condition] = {}
 
+# Task-record search (the dashboard): expression indexes over the JSON of ``result:*`` rows and a trigram
+# full-text table of their arguments (kept by triggers), created by the first search (or
+# ``prepare_search()``), so a store nobody searches pays nothing for them.
+_RESULTS = "key >= 'result:' AND key < 'result;'"
+
+
+def _field(name: str, row: str = "") -> str:
+    return f"json_extract(CAST({row}value AS TEXT), '$.{name}')"
+
+
+_AT, _QUEUE, _STATUS = _field("published_at"), _field("queue"), _field("status")
+SEARCH_INDEXES = f"""
+CREATE INDEX IF NOT EXISTS bk_kv_results_at ON bk_kv ({_AT}) WHERE {_RESULTS};
+CREATE INDEX IF NOT EXISTS bk_kv_results_queue ON bk_kv ({_QUEUE}, {_AT}) WHERE {_RESULTS};
+CREATE INDEX IF NOT EXISTS bk_kv_results_status ON bk_kv ({_STATUS}, {_AT}) WHERE {_RESULTS};
+"""
+
+
+def _args_text(row: str) -> str:
+    return f"{_field('args', row)} || ' ' || {_field('kwargs', row)}"
+
+
+_IS_RESULT = "{r}.key >= 'result:' AND {r}.key < 'result;'"
+#: The full-text table shares bk_kv's rowids; an INSERT OR REPLACE deletes the old row without firing delete
+#: triggers, so the BEFORE INSERT trigger drops the old row's text first.
+SEARCH_TEXT = f"""
+BEGIN IMMEDIATE;
+CREATE VIRTUAL TABLE bk_results_text USING fts5(args, tokenize='trigram');
+CREATE TRIGGER bk_results_text_bi BEFORE INSERT ON bk_kv WHEN {_IS_RESULT.format(r="new")} BEGIN
+  DELETE FROM bk_results_text WHERE rowid = (SELECT rowid FROM bk_kv WHERE key = new.key);
+END;
+CREATE TRIGGER bk_results_text_ai AFTER INSERT ON bk_kv WHEN {_IS_RESULT.format(r="new")} BEGIN
+  INSERT INTO bk_results_text (rowid, args) VALUES (new.rowid, {_args_text("new.")});
+END;
+CREATE TRIGGER bk_results_text_au AFTER UPDATE ON bk_kv WHEN {_IS_RESULT.format(r="new")} BEGIN
+  DELETE FROM bk_results_text WHERE rowid = old.rowid;
+  INSERT INTO bk_results_text (rowid, args) VALUES (new.rowid, {_args_text("new.")});
+END;
+CREATE TRIGGER bk_results_text_ad AFTER DELETE ON bk_kv WHEN {_IS_RESULT.format(r="old")} BEGIN
+  DELETE FROM bk_results_text WHERE rowid = old.rowid;
+END;
+INSERT INTO bk_results_text (rowid, args) SELECT rowid, {_args_text("")} FROM bk_kv WHERE {_RESULTS};
+COMMIT;
+"""
+#: A text search first looks among this many newest records (enough when the text is common).
+_TEXT_PROBE = 20000
+
 
 def _dumps(v: Any) -> bytes:
     return orjson.dumps(v, default=repr)
@@ -113,6 +160,84 @@ class SqliteStore(Store):
         rows = self.db.read("SELECT key FROM bk_kv WHERE key >= ? AND key < ? AND (expires IS NULL OR expires>?)",
                             (prefix, prefix + "\uffff", time.time()))
         return [r[0] for r in rows]
+
+    def prepare_search(self) -> None:
+        """Create what task-record search uses, once: the indexes (seconds per million records) and the trigram
+        table of the arguments (about a minute per million; needs SQLite >= 3.34 with FTS5, else text
+        search scans). Afterwards every writer of this file keeps them (a few tens of microseconds per record)."""
+        if getattr(self, "_search_ready", False):
+            return
+        with self.db.lock:
+            self.db.conn.executescript(SEARCH_INDEXES)
+            exists = self.db.conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE name = 'bk_results_text'").fetchone() is not None
+            if not exists:
+                try:
+                    self.db.conn.executescript(SEARCH_TEXT)
+                    exists = True
+                except sqlite3.OperationalError as exc:  # no FTS5/trigram, or another process made it now
+                    if self.db.conn.in_transaction:
+                        self.db.conn.execute("ROLLBACK")
+                    exists = self.db.conn.execute(
+                        "SELECT 1 FROM sqlite_master WHERE name = 'bk_results_text'").fetchone() is not None
+                    if not exists:
+                        import logging
+
+                        logging.getLogger("boostkernel.sqlite").info("no full-text index for task records: %s", exc)
+        self._text_index = exists
+        self._search_ready = True
+
+    def search_results(self, queue: str | None = None, status: str | None = None, since: float | None = None,
+                       until: float | None = None, task_id: str | None = None, text: str | None = None,
+                       limit: int = 100) -> list[dict[str, Any]]:
+        """Task records (``result:*``) matching every given filter, newest published first: ``task_id`` is an
+        id or its prefix, ``text`` is found (ASCII case-insensitively) in the JSON of the arguments."""
+        self.prepare_search()
+        where = [_RESULTS, "(expires IS NULL OR expires > ?)"]
+        args: list[Any] = [time.time()]
+        index = "bk_kv_results_queue" if queue else "bk_kv_results_status" if status else "bk_kv_results_at"
+        if task_id:
+            index = "sqlite_autoindex_bk_kv_1"  # the primary key's index, on the id's own range only
+            where = ["(expires IS NULL OR expires > ?)"]
+            if len(task_id) >= 36:
+                where.append("key = ?")
+                args.append(f"result:{task_id}")
+            else:
+                where.append("key >= ? AND key < ?")
+                args += [f"result:{task_id}", f"result:{task_id}\uffff"]
+        for expr, value in ((_QUEUE, queue), (_STATUS, status)):
+            if value:
+                where.append(f"{expr} = ?")
+                args.append(value)
+        if since is not None:
+            where.append(f"{_AT} >= ?")
+            args.append(since)
+        if until is not None:
+            where.append(f"{_AT} <= ?")
+            args.append(until)
+        lim = int(limit)
+        if not text:
+            hint = f" INDEXED BY {index}" if index else ""
+            sql = f"SELECT value FROM bk_kv{hint} WHERE {' AND '.join(where)} ORDER BY {_AT} DESC LIMIT ?"
+            return [_loads(r[0]) for r in self.db.read(sql, (*args, lim))]
+        like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        # a plain LIKE over the row first (cheap), then only within the arguments
+        text_where = (f"CAST(value AS TEXT) LIKE ? ESCAPE '\\' AND ({_args_text('')}) LIKE ? ESCAPE '\\'")
+        # Common text: the newest few thousand records (time index) hold enough matches.
+        hint = f" INDEXED BY {index}" if index else ""
+        probe = (f"SELECT value FROM (SELECT value, {_AT} AS at FROM bk_kv{hint} WHERE {' AND '.join(where)} "
+                 f"ORDER BY {_AT} DESC LIMIT {_TEXT_PROBE}) WHERE {text_where} ORDER BY at DESC LIMIT ?")
+        rows = self.db.read(probe, (*args, like, like, lim))
+        if len(rows) < lim:
+            # Rare text: the trigram table finds the rows (else every record is read).
+            if self._text_index and len(text) >= 3 and not task_id:
+                where.append("rowid IN (SELECT rowid FROM bk_results_text WHERE bk_results_text MATCH ?)")
+                args.append('"' + text.replace('"', '""') + '"')
+                hint = ""
+            sql = (f"SELECT value FROM bk_kv{hint} WHERE {' AND '.join(where)} AND {text_where} "
+                   f"ORDER BY {_AT} DESC LIMIT ?")
+            rows = self.db.read(sql, (*args, like, like, lim))
+        return [_loads(r[0]) for r in rows]
 
     def expire(self) -> int:
         """Delete expired keys."""

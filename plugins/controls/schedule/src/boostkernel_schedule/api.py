@@ -181,6 +181,38 @@ def remove_schedule(booster: Any, schedule_id: str) -> bool:
     return found
 
 
+def set_schedule_paused(booster: Any, schedule_id: str, paused: bool = True) -> bool:
+    """Pause (or resume) the schedule ``schedule_id``: a paused schedule stays saved but fires no tick.
+    True if it exists."""
+    store = booster.store
+    owner = _lock(store, booster.queue)
+    try:
+        index = store.get(index_key(booster.queue)) or {}
+        d = index.get(schedule_id)
+        if d is None:
+            return False
+        if paused:
+            d["paused"] = True
+        else:
+            d.pop("paused", None)
+        store.set(index_key(booster.queue), index)
+    finally:
+        store.release_lock(f"schedule-index:{booster.queue}", owner)
+    return True
+
+
+def run_schedule_now(booster: Any, schedule_id: str) -> Any:
+    """Publish the call of schedule ``schedule_id`` once, now (outside its trigger); return its
+    ``AsyncResult``, or ``None`` if there is no such schedule."""
+    d = (booster.store.get(index_key(booster.queue)) or {}).get(schedule_id)
+    if d is None:
+        return None
+    headers = dict(d.get("headers") or {})
+    headers["schedule"] = {"id": schedule_id, "tick": None, "manual": True}
+    return booster.publish(d.get("kwargs") or {}, _task_options(d.get("options") or {}, headers, None),
+                           args=d.get("args") or ())
+
+
 def list_schedules(booster: Any) -> list[dict[str, Any]]:
     index = booster.store.get(index_key(booster.queue)) or {}
     return [index[k] for k in sorted(index)]
@@ -318,7 +350,7 @@ class Scheduler:
         if time.time() - tick > self.misfire_grace_time:
             return False
         d = orjson.loads(self._loaded.get(f"{queue}:{schedule_id}", b"null"))
-        if d is None:
+        if d is None or d.get("paused"):
             return False
         if not b.store.set(tick_key(queue, schedule_id, tick), {"by": f"{socket.gethostname()}:{os.getpid()}"},
                            ttl=self.claim_ttl, only_if_absent=True):

@@ -1,0 +1,1 @@
+"""boostkernel-file: a directory is the queue."""

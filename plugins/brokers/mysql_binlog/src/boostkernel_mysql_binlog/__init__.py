@@ -1,0 +1,1 @@
+"""boostkernel-mysql-binlog: row changes of MySQL/MariaDB tables become tasks."""

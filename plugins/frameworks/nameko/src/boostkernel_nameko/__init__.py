@@ -1,0 +1,1 @@
+"""boostkernel-nameko: nameko as a boostkernel broker."""
