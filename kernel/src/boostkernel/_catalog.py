@@ -28,6 +28,7 @@ EXTRAS: frozenset[str] = frozenset({
     "udp",
     "websocket",
     "zeromq",
+    "funboost",
     "asyncio",
     "eventlet",
     "gevent",
