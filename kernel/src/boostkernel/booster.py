@@ -106,6 +106,8 @@ class Booster(_Methods, Generic[P, R]):
         self._publish_controls: list[Callable[[Envelope], None]] | None = None
         if hasattr(self.broker_class, "setup_booster"):  # framework brokers register their task here
             self.broker_class.setup_booster(self)
+        elif getattr(self.broker_class, "check_at_decoration", False):
+            self.broker_class(self.queue, self.params.broker_url, self.params)
         register_booster(self)
 
     # --- local call and methods-as-tasks --------------------------------------------------------

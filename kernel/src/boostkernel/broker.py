@@ -132,6 +132,10 @@ class Broker(abc.ABC):
     default_url: ClassVar[str | None] = None
     #: Name of the store plugin used for results/coordination when the booster names none.
     default_store: ClassVar[str] = "sqlite"
+    #: ``True``: ``@boost`` builds one instance at decoration time, so the URL and option checks in
+    #: ``__init__`` fail there with their fix rather than at the first push. Only for an ``__init__``
+    #: that does not connect.
+    check_at_decoration: ClassVar[bool] = False
 
     def __init__(self, queue: str, url: str | None = None, params: BoostParams | None = None,
                  **options: Any) -> None:

@@ -29,8 +29,11 @@ from __future__ import annotations
 
 import os
 import re
+import socket
+import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 
 try:
@@ -39,6 +42,18 @@ except ImportError:  # pragma: no cover - Windows: every other journal counts as
     fcntl = None  # type: ignore[assignment]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def consumer_id() -> str:
+    """A consumer's unique name: ``host:pid:random`` (the host and pid say where a stuck message lives)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def host_journal_dir(name: str) -> str:
+    """The directory where the consumers of one queue on this host keep their journals (``name``: the
+    broker and the queue, e.g. ``"nats-orders"``). Under the system's temporary directory, which every
+    process of the host shares."""
+    return os.path.join(tempfile.gettempdir(), "boostkernel-running", _UNSAFE.sub("_", name))
 
 
 def journal_path(directory: str | Path, owner: str) -> Path:
@@ -151,38 +166,61 @@ def discharge(directory: str | Path, name: str, key: str) -> None:
         pass
 
 
+def crash_loop_reason(crashes: int, owner: str | None = None) -> str:
+    """The dead-letter reason of a message whose workers died ``crashes`` times while running it;
+    ``owner``, when known, is the last one (its journal file name or its consumer id)."""
+    reason = f"crash-loop: its worker died {crashes} time(s) while running it"
+    return f"{reason} (last: {owner.removesuffix('.running')})" if owner else reason
+
+
 class CrashCharges:
-    """The crash accounting of one consumer that looks its redeliveries up one at a time: the dead journals
-    of ``directory`` are read again at most every ``every`` seconds (a burst of redeliveries reads them once).
+    """The crash accounting of one consumer that looks its redeliveries up one at a time: the journals of
+    ``directory`` are read again at most every ``every`` seconds (a burst of redeliveries reads them once).
+
+    By default only the journals of dead consumers count (:func:`dead_journals`). ``live_too=True`` reads
+    every journal (:func:`running_journals`), for servers that redeliver a message only once the connection
+    that held it closed (RabbitMQ, STOMP): the consumer listing it lost it even if its process still lives.
     """
 
-    def __init__(self, directory: str | Path, owner: str, every: float = 0.02) -> None:
+    def __init__(self, directory: str | Path, owner: str, every: float = 0.02, live_too: bool = False) -> None:
         self.directory, self.owner, self.every = directory, owner, every
+        self._read = running_journals if live_too else dead_journals
         self._dead: dict[str, set[str]] = {}
         self._at = -every
 
     def _ran(self, key: str) -> str | None:
         return next((name for name, ran in self._dead.items() if key in ran), None)
 
-    def redelivered(self, key: str, max_crashes: int) -> tuple[int, str | None]:
-        """``(crashes, reason)`` for a redelivered message ``key``: if a dead consumer of this host was
-        running it, one crash is charged (once: its journal entry is discharged), and when that makes
-        ``max_crashes`` the dead-letter ``reason`` is given (else ``None``); ``crashes`` is the count so far."""
+    def refresh(self) -> None:
+        """Read the journals now (for a broker that gets its redeliveries in batches: once per batch)."""
+        self._at = time.monotonic()
+        self._dead = self._read(self.directory, exclude=self.owner)
+
+    def running_owner(self, key: str) -> str | None:
+        """The journal (another consumer of this host) that lists ``key`` as running, if any."""
         owner = self._ran(key)
         now = time.monotonic()
         if owner is None and now - self._at >= self.every:
             self._at = now
-            self._dead = dead_journals(self.directory, exclude=self.owner)
+            self._dead = self._read(self.directory, exclude=self.owner)
             owner = self._ran(key)
+        return owner
+
+    def discharge(self, owner: str, key: str) -> None:
+        """``key`` was charged to ``owner``'s death: its journal no longer lists it, so it is charged once."""
+        self._dead.get(owner, set()).discard(key)
+        discharge(self.directory, owner, key)
+
+    def redelivered(self, key: str, max_crashes: int) -> tuple[int, str | None]:
+        """``(crashes, reason)`` for a redelivered message ``key``: if a dead consumer of this host was
+        running it, one crash is charged (once: its journal entry is discharged), and when that makes
+        ``max_crashes`` the dead-letter ``reason`` is given (else ``None``); ``crashes`` is the count so far."""
+        owner = self.running_owner(key)
         if owner is None:
             return charges(self.directory, key), None
-        self._dead[owner].discard(key)
-        discharge(self.directory, owner, key)
+        self.discharge(owner, key)
         n = charge(self.directory, key)
-        if n < max_crashes:
-            return n, None
-        return n, (f"crash-loop: its worker died {n} time(s) while running it "
-                   f"(last: {owner.removesuffix('.running')})")
+        return n, (crash_loop_reason(n, owner) if n >= max_crashes else None)
 
 
 def _charge_path(directory: str | Path, key: str) -> Path:

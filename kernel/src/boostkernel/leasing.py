@@ -24,16 +24,14 @@ A subclass writes the statements: ``_claim``, ``_delete_acked``, ``_mark_running
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, TypeVar
 
 from .broker import Broker, BrokerCapabilities, Delivery
 from .errors import BrokerUnavailable, ConfigError
+from .journal import consumer_id, crash_loop_reason
 from .logs import queue_logger
 from .retrying import retry_unavailable
 
@@ -43,16 +41,6 @@ T = TypeVar("T")
 log = logging.getLogger("boostkernel.leasing")
 _wakeups: dict[str, threading.Condition] = {}
 _wakeups_lock = threading.Lock()
-
-
-def consumer_id() -> str:
-    """A consumer's unique name: ``host:pid:random`` (the host and pid say where a stuck lease lives)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def crash_loop_reason(crashes: int) -> str:
-    """The dead-letter reason of a message whose worker died ``crashes`` times while running it."""
-    return f"crash-loop: its worker died {crashes} time(s) while running it"
 
 
 class GroupCommit:

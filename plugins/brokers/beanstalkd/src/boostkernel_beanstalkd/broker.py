@@ -47,13 +47,10 @@ import hashlib
 import json
 import logging
 import math
-import os
 import re
 import socket
-import tempfile
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -66,7 +63,15 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
 from boostkernel.errors import BrokerUnavailable, ConfigError, MessageRejected
-from boostkernel.journal import CrashCharges, RunningJournal, forget_charges, sweep_charges, sweep_journals
+from boostkernel.journal import (
+    CrashCharges,
+    RunningJournal,
+    consumer_id,
+    forget_charges,
+    host_journal_dir,
+    sweep_charges,
+    sweep_journals,
+)
 from boostkernel.logs import mask_url, queue_logger
 from boostkernel.retrying import backoff_delay
 
@@ -184,11 +189,7 @@ class BeanstalkdBroker(Broker):
     default_url = DEFAULT_URL
     url: str
 
-    @classmethod
-    def setup_booster(cls, booster: Any) -> None:
-        """Decoration-time check of the URL and options (nothing connects here)."""
-        p = booster.params
-        cls(booster.queue, p.broker_url, p)
+    check_at_decoration = True  # __init__ checks the URL and options and does not connect
 
     def __init__(self, queue: str, url: str | None = None, params: Any = None, **options: Any) -> None:
         super().__init__(queue, url, params, **options)
@@ -212,9 +213,8 @@ class BeanstalkdBroker(Broker):
         self.log = queue_logger(queue)
         self.tube = tube_name(queue)
         self.dlq_tube = f"{self.tube}.bk-dlq"
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.journal_dir = os.path.join(tempfile.gettempdir(), "boostkernel-running",
-                                        "beanstalkd-" + re.sub(r"[^A-Za-z0-9_.-]", "_", self.tube))
+        self.owner = consumer_id()
+        self.journal_dir = host_journal_dir("beanstalkd-" + self.tube)
         self.journal = RunningJournal(self.journal_dir, self.owner)
         self.crash_charges = CrashCharges(self.journal_dir, self.owner)
         self._closed = False

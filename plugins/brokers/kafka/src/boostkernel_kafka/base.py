@@ -43,13 +43,9 @@ Delivery counts and crash loops (a log keeps neither):
 from __future__ import annotations
 
 import heapq
-import os
 import re
-import socket
-import tempfile
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -58,12 +54,11 @@ from urllib.parse import unquote
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
 from boostkernel.errors import BrokerUnavailable, ConfigError
 from boostkernel.journal import (
+    CrashCharges,
     RunningJournal,
-    charge,
-    charges,
-    dead_journals,
-    discharge,
+    consumer_id,
     forget_charges,
+    host_journal_dir,
     sweep_charges,
     sweep_journals,
 )
@@ -159,9 +154,9 @@ class LogBroker(Broker):
             f"{self.topic}.attempts.{re.sub(r'[^A-Za-z0-9._-]', '_', self.group_id)}"
         self.attempts_topic = str(o.get("attempts_topic") or default_attempts)[:249]
         self.max_crashes = int(params.max_deliveries if params is not None else o.get("max_deliveries", 3))
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.journal_dir = os.path.join(tempfile.gettempdir(), "boostkernel-running",
-                                        "kafka-" + re.sub(r"[^A-Za-z0-9_.-]", "_", self.group_id))
+        self.owner = consumer_id()
+        self.journal_dir = host_journal_dir("kafka-" + self.group_id)
+        self._crashes = CrashCharges(self.journal_dir, self.owner)
         self.journal = RunningJournal(self.journal_dir, self.owner)
         self._marks: dict[int, int] = {}
         """Partition -> offset below which this group handed records out before (read at assignment)."""
@@ -441,7 +436,7 @@ class LogBroker(Broker):
                 self.log.warning("could not write the read marks of %r (a redelivery of this batch will show "
                                  "delivery_count 1 and no crash is charged): %s", self.topic, exc)
         out = []
-        dead: dict[str, set[str]] | None = None
+        refreshed = False
         for p, off, value, headers in records:
             epoch = add(p, off)
             if epoch < 0:
@@ -452,9 +447,10 @@ class LogBroker(Broker):
             d = Delivery(mid, value, (p, off, epoch), int(dc) if dc else 1, {"headers": headers} if headers else {})
             if off < marks.get(p, 0):  # handed out before by a member of this group that lost it
                 d.delivery_count += 1
-                if dead is None:
-                    dead = dead_journals(self.journal_dir, exclude=self.owner)
-                if self._charge_if_crashed(d, dead):
+                if not refreshed:  # the journals are read once per batch
+                    self._crashes.refresh()
+                    refreshed = True
+                if self._charge_if_crashed(d):
                     continue
             out.append(d)
         with self._cond:
@@ -488,23 +484,15 @@ class LogBroker(Broker):
                     marks[p] = e  # offset order per partition: the last one wins
         return marks
 
-    def _charge_if_crashed(self, d: Delivery, dead: dict[str, set[str]]) -> bool:
+    def _charge_if_crashed(self, d: Delivery) -> bool:
         """A redelivered record: charge a crash if a dead consumer of this host was running it; at
         ``max_deliveries`` crashes dead-letter it (True: it must not be handed out)."""
         mid = d.id
-        owner = next((name for name, ran in dead.items() if mid in ran), None)
-        if owner is None:
-            d.crashes = charges(self.journal_dir, mid) if os.path.isdir(self.journal_dir + "/charged") else 0
-        else:
-            dead[owner].discard(mid)
-            discharge(self.journal_dir, owner, mid)  # each death is charged once
-            d.crashes = charge(self.journal_dir, mid)
+        d.crashes, reason = self._crashes.redelivered(mid, self.max_crashes)
         if not d.crashes:
             return False
         d.delivery_count = max(d.delivery_count, d.crashes + 1)
-        if d.crashes >= self.max_crashes:
-            last = owner.removesuffix(".running") if owner else "?"
-            reason = f"crash-loop: its worker died {d.crashes} time(s) while running it (last: {last})"
+        if reason is not None:
             try:
                 self.dead_letter(d, reason)
             except Exception as exc:  # noqa: BLE001 - hand it out rather than leave its offset stuck

@@ -37,13 +37,8 @@ from __future__ import annotations
 import collections
 import heapq
 import logging
-import os
-import re
-import socket
-import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -57,12 +52,11 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
 from boostkernel.errors import BrokerUnavailable, ConfigError
 from boostkernel.journal import (
+    CrashCharges,
     RunningJournal,
-    charge,
-    charges,
-    dead_journals,
-    discharge,
+    consumer_id,
     forget_charges,
+    host_journal_dir,
     sweep_charges,
     sweep_journals,
 )
@@ -202,12 +196,10 @@ class KombuBroker(Broker):
         self._first_attempt = threading.Event()
         self._last_error: str | None = None
         self.max_crashes = int(params.max_deliveries if params is not None else o.get("max_deliveries", 3))
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.journal_dir = os.path.join(tempfile.gettempdir(), "boostkernel-running",
-                                        "kombu-" + re.sub(r"[^A-Za-z0-9_.-]", "_", queue))
+        self.owner = consumer_id()
+        self.journal_dir = host_journal_dir("kombu-" + queue)
         self.journal = RunningJournal(self.journal_dir, self.owner)
-        self._dead: dict[str, set[str]] = {}
-        self._dead_at = 0.0
+        self._crashes = CrashCharges(self.journal_dir, self.owner)
         self._waiting: list[tuple[float, int, Delivery]] = []
         """Copies from ``nack(delay)`` received before their due time: (due, seq, delivery), consumer thread."""
         self._wseq = 0
@@ -419,25 +411,12 @@ class KombuBroker(Broker):
         """A redelivery: charge a crash if a dead consumer of this host was running it; dead-letter it at
         ``max_deliveries`` crashes (True: it must not be handed out). Consumer thread."""
         mid = d.id
-        owner = next((name for name, ran in self._dead.items() if mid in ran), None)
-        now = time.monotonic()
-        if owner is None and now - self._dead_at >= 0.02:  # a burst of redeliveries: read at most every 20 ms
-            self._dead_at = now
-            self._dead = dead_journals(self.journal_dir, exclude=self.owner)
-            owner = next((name for name, ran in self._dead.items() if mid in ran), None)
-        if owner is None:
-            d.crashes = charges(self.journal_dir, mid) if os.path.isdir(self.journal_dir + "/charged") else 0
-        else:
-            self._dead[owner].discard(mid)
-            discharge(self.journal_dir, owner, mid)  # each death is charged once
-            d.crashes = charge(self.journal_dir, mid)
+        d.crashes, reason = self._crashes.redelivered(mid, self.max_crashes)
         if not d.crashes:
             return False
         d.delivery_count = max(d.delivery_count, d.crashes + 1)
-        if d.crashes < self.max_crashes:
+        if reason is None:
             return False
-        reason = (f"crash-loop: its worker died {d.crashes} time(s) while running it "
-                  f"(last: {owner.removesuffix('.running') if owner else '?'})")
         self.log.error("message %s dead-lettered: %s", mid, reason)
         try:
             self._send(self.dlq, d.body, {H_ID: mid, H_REASON: reason, H_FAILED_AT: int(time.time() * 1000)})

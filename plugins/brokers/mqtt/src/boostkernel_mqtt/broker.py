@@ -31,7 +31,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import tempfile
 import threading
 import time
 import uuid
@@ -42,7 +41,7 @@ from urllib.parse import urlparse
 
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
 from boostkernel.errors import BrokerUnavailable, ConfigError
-from boostkernel.journal import RunningJournal, read_journal, remove_journal
+from boostkernel.journal import RunningJournal, host_journal_dir, read_journal, remove_journal
 from boostkernel.logs import mask_url
 from boostkernel.params import BoostParams
 
@@ -197,7 +196,7 @@ class MqttBroker(Broker):
         self.max_crashes = int(params.max_deliveries if params is not None else o.get("max_deliveries", 3))
         self.client_id = str(o.get("client_id") or
                              f"bk-{queue[:40]}-{socket.gethostname()[:20]}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
-        self.journal_dir = Path(tempfile.gettempdir()) / "boostkernel-running" / f"mqtt-{self.group}"
+        self.journal_dir = Path(host_journal_dir(f"mqtt-{self.group}"))
         self.journal = RunningJournal(self.journal_dir, self.client_id)
         self._lock = threading.RLock()
         self._pub: _Conn | None = None

@@ -35,14 +35,11 @@ import decimal
 import hashlib
 import heapq
 import json
-import os
 import queue as queue_mod
 import random
 import socket
-import tempfile
 import threading
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
@@ -50,7 +47,7 @@ from urllib.parse import unquote, urlsplit
 
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
 from boostkernel.errors import BrokerUnavailable, ConfigError
-from boostkernel.journal import RunningJournal, read_journal, remove_journal
+from boostkernel.journal import RunningJournal, consumer_id, host_journal_dir, read_journal, remove_journal
 from boostkernel.logs import mask_url, queue_logger
 
 Key = tuple[str, int, int]
@@ -147,8 +144,8 @@ class MysqlBinlogBroker(Broker):
         self.buffer = int(o.get("buffer", 2000))
         self.max_crashes = int(params.max_deliveries if params is not None else o.get("max_deliveries", 3))
         self.lock_name = "bk_binlog:" + hashlib.sha1(queue.encode()).hexdigest()[:40]
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.journal_dir = os.path.join(tempfile.gettempdir(), "boostkernel-running", f"mysql-binlog-{queue}")
+        self.owner = consumer_id()
+        self.journal_dir = host_journal_dir(f"mysql-binlog-{queue}")
         self.journal = RunningJournal(self.journal_dir, self.owner)
         self.log = queue_logger(queue)
         self._pub_lock, self._ctl_lock = threading.RLock(), threading.RLock()

@@ -46,10 +46,7 @@ import collections
 import concurrent.futures
 import hashlib
 import logging
-import os
 import re
-import socket
-import tempfile
 import threading
 import time
 import uuid
@@ -66,7 +63,15 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
 from boostkernel.errors import BrokerUnavailable, ConfigError, MessageRejected
-from boostkernel.journal import CrashCharges, RunningJournal, forget_charges, sweep_charges, sweep_journals
+from boostkernel.journal import (
+    CrashCharges,
+    RunningJournal,
+    consumer_id,
+    forget_charges,
+    host_journal_dir,
+    sweep_charges,
+    sweep_journals,
+)
 from boostkernel.logs import mask, mask_url, queue_logger
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
@@ -155,11 +160,7 @@ class NatsBroker(Broker):
     default_url = DEFAULT_URL
     url: str
 
-    @classmethod
-    def setup_booster(cls, booster: Any) -> None:
-        """Decoration-time check of the URL and options (nothing connects here)."""
-        p = booster.params
-        cls(booster.queue, p.broker_url, p)
+    check_at_decoration = True  # __init__ checks the URL and options and does not connect
 
     def __init__(self, queue: str, url: str | None = None, params: Any = None, **options: Any) -> None:
         super().__init__(queue, url, params, **options)
@@ -182,8 +183,8 @@ class NatsBroker(Broker):
         token = queue_token(queue)
         self.stream, self.subject = f"BK_{token}", f"bk.{token}"
         self.dlq_stream, self.dlq_subject = f"BK_{token}_DLQ", f"bkdlq.{token}"
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.journal_dir = os.path.join(tempfile.gettempdir(), "boostkernel-running", "nats-" + token)
+        self.owner = consumer_id()
+        self.journal_dir = host_journal_dir("nats-" + token)
         self.journal = RunningJournal(self.journal_dir, self.owner)
         self.crash_charges = CrashCharges(self.journal_dir, self.owner)
         self._lock = threading.Lock()

@@ -26,14 +26,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import re
-import socket
-import tempfile
 import threading
 import time
 import urllib.request
-import uuid
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
@@ -44,7 +39,14 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
 from boostkernel.errors import BrokerUnavailable
-from boostkernel.journal import RunningJournal, journal_path, sweep_journals
+from boostkernel.journal import (
+    CrashCharges,
+    RunningJournal,
+    consumer_id,
+    crash_loop_reason,
+    host_journal_dir,
+    sweep_journals,
+)
 from boostkernel.logs import mask, mask_url, queue_logger
 
 from ._common import dead_record, frame, parse, read_dead_record, unframe
@@ -60,20 +62,17 @@ class NsqBroker(Broker):
     capabilities = BrokerCapabilities(delay=True, durable=False, batch_publish=True, recovery_seconds=5.0)
     default_url = "nsq://127.0.0.1:4150"
 
-    @classmethod
-    def setup_booster(cls, booster: Any) -> None:
-        """Decoration-time check of the URL and options (nothing connects here)."""
-        p = booster.params
-        cls(booster.queue, p.broker_url, p)
+    check_at_decoration = True  # __init__ checks the URL and options and does not connect
 
     def __init__(self, queue: str, url: str | None = None, params: Any = None, **options: Any) -> None:
         super().__init__(queue, url, params, **options)
         self.s = parse(self.url or self.default_url, queue, self.options)
         self.max_crashes = int(params.max_deliveries if params is not None else self.options.get("max_deliveries", 3))
         self.log = queue_logger(queue)
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.journal_dir = os.path.join(tempfile.gettempdir(), "boostkernel-running",
-                                        "nsq-" + re.sub(r"[^A-Za-z0-9_.-]", "_", queue))
+        self.owner = consumer_id()
+        self.journal_dir = host_journal_dir("nsq-" + queue)
+        # nsqd redelivers after msg_timeout: whichever consumer lists it as running lost it (read every time)
+        self._crashes = CrashCharges(self.journal_dir, self.owner, every=0.0, live_too=True)
         self.journal = RunningJournal(self.journal_dir, self.owner)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -189,45 +188,19 @@ class NsqBroker(Broker):
         raw = msg.body if isinstance(msg.body, bytes) else str(msg.body).encode()
         mid, body, crashes = unframe(raw, str(msg.id))
         if msg.attempts > 1:
-            owner = self._was_running(mid)
+            owner = self._crashes.running_owner(mid)
             if owner is not None:
                 await self._charge(msg, mid, body, owner, crashes + 1)
                 return None
         self._held[str(msg.id)] = msg
         return Delivery(mid, body, msg, int(msg.attempts) + crashes, {"nsq_id": str(msg.id)}, crashes)
 
-    def _was_running(self, mid: str) -> str | None:
-        mine = journal_path(self.journal_dir, self.owner).name
-        try:
-            names = [n for n in os.listdir(self.journal_dir) if n.endswith(".running") and n != mine]
-        except OSError:
-            return None
-        for name in names:
-            try:
-                with open(os.path.join(self.journal_dir, name), "rb") as f:
-                    lines = f.read().decode(errors="replace").split("\n")
-            except OSError:
-                continue
-            ran = set()
-            for line in lines:
-                if line.startswith("-"):
-                    ran.discard(line[1:])
-                elif line:
-                    ran.add(line)
-            if mid in ran:
-                return name
-        return None
-
     async def _charge(self, msg: Any, mid: str, body: bytes, owner: str, crashes: int) -> None:
-        try:
-            with open(os.path.join(self.journal_dir, owner), "a") as f:
-                f.write(f"-{mid}\n")
-        except OSError:
-            pass
+        self._crashes.discharge(owner, mid)  # charged once: its journal no longer lists it as running
         if self._pub is None or self._pub.is_closed:
             self._pub = await self._open()
         if crashes >= self.max_crashes:
-            reason = f"crash-loop: its worker died {crashes} time(s) while running it (last: {owner[:-8]})"
+            reason = crash_loop_reason(crashes, owner)
             self.log.error("message %s dead-lettered: %s", mid, reason)
             _check(await self._pub.pub(self.s.dlq_topic, dead_record(mid, body, reason, time.time())))
         else:

@@ -43,11 +43,8 @@ import logging
 import math
 import os
 import re
-import socket
-import tempfile
 import threading
 import time
-import uuid
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
@@ -63,7 +60,14 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
 from boostkernel.errors import BrokerUnavailable, ConfigError, MessageRejected
-from boostkernel.journal import RunningJournal, running_journals, sweep_journals
+from boostkernel.journal import (
+    CrashCharges,
+    RunningJournal,
+    consumer_id,
+    crash_loop_reason,
+    host_journal_dir,
+    sweep_journals,
+)
 from boostkernel.logs import mask, mask_url, queue_logger
 from boostkernel.retrying import backoff_delay
 
@@ -393,11 +397,7 @@ class RabbitmqBroker(Broker):
     default_url = DEFAULT_URL
     url: str  # never None: checked in __init__
 
-    @classmethod
-    def setup_booster(cls, booster: Any) -> None:
-        """Decoration-time check of the URL and options (nothing connects here)."""
-        p = booster.params
-        cls(booster.queue, p.broker_url, p)
+    check_at_decoration = True  # __init__ checks the URL and options and does not connect
 
     def __init__(self, queue: str, url: str | None = None, params: Any = None, **options: Any) -> None:
         super().__init__(queue, url, params, **options)
@@ -419,12 +419,12 @@ class RabbitmqBroker(Broker):
         self.backoff_max = float(o.get("backoff_max", 30.0))
         self.log = queue_logger(queue)
         self.max_crashes = int(params.max_deliveries if params is not None else o.get("max_deliveries", 3))
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.journal_dir = os.path.join(tempfile.gettempdir(), "boostkernel-running",
-                                        "rabbitmq-" + re.sub(r"[^A-Za-z0-9_.-]", "_", queue))
+        self.owner = consumer_id()
+        self.journal_dir = host_journal_dir("rabbitmq-" + queue)
         self.journal = RunningJournal(self.journal_dir, self.owner)
-        self._dead_journals: dict[str, set[str]] = {}
-        self._dead_journals_at = 0.0
+        # RabbitMQ redelivers a message only after the connection that held it closed, so the consumer whose
+        # journal lists it lost it: it died (or, rarely, its connection dropped while it kept running the task)
+        self._crashes = CrashCharges(self.journal_dir, self.owner, live_too=True)
         self._touched_at = 0.0
         self._copies: dict[str, list[Delivery]] = {}
         """Crash-counted copies published and not confirmed yet -> their deliveries held back (I/O thread)."""
@@ -718,7 +718,7 @@ class RabbitmqBroker(Broker):
                 ch.basic_ack(method.delivery_tag)
                 return
             crashes = max(crashes, charged)
-            if self._was_running(mid):
+            if self._crashes.running_owner(mid):
                 self._charge_crash(ch, method.delivery_tag, props, body, crashes + 1)
                 return
         d = Delivery(props.message_id or "", body, (self._con.generation, method.delivery_tag),  # type: ignore[union-attr]
@@ -729,24 +729,6 @@ class RabbitmqBroker(Broker):
         with self._cond:
             self._buf.append(d)
             self._cond.notify()
-
-    def _was_running(self, mid: str) -> str | None:
-        """The other consumer of this host whose journal lists message ``mid`` as running (I/O thread).
-
-        RabbitMQ redelivers a message only after the connection that held it closed, so that consumer
-        lost it: it died (or, rarely, its connection dropped while it kept running the task)."""
-        for owner, ran in self._dead_journals.items():
-            if mid in ran:
-                return owner
-        now = time.monotonic()
-        if now - self._dead_journals_at < 0.02:  # a burst of redeliveries: read the files at most every 20 ms
-            return None
-        self._dead_journals_at = now
-        self._dead_journals = running_journals(self.journal_dir, self.owner)
-        for owner, ran in self._dead_journals.items():
-            if mid in ran:
-                return owner
-        return None
 
     def _charge_path(self, mid: str) -> Path:
         return Path(self.journal_dir) / "charged" / re.sub(r"[^A-Za-z0-9_.-]", "_", mid)
@@ -779,17 +761,11 @@ class RabbitmqBroker(Broker):
     def _charge_crash(self, ch: Any, tag: int, props: Any, body: bytes, crashes: int) -> None:
         """A dead consumer was running this delivery: count the crash in a copy, or dead-letter a crash loop."""
         mid = props.message_id
-        owner = self._was_running(mid)
+        owner = self._crashes.running_owner(mid)
         if owner is not None:  # charged once: the dead consumer's journal no longer lists it as running
-            self._dead_journals[owner].discard(mid)
-            try:
-                with open(Path(self.journal_dir) / owner, "a") as f:
-                    f.write(f"-{mid}\n")
-            except OSError:
-                pass
+            self._crashes.discharge(owner, mid)
         if crashes >= self.max_crashes:
-            last = (owner or "?").removesuffix(".running")
-            reason = f"crash-loop: its worker died {crashes} time(s) while running it (last: {last})"
+            reason = crash_loop_reason(crashes, owner or "?")
             self.log.error("message %s dead-lettered: %s", mid, reason)
             p = pika.BasicProperties(
                 content_type="application/json", delivery_mode=2, message_id=mid,

@@ -58,11 +58,7 @@ class RocketmqBroker(Broker):
     capabilities = BrokerCapabilities(count=False, purge=False, durable=True, recovery_seconds=15.0)
     default_url = "rocketmq://127.0.0.1:8081"
 
-    @classmethod
-    def setup_booster(cls, booster: Any) -> None:
-        """Decoration-time check of the URL and options (nothing connects here)."""
-        p = booster.params
-        cls(booster.queue, p.broker_url, p)
+    check_at_decoration = True  # __init__ checks the URL and options and does not connect
 
     def __init__(self, queue: str, url: str | None = None, params: Any = None, **options: Any) -> None:
         super().__init__(queue, url, params, **options)

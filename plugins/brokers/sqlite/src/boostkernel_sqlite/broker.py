@@ -18,17 +18,14 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
-from boostkernel.journal import RunningJournal, read_journal, remove_journal, sweep_journals
+from boostkernel.journal import RunningJournal, consumer_id, read_journal, remove_journal, sweep_journals
 from boostkernel.logs import queue_logger
 
 from .db import Database, path_from_url
@@ -85,7 +82,7 @@ class SqliteBroker(Broker):
         self.max_crashes = int(params.max_deliveries if params is not None else o.get("max_deliveries", 3))
         self.path = path_from_url(self.url, params, f"queue-{queue}.db")
         self.db = Database(self.path, SCHEMA)
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.owner = consumer_id()
         self.journal_dir = f"{self.path}.running"
         self.journal = RunningJournal(self.journal_dir, self.owner)
         self._next_sweep = 0.0

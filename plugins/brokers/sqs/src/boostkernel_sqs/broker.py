@@ -27,11 +27,8 @@ import base64
 import logging
 import math
 import os
-import socket
-import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -39,7 +36,7 @@ from urllib.parse import urlparse
 
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
 from boostkernel.errors import BrokerUnavailable, ConfigError
-from boostkernel.journal import RunningJournal, read_journal, sweep_journals
+from boostkernel.journal import RunningJournal, consumer_id, host_journal_dir, read_journal, sweep_journals
 from boostkernel.logs import mask_url
 from boostkernel.params import BoostParams
 
@@ -97,8 +94,8 @@ class SqsBroker(Broker):
         self._closed = False
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.journal_dir = Path(tempfile.gettempdir()) / "boostkernel-running" / f"sqs-{self.qname}"
+        self.owner = consumer_id()
+        self.journal_dir = Path(host_journal_dir(f"sqs-{self.qname}"))
         self.journal = RunningJournal(self.journal_dir, self.owner)
         self._consuming = False
 

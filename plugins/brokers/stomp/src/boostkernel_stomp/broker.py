@@ -38,10 +38,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import os
-import re
-import socket
-import tempfile
 import threading
 import time
 import uuid
@@ -56,7 +52,14 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
 from boostkernel.errors import BrokerUnavailable, ConfigError
-from boostkernel.journal import RunningJournal, running_journals, sweep_journals
+from boostkernel.journal import (
+    CrashCharges,
+    RunningJournal,
+    consumer_id,
+    crash_loop_reason,
+    host_journal_dir,
+    sweep_journals,
+)
 from boostkernel.logs import mask, mask_url, queue_logger
 
 from ._common import StompSettings, parse_url
@@ -218,11 +221,7 @@ class StompBroker(Broker):
                                       recovery_seconds=5.0)
     default_url = "stomp://127.0.0.1:61613"
 
-    @classmethod
-    def setup_booster(cls, booster: Any) -> None:
-        """Decoration-time check of the URL and options (nothing connects here)."""
-        p = booster.params
-        cls(booster.queue, p.broker_url, p)
+    check_at_decoration = True  # __init__ checks the URL and options and does not connect
 
     def __init__(self, queue: str, url: str | None = None, params: Any = None, **options: Any) -> None:
         super().__init__(queue, url, params, **options)
@@ -236,12 +235,12 @@ class StompBroker(Broker):
         self.dest = s.prefix + queue
         self.dlq_dest = s.prefix + queue + s.dlq_suffix
         self.log = queue_logger(queue)
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.journal_dir = os.path.join(tempfile.gettempdir(), "boostkernel-running",
-                                        "stomp-" + re.sub(r"[^A-Za-z0-9_.-]", "_", queue))
+        self.owner = consumer_id()
+        self.journal_dir = host_journal_dir("stomp-" + queue)
         self.journal = RunningJournal(self.journal_dir, self.owner)
-        self._dead: dict[str, set[str]] = {}
-        self._dead_at = 0.0
+        # the server redelivers a message only after the connection that held it closed, so the consumer
+        # whose journal lists it lost it: it died (or, rarely, its connection dropped while it kept running)
+        self._crashes = CrashCharges(self.journal_dir, self.owner, live_too=True)
         self._closed = False
         self._lock = threading.Lock()
         self._buf: collections.deque[Delivery] = collections.deque()
@@ -330,7 +329,7 @@ class StompBroker(Broker):
         crashes = int(h.get(H_CRASHES, 0) or 0)
         requeues = int(h.get(H_REQUEUES, 0) or 0)
         if redelivered and mid:
-            owner = self._was_running(mid)
+            owner = self._crashes.running_owner(mid)
             if owner is not None:
                 self._charge_crash(link, frame, mid, owner, crashes + 1)
                 return
@@ -341,39 +340,15 @@ class StompBroker(Broker):
             self._buf.append(d)
             self._cond.notify()
 
-    def _was_running(self, mid: str) -> str | None:
-        """The journal (another consumer of this host) that lists ``mid`` as running, if any.
-
-        The server redelivers a message only after the connection that held it closed, so that consumer
-        lost it: it died (or, rarely, its connection dropped while it kept running the task)."""
-        for owner, ran in self._dead.items():
-            if mid in ran:
-                return owner
-        now = time.monotonic()
-        if now - self._dead_at < 0.02:  # a burst of redeliveries: read the files at most every 20 ms
-            return None
-        self._dead_at = now
-        self._dead = running_journals(self.journal_dir, self.owner)
-        for owner, ran in self._dead.items():
-            if mid in ran:
-                return owner
-        return None
-
     def _charge_crash(self, link: _Link, frame: Any, mid: str, owner: str, crashes: int) -> None:
         """A dead consumer was running this delivery: replace it by a copy counting the crash, or
         dead-letter a crash loop - one transaction with the ack of the original (receiver thread)."""
-        self._dead[owner].discard(mid)
-        try:  # charged once: the dead consumer's journal no longer lists it as running
-            with open(os.path.join(self.journal_dir, owner), "a") as f:
-                f.write(f"-{mid}\n")
-        except OSError:
-            pass
+        self._crashes.discharge(owner, mid)  # charged once: its journal no longer lists it as running
         h = frame.headers
         headers = {k: h[k] for k in _KEEP if k in h}
         headers["persistent"] = "true"
         if crashes >= self.max_crashes:
-            last = owner.removesuffix(".running")
-            reason = f"crash-loop: its worker died {crashes} time(s) while running it (last: {last})"
+            reason = crash_loop_reason(crashes, owner)
             self.log.error("message %s dead-lettered: %s", mid, reason)
             headers.update({H_REASON: reason, H_FAILED_AT: str(int(time.time() * 1000)), H_QUEUE: self.queue})
             dest = self.dlq_dest
