@@ -257,6 +257,22 @@ class PrivateRabbitMQ:
         return os.path.exists(cls.SERVER)
 
     @classmethod
+    def serve(cls) -> Iterator[PrivateRabbitMQ]:
+        """The body of a module fixture: ``yield from PrivateRabbitMQ.serve()``. Without rabbitmq-server
+        installed the test skips, or fails when ``CI`` is set; the node is stopped at the end."""
+        import pytest
+
+        if not cls.available():
+            if os.environ.get("CI"):
+                pytest.fail("rabbitmq-server is needed for the durability test (apt-get install rabbitmq-server)")
+            pytest.skip("rabbitmq-server is not installed")
+        node = cls.start()
+        try:
+            yield node
+        finally:
+            node.stop()
+
+    @classmethod
     def start(cls, base: Path | None = None, port: int | None = None) -> PrivateRabbitMQ:
         base = Path(tempfile.mkdtemp(prefix="boostkernel-rabbitmq-", dir=base))
         for d in ("mnesia", "log"):

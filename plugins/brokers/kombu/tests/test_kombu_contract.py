@@ -11,6 +11,7 @@ from boostkernel_kombu.broker import KombuBroker
 from boostkernel.broker import Broker
 from boostkernel.testing import BrokerContract
 from boostkernel.testing.helpers import drop_tcp_connections, service_url, wait_until
+from boostkernel.testing.private import PrivateRabbitMQ
 
 
 def _factory(url: str) -> Callable[[], Iterator[Callable[[str], Broker]]]:
@@ -59,7 +60,8 @@ NO_CRASH_LOOP = ("kombu's redis transport redelivers a killed consumer's message
                  "(1 h by default), so the crash loop is not seen within the test's bound")
 GAPS = {
     "test_durable_across_service_restart": (
-        "the shared servers must not be restarted. Tried against a private redis-server (AOF, fsync always) "
+        "the shared servers must not be restarted (the amqp transport is tested against a private RabbitMQ "
+        "node by TestKombuAmqpDurability). Tried against a private redis-server (AOF, fsync always) "
         "with visibility_timeout=1: the 6 messages survive the restart, but the 2 held by the SIGKILLed consumer "
         "come back only through kombu's periodic visibility sweep, in 1 s in 2 of 3 runs and not all within "
         "15 s in the third (the redis crash gap below), so the test would be flaky. The amqp transport's "
@@ -96,3 +98,24 @@ class TestKombuAmqpContract(_KombuDelivery):
 
 class TestKombuMemoryContract(_KombuDelivery):
     make_broker = pytest.fixture(_factory("kombu+memory://"))
+
+
+@pytest.fixture(scope="module")
+def private_rabbitmq() -> Iterator[PrivateRabbitMQ]:
+    yield from PrivateRabbitMQ.serve()
+
+
+class TestKombuAmqpDurability(BrokerContract):
+    """kombu's amqp transport across a restart (SIGKILL) of a private RabbitMQ node: its queues are durable
+    and its messages persistent. Starting and restarting a node takes 5-20 s, so only this test runs here."""
+
+    only_tests = frozenset({"test_durable_across_service_restart"})
+    recovery_seconds = 5.0
+
+    @pytest.fixture
+    def make_broker(self, private_rabbitmq: PrivateRabbitMQ) -> Iterator[Callable[[str], Broker]]:
+        yield from _factory("kombu+" + private_rabbitmq.url.replace("/%2F", "//"))(self)
+
+    @pytest.fixture
+    def restart_service(self, private_rabbitmq: PrivateRabbitMQ) -> Callable[[], None]:
+        return private_rabbitmq.restart

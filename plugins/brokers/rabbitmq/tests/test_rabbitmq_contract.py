@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -54,13 +53,7 @@ class TestRabbitmqContract(BrokerContract):
 
 @pytest.fixture(scope="module")
 def private_rabbitmq() -> Iterator[PrivateRabbitMQ]:
-    if not PrivateRabbitMQ.available():
-        if os.environ.get("CI"):
-            pytest.fail("rabbitmq-server is needed for the durability test (apt-get install rabbitmq-server)")
-        pytest.skip("rabbitmq-server is not installed")
-    node = PrivateRabbitMQ.start()
-    yield node
-    node.stop()
+    yield from PrivateRabbitMQ.serve()
 
 
 class TestRabbitmqDurability(BrokerContract):
