@@ -251,3 +251,29 @@ class TestWorkflowOnSqlite(ControlContract):
                 r.get(30)
         finally:
             REGISTRY[gone.queue] = gone
+
+    def test_a_move_that_fails_for_a_passing_reason_requeues_the_member(self, make_booster: Make,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+        """The callback cannot be published (broker down): the member's message is not acknowledged but
+        requeued, runs again, and this time the callback is published."""
+        runs = Runs()
+
+        def member(x: int) -> int:
+            runs.hit(f"m{x}")
+            return x
+
+        m = make_booster(member, **ON).consume()
+        cb = make_booster(lambda values: sum(values), results=True).consume()
+        real = cb.publish
+        failures: list[int] = []
+
+        def flaky_publish(*args: Any, **kwargs: Any) -> Any:
+            if not failures:
+                failures.append(1)
+                raise ConnectionError("broker unreachable")
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(cb, "publish", flaky_publish)
+        r = chord([m.s(1), m.s(2)], cb.s()).push()
+        assert r.get(30) == 3
+        assert failures == [1] and sum(runs.counts.values()) == 3  # the member whose move failed ran twice

@@ -35,6 +35,10 @@ class Signature:
     gets the list of the members' results), unless the signature is ``immutable`` (``f.si(...)``)."""
 
     __slots__ = ("_booster", "_args", "_kwargs", "_immutable")
+    _booster: Booster[Any, Any]
+    _args: tuple[Any, ...]
+    _kwargs: Mapping[str, Any]
+    _immutable: bool
 
     def __init__(self, booster: Booster[Any, Any], args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,
                  immutable: bool = False) -> None:
@@ -58,15 +62,15 @@ class Signature:
 
     @property
     def args(self) -> tuple[Any, ...]:
-        return self._args  # type: ignore[no-any-return]
+        return self._args
 
     @property
     def kwargs(self) -> Mapping[str, Any]:
-        return self._kwargs  # type: ignore[no-any-return]
+        return self._kwargs
 
     @property
     def immutable(self) -> bool:
-        return self._immutable  # type: ignore[no-any-return]
+        return self._immutable
 
     def __or__(self, other: Any) -> Chain:
         return chain(self, other)
@@ -80,7 +84,8 @@ class Signature:
 
     def push(self) -> AsyncResult[Any]:
         """Publish this call alone (like ``booster.push(*args, **kwargs)``)."""
-        return self.booster.publish(dict(self.kwargs), None, args=self.args)
+        result: AsyncResult[Any] = self.booster.publish(dict(self.kwargs), None, args=self.args)
+        return result
 
     delay = push
 
@@ -174,10 +179,10 @@ class Chain:
         wid = uuid7()
         ids = [uuid7() for _ in self.steps]
         last = self.steps[-1]
-        rest = [s._wire(t) for s, t in zip(self.steps[1:], ids[1:])]
+        rest = [s._wire(t) for s, t in zip(self.steps[1:], ids[1:], strict=False)]
         meta = {"w": wid, "k": "chain", "rest": rest, "last": {"q": last.queue, "id": ids[-1]}}
         self.steps[0]._publish(ids[0], (), meta if rest else None)
-        return ChainResult(ids[-1], last.booster, [AsyncResult(t, s.booster) for s, t in zip(self.steps, ids)])
+        return ChainResult(ids[-1], last.booster, [AsyncResult(t, s.booster) for s, t in zip(self.steps, ids, strict=False)])
 
     delay = push
 
@@ -202,7 +207,7 @@ class Group:
         return Chord(self, other)
 
     def push(self) -> GroupResult:
-        results = []
+        results: list[AsyncResult[Any]] = []
         for s in self.members:
             tid = uuid7()
             s._publish(tid)
@@ -240,9 +245,9 @@ class Chord:
         n = len(ids)
         if n == 0:  # nothing to wait for: the callback gets an empty list now
             self.body._publish(cb_id, ([],))
-        for i, (s, tid) in enumerate(zip(self.header.members, ids)):
+        for i, (s, tid) in enumerate(zip(self.header.members, ids, strict=False)):
             s._publish(tid, (), {"w": wid, "k": "chord", "i": i, "n": n, "cb": cb})
-        members = GroupResult([AsyncResult(t, s.booster) for s, t in zip(self.header.members, ids)])
+        members = GroupResult([AsyncResult(t, s.booster) for s, t in zip(self.header.members, ids, strict=False)])
         return ChordResult(cb_id, self.body.booster, members)
 
     delay = push
