@@ -140,6 +140,20 @@ class TestWorkflow(ControlContract):
             r.get(30)
         assert attempts.counts["2"] == 3  # 1 + max_retries attempts, then the chord failed
 
+    def test_a_member_retried_by_republishing_keeps_its_place_in_the_chord(self, make_booster: Make) -> None:
+        attempts = Runs()
+
+        def flaky(x: int) -> int:
+            attempts.hit(str(x))
+            if x == 1 and attempts.counts["1"] < 2:
+                raise ConnectionError("try again")
+            return x
+
+        m = make_booster(flaky, max_retries=2, retry_mode="republish", **ON).consume()
+        cb = make_booster(lambda values: values, results=True).consume()
+        assert chord([m.s(0), m.s(1)], cb.s()).push().get(30) == [0, 1]
+        assert attempts.counts == {"0": 1, "1": 2}
+
 
 class TestWorkflowOnSqlite(ControlContract):
     """Redeliveries, configuration errors and the API: on the embedded default only."""
