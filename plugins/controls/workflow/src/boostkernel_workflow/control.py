@@ -18,7 +18,7 @@ a name taken from a message); that booster's store holds the workflow's coordina
   publishes the callback (or, ``failed:<task id>``, writes the chord's failure). A redelivery of the
   holder acts again; everyone else does nothing.
 
-All of this runs in ``after()`` at order 950, after the result writer (900) stored the member's record and
+All of this runs in ``after()`` at order 940, after the result writer (900) stored the member's record and
 before the consumer acknowledges the message: a worker killed with ``kill -9`` in between leaves the
 message unacknowledged, the broker redelivers it and the move is made again. A move that fails for a
 passing reason (the broker or store is down) requeues the member's message; one that can never work (no

@@ -8,7 +8,7 @@ from boostkernel.options import option
 
 #: Position in the control chain: after the result writer (``ORDER_RESULTS`` = 900), so a member's
 #: continuation runs once its result is stored, and before the message is acknowledged.
-ORDER = 950
+ORDER = 940
 
 
 @dataclass(frozen=True, kw_only=True)
