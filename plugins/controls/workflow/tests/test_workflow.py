@@ -160,6 +160,7 @@ class TestWorkflowOnSqlite(ControlContract):
 
     control = "workflow"
     on_params = ON
+    invalid_params = [{"workflow": True}]
     brokers = ("sqlite",)
 
     def test_redelivered_members_do_not_repeat_the_callback(self, make_booster: Make) -> None:
