@@ -1,8 +1,10 @@
 """kill -9 in the middle of a chord: the callback is not lost, and runs once.
 
-A worker process runs the members of a 16-member chord (4 at a time, 0.4 s each) and is SIGKILLed after
-some members finished and while others run. A fresh worker picks up what the dead one held (the broker
-redelivers it), finishes the members and publishes the callback, which runs exactly once.
+1. A worker process runs the members of a 16-member chord (4 at a time, 0.4 s each) and is SIGKILLed after
+   some members finished and while others run (SQLite and Redis). A fresh worker picks up what the dead one
+   held (the broker redelivers it), finishes the members and publishes the callback, which runs once.
+2. The worker is SIGKILLed at the worst moment: the last member's result is stored, the callback is not
+   published and the member's message is not acknowledged (SQLite).
 """
 
 from __future__ import annotations
@@ -88,3 +90,86 @@ def test_sigkill_mid_chord_loses_no_callback(tmp_path: Path, broker: str) -> Non
         worker.terminate()
         tasks.member.purge()
         tasks.total.purge()
+
+
+def test_sigkill_between_the_last_members_result_and_the_callback(tmp_path: Path) -> None:
+    """The worst moment: the chord's last member has stored its result, the callback is not published yet
+    and the member's message is not acknowledged. A test control (order 920: after the result writer, before
+    the workflow control) SIGKILLs the worker there, once. The fresh worker gets the member again, and the
+    callback is published from its redelivery."""
+    suffix = uuid.uuid4().hex[:8]
+    module, mark, ledger_path = f"wf_kill_{suffix}", tmp_path / "killed", tmp_path / "ledger.db"
+    (tmp_path / f"{module}.py").write_text(textwrap.dedent(f"""
+        import os, signal, time, types
+        from dataclasses import dataclass
+        from boostkernel import Control, boost, hookimpl, option
+        from boostkernel.plugins import register_plugin
+        from boostkernel.testing.chaos import Ledger
+
+        ledger = Ledger({str(ledger_path)!r})
+
+
+        class KillAfterResult(Control):
+            name = "kill_after_result"
+            order = 920
+
+            def after(self, ctx):
+                if ctx.envelope.args == [3] and ctx.status == "success" and not os.path.exists({str(mark)!r}):
+                    open({str(mark)!r}, "w").close()
+                    os.kill(os.getpid(), signal.SIGKILL)
+
+
+        @dataclass(frozen=True, kw_only=True)
+        class KillOptions:
+            kill_after_result: bool = option(False, "test: SIGKILL the worker after member 3's result is stored")
+
+
+        @hookimpl
+        def register_controls(registry):
+            registry.add_control("kill_after_result", "{module}:KillAfterResult", options=KillOptions, order=920,
+                                 summary="test")
+
+
+        plugin = types.ModuleType("kill_after_result_plugin")
+        plugin.register_controls = register_controls
+        register_plugin(plugin, "test-kill-after-result")
+
+        @boost("wf_kill_members_{suffix}", {_broker_args("sqlite", tmp_path)}, workers=4, results=True,
+               workflow=True, kill_after_result=True)
+        def member(i: int) -> int:
+            time.sleep(1.0 if i == 3 else 0.05)  # member 3 finishes last: its move publishes the callback
+            ledger.record(f"m{{i}}")
+            return i + 1
+
+        @boost("wf_kill_total_{suffix}", {_broker_args("sqlite", tmp_path)}, workers=1, results=True)
+        def total(values: list[int]) -> int:
+            ledger.record("total")
+            return sum(values)
+    """))
+    sys.path.insert(0, str(tmp_path))
+    try:
+        tasks: Any = __import__(module)
+    finally:
+        sys.path.remove(str(tmp_path))
+    from boostkernel_workflow import chord
+
+    ledger = Ledger(ledger_path)
+    r = chord([tasks.member.s(i) for i in range(4)], tasks.total.s()).push()
+    worker = WorkerProcess(module, tmp_path, env={"BOOSTKERNEL_DATA_DIR": str(tmp_path)})
+    worker.start()
+    try:
+        assert worker.proc is not None
+        worker.proc.wait(30)  # it kills itself right after member 3's result is stored
+        assert mark.exists(), worker.log()[-3000:]
+        assert r.members.results[3].get(1) == 4, "member 3's result was stored before the kill"
+        assert "total" not in ledger.keys() and not r.ready()
+        worker.start()
+        assert r.get(60) == 1 + 2 + 3 + 4, worker.log()[-3000:]
+        ran = ledger.keys()
+        assert ran["m3"] == 2, "member 3 ran again after the kill (its message was not acknowledged)"
+        assert ran["total"] == 1
+    finally:
+        worker.terminate()
+        from boostkernel.plugins import get_plugins
+
+        get_plugins().unregister_plugin("test-kill-after-result")  # registered by importing the module here
