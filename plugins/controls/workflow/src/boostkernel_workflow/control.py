@@ -122,9 +122,7 @@ class WorkflowControl(Control):
                                 f"chain step {ctx.envelope.queue!r} (task {ctx.envelope.id}) ended {ctx.status.value}",
                                 ctx.envelope.id)
             return
-        nxt = rest[0]
-        follow = {**meta, "rest": rest[1:]} if len(rest) > 1 else {**meta, "rest": []}
-        self._publish(nxt, value, follow)
+        self._publish(rest[0], value, {**meta, "rest": rest[1:]})  # the last step gets "rest": [] (nothing next)
 
     # --- chord ---------------------------------------------------------------------------------------
     def _chord(self, ctx: TaskContext, meta: dict[str, Any]) -> None:
