@@ -20,7 +20,7 @@ from boostkernel.params import BoostParams
 from boostkernel.plugins import get_plugins
 
 IN_TREE_CONTROLS = {"ratelimit", "retry", "timeout", "dedup", "expiry", "timewindow", "pause", "cancel",
-                    "circuitbreaker", "quota", "stats"}
+                    "circuitbreaker", "quota", "stats", "workflow"}
 
 
 def q() -> str:

@@ -33,7 +33,9 @@ def test_declaration_matches_the_registered_function(name: str) -> None:
     declared = inspect.signature(getattr(PluginMethods, name))
     # the first parameter is the booster (self in the declaration)
     assert list(registered.parameters.values())[1:] == list(declared.parameters.values())[1:], name
-    names = {"Booster": Booster, "TaskOptions": TaskOptions}
+    from boostkernel_workflow import Signature
+
+    names = {"Booster": Booster, "TaskOptions": TaskOptions, "Signature": Signature}
     hints_registered = typing.get_type_hints(fn, localns=names)
     hints_declared = typing.get_type_hints(getattr(PluginMethods, name), localns=names)
     for param in list(declared.parameters)[1:] + ["return"]:

@@ -6,12 +6,13 @@ import types
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
 from boostkernel import Control, boost, hookimpl, option
-from boostkernel.control import TaskContext
+from boostkernel.control import Outcome, TaskContext
+from boostkernel.errors import Requeue
 from boostkernel.plugins import Plugins, get_plugins, reset_plugins
 from boostkernel.testing import wait_until
 
@@ -155,3 +156,51 @@ def test_control_chain_order_and_off_controls_cost_nothing(chain_plugin: None) -
     assert wait_until(lambda: "outer.after:success" in EVENTS)
     assert EVENTS == ["outer.before", "outer.around>", "inner.around>", "call", "outer.around<",
                       "outer.after:success"]
+
+
+class RequeueOnceControl(Control):
+    """Test control whose ``after`` fails once for a passing reason: it requeues the message."""
+
+    name = "requeue_once"
+    order = 950
+    failed: ClassVar[list[str]] = []
+
+    def after(self, ctx: TaskContext) -> None:
+        if ctx.status == "success" and not self.failed:
+            self.failed.append(ctx.envelope.id)
+            ctx.status = Outcome.REQUEUED
+            ctx.exception = Requeue(0.0, "after-hook work failed")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RequeueOptions:
+    requeue_once: bool = option(False, "switch the test control on")
+
+
+def test_an_after_hook_may_requeue_the_message(fresh_plugins: None, tmp_path: Any) -> None:
+    """Work done in ``after`` before the ack (a workflow's next step) that fails puts the message back on
+    the queue instead of losing it with the ack; it then runs again."""
+    mod = types.ModuleType("requeue_plugin")
+
+    @hookimpl
+    def register_controls(registry: Any) -> None:
+        registry.add_control("requeue_once", f"{__name__}:RequeueOnceControl", options=RequeueOptions, order=950,
+                             summary="t")
+
+    mod.register_controls = register_controls  # type: ignore[attr-defined]
+    get_plugins().register_plugin(mod, "undo-requeue")
+    RequeueOnceControl.failed.clear()
+    runs: list[int] = []
+
+    @boost(f"requeue_{uuid.uuid4().hex[:8]}", broker="sqlite", data_dir=str(tmp_path), requeue_once=True)
+    def f(x: int) -> None:
+        runs.append(x)
+
+    f.push(7)
+    f.consume()
+    try:
+        assert wait_until(lambda: len(runs) == 2 and f.count() == 0, 15), runs
+    finally:
+        f.stop()
+    assert runs == [7, 7] and len(RequeueOnceControl.failed) == 1
+    reset_plugins(None)

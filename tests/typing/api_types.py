@@ -72,3 +72,14 @@ paused: str = add.is_paused()  # type: ignore[assignment]
 assert_type(pause_queue(add), None)
 assert_type(revoke_task(greet, "some-id"), None)
 pause_queue("typing_add")  # type: ignore[arg-type]
+
+# boostkernel-workflow: signatures and the results of chain / group / chord.
+from boostkernel_workflow import ChainResult, ChordResult, GroupResult, Signature, chain, chord, group  # noqa: E402
+
+assert_type(add.s(1, y=2), Signature)
+assert_type(add.si(1), Signature)
+assert_type(chain(add.s(1), add.s()).push(), ChainResult)
+assert_type((add.s(1) | add.s()).push().get(5), Any)
+assert_type(group(add.s(1), add.s(2)).push(), GroupResult)
+assert_type(group(add.s(1), add.s(2)).push().get(5), list[Any])
+assert_type(chord(group(add.s(1)), add.s()).push(), ChordResult)

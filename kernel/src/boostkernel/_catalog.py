@@ -47,6 +47,7 @@ EXTRAS: frozenset[str] = frozenset({
     "stats",
     "timeout",
     "timewindow",
+    "workflow",
     "celery",
     "dramatiq",
     "huey",
@@ -113,6 +114,7 @@ NAMES: dict[str, dict[str, str]] = {
         "timeout": "timeout",
         "timewindow": "timewindow",
         "tracing": "dashboard",
+        "workflow": "workflow",
     },
     "store": {
         "memory": "memory",

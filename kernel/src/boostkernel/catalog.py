@@ -18,6 +18,7 @@ KNOWN_OPTIONS: dict[str, str] = {
     "circuit_breaker": "circuitbreaker",
     "quota": "quota",
     "stats_interval": "stats",
+    "workflow": "workflow",
 }
 
 #: Booster method -> the plugin that adds it (``registry.add_booster_method``).
@@ -25,4 +26,5 @@ KNOWN_METHODS: dict[str, str] = {
     "pause": "pause", "resume": "pause", "is_paused": "pause",
     "revoke": "cancel",
     "schedule": "schedule", "unschedule": "schedule", "schedules": "schedule",
+    "s": "workflow", "si": "workflow",
 }

@@ -419,6 +419,10 @@ class Consumer:
                 a(ctx)
             except Exception:  # noqa: BLE001
                 self.log.exception("after-hook failed for task %s", ctx.envelope.id)
+        if ctx.status is not status and ctx.status is _REQUEUED:
+            # an after hook could not finish work that must happen before the ack (a workflow's next step):
+            # the message goes back to the queue and runs again
+            status = _REQUEUED
         try:
             if status in _ACKED:
                 broker.ack(delivery)

@@ -112,7 +112,9 @@ class Control:
         return await call_next()
 
     def after(self, ctx: TaskContext) -> None:
-        """Run after the outcome is known (``ctx.status`` is an :class:`Outcome`)."""
+        """Run after the outcome is known (``ctx.status`` is an :class:`Outcome`), before the message is
+        settled. Setting ``ctx.status = Outcome.REQUEUED`` (with ``ctx.exception = Requeue(delay)``) here
+        puts the message back on the queue instead: for work that must be done before the ack."""
 
 
 def overrides(control: Control, method: str) -> bool:

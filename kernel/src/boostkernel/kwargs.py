@@ -67,3 +67,5 @@ class BoostKwargs(TypedDict, total=False):
     quota: tuple[int, float] | None
     # --- stats ---
     stats_interval: float | None
+    # --- workflow ---
+    workflow: bool

@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from boostkernel_workflow.api import Signature
+
     from .params import TaskOptions
 
 
@@ -57,4 +59,14 @@ class PluginMethods:
 
     def schedules(self) -> list[dict[str, Any]]:
         """The schedules saved for this queue."""
+        raise NotImplementedError
+
+    # --- boostkernel-workflow (boostkernel_workflow.api) ---
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
+        """A signature of this call for ``chain`` / ``group`` / ``chord`` (boostkernel_workflow); in a chain the
+        previous step's result comes first."""
+        raise NotImplementedError
+
+    def si(self, *args: Any, **kwargs: Any) -> Signature:
+        """An immutable signature: in a chain it does not receive the previous step's result."""
         raise NotImplementedError
