@@ -52,6 +52,7 @@ EXTRAS: frozenset[str] = frozenset({
     "huey",
     "nameko",
     "rq",
+    "deploy",
 })
 
 #: kind -> name -> extra
