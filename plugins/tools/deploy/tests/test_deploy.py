@@ -351,3 +351,47 @@ def test_settings_come_from_pyproject_below_env_and_options(tmp_path: Path, monk
     assert f"cannot reach 127.0.0.1:{port_env}" in r.output, r.output
     r = CliRunner().invoke(deploy_command, ["status", "--port", "1"], env={"BOOSTKERNEL_DEPLOY_PORT": str(port_env)})
     assert "cannot reach 127.0.0.1:1 " in r.output, r.output
+
+
+def _tiny_wheel(folder: Path) -> None:
+    """A minimal wheel of a distribution ``bkdeploy-probe`` (module ``bkdeploy_probe``), no dependencies."""
+    folder.mkdir(parents=True, exist_ok=True)
+    info = "bkdeploy_probe-1.0.dist-info"
+    files = {"bkdeploy_probe.py": b"VALUE = 42\n",
+             f"{info}/METADATA": b"Metadata-Version: 2.1\nName: bkdeploy-probe\nVersion: 1.0\n",
+             f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    record = [f"{n},sha256={base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b'=').decode()},{len(d)}"
+              for n, d in files.items()]
+    files[f"{info}/RECORD"] = ("\n".join([*record, f"{info}/RECORD,,"]) + "\n").encode()
+    with zipfile.ZipFile(folder / "bkdeploy_probe-1.0-py3-none-any.whl", "w") as z:
+        for n, d in files.items():
+            z.writestr(n, d)
+
+
+@pytest.mark.serial  # python -m venv with ensurepip: seconds of CPU
+def test_agent_installs_offline_with_venv_and_pip(tmp_path: Path) -> None:
+    """The path for a host without uv: ``python3 -m venv`` then ``pip install --no-index`` of shipped wheels."""
+    d = tmp_path / "dep"
+    _tiny_wheel(d / "wheels")
+    (d / "requirements.txt").write_text("bkdeploy-probe==1.0\n")
+    out = agent.install(str(d), "offline", "pip")
+    assert (out["installed"], out["installer"]) == ("offline", "pip")
+    import subprocess
+
+    probe = subprocess.run([str(d / "venv" / "bin" / "python"), "-c", "import bkdeploy_probe; print(bkdeploy_probe.VALUE)"],
+                           capture_output=True, text=True)
+    assert probe.stdout.strip() == "42", probe.stderr
+
+
+def test_agent_offline_install_names_the_missing_wheels_fix(tmp_path: Path) -> None:
+    import shutil
+
+    if shutil.which("uv") is None:
+        pytest.skip("uv is not on the PATH (the pip path is covered by the serial test)")
+    d = tmp_path / "dep"
+    _tiny_wheel(d / "wheels")
+    (d / "requirements.txt").write_text("bkdeploy-probe==1.0\nbkdeploy-not-shipped==9.9\n")
+    with pytest.raises(agent.AgentError) as exc:
+        agent.install(str(d), "offline", "uv")
+    assert "offline:" in exc.value.error and "bkdeploy-not-shipped" in exc.value.error
+    assert "--bundle-deps" in exc.value.fix
