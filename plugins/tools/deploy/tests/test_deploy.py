@@ -181,7 +181,8 @@ def test_agent_starts_workers_in_their_own_session_and_stops_them(tmp_path: Path
         st = agent.status(str(d), lines=5)
         assert [w["alive"] for w in st["workers"]] == [True, True]
         assert all(w["uptime"] >= 0 for w in st["workers"])
-        assert st["workers"][0]["lines"] == ["worker ['worker', 'pkg.tasks', '-q', 'orders'] tok"]
+        # API_TOKEN's value is masked in the lines shown (the worker printed it)
+        assert st["workers"][0]["lines"] == ["worker ['worker', 'pkg.tasks', '-q', 'orders'] **"]
         with pytest.raises(agent.AgentError, match="still run"):
             agent.start(str(d), settle=0)
         t0 = time.monotonic()
@@ -256,6 +257,7 @@ from boostkernel import boost
 
 @boost(os.environ["DEPLOY_TEST_QUEUE"], broker="redis", broker_url=os.environ["DEPLOY_TEST_REDIS"], results=True)
 def whoami(x: int) -> dict:
+    print(f"task {x} sees token {os.environ.get('API_TOKEN')}", flush=True)  # the user's code leaks it to the log
     return {"x": x, "pid": os.getpid(), "token_ok": os.environ.get("API_TOKEN") == "tok-SECRET-42"}
 """
 
@@ -325,10 +327,10 @@ def test_deploy_runs_workers_that_outlive_the_session_and_stop(e2e: dict[str, An
     assert {v["pid"] for v in values} <= pids and os.getpid() not in {v["pid"] for v in values}
     assert all(v["token_ok"] for v in values)
 
-    text = _cli("status", *conn, "--name", module, "--lines", "3")
+    text = _cli("status", *conn, "--name", module, "--lines", "40")
     assert text.exit_code == 0, text.output
     assert "2/2 alive" in text.output and f"consuming {e2e['queue']}" in text.output
-    assert "tok-SECRET-42" not in text.output
+    assert "tok-SECRET-42" not in text.output and "sees token **" in text.output, text.output
     assert f"{module}: {module}, 2/2 alive" in _cli("status", *conn).output
 
     stop = _cli("stop", *conn, "--name", module, "--timeout", "20")

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -196,18 +197,47 @@ def _last_lines(path: str, n: int) -> list[str]:
         return [line.rstrip("\n") for line in deque(f, maxlen=n)]
 
 
+_SECRET_NAME = re.compile(r"(?i)(pass|secret|token|key|credential|auth|private)")
+_URL_PASSWORD = re.compile(r"://[^:/@\s]*:([^@/\s]+)@")
+
+
+def _secrets(d: str) -> list[str]:
+    """The values of env.json to hide in the log lines shown: those of secret-looking names, URL passwords
+    (the same rule as ``boostkernel_deploy.remote.Masker``)."""
+    try:
+        env = _read_json(os.path.join(d, "env.json"))
+    except (OSError, ValueError):
+        return []
+    found = set()
+    for name, value in env.items():
+        if _SECRET_NAME.search(name) and len(value) >= 3:
+            found.add(value)
+        found.update(m.group(1) for m in _URL_PASSWORD.finditer(value) if len(m.group(1)) >= 3)
+    return sorted(found, key=len, reverse=True)
+
+
+def _masked(lines: list[str], secrets: list[str]) -> list[str]:
+    out = []
+    for line in lines:
+        for s in secrets:
+            line = line.replace(s, "**")
+        out.append(line)
+    return out
+
+
 def status(d: str, lines: int) -> dict[str, Any]:
     if not os.path.exists(os.path.join(d, "deploy.json")):
         raise AgentError(f"no deployment in {d}", "check --name and --remote-dir (boostkernel deploy status "
                                                   "without --name lists the deployments)")
     conf = _read_json(os.path.join(d, "deploy.json"))
     now = time.time()
+    secrets = _secrets(d) if lines > 0 else []
     workers = []
     for w in _workers(d):
         alive = _alive(int(w["pid"]), d)
         workers.append({"index": w["index"], "pid": w["pid"], "alive": alive,
                         "uptime": round(now - float(w["started"]), 1) if alive else None,
-                        "stopped": w.get("stopped"), "log": w["log"], "lines": _last_lines(w["log"], lines)})
+                        "stopped": w.get("stopped"), "log": w["log"], "lines": _masked(_last_lines(w["log"], lines), secrets)})
     return {"name": conf["name"], "module": conf["module"], "processes": conf["processes"], "dir": d,
             "workers": workers}
 
