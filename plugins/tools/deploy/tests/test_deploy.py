@@ -397,3 +397,20 @@ def test_agent_offline_install_names_the_missing_wheels_fix(tmp_path: Path) -> N
         agent.install(str(d), "offline", "uv")
     assert "offline:" in exc.value.error and "bkdeploy-not-shipped" in exc.value.error
     assert "--bundle-deps" in exc.value.fix
+
+
+@pytest.mark.service("ssh")
+def test_encrypted_key_without_its_passphrase_says_which_variable_to_set(tmp_path: Path,
+                                                                        ssh_options: list[str]) -> None:
+    import asyncssh
+
+    key = tmp_path / "encrypted_key"
+    key.write_bytes(asyncssh.generate_private_key("ssh-ed25519").export_private_key(passphrase="right-phrase"))
+    key.chmod(0o600)
+    opts = list(ssh_options)
+    opts[opts.index("--key-file") + 1] = str(key)
+    r = CliRunner().invoke(deploy_command, ["status", *opts])
+    assert r.exit_code == 1
+    assert "cannot read the key file" in r.output and "BOOSTKERNEL_DEPLOY_KEY_PASSPHRASE" in r.output
+    r = CliRunner().invoke(deploy_command, ["status", *opts], env={"BOOSTKERNEL_DEPLOY_KEY_PASSPHRASE": "wrong-phrase"})
+    assert r.exit_code == 1 and "cannot read the key file" in r.output and "wrong-phrase" not in r.output

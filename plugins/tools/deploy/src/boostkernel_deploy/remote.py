@@ -141,6 +141,10 @@ class Remote:
             raise DeployError(self.mask(
                 f"the host key of {t.host}:{t.port} is not trusted ({exc.reason}): check it, then add it "
                 f"(ssh-keyscan -p {t.port} {t.host} >> ~/.ssh/known_hosts) or pass --known-hosts FILE")) from None
+        except asyncssh.KeyEncryptionError as exc:
+            raise DeployError(self.mask(
+                f"cannot read the key file {t.key_file}: {exc} (check BOOSTKERNEL_DEPLOY_KEY_PASSPHRASE, the key's "
+                f"passphrase)")) from None
         except asyncssh.KeyImportError as exc:
             raise DeployError(self.mask(
                 f"cannot read the key file {t.key_file}: {exc} (encrypted key? set BOOSTKERNEL_DEPLOY_KEY_PASSPHRASE "
