@@ -414,3 +414,18 @@ def test_encrypted_key_without_its_passphrase_says_which_variable_to_set(tmp_pat
     assert "cannot read the key file" in r.output and "BOOSTKERNEL_DEPLOY_KEY_PASSPHRASE" in r.output
     r = CliRunner().invoke(deploy_command, ["status", *opts], env={"BOOSTKERNEL_DEPLOY_KEY_PASSPHRASE": "wrong-phrase"})
     assert r.exit_code == 1 and "cannot read the key file" in r.output and "wrong-phrase" not in r.output
+
+
+def test_wheels_come_from_the_wheelhouse_when_given(tmp_path: Path) -> None:
+    from boostkernel_deploy.payload import PayloadError
+
+    house = tmp_path / "house"
+    house.mkdir()
+    (house / "boostkernel_solo-0.1.0-py3-none-any.whl").write_bytes(b"from the wheelhouse")
+    wheels, reqs = wheels_for(["boostkernel-solo", "boostkernel-threads"], tmp_path / "out", house)
+    assert reqs == ["boostkernel-solo==0.1.0", "boostkernel-threads==0.1.0"]
+    by_name = {w.name: w for w in wheels}
+    assert by_name["boostkernel_solo-0.1.0-py3-none-any.whl"].read_bytes() == b"from the wheelhouse"
+    assert "boostkernel_threads-0.1.0-py3-none-any.whl" in by_name  # not in the wheelhouse: packed from source
+    with pytest.raises(PayloadError, match="build_wheelhouse.py"):
+        wheels_for(["boostkernel-solo"], tmp_path / "out2", tmp_path / "missing")

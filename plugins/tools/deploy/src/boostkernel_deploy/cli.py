@@ -176,12 +176,21 @@ def start_command(module: str, processes: int, name: str | None, project: Path, 
         with tempfile.TemporaryDirectory(prefix="bk-deploy-") as tmp:
             wheel_dir = Path(tmp) / "wheels"
             wheels, reqs = wheels_for(dists, wheel_dir, wheelhouse)
+            shipped = {w.name.split("-")[0].replace("_", "-").lower() for w in wheels}
+            unshipped = [r for r in reqs if r.split("==")[0].lower() not in shipped]
+            if unshipped and index == "offline":
+                raise click.ClickException(
+                    f"no wheel to ship for {', '.join(unshipped)} (installed here from an index, not from a source "
+                    f"tree): pass --wheelhouse DIR (python scripts/build_wheelhouse.py --out DIR) or --index online")
             project_reqs = project / "requirements.txt"
             if project_reqs.exists():
                 reqs += [ln.strip() for ln in project_reqs.read_text().splitlines()
                          if ln.strip() and not ln.lstrip().startswith(("#", "-"))]
             say(f"deploy {name}: {module} x{processes} to {target.where()}:{target.deployment_dir(name)}")
             say(f"  distributions: {', '.join(dists)} ({len(wheels)} wheel(s) shipped)")
+            if unshipped:
+                say(f"  from the host's package index: {', '.join(unshipped)} (no local source tree; --wheelhouse "
+                    f"DIR ships them)")
             async with Remote(target, masker) as r:
                 info = await r.python_info()
                 alive = (await r.agent("alive", r.dir_arg(name)))["alive"]
