@@ -429,3 +429,11 @@ def test_wheels_come_from_the_wheelhouse_when_given(tmp_path: Path) -> None:
     assert "boostkernel_threads-0.1.0-py3-none-any.whl" in by_name  # not in the wheelhouse: packed from source
     with pytest.raises(PayloadError, match="build_wheelhouse.py"):
         wheels_for(["boostkernel-solo"], tmp_path / "out2", tmp_path / "missing")
+
+
+def test_a_module_file_outside_the_project_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "proj").mkdir()
+    (tmp_path / "elsewhere.py").write_text("X = 1\n")
+    r = CliRunner().invoke(deploy_command, [str(tmp_path / "elsewhere.py"), "--host", "127.0.0.1",
+                                            "--project", str(tmp_path / "proj")])
+    assert r.exit_code == 1 and "is not inside the project folder" in r.output and "--project" in r.output

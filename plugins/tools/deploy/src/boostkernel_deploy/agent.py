@@ -93,8 +93,11 @@ def install(d: str, index: str, installer: str = "auto") -> dict[str, Any]:
         if r.returncode == 0:
             return {"installed": way, "installer": "uv" if uv else "pip", "seconds": round(time.time() - started, 1)}
         tried.append(f"{way}: {_tail(r.stderr or r.stdout, 4)}")
-    fix = ("ship every dependency with --bundle-deps (the remote host installs with --no-index)" if index != "online"
-           else "check that the remote host reaches the package index, or deploy with --bundle-deps --index offline")
+    fix = {"offline": "ship every dependency with --bundle-deps (the remote host installs with --no-index)",
+           "auto": "ship every dependency with --bundle-deps (then the host needs no package index), or make the "
+                   "host reach its package index (see the index error above)",
+           "online": "check that the remote host reaches the package index, or deploy with --bundle-deps "
+                     "--index offline"}[index]
     raise AgentError(f"{'uv' if uv else 'pip'} could not install the requirements in the remote virtualenv ("
                      + " | ".join(tried) + ")", fix)
 

@@ -165,6 +165,12 @@ def start_command(module: str, processes: int, name: str | None, project: Path, 
         name = check_name(name or _default_name(module))
     except DeployError as exc:
         raise click.ClickException(str(exc)) from None
+    if module.endswith(".py"):  # a file path: the workers run in the shipped copy of --project
+        path = Path(module).resolve() if Path(module).exists() else (project / module).resolve()
+        if not path.is_relative_to(project.resolve()):
+            raise click.ClickException(f"{module} is not inside the project folder {project.resolve()}: pass "
+                                       f"--project with the folder that holds it")
+        module = path.relative_to(project.resolve()).as_posix()
     say = _say(masker)
     worker_args = [a for q in queues for a in ("-q", q)] + (["-c", concurrency] if concurrency else [])
 
