@@ -53,6 +53,7 @@ EXTRAS: frozenset[str] = frozenset({
     "huey",
     "nameko",
     "rq",
+    "deploy",
 })
 
 #: kind -> name -> extra

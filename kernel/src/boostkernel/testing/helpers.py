@@ -32,6 +32,7 @@ DEFAULT_URLS = {
     "sqs": "sqs+http://127.0.0.1:9324",
     "beanstalkd": "beanstalk://127.0.0.1:11300",
     "stomp": "stomp://127.0.0.1:61613",
+    "ssh": "ssh://127.0.0.1:2222",  # the private sshd of .ci/services.d/openssh.sh (boostkernel-deploy's tests)
 }
 
 
