@@ -1,7 +1,7 @@
 """kill -9 in the middle of a chord: the callback is not lost, and runs once.
 
 1. A worker process runs the members of a 16-member chord (4 at a time, 0.4 s each) and is SIGKILLed after
-   some members finished and while others run (SQLite and Redis). A fresh worker picks up what the dead one
+   some members finished and while others run (SQLite, Redis, and RabbitMQ with the Redis store). A fresh worker picks up what the dead one
    held (the broker redelivers it), finishes the members and publishes the callback, which runs once.
 2. The worker is SIGKILLed at the worst moment: the last member's result is stored, the callback is not
    published and the member's message is not acknowledged (SQLite).
@@ -31,13 +31,17 @@ def _broker_args(broker: str, tmp_path: Path) -> str:
     if broker == "sqlite":
         return (f'broker="sqlite", broker_url="sqlite:///{tmp_path / "queue.db"}", '
                 'broker_options={"lease": 2.0, "heartbeat_interval": 0.5, "reap_interval": 0.5}')
+    if broker == "rabbitmq":  # a killed consumer's connection closes: RabbitMQ requeues what it held at once
+        return (f'broker="rabbitmq", broker_url={service_url("rabbitmq")!r}, '
+                f'store="redis", store_url={service_url("redis")!r}')
     return (f'broker="redis", broker_url={service_url("redis")!r}, '
             'broker_options={"heartbeat_interval": 0.5, "dead_after": 2.0, "reap_interval": 0.5, "idle_poll": 0.2}')
 
 
-@pytest.mark.parametrize("broker", ["sqlite", "redis"])
+@pytest.mark.parametrize("broker", ["sqlite", "redis", "rabbitmq"])
 def test_sigkill_mid_chord_loses_no_callback(tmp_path: Path, broker: str) -> None:
     require_broker(broker)
+    require_broker("redis")  # the store of the rabbitmq case
     ledger_path, suffix = tmp_path / "ledger.db", uuid.uuid4().hex[:8]
     module = f"wf_chaos_{broker}_{suffix}"
     (tmp_path / f"{module}.py").write_text(textwrap.dedent(f"""
