@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -108,3 +110,44 @@ def test_crash_charges_lookup_charges_each_death_once(tmp_path: Path) -> None:
     assert n == 2 and reason is not None and reason.startswith("crash-loop: its worker died 2 time(s)")
     assert "(last: gone)" in reason
     mine.close()
+
+
+def test_crash_charges_live_too_reads_the_journals_of_live_consumers(tmp_path: Path) -> None:
+    """For servers that redeliver only after the holding connection closed (RabbitMQ, STOMP): a live
+    consumer's journal counts too; the default counts only dead consumers' journals."""
+    live = RunningJournal(tmp_path, "live")
+    live.open()
+    live.started("m1")
+    assert journal.CrashCharges(tmp_path, "me", every=0.0).running_owner("m1") is None
+    cc = journal.CrashCharges(tmp_path, "me", every=0.0, live_too=True)
+    owner = cc.running_owner("m1")
+    assert owner == journal.journal_path(tmp_path, "live").name
+    cc.discharge(owner, "m1")
+    assert cc.running_owner("m1") is None, "a discharged key is charged again"
+    live.close()
+
+
+def test_crash_charges_forget_and_sweep(tmp_path: Path) -> None:
+    cc = journal.CrashCharges(tmp_path, "me")
+    journal.charge(tmp_path, "m1")
+    journal.charge(tmp_path, "m2")
+    cc.forget("m1")
+    assert (charges(tmp_path, "m1"), charges(tmp_path, "m2")) == (0, 1)
+    old = journal.journal_path(tmp_path, "gone")
+    old.write_text("m9\n")
+    past = time.time() - 2 * 86400
+    os.utime(old, (past, past))
+    os.utime(tmp_path / "charged" / "m2", (past, past))
+    cc.sweep()
+    assert not old.exists() and charges(tmp_path, "m2") == 0
+
+
+def test_crash_loop_reason_names_the_last_consumer() -> None:
+    assert journal.crash_loop_reason(3) == "crash-loop: its worker died 3 time(s) while running it"
+    assert journal.crash_loop_reason(3, "host:1:ab.running").endswith("(last: host:1:ab)")
+
+
+def test_host_journal_dir_is_one_safe_folder_per_queue() -> None:
+    d = journal.host_journal_dir("nats-a/b c")
+    assert os.path.basename(d) == "nats-a_b_c" and os.path.basename(os.path.dirname(d)) == "boostkernel-running"
+    assert journal.consumer_id() != journal.consumer_id()

@@ -211,6 +211,16 @@ class CrashCharges:
         self._dead.get(owner, set()).discard(key)
         discharge(self.directory, owner, key)
 
+    def forget(self, key: str) -> None:
+        """Message ``key`` was settled or dead-lettered: its crash count is no longer needed."""
+        forget_charges(self.directory, key)
+
+    def sweep(self, journals_after: float = 3600.0, charges_after: float = 86400.0) -> None:
+        """Delete the journals of consumers gone long ago and crash counts recorded long ago (their
+        messages were settled or dead-lettered since). For a consumer's start."""
+        sweep_journals(self.directory, journals_after)
+        sweep_charges(self.directory, charges_after)
+
     def redelivered(self, key: str, max_crashes: int) -> tuple[int, str | None]:
         """``(crashes, reason)`` for a redelivered message ``key``: if a dead consumer of this host was
         running it, one crash is charged (once: its journal entry is discharged), and when that makes

@@ -63,15 +63,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
 from boostkernel.errors import BrokerUnavailable, ConfigError, MessageRejected
-from boostkernel.journal import (
-    CrashCharges,
-    RunningJournal,
-    consumer_id,
-    forget_charges,
-    host_journal_dir,
-    sweep_charges,
-    sweep_journals,
-)
+from boostkernel.journal import CrashCharges, RunningJournal, consumer_id, host_journal_dir
 from boostkernel.logs import mask_url, queue_logger
 from boostkernel.retrying import backoff_delay
 
@@ -316,8 +308,7 @@ class BeanstalkdBroker(Broker):
         """The live consumer connection (lock held); connects, and starts the heartbeat thread, if needed."""
         if self._con is None:
             if self._hb is None:
-                sweep_journals(self.journal_dir, 3600)
-                sweep_charges(self.journal_dir, 86400)
+                self.crash_charges.sweep()
                 self.journal.open()
                 self._hb = threading.Thread(target=self._heartbeat, name=f"boostkernel-beanstalkd-{self.queue}",
                                             daemon=True)
@@ -476,7 +467,7 @@ class BeanstalkdBroker(Broker):
         for d, cmd in items:
             self.journal.finished(d.id)
             if d.crashes or d.delivery_count > 1:
-                forget_charges(self.journal_dir, d.id)
+                self.crash_charges.forget(d.id)
             gen, jid = d.tag
             self._pending.append((gen, jid, cmd))
 
@@ -513,7 +504,7 @@ class BeanstalkdBroker(Broker):
                 self.log.warning("message %s not dead-lettered (%s); it is redelivered", delivery.id, exc)
                 return
         self._kick()
-        forget_charges(self.journal_dir, delivery.id)
+        self.crash_charges.forget(delivery.id)
         if replies[1][0] != b"BURIED":
             self.log.warning("bury of message %s answered %s", delivery.id, replies[1][0].decode())
 
@@ -621,7 +612,7 @@ class BeanstalkdBroker(Broker):
                     continue
                 if jid and con.pipeline([b"kick-job %d" % jid])[0][0] == b"KICKED":
                     n += 1
-                    forget_charges(self.journal_dir, mid)
+                    self.crash_charges.forget(mid)
                 cmds.append(b"delete %d" % rid)
             con.pipeline(cmds)
             return n

@@ -53,15 +53,7 @@ from urllib.parse import unquote
 
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
 from boostkernel.errors import BrokerUnavailable, ConfigError
-from boostkernel.journal import (
-    CrashCharges,
-    RunningJournal,
-    consumer_id,
-    forget_charges,
-    host_journal_dir,
-    sweep_charges,
-    sweep_journals,
-)
+from boostkernel.journal import CrashCharges, RunningJournal, consumer_id, host_journal_dir
 from boostkernel.logs import mask_url, queue_logger
 from boostkernel.retrying import Backoff
 
@@ -275,8 +267,7 @@ class LogBroker(Broker):
                 return
             self._consumer_error = None
             self.ensure_topics(self.topic, *((self.attempts_topic,) if self.delivery_counts else ()))
-            sweep_journals(self.journal_dir, 3600)  # journals of consumers gone long ago
-            sweep_charges(self.journal_dir, 86400)
+            self._crashes.sweep()  # journals of consumers gone long ago
             self.journal.open()
             ready = threading.Event()
             self._thread = threading.Thread(target=self._poll_loop, args=(ready,), daemon=True,
@@ -312,7 +303,7 @@ class LogBroker(Broker):
         self.tracker.done(p, off, epoch)
         self.journal.finished(delivery.id)
         if delivery.crashes:
-            forget_charges(self.journal_dir, delivery.id)
+            self._crashes.forget(delivery.id)
 
     def ack_many(self, deliveries: Any) -> None:
         done, finished = self.tracker.done, self.journal.finished
@@ -321,7 +312,7 @@ class LogBroker(Broker):
             done(p, off, epoch)
             finished(d.id)
             if d.crashes:
-                forget_charges(self.journal_dir, d.id)
+                self._crashes.forget(d.id)
 
     def _copy_headers(self, delivery: Delivery) -> list[tuple[str, bytes]]:
         headers: list[tuple[str, bytes]] = [(k, v) for k, v in delivery.extra.get("headers", ())
@@ -499,7 +490,7 @@ class LogBroker(Broker):
                 self.log.warning("could not dead-letter crash-looping message %s (%s): delivered again", mid, exc)
                 return False
             self.log.error("message %s dead-lettered: %s", mid, reason)
-            forget_charges(self.journal_dir, mid)
+            self._crashes.forget(mid)
             return True
         return False
 

@@ -51,15 +51,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
 from boostkernel.errors import BrokerUnavailable, ConfigError
-from boostkernel.journal import (
-    CrashCharges,
-    RunningJournal,
-    consumer_id,
-    forget_charges,
-    host_journal_dir,
-    sweep_charges,
-    sweep_journals,
-)
+from boostkernel.journal import CrashCharges, RunningJournal, consumer_id, host_journal_dir
 from boostkernel.logs import mask, mask_url, queue_logger
 from boostkernel.retrying import backoff_delay
 
@@ -330,8 +322,7 @@ class KombuBroker(Broker):
     def _start(self) -> None:
         with self._plock:
             if self._thread is None:
-                sweep_journals(self.journal_dir, 3600)  # journals of consumers gone long ago
-                sweep_charges(self.journal_dir, 86400)
+                self._crashes.sweep()  # journals of consumers gone long ago
                 self.journal.open()
                 self._thread = threading.Thread(target=self._run, name=f"boostkernel-kombu-{self.queue}", daemon=True)
                 self._thread.start()
@@ -424,7 +415,7 @@ class KombuBroker(Broker):
             return True
         _, message = d.tag
         message.ack()
-        forget_charges(self.journal_dir, mid)
+        self._crashes.forget(mid)
         return True
 
     def _hold(self, d: Delivery, due: float) -> None:
@@ -504,7 +495,7 @@ class KombuBroker(Broker):
     def _finished(self, d: Delivery) -> None:
         self.journal.finished(d.id)
         if d.crashes:
-            forget_charges(self.journal_dir, d.id)
+            self._crashes.forget(d.id)
 
     def ack(self, delivery: Delivery) -> None:
         self._finished(delivery)

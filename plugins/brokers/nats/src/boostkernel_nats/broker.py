@@ -63,15 +63,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
 from boostkernel.errors import BrokerUnavailable, ConfigError, MessageRejected
-from boostkernel.journal import (
-    CrashCharges,
-    RunningJournal,
-    consumer_id,
-    forget_charges,
-    host_journal_dir,
-    sweep_charges,
-    sweep_journals,
-)
+from boostkernel.journal import CrashCharges, RunningJournal, consumer_id, host_journal_dir
 from boostkernel.logs import mask, mask_url, queue_logger
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
@@ -333,8 +325,7 @@ class NatsBroker(Broker):
     async def _subscription(self) -> Any:
         if self._psub is None:
             await self._ensure_topology()
-            sweep_journals(self.journal_dir, 3600)
-            sweep_charges(self.journal_dir, 86400)
+            self.crash_charges.sweep()
             self.journal.open()
             self._psub = await self._js.pull_subscribe_bind(durable=CONSUMER, stream=self.stream)
             loop = asyncio.get_running_loop()
@@ -422,7 +413,7 @@ class NatsBroker(Broker):
 
     def _clear_charge(self, d: Delivery) -> None:
         if d.crashes or d.delivery_count > 1:
-            forget_charges(self.journal_dir, d.id)
+            self.crash_charges.forget(d.id)
 
     # --- settling -------------------------------------------------------------------------------------
     def started(self, delivery: Delivery) -> None:
@@ -491,7 +482,7 @@ class NatsBroker(Broker):
             self.log.warning("message %s not dead-lettered yet (%s); it will be redelivered", mid, exc)
             return
         await msg.ack()
-        forget_charges(self.journal_dir, mid)
+        self.crash_charges.forget(mid)
 
     def dead_letter(self, delivery: Delivery, reason: str) -> None:
         self.journal.finished(delivery.id)

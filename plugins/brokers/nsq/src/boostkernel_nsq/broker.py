@@ -39,14 +39,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
 from boostkernel.errors import BrokerUnavailable
-from boostkernel.journal import (
-    CrashCharges,
-    RunningJournal,
-    consumer_id,
-    crash_loop_reason,
-    host_journal_dir,
-    sweep_journals,
-)
+from boostkernel.journal import CrashCharges, RunningJournal, consumer_id, crash_loop_reason, host_journal_dir
 from boostkernel.logs import mask, mask_url, queue_logger
 
 from ._common import dead_record, frame, parse, read_dead_record, unframe
@@ -211,7 +204,7 @@ class NsqBroker(Broker):
         if self._closed:
             return []
         if self.journal._fd == -1:  # noqa: SLF001 - opened once, before the first delivery
-            sweep_journals(self.journal_dir, 3600)
+            self._crashes.sweep()
             self.journal.open()
         try:
             return self._run(self._take(max_messages, timeout), timeout + self.s.connect_timeout + 5)

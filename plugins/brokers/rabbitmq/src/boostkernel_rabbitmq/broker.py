@@ -41,7 +41,6 @@ import collections
 import itertools
 import logging
 import math
-import os
 import re
 import threading
 import time
@@ -60,14 +59,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
 from boostkernel.errors import BrokerUnavailable, ConfigError, MessageRejected
-from boostkernel.journal import (
-    CrashCharges,
-    RunningJournal,
-    consumer_id,
-    crash_loop_reason,
-    host_journal_dir,
-    sweep_journals,
-)
+from boostkernel.journal import CrashCharges, RunningJournal, consumer_id, crash_loop_reason, host_journal_dir
 from boostkernel.logs import mask, mask_url, queue_logger
 from boostkernel.retrying import backoff_delay
 
@@ -661,8 +653,7 @@ class RabbitmqBroker(Broker):
         if link is None:
             with self._lock:
                 if self._con is None:
-                    sweep_journals(self.journal_dir, 3600)  # journals of consumers gone long ago
-                    _sweep_charges(Path(self.journal_dir) / "charged", 86400)
+                    self._crashes.sweep()  # journals of consumers gone long ago
                     self.journal.open()
                     self._con = _Link("consumer", self._params("consumer"), self._con_setup, self._con_lost,
                                       backoff_max=self.backoff_max, log=self.log)
@@ -1112,14 +1103,3 @@ class RabbitmqBroker(Broker):
         d = super().describe()
         d.update(prefetch=self.prefetch, max_priority=self.max_priority, dlq=self.dlq)
         return d
-
-
-def _sweep_charges(directory: Path, older_than: float) -> None:
-    """Forget crash counts recorded long ago (their message was dead-lettered or finished by now)."""
-    cutoff = time.time() - older_than
-    try:
-        for e in os.scandir(directory):
-            if e.stat().st_mtime < cutoff:
-                os.unlink(e.path)
-    except OSError:
-        pass

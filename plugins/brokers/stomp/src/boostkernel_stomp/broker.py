@@ -52,14 +52,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
 from boostkernel.errors import BrokerUnavailable, ConfigError
-from boostkernel.journal import (
-    CrashCharges,
-    RunningJournal,
-    consumer_id,
-    crash_loop_reason,
-    host_journal_dir,
-    sweep_journals,
-)
+from boostkernel.journal import CrashCharges, RunningJournal, consumer_id, crash_loop_reason, host_journal_dir
 from boostkernel.logs import mask, mask_url, queue_logger
 
 from ._common import StompSettings, parse_url
@@ -303,7 +296,7 @@ class StompBroker(Broker):
         if link is None:
             with self._lock:
                 if self._con is None:
-                    sweep_journals(self.journal_dir, 3600)
+                    self._crashes.sweep()
                     self.journal.open()
                     self._con = _Link(self.settings, "consumer", self.log, self._on_message, self._subscribe,
                                       self._con_lost)
