@@ -2,6 +2,7 @@
 
     uv run --no-sync python benchmarks/bench_dashboard.py worker [-n 20000] [--repeat 3]
     uv run --no-sync python benchmarks/bench_dashboard.py search [--records 1000000] [--stores sqlite,postgres,redis]
+    uv run --no-sync python benchmarks/bench_dashboard.py writes [-n 3000] [--repeat 5] [--stores ...]
 
 ``worker``: the default embedded broker (SQLite, at-least-once: ack after the run), threads x4, a no-op
 task; N messages published beforehand, the time to consume them all is measured (publishing is not timed).
@@ -10,6 +11,10 @@ Configurations run interleaved (off, on, off, on …) and the best of ``--repeat
 
 ``search``: fills a store with N task records like ``results=True`` writes them (8 queues, 5 statuses,
 arguments with a word from a 50,000-word vocabulary), then times the dashboard's searches (median of 5).
+
+``writes``: what the search indexes add to a worker's record writes: ``put_result`` of a "running" then a
+finished record per task (what ``results=True`` writes), on a store nobody searched and on one searched
+(indexes kept), interleaved, median of ``--repeat`` runs of ``-n`` tasks each, in microseconds per task.
 
 A benchmark, not a test.
 """
@@ -258,9 +263,41 @@ def bench_search(n: int, kinds: list[str]) -> None:
         store.close()
 
 
+def bench_writes(n: int, repeat: int, kinds: list[str]) -> None:
+    def batch(k: int) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+        out = []
+        for tid, rec in fake_records(k, time.time()):
+            running = {key: v for key, v in rec.items() if key not in ("result", "error", "finished_at", "duration")}
+            out.append((tid, {**running, "status": "running"}, rec))
+        return out
+
+    def run(store: Any, recs: list[tuple[str, dict[str, Any], dict[str, Any]]]) -> float:
+        t = time.perf_counter()
+        for tid, running, final in recs:
+            store.put_result(tid, running, 3600.0)
+            store.put_result(tid, final, 3600.0)
+        return (time.perf_counter() - t) / len(recs) * 1e6
+
+    print(f"record writes per task (running + finished put_result), {n} tasks per run, median of {repeat}")
+    for kind in kinds:
+        off, on = open_store(kind), open_store(kind)
+        on.prepare_search()
+        run(off, batch(500)), run(on, batch(500))  # warm up
+        t_off, t_on = [], []
+        for _ in range(repeat):
+            t_off.append(run(off, batch(n)))
+            t_on.append(run(on, batch(n)))
+        a, b = statistics.median(t_off), statistics.median(t_on)
+        print(f"  {kind:9s} not searched {a:7.1f} us/task   searched (indexes kept) {b:7.1f} us/task   "
+              f"+{b - a:6.1f} us (+{100 * (b - a) / a:.0f} %)", flush=True)
+        for st in (off, on):
+            cleanup(kind, st)
+            st.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("part", choices=["worker", "search"])
+    ap.add_argument("part", choices=["worker", "search", "writes"])
     ap.add_argument("-n", type=int, default=20_000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--records", type=int, default=1_000_000)
@@ -268,6 +305,8 @@ def main() -> None:
     a = ap.parse_args()
     if a.part == "worker":
         bench_worker(a.n, a.repeat)
+    elif a.part == "writes":
+        bench_writes(a.n, a.repeat, a.stores.split(","))
     else:
         bench_search(a.records, a.stores.split(","))
 

@@ -95,6 +95,7 @@ def test_records_written_after_the_first_search_are_found(store: Any) -> None:
     rec = {"task_id": tid, "queue": "q9", "status": "running", "args": ["late"], "kwargs": {}, "published_at": 5000.0}
     store.put_result(tid, rec, 600.0)
     assert [r["task_id"] for r in records.search([store], Query(status="running", queue="q9"))] == [tid]
+    assert [r["status"] for r in records.search([store], Query(text="late"))] == ["running"]
     store.put_result(tid, {**rec, "status": "success", "result": 1}, 600.0)
     assert records.search([store], Query(status="running", queue="q9")) == []
     assert [r["status"] for r in records.search([store], Query(text="LATE"))] == ["success"]

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 import orjson
+from redis.exceptions import NoScriptError
 
 from boostkernel.store import Store, StoreCapabilities
 
@@ -134,7 +135,11 @@ class RedisStore(Store):
             pipe.delete(nkey)
             pipe.rpush(nkey, b"1")
             pipe.pexpire(nkey, _ms(min(ttl, 600.0)))
-        pipe.execute()
+        try:
+            pipe.execute()
+        except NoScriptError:  # the server lost its script cache (a restart): load it, write again (idempotent)
+            self.redis.script_load(_INDEX)
+            self.put_result(task_id, record, ttl)
 
     def get_result(self, task_id: str, timeout: float = 0.0) -> dict[str, Any] | None:
         key = self._k(f"result:{task_id}")
@@ -175,9 +180,10 @@ class RedisStore(Store):
         # entries older than the records' TTL point at nothing: trimmed every 1000 writes
         trim = time.time() - ttl - 3600.0 if self._search_writes % 1000 == 0 else None
         if not self._cluster:
-            self._index_script(args=[self.prefix, task_id, at, str(record.get("queue")), status,
-                                     _ms(ttl + 3600.0), "" if trim is None else trim,
-                                     *words(record.get("args"), record.get("kwargs"))], client=pipe)
+            # EVALSHA itself: a Script object in a pipeline costs a SCRIPT EXISTS round trip per execute
+            pipe.evalsha(self._index_script.sha, 0, self.prefix, task_id, at, str(record.get("queue")), status,
+                         _ms(ttl + 3600.0), "" if trim is None else trim,
+                         *words(record.get("args"), record.get("kwargs")))
             return
         keys = [self._k("idx:all"), self._k(f"idx:q:{record.get('queue')}"), self._k(f"idx:s:{status}")]
         for key in keys:
@@ -193,6 +199,8 @@ class RedisStore(Store):
         about a minute per million records, once)."""
         if self._search_on:
             return
+        if not self._cluster:
+            self.redis.script_load(_INDEX)
         if self.redis.set(self._k(_SEARCH_FLAG), b"1", nx=True):
             n = len(self.prefix) + len("result:")
             batch: list[str] = []

@@ -46,6 +46,9 @@ def _args_text(row: str) -> str:
 
 
 _IS_RESULT = "{r}.key >= 'result:' AND {r}.key < 'result;'"
+#: Records of tasks still running are not put in the full-text table (a task's "running" record is replaced by
+#: its final one a moment later: indexing both doubled the cost); a text search reads the running ones apart.
+_NOT_RUNNING = f"{_field('status', 'new.')} IS NOT 'running'"
 #: The full-text table shares bk_kv's rowids; an INSERT OR REPLACE deletes the old row without firing delete
 #: triggers, so the BEFORE INSERT trigger drops the old row's text first.
 SEARCH_TEXT = f"""
@@ -54,12 +57,12 @@ CREATE VIRTUAL TABLE bk_results_text USING fts5(args, tokenize='trigram');
 CREATE TRIGGER bk_results_text_bi BEFORE INSERT ON bk_kv WHEN {_IS_RESULT.format(r="new")} BEGIN
   DELETE FROM bk_results_text WHERE rowid = (SELECT rowid FROM bk_kv WHERE key = new.key);
 END;
-CREATE TRIGGER bk_results_text_ai AFTER INSERT ON bk_kv WHEN {_IS_RESULT.format(r="new")} BEGIN
+CREATE TRIGGER bk_results_text_ai AFTER INSERT ON bk_kv WHEN {_IS_RESULT.format(r="new")} AND {_NOT_RUNNING} BEGIN
   INSERT INTO bk_results_text (rowid, args) VALUES (new.rowid, {_args_text("new.")});
 END;
 CREATE TRIGGER bk_results_text_au AFTER UPDATE ON bk_kv WHEN {_IS_RESULT.format(r="new")} BEGIN
   DELETE FROM bk_results_text WHERE rowid = old.rowid;
-  INSERT INTO bk_results_text (rowid, args) VALUES (new.rowid, {_args_text("new.")});
+  INSERT INTO bk_results_text (rowid, args) SELECT new.rowid, {_args_text("new.")} WHERE {_NOT_RUNNING};
 END;
 CREATE TRIGGER bk_results_text_ad AFTER DELETE ON bk_kv WHEN {_IS_RESULT.format(r="old")} BEGIN
   DELETE FROM bk_results_text WHERE rowid = old.rowid;
@@ -244,6 +247,16 @@ class SqliteStore(Store):
             sql = (f"SELECT value FROM bk_kv{hint} WHERE {' AND '.join(where)} AND {text_where} "
                    f"ORDER BY {_AT} DESC LIMIT ?")
             rows = self.db.read(sql, (*args, like, like, lim))
+            if fts and status in (None, "running"):
+                # tasks running now are not in the trigram table: the status index finds them
+                where[-1] = f"{_STATUS} = 'running'"
+                running = self.db.read(
+                    f"SELECT value FROM bk_kv INDEXED BY bk_kv_results_status WHERE {' AND '.join(where)} AND "
+                    f"{text_where} ORDER BY {_AT} DESC LIMIT ?", (*args[:-1], like, like, lim))
+                if running:
+                    recs = sorted((_loads(r[0]) for r in (*rows, *running)),
+                                  key=lambda r: float(r.get("published_at") or 0.0), reverse=True)
+                    return list({str(r.get("task_id")): r for r in recs}.values())[:lim]
         return [_loads(r[0]) for r in rows]
 
     def _fts_query(self, text: str, limit: int) -> tuple[str, bool]:
