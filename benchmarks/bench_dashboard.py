@@ -231,12 +231,16 @@ def bench_search(n: int, kinds: list[str]) -> None:
         "newest 100 (no filter)": Query(),
         "task id": Query(task_id=some_id),
         "task id prefix (8 chars)": Query(task_id=some_id[:8]),
+        "task id prefix (2 chars)": Query(task_id=some_id[:2]),
         "queue + status": Query(queue="queue3", status="failure"),
         "queue + time range (1 h)": Query(queue="queue5", since=mid, until=mid + 3600),
         "status + time range (1 h)": Query(status="dead", since=mid, until=mid + 3600),
         "text in arguments (common)": Query(text="user12"),
         "text in arguments (rare)": Query(text="word49999"),
         "queue + text": Query(queue="queue1", text="word4242"),
+        "status + text": Query(status="dead", text="word4242"),
+        "text found nowhere": Query(text="nosuchthing"),
+        "text + time range (10 h)": Query(text="word4242", since=mid, until=mid + 36000),
     }
     for kind in kinds:
         store = open_store(kind)

@@ -50,16 +50,20 @@ _SEARCH_FLAG = "search:on"
 #: status, word-set TTL (ms), trim-before time ('' = no trim), then the record's words.
 _INDEX = """
 local p, tid, at = ARGV[1], ARGV[2], ARGV[3]
-redis.call('ZADD', p .. 'idx:all', at, tid)
-redis.call('ZADD', p .. 'idx:q:' .. ARGV[4], at, tid)
+local seen = redis.call('ZADD', p .. 'idx:all', 'CH', at, tid) == 0
 redis.call('ZADD', p .. 'idx:s:' .. ARGV[5], at, tid)
 if ARGV[5] ~= 'running' then redis.call('ZREM', p .. 'idx:s:running', tid) end
-redis.call('ZADD', p .. 'idx:ids', 0, tid)
-for i = 8, #ARGV do
-  local k = p .. 'idx:w:' .. ARGV[i]
-  redis.call('ZADD', k, at, tid)
-  redis.call('PEXPIRE', k, ARGV[6])
-  redis.call('ZADD', p .. 'idx:words', 0, ARGV[i])
+if not seen then
+  -- the task's first record (a later one, its final record, has the same queue, id and arguments)
+  redis.call('ZADD', p .. 'idx:q:' .. ARGV[4], at, tid)
+  redis.call('ZADD', p .. 'idx:ids', 0, tid)
+  for i = 8, #ARGV do
+    local k = p .. 'idx:w:' .. ARGV[i]
+    if redis.call('ZADD', k, at, tid) == 1 and redis.call('ZCARD', k) == 1 then
+      redis.call('ZADD', p .. 'idx:words', 0, ARGV[i])
+    end
+    redis.call('PEXPIRE', k, ARGV[6])
+  end
 end
 if ARGV[7] ~= '' then
   local old = redis.call('ZRANGEBYSCORE', p .. 'idx:all', '-inf', ARGV[7], 'LIMIT', 0, 5000)
