@@ -168,6 +168,8 @@ class MonitorControl(Control):
         super().__init__(booster)
         self.interval = float(self.options.monitor_interval) if self.options is not None else 1.0
         self.counters = counters_of(booster.queue)
+        # the consumer calls ``self.after``: bound to the counters' method itself, a message costs one call
+        self.after = self.counters.finish  # type: ignore[method-assign]
         self.started_at = time.time()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
