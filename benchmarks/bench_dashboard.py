@@ -54,8 +54,8 @@ def consume(n: int, params: dict[str, Any]) -> tuple[float, float]:
     fn.__qualname__ = f"noop_{q}"
     b = boost(q, concurrency="threads", workers=4, **params)(fn)
     b.push_many([(i,) for i in range(n)])
+    b.consume()  # controls start (a monitor registers in the store, a metrics server listens) before timing
     t0, c0 = time.perf_counter(), time.process_time()
-    b.consume()
     while b.count() > 0:
         time.sleep(0.005)
     # the last fetched batch is still running: wait for the consumer to go idle
