@@ -90,9 +90,10 @@ MAX_WALK = 100_000
 
 def words(args: Any, kwargs: Any) -> list[str]:
     """The words a record's arguments are indexed by: runs of letters and digits in the lowercased JSON of
-    ``[args, kwargs]`` (object keys included), at most ``MAX_WORDS`` distinct ones of up to ``MAX_WORD_LEN``."""
-    out = dict.fromkeys(w for w in _WORD.findall(orjson.dumps([args, kwargs], default=repr).decode().lower())
-                        if len(w) <= MAX_WORD_LEN)
+    ``[args, kwargs]`` (object keys included; its first 4 KB), at most ``MAX_WORDS`` distinct ones of up to
+    ``MAX_WORD_LEN`` characters."""
+    head = orjson.dumps([args, kwargs], default=repr)[:4096].decode(errors="ignore")  # large arguments: their start
+    out = dict.fromkeys(w for w in _WORD.findall(head.lower()) if len(w) <= MAX_WORD_LEN)
     return list(out)[:MAX_WORDS]
 
 
