@@ -2,14 +2,21 @@
 
     uv run --no-sync python benchmarks/bench_dashboard.py worker [-n 20000] [--repeat 3]
     uv run --no-sync python benchmarks/bench_dashboard.py search [--records 1000000] [--stores sqlite,postgres,redis]
+    uv run --no-sync python benchmarks/bench_dashboard.py writes [-n 3000] [--repeat 5] [--stores ...]
 
 ``worker``: the default embedded broker (SQLite, at-least-once: ack after the run), threads x4, a no-op
 task; N messages published beforehand, the time to consume them all is measured (publishing is not timed).
-Configurations run interleaved (off, on, off, on …) and the best of ``--repeat`` runs of each is kept.
+Configurations run interleaved (off, on, then on, off …); the median on/off ratio of ``--repeat`` pairs is reported,
+by wall clock and by CPU time per message (all threads of the process: on a machine shared with other work
+the CPU time is the steadier figure; a GIL-bound worker's throughput is its inverse).
 "Raw loop" is the same SQLite broker driven by hand (fetch, run, ack; no kernel) with the same guarantee.
 
 ``search``: fills a store with N task records like ``results=True`` writes them (8 queues, 5 statuses,
 arguments with a word from a 50,000-word vocabulary), then times the dashboard's searches (median of 5).
+
+``writes``: what the search indexes add to a worker's record writes: ``put_result`` of a "running" then a
+finished record per task (what ``results=True`` writes), on a store nobody searched and on one searched
+(indexes kept), interleaved, median of ``--repeat`` runs of ``-n`` tasks each, in microseconds per task.
 
 A benchmark, not a test.
 """
@@ -37,23 +44,28 @@ def _noop(i: int) -> None:
 
 
 def consume_rate(n: int, params: dict[str, Any]) -> float:
+    return consume(n, params)[0]
+
+
+def consume(n: int, params: dict[str, Any]) -> tuple[float, float]:
+    """Messages per second (wall clock) and CPU microseconds per message (every thread of this process)."""
     q = f"bench_dash_{uuid.uuid4().hex[:8]}"
     fn = lambda i: None  # noqa: E731
     fn.__qualname__ = f"noop_{q}"
     b = boost(q, concurrency="threads", workers=4, **params)(fn)
     b.push_many([(i,) for i in range(n)])
-    t0 = time.perf_counter()
-    b.consume()
+    b.consume()  # controls start (a monitor registers in the store, a metrics server listens) before timing
+    t0, c0 = time.perf_counter(), time.process_time()
     while b.count() > 0:
         time.sleep(0.005)
     # the last fetched batch is still running: wait for the consumer to go idle
     from boostkernel.testing.helpers import wait_until
 
     wait_until(lambda: _idle(b), 30, 0.002)
-    dt = time.perf_counter() - t0
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     b.stop()
     REGISTRY.pop(q, None)
-    return n / dt
+    return n / dt, cpu / n * 1e6
 
 
 def _idle(b: Any) -> bool:
@@ -85,7 +97,9 @@ def raw_rate(n: int) -> float:
 
 
 def hook_cost(calls: int = 200_000) -> float:
-    """Microseconds per message of the counting the monitor and metrics controls add (``Counters.finish``)."""
+    """Microseconds per message that the monitor and metrics controls add to the consumer: its loop over the
+    after-hooks (as ``Consumer._finish`` runs it) with the one hook they add (``Counters.finish``), minus the
+    same loop with none."""
     from boostkernel_dashboard.monitor import Counters
 
     from boostkernel.context import Outcome, TaskContext
@@ -94,11 +108,18 @@ def hook_cost(calls: int = 200_000) -> float:
     ctx = TaskContext(Envelope("q", [1], {}), None, None, "w")
     ctx.status = Outcome.SUCCESS
     ctx.finished_at = ctx.started_at + 0.003
-    c = Counters()
-    t0 = time.perf_counter()
-    for _ in range(calls):
-        c.finish(ctx)
-    return (time.perf_counter() - t0) / calls * 1e6
+
+    def loop(afters: list[Any]) -> float:
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            for a in afters:
+                try:
+                    a(ctx)
+                except Exception:  # noqa: BLE001
+                    pass
+        return time.perf_counter() - t0
+
+    return max(0.0, loop([Counters().finish]) - loop([])) / calls * 1e6
 
 
 def bench_worker(n: int, repeat: int) -> None:
@@ -107,16 +128,22 @@ def bench_worker(n: int, repeat: int) -> None:
     consume_rate(min(n, 5000), {})  # warm up: database files, imports, thread start-up
     offs: list[float] = []
     ratios: dict[str, list[float]] = {label: [] for label, _ in configs}
+    cpu_ratios: dict[str, list[float]] = {label: [] for label, _ in configs}
     best: dict[str, float] = {}
     for r in range(repeat):
         for label, params in configs:
-            off = consume_rate(n, {})
-            on = consume_rate(n, params)
+            if r % 2 == 0:  # alternate which runs first: a drift (the broker file growing) would favour one
+                off, off_cpu = consume(n, {})
+                on, on_cpu = consume(n, params)
+            else:
+                on, on_cpu = consume(n, params)
+                off, off_cpu = consume(n, {})
             offs.append(off)
             ratios[label].append(on / off)
+            cpu_ratios[label].append(off_cpu / on_cpu)
             best[label] = max(best.get(label, 0.0), on)
-            print(f"  pair {r + 1} {label:32s} off {off:8.0f}  on {on:8.0f} msg/s  {100 * on / off:6.1f}%",
-                  file=sys.stderr)
+            print(f"  pair {r + 1} {label:32s} off {off:8.0f}  on {on:8.0f} msg/s  {100 * on / off:6.1f}%   "
+                  f"CPU off {off_cpu:6.1f}  on {on_cpu:6.1f} us/msg  {100 * off_cpu / on_cpu:6.1f}%", file=sys.stderr)
     raw = max(raw_rate(n) for _ in range(repeat))
     per_msg = 1e6 / max(offs)
     cost = min(hook_cost() for _ in range(3))
@@ -125,7 +152,8 @@ def bench_worker(n: int, repeat: int) -> None:
     print(f"{'off':40s} {max(offs):9.0f} msg/s (best)  = {per_msg:.1f} us/msg")
     for label, _ in configs:
         print(f"{label:40s} {best[label]:9.0f} msg/s (best)  median on/off ratio "
-              f"{100 * statistics.median(ratios[label]):6.1f}%")
+              f"{100 * statistics.median(ratios[label]):6.1f}% (wall clock)  "
+              f"{100 * statistics.median(cpu_ratios[label]):6.1f}% (CPU time per message)")
     print(f"counting per message (Counters.finish): {cost:.2f} us = {100 * cost / per_msg:.1f}% of a message's "
           f"{per_msg:.1f} us at the best 'off' rate")
 
@@ -226,12 +254,16 @@ def bench_search(n: int, kinds: list[str]) -> None:
         "newest 100 (no filter)": Query(),
         "task id": Query(task_id=some_id),
         "task id prefix (8 chars)": Query(task_id=some_id[:8]),
+        "task id prefix (2 chars)": Query(task_id=some_id[:2]),
         "queue + status": Query(queue="queue3", status="failure"),
         "queue + time range (1 h)": Query(queue="queue5", since=mid, until=mid + 3600),
         "status + time range (1 h)": Query(status="dead", since=mid, until=mid + 3600),
         "text in arguments (common)": Query(text="user12"),
         "text in arguments (rare)": Query(text="word49999"),
         "queue + text": Query(queue="queue1", text="word4242"),
+        "status + text": Query(status="dead", text="word4242"),
+        "text found nowhere": Query(text="nosuchthing"),
+        "text + time range (10 h)": Query(text="word4242", since=mid, until=mid + 36000),
     }
     for kind in kinds:
         store = open_store(kind)
@@ -258,9 +290,41 @@ def bench_search(n: int, kinds: list[str]) -> None:
         store.close()
 
 
+def bench_writes(n: int, repeat: int, kinds: list[str]) -> None:
+    def batch(k: int) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+        out = []
+        for tid, rec in fake_records(k, time.time()):
+            running = {key: v for key, v in rec.items() if key not in ("result", "error", "finished_at", "duration")}
+            out.append((tid, {**running, "status": "running"}, rec))
+        return out
+
+    def run(store: Any, recs: list[tuple[str, dict[str, Any], dict[str, Any]]]) -> float:
+        t = time.perf_counter()
+        for tid, running, final in recs:
+            store.put_result(tid, running, 3600.0)
+            store.put_result(tid, final, 3600.0)
+        return (time.perf_counter() - t) / len(recs) * 1e6
+
+    print(f"record writes per task (running + finished put_result), {n} tasks per run, median of {repeat}")
+    for kind in kinds:
+        off, on = open_store(kind), open_store(kind)
+        on.prepare_search()
+        run(off, batch(500)), run(on, batch(500))  # warm up
+        t_off, t_on = [], []
+        for _ in range(repeat):
+            t_off.append(run(off, batch(n)))
+            t_on.append(run(on, batch(n)))
+        a, b = statistics.median(t_off), statistics.median(t_on)
+        print(f"  {kind:9s} not searched {a:7.1f} us/task   searched (indexes kept) {b:7.1f} us/task   "
+              f"+{b - a:6.1f} us (+{100 * (b - a) / a:.0f} %)", flush=True)
+        for st in (off, on):
+            cleanup(kind, st)
+            st.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("part", choices=["worker", "search"])
+    ap.add_argument("part", choices=["worker", "search", "writes"])
     ap.add_argument("-n", type=int, default=20_000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--records", type=int, default=1_000_000)
@@ -268,6 +332,8 @@ def main() -> None:
     a = ap.parse_args()
     if a.part == "worker":
         bench_worker(a.n, a.repeat)
+    elif a.part == "writes":
+        bench_writes(a.n, a.repeat, a.stores.split(","))
     else:
         bench_search(a.records, a.stores.split(","))
 

@@ -43,16 +43,59 @@ CREATE INDEX IF NOT EXISTS bk_kv_expires ON {s}.bk_kv (expires) WHERE expires IS
 
 _FINISHED = ("success", "failure", "skipped", "dead", "expired", "revoked", "duplicate")
 
-# Task-record search (the dashboard): expression indexes over the JSON of ``result:*`` rows (and a trigram
-# index of their arguments when the pg_trgm extension can be created), made by the first search or
-# ``prepare_search()``, so a store nobody searches pays nothing for them.
+# Task-record search (the dashboard): a narrow table ``bk_records`` (one row per ``result:*`` key: publish
+# time, queue, status, the lower-cased JSON of the arguments, expiry) kept by triggers on ``bk_kv``, with
+# b-tree indexes and a ``pg_trgm`` GIN index of the arguments (when the extension can be created). A search
+# reads no JSON but that of the records it returns. Made by the first search or ``prepare_search()``, so a
+# store nobody searches pays nothing.
 _RESULTS = "starts_with(key, 'result:')"
-_AT = "((value::jsonb ->> 'published_at')::float8)"
-_QUEUE = "(value::jsonb ->> 'queue')"
-_STATUS = "(value::jsonb ->> 'status')"
-_ARGS = "(((value::jsonb -> 'args')::text || ' ' || (value::jsonb -> 'kwargs')::text))"
-#: A text search first looks among this many newest records (enough when the text is common).
+_ROW = ("COALESCE((j ->> 'published_at')::float8, (j ->> 'started_at')::float8, 0), j ->> 'queue', "
+        "j ->> 'status', lower(COALESCE((j -> 'args')::text, '') || ' ' || COALESCE((j -> 'kwargs')::text, ''))")
+SEARCH_DDL = """
+SELECT pg_advisory_xact_lock(hashtext('boostkernel-search:' || '{n}'));
+CREATE TABLE IF NOT EXISTS {s}.bk_records (
+    key text PRIMARY KEY,
+    at double precision NOT NULL,
+    queue text,
+    status text,
+    args text NOT NULL,
+    expires double precision
+);
+CREATE INDEX IF NOT EXISTS bk_records_at ON {s}.bk_records (at);
+CREATE INDEX IF NOT EXISTS bk_records_queue ON {s}.bk_records (queue, at);
+CREATE INDEX IF NOT EXISTS bk_records_status ON {s}.bk_records (status, at);
+CREATE INDEX IF NOT EXISTS bk_records_qs ON {s}.bk_records (queue, status, at);
+CREATE INDEX IF NOT EXISTS bk_records_id ON {s}.bk_records (key text_pattern_ops);
+CREATE OR REPLACE FUNCTION {s}.bk_records_put() RETURNS trigger LANGUAGE plpgsql AS $f$
+DECLARE j jsonb := NEW.value::jsonb;
+BEGIN
+  INSERT INTO {s}.bk_records (key, at, queue, status, args, expires) VALUES (NEW.key, {row}, NEW.expires)
+  ON CONFLICT (key) DO UPDATE SET at = excluded.at, queue = excluded.queue, status = excluded.status,
+    args = excluded.args, expires = excluded.expires;
+  RETURN NULL;
+END $f$;
+CREATE OR REPLACE FUNCTION {s}.bk_records_del() RETURNS trigger LANGUAGE plpgsql AS $f$
+BEGIN
+  DELETE FROM {s}.bk_records WHERE key = OLD.key;
+  RETURN NULL;
+END $f$;
+DROP TRIGGER IF EXISTS bk_records_put ON {s}.bk_kv;
+CREATE TRIGGER bk_records_put AFTER INSERT OR UPDATE ON {s}.bk_kv FOR EACH ROW
+  WHEN (starts_with(NEW.key, 'result:')) EXECUTE FUNCTION {s}.bk_records_put();
+DROP TRIGGER IF EXISTS bk_records_del ON {s}.bk_kv;
+CREATE TRIGGER bk_records_del AFTER DELETE ON {s}.bk_kv FOR EACH ROW
+  WHEN (starts_with(OLD.key, 'result:')) EXECUTE FUNCTION {s}.bk_records_del();
+INSERT INTO {s}.bk_records (key, at, queue, status, args, expires)
+  SELECT key, {row}, expires FROM (SELECT key, value::jsonb AS j, expires FROM {s}.bk_kv WHERE {results}) k
+  ON CONFLICT (key) DO NOTHING;
+DROP INDEX IF EXISTS {s}.bk_kv_results_at, {s}.bk_kv_results_queue, {s}.bk_kv_results_status,
+  {s}.bk_kv_results_qs, {s}.bk_kv_results_key, {s}.bk_kv_results_args;
+"""
+#: A text search first reads this many newest records of its filters (enough when the text is common), then
+#: asks the trigram index.
 _TEXT_PROBE = 20000
+#: Whether a text is common is judged on the arguments of this many newest records.
+_TEXT_SAMPLE = 2000
 
 
 def _like(text: str, prefix: bool = False) -> str:
@@ -223,37 +266,43 @@ class PostgresStore(Store):
         return [r[0] for r in rows]
 
     def prepare_search(self) -> None:
-        """Create the indexes task-record search uses (once; tens of seconds per million records)."""
+        """Create the search table, its triggers and indexes, and fill it from the records already there (once;
+        about a minute per million records). From then on every write of a record also writes its row."""
         if getattr(self, "_search_ready", False):
             return
-        t, n = self.t, self.schema
-        stmts = [f"CREATE INDEX IF NOT EXISTS bk_kv_results_at ON {t} ({_AT}) WHERE {_RESULTS}",
-                 f"CREATE INDEX IF NOT EXISTS bk_kv_results_queue ON {t} ({_QUEUE}, {_AT}) WHERE {_RESULTS}",
-                 f"CREATE INDEX IF NOT EXISTS bk_kv_results_status ON {t} ({_STATUS}, {_AT}) WHERE {_RESULTS}",
-                 f"CREATE INDEX IF NOT EXISTS bk_kv_results_qs ON {t} ({_QUEUE}, {_STATUS}, {_AT}) WHERE {_RESULTS}",
-                 f"CREATE INDEX IF NOT EXISTS bk_kv_results_key ON {t} (key text_pattern_ops) WHERE {_RESULTS}"]
-        for sql in stmts:
-            self._run(lambda c, sql=sql: c.execute(sql))
+        s, n = f'"{self.schema}"', self.schema
+        exists = self._run(lambda c: c.execute(
+            "SELECT 1 FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace ns ON "
+            "ns.oid = c.relnamespace WHERE ns.nspname = %s AND c.relname = 'bk_kv' AND t.tgname = 'bk_records_put'",
+            (n,)).fetchone()) is not None
+        if not exists:
+            ddl = SEARCH_DDL.format(s=s, n=n, row=_ROW, results=_RESULTS)
+
+            def create(c: Any) -> None:
+                with c.transaction():
+                    c.execute(ddl)
+
+            self._run(create)
         try:
             self._run(lambda c: c.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm"))
             self._run(lambda c: c.execute(
-                f"CREATE INDEX IF NOT EXISTS bk_kv_results_args ON {t} USING gin ({_ARGS} gin_trgm_ops) "
-                f"WHERE {_RESULTS}"))
+                f"CREATE INDEX IF NOT EXISTS bk_records_args ON {s}.bk_records USING gin (args gin_trgm_ops)"))
             self._trigram = True
         except psycopg.Error as exc:  # no pg_trgm (or no right to create it): text search scans
             log.info("schema %s: no trigram index for task-record text search (%s)", n, exc)
             self._trigram = False
-        # statistics of the new expression indexes, else the planner may sort the whole table
-        self._run(lambda c: c.execute(f"ANALYZE {t}"))
+        if not exists:
+            self._run(lambda c: c.execute(f"ANALYZE {s}.bk_records"))
         self._search_ready = True
 
     def search_results(self, queue: str | None = None, status: str | None = None, since: float | None = None,
                        until: float | None = None, task_id: str | None = None, text: str | None = None,
                        limit: int = 100) -> list[dict[str, Any]]:
         """Task records (``result:*``) matching every given filter, newest published first: ``task_id`` is an
-        id or its prefix, ``text`` is found (case-insensitively) in the arguments."""
+        id or its prefix, ``text`` is found (case-insensitively) in the JSON of the arguments."""
         self.prepare_search()
-        where = [_RESULTS, f"(expires IS NULL OR expires > {NOW})"]
+        r = f'"{self.schema}".bk_records'
+        where = [f"(expires IS NULL OR expires > {NOW})"]
         args: list[Any] = []
         if task_id and len(task_id) >= 36:
             where.append("key = %s")
@@ -261,33 +310,44 @@ class PostgresStore(Store):
         elif task_id:
             where.append("key LIKE %s")
             args.append("result:" + _like(task_id, prefix=True))
-        for expr, value in ((_QUEUE, queue), (_STATUS, status)):
+        for col, value in (("queue", queue), ("status", status)):
             if value:
-                where.append(f"{expr} = %s")
+                where.append(f"{col} = %s")
                 args.append(value)
         if since is not None:
-            where.append(f"{_AT} >= %s")
+            where.append("at >= %s")
             args.append(float(since))
         if until is not None:
-            where.append(f"{_AT} <= %s")
+            where.append("at <= %s")
             args.append(float(until))
         lim = int(limit)
+        cond = " AND ".join(where)
         if not text:
-            sql = f"SELECT value FROM {self.t} WHERE {' AND '.join(where)} ORDER BY {_AT} DESC LIMIT %s"
-            return [orjson.loads(r[0]) for r in self._run(lambda c: c.execute(sql, [*args, lim]).fetchall())]
-        like = _like(text)
-        # Common text: the newest records (time index) hold enough matches. Rare text: the trigram index finds
-        # the keys first (an ARRAY(...) init plan, then primary-key lookups: the planner cannot walk the time
-        # index instead).
-        probe = (f"SELECT value FROM (SELECT value, {_AT} AS at, {_ARGS} AS a FROM {self.t} WHERE "
-                 f"{' AND '.join(where)} ORDER BY {_AT} DESC LIMIT {_TEXT_PROBE}) s WHERE a ILIKE %s "
-                 f"ORDER BY at DESC LIMIT %s")
-        rows = self._run(lambda c: c.execute(probe, [*args, like, lim]).fetchall())
-        if len(rows) < lim:
-            sql = (f"SELECT value FROM {self.t} WHERE key = ANY(ARRAY(SELECT key FROM {self.t} WHERE {_RESULTS} "
-                   f"AND {_ARGS} ILIKE %s)) AND {' AND '.join(where)} ORDER BY {_AT} DESC LIMIT %s")
-            rows = self._run(lambda c: c.execute(sql, [like, *args, lim]).fetchall())
-        return [orjson.loads(r[0]) for r in rows]
+            keys = f"SELECT key, at FROM {r} WHERE {cond} ORDER BY at DESC LIMIT %s"
+            return self._values(keys, [*args, lim])
+        low = text.lower()
+        like = _like(low)
+        # Is the text common? Judged on the arguments of the newest records (a sample read in time order).
+        sample = [row[0] for row in self._run(lambda c: c.execute(
+            f"SELECT args FROM {r} ORDER BY at DESC LIMIT {_TEXT_SAMPLE}").fetchall())]
+        hits = sum(low in a for a in sample)
+        if hits * _TEXT_PROBE >= lim * max(1, len(sample)):
+            # Common text: the newest records of the filters hold enough matches (read through the time index).
+            probe = (f"SELECT key, at FROM (SELECT key, at, args FROM {r} WHERE {cond} ORDER BY at DESC "
+                     f"LIMIT {_TEXT_PROBE}) s WHERE args LIKE %s ORDER BY at DESC LIMIT %s")
+            found = self._values(probe, [*args, like, lim])
+            if len(found) >= lim:
+                return found
+        # Rarer text: the trigram index finds the candidates first (a materialised set, so the planner does not
+        # walk a time index instead), then the filters apply.
+        keys = (f"WITH m AS MATERIALIZED (SELECT key, at, queue, status, expires FROM {r} WHERE args LIKE %s) "
+                f"SELECT key, at FROM m WHERE {cond} ORDER BY at DESC LIMIT %s")
+        return self._values(keys, [like, *args, lim])
+
+    def _values(self, keys_sql: str, args: list[Any]) -> list[dict[str, Any]]:
+        sql = (f"SELECT k.value FROM ({keys_sql}) r JOIN {self.t} k ON k.key = r.key "
+               f"WHERE k.expires IS NULL OR k.expires > {NOW} ORDER BY r.at DESC")
+        return [orjson.loads(row[0]) for row in self._run(lambda c: c.execute(sql, args).fetchall())]
 
     def expire(self) -> int:
         """Delete expired rows; return how many."""

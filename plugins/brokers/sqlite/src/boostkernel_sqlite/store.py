@@ -46,6 +46,9 @@ def _args_text(row: str) -> str:
 
 
 _IS_RESULT = "{r}.key >= 'result:' AND {r}.key < 'result;'"
+#: Records of tasks still running are not put in the full-text table (a task's "running" record is replaced by
+#: its final one a moment later: indexing both doubled the cost); a text search reads the running ones apart.
+_NOT_RUNNING = f"{_field('status', 'new.')} IS NOT 'running'"
 #: The full-text table shares bk_kv's rowids; an INSERT OR REPLACE deletes the old row without firing delete
 #: triggers, so the BEFORE INSERT trigger drops the old row's text first.
 SEARCH_TEXT = f"""
@@ -54,12 +57,12 @@ CREATE VIRTUAL TABLE bk_results_text USING fts5(args, tokenize='trigram');
 CREATE TRIGGER bk_results_text_bi BEFORE INSERT ON bk_kv WHEN {_IS_RESULT.format(r="new")} BEGIN
   DELETE FROM bk_results_text WHERE rowid = (SELECT rowid FROM bk_kv WHERE key = new.key);
 END;
-CREATE TRIGGER bk_results_text_ai AFTER INSERT ON bk_kv WHEN {_IS_RESULT.format(r="new")} BEGIN
+CREATE TRIGGER bk_results_text_ai AFTER INSERT ON bk_kv WHEN {_IS_RESULT.format(r="new")} AND {_NOT_RUNNING} BEGIN
   INSERT INTO bk_results_text (rowid, args) VALUES (new.rowid, {_args_text("new.")});
 END;
 CREATE TRIGGER bk_results_text_au AFTER UPDATE ON bk_kv WHEN {_IS_RESULT.format(r="new")} BEGIN
   DELETE FROM bk_results_text WHERE rowid = old.rowid;
-  INSERT INTO bk_results_text (rowid, args) VALUES (new.rowid, {_args_text("new.")});
+  INSERT INTO bk_results_text (rowid, args) SELECT new.rowid, {_args_text("new.")} WHERE {_NOT_RUNNING};
 END;
 CREATE TRIGGER bk_results_text_ad AFTER DELETE ON bk_kv WHEN {_IS_RESULT.format(r="old")} BEGIN
   DELETE FROM bk_results_text WHERE rowid = old.rowid;
@@ -69,6 +72,9 @@ COMMIT;
 """
 #: A text search first looks among this many newest records (enough when the text is common).
 _TEXT_PROBE = 20000
+#: A full-text query uses the this many rarest trigrams of the text, judged on the arguments of this many newest
+#: records.
+_FTS_TERMS, _TEXT_SAMPLE = 3, 2000
 
 
 def _dumps(v: Any) -> bytes:
@@ -223,21 +229,54 @@ class SqliteStore(Store):
         like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         # a plain LIKE over the row first (cheap), then only within the arguments
         text_where = (f"CAST(value AS TEXT) LIKE ? ESCAPE '\\' AND ({_args_text('')}) LIKE ? ESCAPE '\\'")
-        # Common text: the newest few thousand records (time index) hold enough matches.
+        fts = self._text_index and len(text) >= 3 and not task_id
+        match, rare = self._fts_query(text, lim) if fts else ("", False)
         hint = f" INDEXED BY {index}" if index else ""
-        probe = (f"SELECT value FROM (SELECT value, {_AT} AS at FROM bk_kv{hint} WHERE {' AND '.join(where)} "
-                 f"ORDER BY {_AT} DESC LIMIT {_TEXT_PROBE}) WHERE {text_where} ORDER BY at DESC LIMIT ?")
-        rows = self.db.read(probe, (*args, like, like, lim))
+        rows: list[Any] = []
+        if not rare:
+            # Common text: the newest few thousand records (time index) hold enough matches.
+            probe = (f"SELECT value FROM (SELECT value, {_AT} AS at FROM bk_kv{hint} WHERE {' AND '.join(where)} "
+                     f"ORDER BY {_AT} DESC LIMIT {_TEXT_PROBE}) WHERE {text_where} ORDER BY at DESC LIMIT ?")
+            rows = self.db.read(probe, (*args, like, like, lim))
         if len(rows) < lim:
             # Rare text: the trigram table finds the rows (else every record is read).
-            if self._text_index and len(text) >= 3 and not task_id:
+            if fts:
                 where.append("rowid IN (SELECT rowid FROM bk_results_text WHERE bk_results_text MATCH ?)")
-                args.append('"' + text.replace('"', '""') + '"')
+                args.append(match)
                 hint = ""
             sql = (f"SELECT value FROM bk_kv{hint} WHERE {' AND '.join(where)} AND {text_where} "
                    f"ORDER BY {_AT} DESC LIMIT ?")
             rows = self.db.read(sql, (*args, like, like, lim))
+            if fts and status in (None, "running"):
+                # tasks running now are not in the trigram table: the status index finds them
+                where[-1] = f"{_STATUS} = 'running'"
+                running = self.db.read(
+                    f"SELECT value FROM bk_kv INDEXED BY bk_kv_results_status WHERE {' AND '.join(where)} AND "
+                    f"{text_where} ORDER BY {_AT} DESC LIMIT ?", (*args[:-1], like, like, lim))
+                if running:
+                    recs = sorted((_loads(r[0]) for r in (*rows, *running)),
+                                  key=lambda r: float(r.get("published_at") or 0.0), reverse=True)
+                    return list({str(r.get("task_id")): r for r in recs}.values())[:lim]
         return [_loads(r[0]) for r in rows]
+
+    def _fts_query(self, text: str, limit: int) -> tuple[str, bool]:
+        """The full-text query for ``text`` and whether the text looks rare (the newest ``_TEXT_PROBE`` records
+        would not hold ``limit`` matches, judging by a sample). The query is the text's rarest few
+        trigrams (by their frequency in the arguments of the newest records), each a term: the LIKE that follows
+        checks the text itself, and the phrase of all its trigrams would read the long position lists of
+        trigrams nearly every record has ("wor" of "word…")."""
+        low = text.lower()
+        grams = [g for g in dict.fromkeys(low[i:i + 3] for i in range(len(low) - 2)) if g.isascii()]
+        if not grams:
+            return '"' + text.replace('"', '""') + '"', False
+        sample = [str(r[0]).lower() for r in self.db.read(
+            f"SELECT {_args_text('')} FROM bk_kv INDEXED BY bk_kv_results_at WHERE {_RESULTS} "
+            f"ORDER BY {_AT} DESC LIMIT {_TEXT_SAMPLE}", ())]
+        freq = {g: sum(g in a for a in sample) for g in grams}
+        picked = sorted(grams, key=lambda g: (freq[g], grams.index(g)))[:_FTS_TERMS]
+        hits = sum(all(g in a for g in picked) for a in sample)
+        rare = hits * _TEXT_PROBE < limit * max(1, len(sample))
+        return " AND ".join('"' + g.replace('"', '""') + '"' for g in picked), rare
 
     def expire(self) -> int:
         """Delete expired keys."""

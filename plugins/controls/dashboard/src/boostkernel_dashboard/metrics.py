@@ -89,6 +89,11 @@ class MetricsControl(Control):
 class _CountingMetricsControl(MetricsControl):
     """The metrics control of a booster without ``monitor=True``: it counts the messages itself."""
 
+    def __init__(self, booster: Any) -> None:
+        super().__init__(booster)
+        # the consumer calls ``self.after``: bound to the counters' method itself, a message costs one call
+        self.after = self.counters.finish  # type: ignore[method-assign]
+
     def after(self, ctx: TaskContext) -> None:
         self.counters.finish(ctx)
 

@@ -3,7 +3,9 @@
 A store may answer the search itself with an indexed query by defining
 ``search_results(queue=, status=, since=, until=, task_id=, text=, limit=)`` with the same meaning as
 :func:`search`; otherwise the records are listed with ``keys("result:")`` and filtered here, which is fine
-for thousands of records, not for millions.
+for thousands of records, not for millions. The SQLite, PostgreSQL and Redis stores search natively (indexes
+made by the first search); Redis matches text by word starts (see docs/dashboard.md, "Searching millions of
+task records").
 """
 
 from __future__ import annotations
