@@ -50,6 +50,23 @@ MAX_VISIBILITY = 43200  # 12 h, SQS's limit for a visibility timeout
 MAX_BATCH_BYTES = 262_144  # SendMessageBatch: 256 KiB for the whole batch
 
 
+MIN_WINDOW = 10
+"""Smallest default window (see :func:`default_window`): one ``ReceiveMessage`` brings up to 10."""
+
+
+def default_window(params: BoostParams | None) -> int:
+    """Messages a consumer holds at most (received and not settled) when ``broker_options`` does not set
+    ``window``: the booster's explicit ``prefetch`` if given, else running + prefetched tasks and at least
+    :data:`MIN_WINDOW`, so each ``ReceiveMessage`` asks for 10 (SQS's maximum) even when the kernel fetches
+    4 at a time (``solo``): the rest wait in a local buffer, held and heartbeated like prefetched messages.
+    A broker made without booster parameters (direct use, the contract suite) holds 10."""
+    if params is None:
+        return MIN_WINDOW
+    if params.prefetch is not None:
+        return max(1, int(params.prefetch))
+    return max(MIN_WINDOW, int(params.workers + params.effective_prefetch))
+
+
 def _attr(value: str) -> dict[str, str]:
     return {"DataType": "String", "StringValue": value}
 
@@ -81,6 +98,9 @@ class SqsBroker(Broker):
                               f"max_deliveries={self.max_crashes}, or prefetched messages of crashed workers "
                               "would be dead-lettered by SQS")
         self.ack_delay = float(o.get("ack_delay", 0.01))
+        self.window = int(o.get("window", default_window(params)))
+        if self.window < 1:
+            raise ConfigError(f"sqs: window={self.window!r} must be >= 1")
         self.queue_prefix = str(o.get("queue_prefix", ""))
         self.qname = _queue_name(self.queue_prefix + queue)
         self.dlq_name = _queue_name(self.queue_prefix + queue, "-dlq")
@@ -92,6 +112,8 @@ class SqsBroker(Broker):
         # receipt handle -> delivery, for every message this consumer holds (prefetched or running)
         self._held: dict[str, Delivery] = {}
         self._held_lock = threading.Lock()
+        self._buffer: list[Delivery] = []
+        """Received (held, heartbeated) and not yet handed to the kernel; under ``_held_lock``."""
         self._acks: list[Delivery] = []
         self._ack_cond = threading.Condition()
         self._closed = False
@@ -249,16 +271,24 @@ class SqsBroker(Broker):
                 self._threads.append(t)
 
     def fetch(self, max_messages: int, timeout: float) -> list[Delivery]:
+        """From the local buffer if it holds messages, else ``ReceiveMessage`` calls for up to ``max_messages``
+        and whatever else the window has room for (10 per call); what the kernel did not ask for is buffered."""
         if self._closed:
             return []
+        n = max(1, max_messages)
+        with self._held_lock:
+            if self._buffer:
+                out, self._buffer = self._buffer[:n], self._buffer[n:]
+                return out
         url = self._urls()
         self._start_consuming()
         deadline = time.monotonic() + timeout
-        out: list[Delivery] = []
-        while len(out) < max_messages and not self._closed:
+        out = []
+        while len(out) < n and not self._closed:
             left = deadline - time.monotonic()
             wait = 0 if out else max(0, min(20, int(left)))
-            r = self._call("receive_message", QueueUrl=url, MaxNumberOfMessages=min(10, max_messages - len(out)),
+            ask = min(10, max(n - len(out), self.window - len(self._held)))
+            r = self._call("receive_message", QueueUrl=url, MaxNumberOfMessages=ask,
                            WaitTimeSeconds=wait, AttributeNames=["ApproximateReceiveCount"],
                            MessageAttributeNames=["All"],
                            VisibilityTimeout=math.ceil(self.visibility_timeout))
@@ -272,6 +302,10 @@ class SqsBroker(Broker):
                     break
                 if wait == 0:  # short poll: SQS gives no wait under one second
                     time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+        if len(out) > n:
+            with self._held_lock:
+                self._buffer.extend(out[n:])
+            out = out[:n]
         return out
 
     def _delivery(self, m: dict[str, Any]) -> Delivery | None:
@@ -544,6 +578,7 @@ class SqsBroker(Broker):
             self._flush_acks()
         with self._held_lock:
             held, self._held = list(self._held), {}
+            self._buffer = []
         if held and self._client is not None:  # prefetched and unsettled: visible again at once
             try:
                 self._show_again(self._urls(), [{"ReceiptHandle": h} for h in held])
