@@ -87,9 +87,10 @@ saves, so the broker reserves a larger batch, hands it out from a local buffer a
 def default_window(params: Any) -> int:
     """Jobs a consumer holds at most (reserved and not settled) when ``broker_options`` does not set
     ``window``: the booster's explicit ``prefetch`` if given, else running + prefetched tasks and at least
-    :data:`MIN_WINDOW`. A broker made without booster parameters (direct use, the contract suite) holds 16."""
+    :data:`MIN_WINDOW`. A broker made without booster parameters (direct use, the broker contract suite) has no window:
+    it takes exactly what ``fetch`` asks for, so ``count()`` and ``purge()`` see every message it did not return."""
     if params is None:
-        return 16
+        return 1
     if params.prefetch is not None:
         return max(1, int(params.prefetch))
     return max(MIN_WINDOW, int(params.workers + params.effective_prefetch))

@@ -89,9 +89,10 @@ log = logging.getLogger("boostkernel.nats")
 def default_window(params: Any) -> int:
     """Messages a consumer holds at most (pulled and not settled) when ``broker_options`` does not set
     ``window``: the booster's explicit ``prefetch`` if given, else running + prefetched tasks and at least
-    :data:`MIN_WINDOW`. A broker made without booster parameters (direct use, the contract suite) holds 16."""
+    :data:`MIN_WINDOW`. A broker made without booster parameters (direct use, the broker contract suite) has no window:
+    it takes exactly what ``fetch`` asks for, so ``count()`` and ``purge()`` see every message it did not return."""
     if params is None:
-        return 16
+        return 1
     if params.prefetch is not None:
         return max(1, int(params.prefetch))
     return max(MIN_WINDOW, int(params.workers + params.effective_prefetch))

@@ -59,9 +59,10 @@ def default_window(params: BoostParams | None) -> int:
     ``window``: the booster's explicit ``prefetch`` if given, else running + prefetched tasks and at least
     :data:`MIN_WINDOW`, so each ``ReceiveMessage`` asks for 10 (SQS's maximum) even when the kernel fetches
     4 at a time (``solo``): the rest wait in a local buffer, held and heartbeated like prefetched messages.
-    A broker made without booster parameters (direct use, the contract suite) holds 10."""
+    A broker made without booster parameters (direct use, the broker contract suite) has no window:
+    it takes exactly what ``fetch`` asks for, so ``count()`` and ``purge()`` see every message it did not return."""
     if params is None:
-        return MIN_WINDOW
+        return 1
     if params.prefetch is not None:
         return max(1, int(params.prefetch))
     return max(MIN_WINDOW, int(params.workers + params.effective_prefetch))
