@@ -414,10 +414,10 @@ class BeanstalkdBroker(Broker):
                 self.journal.touch()
                 if self._held:
                     self._touch_held()
+            if self._pending:  # settled jobs first: they free room in the window
+                self._kick()
             if self._wants_more():
                 self._reserve_ahead()
-            if self._pending:
-                self._kick()
 
     def _wants_more(self) -> bool:
         return (len(self._buffer) < self.window // 2 and self.window - len(self._held) >= max(1, self.window // 4)
@@ -458,8 +458,8 @@ class BeanstalkdBroker(Broker):
             gen = self._gen
             ready = [d for d in self._from_buffer(n) if d.tag[0] == gen]  # a lost connection released the others
             if ready:
-                if len(self._buffer) < self.window // 2:
-                    self._wake.set()
+                if len(self._buffer) < self.window // 2 or self._pending:
+                    self._wake.set()  # the heartbeat thread sends the settles and reserves ahead
                 return ready
         deadline = time.monotonic() + timeout
         pause = 0.005
