@@ -113,6 +113,8 @@ class SqsBroker(Broker):
         # receipt handle -> delivery, for every message this consumer holds (prefetched or running)
         self._held: dict[str, Delivery] = {}
         self._held_lock = threading.Lock()
+        self._leased: dict[str, float] = {}
+        """Receipt handle -> when its visibility was last set (received or extended), under ``_held_lock``."""
         self._buffer: list[Delivery] = []
         """Received (held, heartbeated) and not yet handed to the kernel; under ``_held_lock``."""
         self._acks: list[Delivery] = []
@@ -332,6 +334,7 @@ class SqsBroker(Broker):
             return self._charge_crash(d, attrs)
         with self._held_lock:
             self._held[handle] = d
+            self._leased[handle] = time.monotonic()
         return d
 
     def _was_running(self, sqs_id: str, receive: int) -> bool:
@@ -405,6 +408,7 @@ class SqsBroker(Broker):
         with self._held_lock:  # deleted: no longer extended by the heartbeat
             for d in batch:
                 self._held.pop(d.tag, None)
+                self._leased.pop(d.tag, None)
 
     def _delete(self, handles: list[str], queue_url: str | None = None) -> None:
         url = queue_url or self._urls()
@@ -437,6 +441,7 @@ class SqsBroker(Broker):
             return
         with self._held_lock:
             self._held.pop(delivery.tag, None)
+            self._leased.pop(delivery.tag, None)
         if requeue:
             self._visibility(delivery.tag, math.ceil(delay) if delay > 0 else 0)
         else:
@@ -447,6 +452,7 @@ class SqsBroker(Broker):
         self._to_dlq(delivery, reason)
         with self._held_lock:
             self._held.pop(delivery.tag, None)
+            self._leased.pop(delivery.tag, None)
 
     def _to_dlq(self, d: Delivery, reason: str) -> None:
         self._urls()
@@ -462,8 +468,16 @@ class SqsBroker(Broker):
     def _heartbeat_loop(self) -> None:
         last_sweep = 0.0
         while not self._stop.wait(self.heartbeat_interval):
+            # Only messages whose visibility was set at least half an interval ago: one received just now
+            # is extended at the next beat (at most 1.5 intervals after its receive), and one acked
+            # meanwhile (most, for short tasks) costs no call at all.
+            now = time.monotonic()
+            young = now - self.heartbeat_interval / 2
             with self._held_lock:
-                handles = list(self._held)
+                leased = self._leased
+                handles = [h for h in self._held if leased.get(h, 0.0) <= young]
+                for h in handles:
+                    leased[h] = now
             for i in range(0, len(handles), 10):
                 chunk = handles[i:i + 10]
                 try:
@@ -579,6 +593,7 @@ class SqsBroker(Broker):
             self._flush_acks()
         with self._held_lock:
             held, self._held = list(self._held), {}
+            self._leased = {}
             self._buffer = []
         if held and self._client is not None:  # prefetched and unsettled: visible again at once
             try:
