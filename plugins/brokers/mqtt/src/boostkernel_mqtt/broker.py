@@ -91,17 +91,20 @@ def _user_props(pairs: list[tuple[str, str]]) -> Any:
 
         template = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
 
-        class UserProps(Properties):  # type: ignore[misc]
+        class UserProps(Properties):
             types, names, properties = template.types, template.names, template.properties
 
             def __init__(self, pairs: list[tuple[str, str]]) -> None:
-                buf = b"".join(b"\x26" + writeUTF(k) + writeUTF(v) for k, v in pairs)  # 0x26: User Property
+                buf = b"".join(b"\x26" + writeUTF(k) + writeUTF(v)  # type: ignore[no-untyped-call]
+                               for k, v in pairs)  # 0x26: User Property
                 object.__setattr__(self, "packetType", PacketTypes.PUBLISH)
                 object.__setattr__(self, "UserProperty", pairs)
-                object.__setattr__(self, "_packed", VariableByteIntegers.encode(len(buf)) + buf)
+                packed = VariableByteIntegers.encode(len(buf)) + buf  # type: ignore[no-untyped-call]
+                object.__setattr__(self, "_packed", packed)
 
             def pack(self) -> bytes:
-                return self._packed  # type: ignore[no-any-return]
+                packed: bytes = self.__dict__["_packed"]
+                return packed
 
         _USER_PROPS = UserProps
     return _USER_PROPS(pairs)
