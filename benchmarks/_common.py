@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import threading
@@ -87,7 +88,7 @@ def rounds_args(doc: str | None, *, n: int, url_env: str, url: str, json_name: s
     ap.add_argument("-n", type=int, default=n, help=f"messages per measurement (default {n})")
     ap.add_argument("--url", default=os.environ.get(url_env, url))
     ap.add_argument("--threads", type=int, default=16, help="workers of the threads consume row")
-    ap.add_argument("--repeat", type=int, default=2, help="rounds (raw and boostkernel rows interleaved); best of each")
+    ap.add_argument("--repeat", type=int, default=3, help="rounds (raw and boostkernel rows interleaved); median of each")
     ap.add_argument("--json", default=str(HERE / "results" / json_name), help="where to write the JSON")
     return ap.parse_args()
 
@@ -102,12 +103,18 @@ def consume_rows(row: Callable[..., None], bk_consume: Callable[..., float], url
 
 
 def print_consume_ratios(table: Table, threads: int) -> None:
-    """After a rounds benchmark: each consume row's best as a share of the best raw consume loop."""
+    """After a rounds benchmark: each consume row's median as a share of the median raw consume loop, and
+    the same share round by round (raw and ours measured minutes apart, so a load change shows here)."""
     top = table.top_consume
-    print_ratios(table.raw_consume(), (("solo, default prefetch", top("consume(), solo (default")),
-                                       ("solo, prefetch 100", top("consume(), solo, prefetch")),
-                                       (f"threads x{threads}, default prefetch", top(f"consume(), threads x{threads} (default")),
-                                       (f"threads x{threads}, prefetch 100", top(f"consume(), threads x{threads}, prefetch"))))
+    modes = (("solo, default prefetch", "consume(), solo (default"), ("solo, prefetch 100", "consume(), solo, prefetch"),
+             (f"threads x{threads}, default prefetch", f"consume(), threads x{threads} (default"),
+             (f"threads x{threads}, prefetch 100", f"consume(), threads x{threads}, prefetch"))
+    print_ratios(table.raw_consume(), [(name, top(start)) for name, start in modes])
+    raw = table.samples("(raw)", "")
+    if len(raw) > 1:
+        for name, start in modes:
+            ours = table.samples("boostkernel", start)
+            print(f"  per round, {name}: " + ", ".join(f"{o / r:.0%}" for o, r in zip(ours, raw)))
 
 
 def _rate(v: float | None) -> str:
@@ -117,7 +124,8 @@ def _rate(v: float | None) -> str:
 class Table:
     """The printed results table of a raw-vs-ours benchmark: ``row()`` prints a measurement at once and
     records it in ``rows`` (JSON-ready dicts). ``notes`` adds a note column (and a ``note`` key);
-    ``keep_best`` keeps one row per (framework, mode) with the best figures seen over the rounds."""
+    ``keep_best`` keeps one row per (framework, mode) with the **median** of the figures seen over the rounds
+    (every sample is kept in its ``samples``; the name is historical: it kept the best once)."""
 
     def __init__(self, name_width: int, mode_width: int, *, notes: bool = False, keep_best: bool = False) -> None:
         self.name_width, self.mode_width, self.notes, self.keep_best = name_width, mode_width, notes, keep_best
@@ -140,10 +148,12 @@ class Table:
             note: str = "") -> None:
         if self.keep_best:
             r = self._best.setdefault((name, mode), {"framework": name, "mode": mode, "publish_per_s": None,
-                                                     "consume_per_s": None})
+                                                     "consume_per_s": None, "samples": {}})
             for k, v in (("publish_per_s", publish), ("consume_per_s", consume)):
-                if v is not None and (r[k] is None or v > r[k]):
-                    r[k] = v
+                if v is not None:
+                    seen = r["samples"].setdefault(k, [])
+                    seen.append(v)
+                    r[k] = statistics.median(seen)
         else:
             r = {"framework": name, "mode": mode, "publish_per_s": publish, "consume_per_s": consume}
             if self.notes:
@@ -152,12 +162,20 @@ class Table:
         self.line(name, mode, publish, consume, note, flush=True)
 
     def print_best(self, repeat: int) -> None:
-        print(f"\nbest of {repeat} round(s):")
+        print(f"\nmedian of {repeat} round(s):")
         for r in self.rows:
             self.line(r["framework"], r["mode"], r["publish_per_s"], r["consume_per_s"])
 
     def top_consume(self, mode_start: str) -> float:
         return max(float(r["consume_per_s"] or 0) for r in self.rows if r["mode"].startswith(mode_start))
+
+    def samples(self, framework_part: str, mode_start: str) -> list[float]:
+        """The consume samples, round by round, of the first row whose framework contains ``framework_part``
+        and whose mode starts with ``mode_start`` (``keep_best`` tables)."""
+        for r in self.rows:
+            if framework_part in r["framework"] and r["mode"].startswith(mode_start) and r["consume_per_s"]:
+                return list(r.get("samples", {}).get("consume_per_s", []))
+        return []
 
     def raw_consume(self) -> float:
         return max(float(r["consume_per_s"] or 0) for r in self.rows if "(raw)" in r["framework"])

@@ -75,6 +75,22 @@ PIPELINE = 500
 """Commands written at once before the replies are read."""
 SETTLE_DELAY = 0.05
 """Seconds after which the heartbeat thread sends settle commands that no fetch took along."""
+MIN_WINDOW = 100
+"""Smallest default window (see :func:`default_window`). The kernel fetches ``prefetch`` jobs at a time (4
+for ``solo``); two round trips (reserve, stats-job) per 4 jobs cost more than a raw reserve/delete loop
+saves, so the broker reserves a larger batch, hands it out from a local buffer and reserves ahead."""
+
+
+def default_window(params: Any) -> int:
+    """Jobs a consumer holds at most (reserved and not settled) when ``broker_options`` does not set
+    ``window``: the booster's explicit ``prefetch`` if given, else running + prefetched tasks and at least
+    :data:`MIN_WINDOW`. A broker made without booster parameters (direct use, the broker contract suite) has no window:
+    it takes exactly what ``fetch`` asks for, so ``count()`` and ``purge()`` see every message it did not return."""
+    if params is None:
+        return 1
+    if params.prefetch is not None:
+        return max(1, int(params.prefetch))
+    return max(MIN_WINDOW, int(params.workers + params.effective_prefetch))
 _JOB_STATS = re.compile(rb"\n(pri|ttr|reserves): (\d+)")
 _TUBE_OK = re.compile(r"^[A-Za-z0-9+/;.$_()][A-Za-z0-9+/;.$_()-]*$")
 _ERRORS = (OSError, ConnectionError, greenstalk.Error, ValueError, IndexError)
@@ -202,6 +218,9 @@ class BeanstalkdBroker(Broker):
         self.io_timeout = float(o.get("io_timeout", 30.0))
         self.publish_timeout = float(o.get("publish_timeout", 30.0))
         self.max_crashes = int(params.max_deliveries if params is not None else o.get("max_deliveries", 3))
+        self.window = int(o.get("window", default_window(params)))
+        if self.window < 1:
+            raise ConfigError(f"broker_options window={self.window!r}: must be >= 1")
         self.log = queue_logger(queue)
         self.tube = tube_name(queue)
         self.dlq_tube = f"{self.tube}.bk-dlq"
@@ -218,8 +237,12 @@ class BeanstalkdBroker(Broker):
         """Jobs reserved on the live consumer connection and not settled: id -> (pri, ttr)."""
         self._pending: deque[tuple[int, int, bytes]] = deque()
         """(generation, job id, command) handed over by settling threads, sent by the next lock holder."""
+        self._buffer: deque[Delivery] = deque()
+        """Reserved (so held and touched) and not yet handed to the kernel."""
         self._con_failures = 0
         self._hb_stop = threading.Event()
+        self._wake = threading.Event()
+        """Set by a fetch that left the buffer low: the heartbeat thread reserves ahead at once."""
         self._hb: threading.Thread | None = None
         # publisher and admin
         self._plock = threading.Lock()
@@ -324,6 +347,7 @@ class BeanstalkdBroker(Broker):
             self._con = None
         self._gen += 1
         self._held.clear()
+        self._buffer.clear()
         self._pending.clear()
         self._con_failures += 1
         if not self._closed:
@@ -370,19 +394,64 @@ class BeanstalkdBroker(Broker):
         fetch's write; those that no fetch took along (the consume loop is waiting for a free worker, or
         stopped) are sent from here within ``SETTLE_DELAY``."""
         next_beat = time.monotonic() + self.heartbeat_interval
-        while not self._hb_stop.wait(SETTLE_DELAY):
+        wake, stop = self._wake, self._hb_stop
+        while not stop.is_set():
+            wake.wait(SETTLE_DELAY)
+            wake.clear()
+            if stop.is_set():
+                return
             if time.monotonic() >= next_beat:
                 next_beat = time.monotonic() + self.heartbeat_interval
                 self.journal.touch()
                 if self._held:
                     self._touch_held()
-            if self._pending:
+            if self._pending:  # settled jobs first: they free room in the window
                 self._kick()
+            if self._wants_more():
+                self._reserve_ahead()
+
+    def _wants_more(self) -> bool:
+        return (len(self._buffer) < self.window // 2 and self.window - len(self._held) >= max(1, self.window // 4)
+                and self._con is not None)
+
+    def _reserve_ahead(self) -> None:
+        """Reserve what the window has room for into the buffer, without waiting (heartbeat thread)."""
+        if not self._clock.acquire(blocking=False):
+            return  # a fetch holds the connection: it reserves itself
+        try:
+            con = self._con
+            if con is None or self._closed or not self._wants_more():
+                return
+            try:
+                self._buffer.extend(self._reserve(con, self.window - len(self._held), 0))
+            except _ERRORS as exc:
+                self._lost(exc)
+        finally:
+            self._clock.release()
+
+    def _from_buffer(self, n: int) -> list[Delivery]:
+        out: list[Delivery] = []
+        buf = self._buffer
+        try:
+            while len(out) < n:
+                out.append(buf.popleft())
+        except IndexError:
+            pass
+        return out
 
     def fetch(self, max_messages: int, timeout: float) -> list[Delivery]:
+        """From the buffer when it holds jobs (no round trip; the heartbeat thread reserves ahead when it
+        runs low), else reserved on the consumer connection: up to the room left in the window."""
         if self._closed:
             return []
         n = max(1, max_messages)
+        if self._buffer:
+            gen = self._gen
+            ready = [d for d in self._from_buffer(n) if d.tag[0] == gen]  # a lost connection released the others
+            if ready:
+                if len(self._buffer) < self.window // 2 or self._pending:
+                    self._wake.set()  # the heartbeat thread sends the settles and reserves ahead
+                return ready
         deadline = time.monotonic() + timeout
         pause = 0.005
         retried = False
@@ -393,10 +462,15 @@ class BeanstalkdBroker(Broker):
                     return []
                 try:
                     con = self._consumer()
+                    if self._buffer:  # the heartbeat thread reserved ahead meanwhile
+                        return self._from_buffer(n)
                     left = deadline - time.monotonic()
-                    out = self._reserve(con, n, 0)
-                    if not out and left >= 1.0:
-                        out = self._reserve(con, n, int(left))
+                    want = max(n, self.window - len(self._held))
+                    got = self._reserve(con, want, 0)
+                    if not got and left >= 1.0:
+                        got = self._reserve(con, want, int(left))
+                    out = got[:n]
+                    self._buffer.extend(got[n:])
                 except BrokerUnavailable:
                     raise
                 except _ERRORS as exc:

@@ -73,11 +73,26 @@ SETTLE_DELAY = 0.05
 """Seconds within which the loop's settle task sends acks that no fetch took along."""
 PUBLISH_WINDOW = 500
 """Publishes in flight at once (their PubAcks awaited together) in ``publish_many``."""
-"""Seconds the loop thread waits before it sends queued acks, so that many share one write."""
+MIN_WINDOW = 100
+"""Smallest default window (see :func:`default_window`). The kernel asks for ``prefetch`` (4 for ``solo``) at a time; a pull request
+per 4 messages costs a round trip each (about a quarter of a raw ``fetch(100)`` loop's speed), so the
+broker pulls a larger batch, hands it out from a local buffer and pulls the next one ahead."""
 _SAFE = re.compile(r"^[A-Za-z0-9_-]+$")
 T = TypeVar("T")
 
 log = logging.getLogger("boostkernel.nats")
+
+
+def default_window(params: Any) -> int:
+    """Messages a consumer holds at most (pulled and not settled) when ``broker_options`` does not set
+    ``window``: the booster's explicit ``prefetch`` if given, else running + prefetched tasks and at least
+    :data:`MIN_WINDOW`. A broker made without booster parameters (direct use, the broker contract suite) has no window:
+    it takes exactly what ``fetch`` asks for, so ``count()`` and ``purge()`` see every message it did not return."""
+    if params is None:
+        return 1
+    if params.prefetch is not None:
+        return max(1, int(params.prefetch))
+    return max(MIN_WINDOW, int(params.workers + params.effective_prefetch))
 
 
 def queue_token(queue: str) -> str:
@@ -168,6 +183,9 @@ class NatsBroker(Broker):
                               f"shorter than lease={self.lease}")
         self.max_deliver = int(o.get("max_deliver", 0))
         self.max_ack_pending = int(o.get("max_ack_pending", 20_000))
+        self.window = int(o.get("window", default_window(params)))
+        if self.window < 1:
+            raise ConfigError(f"broker_options window={self.window!r}: must be >= 1")
         self.publish_timeout = float(o.get("publish_timeout", 30.0))
         self.connect_timeout = float(o.get("connect_timeout", 5.0))
         self.max_crashes = int(params.max_deliveries if params is not None else o.get("max_deliveries", 3))
@@ -189,6 +207,11 @@ class NatsBroker(Broker):
         self._held: dict[str, Any] = {}
         """Messages fetched and not settled, by reply subject (loop thread only)."""
         self._settle: collections.deque[tuple[Any, bytes]] = collections.deque()
+        self._buffer: collections.deque[Delivery] = collections.deque()
+        """Pulled and not yet handed to the kernel (loop thread only); held, so heartbeated."""
+        self._pull_task: asyncio.Task[None] | None = None
+        self._pull_error: BaseException | None = None
+        self._ahead_asked = False
         self._hb_task: Any = None
         self._alock: asyncio.Lock | None = None
 
@@ -345,31 +368,67 @@ class NatsBroker(Broker):
                     break
 
     async def _fetch(self, n: int, timeout: float) -> list[Delivery]:
+        """Up to ``n`` deliveries from the local buffer, which pull requests (one at a time) fill. This
+        consumer holds at most ``window`` messages (buffered, prefetched by the kernel or running; more only
+        when the kernel asks for more at once): a pull ahead starts as soon as the buffer runs low and the
+        window has room, so the next batch is on its way while the kernel runs this one (loop thread)."""
         psub = await self._subscription()
         if self._settle:  # acks of the previous batch go out with this pull request
             self._flush_settles()
-        out: list[Delivery] = []
-        deadline = time.monotonic() + timeout
-        while not out:
-            left = deadline - time.monotonic()
-            if left < 0.01:
-                return out
+        buf = self._buffer
+        if not buf:
+            deadline = time.monotonic() + timeout
+            while not buf:
+                if self._pull_error is not None:
+                    exc, self._pull_error = self._pull_error, None
+                    raise exc
+                left = deadline - time.monotonic()
+                if left < 0.01:
+                    return []
+                task = self._pull_task or self._start_pull(psub, max(n, self.window - len(self._held)), left)
+                await asyncio.wait((task,), timeout=left)
+        out = [buf.popleft() for _ in range(min(n, len(buf)))]
+        self._pull_ahead()
+        return out
+
+    def _pull_ahead(self) -> None:
+        """Start a pull for the room left in the window if the buffer is below half of it (loop thread)."""
+        self._ahead_asked = False
+        if self._pull_task is not None or self._closed or self._psub is None:
+            return
+        if self._settle:  # settled messages free room in the window
+            self._flush_settles()
+        room = self.window - len(self._held)
+        if len(self._buffer) < self.window // 2 and room >= max(1, self.window // 4):
+            self._start_pull(self._psub, room, 1.0)
+
+    def _start_pull(self, psub: Any, n: int, timeout: float) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(self._pull(psub, n, timeout))
+        self._pull_task = task
+        return task
+
+    async def _pull(self, psub: Any, n: int, timeout: float) -> None:
+        """One pull request (the only one in flight: a subscription serves one at a time) into the buffer."""
+        try:
             try:
-                msgs = await psub.fetch(n, timeout=left)
+                msgs = await psub.fetch(n, timeout=timeout)
             except (nats.errors.TimeoutError, asyncio.TimeoutError):
-                return out
-            except nats.errors.ConnectionClosedError:
-                raise
+                return
+            except nats.errors.ConnectionClosedError as exc:
+                self._pull_error = exc
+                return
             except Exception as exc:  # noqa: BLE001 - reconnecting, or a transient JetStream status
                 self.log.debug("fetch failed (%s); retrying", exc)
-                await asyncio.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
-                continue
+                await asyncio.sleep(min(0.2, timeout))
+                return
             now = time.time()
+            buf = self._buffer
             for msg in msgs:
                 d = self._delivery(msg, now)
                 if d is not None:
-                    out.append(d)
-        return out
+                    buf.append(d)
+        finally:
+            self._pull_task = None
 
     def _delivery(self, msg: Any, now: float) -> Delivery | None:
         """A Delivery for ``msg`` (loop thread), or ``None`` when it was held back (eta) or dead-lettered."""
@@ -407,9 +466,28 @@ class NatsBroker(Broker):
         return Delivery(mid, msg.data, msg, count, {"seq": seq}, crashes)
 
     def fetch(self, max_messages: int, timeout: float) -> list[Delivery]:
+        """From the buffer in the calling thread when it holds messages (no hand-off to the loop thread:
+        the pull ahead is requested, not awaited); else a pull request on the loop thread."""
         if self._closed:
             return []
-        return self._run(self._fetch(max(1, max_messages), timeout), timeout + self.publish_timeout)
+        n = max(1, max_messages)
+        buf = self._buffer
+        if buf:
+            out = []
+            try:
+                for _ in range(n):
+                    out.append(buf.popleft())
+            except IndexError:
+                pass
+            if out:
+                if not self._ahead_asked and (len(buf) < self.window // 2 or self._settle) and self._io is not None:
+                    self._ahead_asked = True
+                    try:
+                        self._io.call_soon(self._pull_ahead)
+                    except RuntimeError:  # the loop is closed
+                        pass
+                return out
+        return self._run(self._fetch(n, timeout), timeout + self.publish_timeout)
 
     def _clear_charge(self, d: Delivery) -> None:
         if d.crashes or d.delivery_count > 1:
@@ -433,6 +511,7 @@ class NatsBroker(Broker):
             await asyncio.sleep(SETTLE_DELAY)
             if self._settle:
                 self._flush_settles()
+                self._pull_ahead()  # settled messages made room in the window
 
     def _flush_settles(self) -> None:
         """Take every queued settle and send them in one task, in order (loop thread)."""
@@ -606,6 +685,11 @@ class NatsBroker(Broker):
             async def shutdown() -> None:
                 for task in self._hb_task or ():
                     task.cancel()
+                pull = self._pull_task
+                if pull is not None:  # a pull ahead in flight: let it land, so what it brings is NAKed below
+                    await asyncio.wait((pull,), timeout=2.0)
+                    pull.cancel()
+                self._buffer.clear()  # held too: NAKed below
                 self._flush_settles()
                 await asyncio.sleep(0)  # the settle tasks just created run first
                 nc = self._nc

@@ -47,6 +47,24 @@ MAX_VISIBILITY = 43200  # 12 h, SQS's limit for a visibility timeout
 MAX_BATCH_BYTES = 262_144  # SendMessageBatch: 256 KiB for the whole batch
 
 
+MIN_WINDOW = 10
+"""Smallest default window (see :func:`default_window`): one ``ReceiveMessage`` brings up to 10."""
+
+
+def default_window(params: BoostParams | None) -> int:
+    """Messages a consumer holds at most (received and not settled) when ``broker_options`` does not set
+    ``window``: the booster's explicit ``prefetch`` if given, else running + prefetched tasks and at least
+    :data:`MIN_WINDOW`, so each ``ReceiveMessage`` asks for 10 (SQS's maximum) even when the kernel fetches
+    4 at a time (``solo``): the rest wait in a local buffer, held and heartbeated like prefetched messages.
+    A broker made without booster parameters (direct use, the broker contract suite) has no window:
+    it takes exactly what ``fetch`` asks for, so ``count()`` and ``purge()`` see every message it did not return."""
+    if params is None:
+        return 1
+    if params.prefetch is not None:
+        return max(1, int(params.prefetch))
+    return max(MIN_WINDOW, int(params.workers + params.effective_prefetch))
+
+
 def _attr(value: str) -> dict[str, str]:
     return {"DataType": "String", "StringValue": value}
 
@@ -78,6 +96,9 @@ class SqsBroker(Broker):
                               f"max_deliveries={self.max_crashes}, or prefetched messages of crashed workers "
                               "would be dead-lettered by SQS")
         self.ack_delay = float(o.get("ack_delay", 0.01))
+        self.window = int(o.get("window", default_window(params)))
+        if self.window < 1:
+            raise ConfigError(f"sqs: window={self.window!r} must be >= 1")
         self.queue_prefix = str(o.get("queue_prefix", ""))
         self.qname = _queue_name(self.queue_prefix + queue)
         self.dlq_name = _queue_name(self.queue_prefix + queue, "-dlq")
@@ -89,6 +110,10 @@ class SqsBroker(Broker):
         # receipt handle -> delivery, for every message this consumer holds (prefetched or running)
         self._held: dict[str, Delivery] = {}
         self._held_lock = threading.Lock()
+        self._leased: dict[str, float] = {}
+        """Receipt handle -> when its visibility was last set (received or extended), under ``_held_lock``."""
+        self._buffer: list[Delivery] = []
+        """Received (held, heartbeated) and not yet handed to the kernel; under ``_held_lock``."""
         self._acks: list[Delivery] = []
         self._ack_cond = threading.Condition()
         self._closed = False
@@ -246,16 +271,24 @@ class SqsBroker(Broker):
                 self._threads.append(t)
 
     def fetch(self, max_messages: int, timeout: float) -> list[Delivery]:
+        """From the local buffer if it holds messages, else ``ReceiveMessage`` calls for up to ``max_messages``
+        and whatever else the window has room for (10 per call); what the kernel did not ask for is buffered."""
         if self._closed:
             return []
+        n = max(1, max_messages)
+        with self._held_lock:
+            if self._buffer:
+                out, self._buffer = self._buffer[:n], self._buffer[n:]
+                return out
         url = self._urls()
         self._start_consuming()
         deadline = time.monotonic() + timeout
-        out: list[Delivery] = []
-        while len(out) < max_messages and not self._closed:
+        out = []
+        while len(out) < n and not self._closed:
             left = deadline - time.monotonic()
             wait = 0 if out else max(0, min(20, int(left)))
-            r = self._call("receive_message", QueueUrl=url, MaxNumberOfMessages=min(10, max_messages - len(out)),
+            ask = min(10, max(n - len(out), self.window - len(self._held)))
+            r = self._call("receive_message", QueueUrl=url, MaxNumberOfMessages=ask,
                            WaitTimeSeconds=wait, AttributeNames=["ApproximateReceiveCount"],
                            MessageAttributeNames=["All"],
                            VisibilityTimeout=math.ceil(self.visibility_timeout))
@@ -269,6 +302,10 @@ class SqsBroker(Broker):
                     break
                 if wait == 0:  # short poll: SQS gives no wait under one second
                     time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+        if len(out) > n:
+            with self._held_lock:
+                self._buffer.extend(out[n:])
+            out = out[:n]
         return out
 
     def _delivery(self, m: dict[str, Any]) -> Delivery | None:
@@ -294,6 +331,7 @@ class SqsBroker(Broker):
             return self._charge_crash(d, attrs)
         with self._held_lock:
             self._held[handle] = d
+            self._leased[handle] = time.monotonic()
         return d
 
     def _was_running(self, sqs_id: str, receive: int) -> bool:
@@ -367,6 +405,7 @@ class SqsBroker(Broker):
         with self._held_lock:  # deleted: no longer extended by the heartbeat
             for d in batch:
                 self._held.pop(d.tag, None)
+                self._leased.pop(d.tag, None)
 
     def _delete(self, handles: list[str], queue_url: str | None = None) -> None:
         url = queue_url or self._urls()
@@ -399,6 +438,7 @@ class SqsBroker(Broker):
             return
         with self._held_lock:
             self._held.pop(delivery.tag, None)
+            self._leased.pop(delivery.tag, None)
         if requeue:
             self._visibility(delivery.tag, math.ceil(delay) if delay > 0 else 0)
         else:
@@ -409,6 +449,7 @@ class SqsBroker(Broker):
         self._to_dlq(delivery, reason)
         with self._held_lock:
             self._held.pop(delivery.tag, None)
+            self._leased.pop(delivery.tag, None)
 
     def _to_dlq(self, d: Delivery, reason: str) -> None:
         self._urls()
@@ -424,8 +465,16 @@ class SqsBroker(Broker):
     def _heartbeat_loop(self) -> None:
         last_sweep = 0.0
         while not self._stop.wait(self.heartbeat_interval):
+            # Only messages whose visibility was set at least half an interval ago: one received just now
+            # is extended at the next beat (at most 1.5 intervals after its receive), and one acked
+            # meanwhile (most, for short tasks) costs no call at all.
+            now = time.monotonic()
+            young = now - self.heartbeat_interval / 2
             with self._held_lock:
-                handles = list(self._held)
+                leased = self._leased
+                handles = [h for h in self._held if leased.get(h, 0.0) <= young]
+                for h in handles:
+                    leased[h] = now
             for i in range(0, len(handles), 10):
                 chunk = handles[i:i + 10]
                 try:
@@ -541,6 +590,8 @@ class SqsBroker(Broker):
             self._flush_acks()
         with self._held_lock:
             held, self._held = list(self._held), {}
+            self._leased = {}
+            self._buffer = []
         if held and self._client is not None:  # prefetched and unsettled: visible again at once
             try:
                 self._show_again(self._urls(), [{"ReceiptHandle": h} for h in held])
