@@ -20,6 +20,7 @@ from boostkernel.journal import (
     discharge,
     forget_charges,
     journal_path,
+    read_journal,
     running_journals,
 )
 
@@ -151,3 +152,41 @@ def test_host_journal_dir_is_one_safe_folder_per_queue() -> None:
     d = journal.host_journal_dir("nats-a/b c")
     assert os.path.basename(d) == "nats-a_b_c" and os.path.basename(os.path.dirname(d)) == "boostkernel-running"
     assert journal.consumer_id() != journal.consumer_id()
+
+
+def test_rotation_keeps_the_running_keys_and_drops_the_settled(tmp_path: Path) -> None:
+    j = RunningJournal(tmp_path, "rot", rotate_bytes=64)
+    j.open()
+    j.started("kept-1")
+    for i in range(200):  # many rotations of a 64-byte mapping
+        j.started(f"k{i}")
+        if i != 7:
+            j.finished(f"k{i}")
+    j.started("x" * 500)  # a key larger than the mapping grows it
+    assert read_journal(tmp_path, "rot") == {"kept-1", "k7", "x" * 500}
+    j.finished("k7")
+    assert read_journal(tmp_path, "rot") == {"kept-1", "x" * 500}
+    assert not list(tmp_path.glob("*.tmp")), "a rotation left its temporary file"
+    j.close()
+    assert read_journal(tmp_path, "rot") is None, "a graceful close removes the journal"
+
+
+def test_started_and_finished_from_many_threads(tmp_path: Path) -> None:
+    import threading
+
+    j = RunningJournal(tmp_path, "busy", rotate_bytes=4096)
+    j.open()
+
+    def work(t: int) -> None:
+        for i in range(2000):
+            j.started(f"t{t}-{i}")
+            if i % 100:
+                j.finished(f"t{t}-{i}")
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert read_journal(tmp_path, "busy") == {f"t{t}-{i}" for t in range(8) for i in range(0, 2000, 100)}
+    j.close()
