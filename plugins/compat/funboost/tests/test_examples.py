@@ -7,6 +7,7 @@ end by itself): the test waits for the expected output, sends SIGTERM, and check
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -154,11 +155,15 @@ def test_older_api_get_consumer(tmp_path: Path) -> None:
 
 def test_multi_process_consume(tmp_path: Path) -> None:
     s = Script("ex_multi_process.py", tmp_path)
-    assert wait_until(lambda: sum(" squared is " in line for line in s.output()) >= 8 or s.proc.poll() is not None,
-                      60), (s.output(), "".join(s.err))
-    printed = {line.split(" in ")[0] for line in s.output()}
-    assert printed == {f"{i} squared is {i * i}" for i in range(8)}
-    pids = {int(line.rsplit(" ", 1)[1]) for line in s.output()}
+
+    def runs() -> list[tuple[str, str, str]]:
+        # print() writes the text and the newline separately, so two threads' lines may share a line
+        # ("3 squared is 9 in process 2048.4 squared is 16 in process 2048."): find every run anywhere
+        return re.findall(r"(\d+) squared is (\d+) in process (\d+)\.", "".join(s.output()))
+
+    assert wait_until(lambda: len(runs()) >= 8 or s.proc.poll() is not None, 60), (s.output(), "".join(s.err))
+    assert {(int(x), int(sq)) for x, sq, _ in runs()} == {(i, i * i) for i in range(8)}
+    pids = {int(pid) for _, _, pid in runs()}
     assert s.proc.pid not in pids  # run by the child processes, not the script's process
     assert s.stop() == 0
     assert "Traceback" not in "".join(s.err)

@@ -7,7 +7,7 @@ from boostkernel_funboost import boost, BoosterParams, BrokerEnum, ConcurrentMod
 @boost(BoosterParams(queue_name="fb_example_multi_process", broker_kind=BrokerEnum.SQLITE_QUEUE,
                      concurrent_mode=ConcurrentModeEnum.THREADING, concurrent_num=2))
 def square(x):
-    print(f"{x} squared is {x * x} in {os.getpid()}")
+    print(f"{x} squared is {x * x} in process {os.getpid()}.")
 
 
 if __name__ == "__main__":
