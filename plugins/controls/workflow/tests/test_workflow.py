@@ -187,7 +187,8 @@ class TestWorkflowOnSqlite(ControlContract):
             m.s(2)._publish(ids[1], (), {"w": wid, "k": "chord", "i": 1, "n": 2, "cb": callback._wire(cb_id)})
         assert wait_until(lambda: runs.counts["m2"] == 3, 15)
         assert wait_until(lambda: m.count() == 0 and cb.count() == 0, 10)
-        assert m.store.get(f"wf:{wid}:n") == 4 and m.store.get(f"wf:{wid}:cb") == ids[1]
+        # the claim belongs to whichever member counted last (the two first deliveries run concurrently)
+        assert m.store.get(f"wf:{wid}:n") == 4 and m.store.get(f"wf:{wid}:cb") in ids
         assert runs.counts["total"] == 1 and cb.result(cb_id).get(1) == 3
 
     def test_a_redelivered_chain_step_does_not_publish_the_next_twice(self, make_booster: Make) -> None:
