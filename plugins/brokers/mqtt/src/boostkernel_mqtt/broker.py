@@ -337,9 +337,10 @@ class MqttBroker(Broker):
             for m, info in infos:
                 try:
                     info.wait_for_publish(max(0.1, deadline - time.monotonic()))
-                except (RuntimeError, ValueError):  # not connected: sent again after the reconnect
-                    pass
-                if not info.is_published():
+                    published = info.is_published()
+                except (RuntimeError, ValueError):  # not connected (both raise then): sent again after the reconnect
+                    published = False
+                if not published:
                     pending.append(m)
             if pending and time.monotonic() >= deadline:
                 raise BrokerUnavailable(f"mqtt: {mask_url(self.url)} did not acknowledge {len(pending)} "
