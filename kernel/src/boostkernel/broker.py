@@ -77,18 +77,6 @@ def poll_claims(claim: Callable[[], list[T]], timeout: float, wake: threading.Co
         pause = min(pause * 2, longest)
 
 
-def take_buffered(buffer: deque[T], ready: threading.Condition, max_messages: int, timeout: float) -> list[T]:
-    """The ``fetch`` of a broker whose client pushes deliveries into a local ``buffer`` (notifying
-    ``ready``): up to ``max_messages`` of them, waiting up to ``timeout`` seconds for the first one;
-    ``[]`` if none came."""
-    with ready:
-        if not buffer:
-            ready.wait(timeout)
-        n = min(max_messages, len(buffer))
-        pop = buffer.popleft
-        return [pop() for _ in range(n)]
-
-
 @dataclass(frozen=True)
 class BrokerCapabilities:
     """What a broker guarantees. The contract suite tests exactly what is declared."""
@@ -200,6 +188,18 @@ class Broker(abc.ABC):
         self.url = url or self.default_url
         self.params = params
         self.options = {**(params.broker_options if params else {}), **options}
+
+    @staticmethod
+    def take_buffered(buffer: deque[T], ready: threading.Condition, max_messages: int, timeout: float) -> list[T]:
+        """The ``fetch`` of a broker whose client pushes deliveries into a local ``buffer`` (notifying
+        ``ready``): up to ``max_messages`` of them, waiting up to ``timeout`` seconds for the first one;
+        ``[]`` if none came."""
+        with ready:
+            if not buffer:
+                ready.wait(timeout)
+            n = min(max_messages, len(buffer))
+            pop = buffer.popleft
+            return [pop() for _ in range(n)]
 
     # --- publishing ---------------------------------------------------------------------------
     @abc.abstractmethod

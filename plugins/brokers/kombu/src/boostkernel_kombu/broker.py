@@ -49,7 +49,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(f'the kombu broker needs kombu ({exc}): pip install "boostkernel[kombu]"') from exc
 
-from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing, take_buffered
+from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
 from boostkernel.errors import BrokerUnavailable, ConfigError
 from boostkernel.journal import CrashCharges, RunningJournal, consumer_id, host_journal_dir
 from boostkernel.logs import mask, mask_url, queue_logger
@@ -461,7 +461,7 @@ class KombuBroker(Broker):
             return []
         if self._thread is None:
             self._start()
-        got = take_buffered(self._buf, self._cond, max_messages, timeout)
+        got = self.take_buffered(self._buf, self._cond, max_messages, timeout)
         if not got and not self._ever_ready and self._first_attempt.is_set():
             raise BrokerUnavailable(f"cannot consume from {mask_url(self.kurl)}: {self._last_error}")
         return got

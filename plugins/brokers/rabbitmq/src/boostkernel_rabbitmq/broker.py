@@ -57,15 +57,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(f'the rabbitmq broker needs pika ({exc}): pip install "boostkernel[rabbitmq]"') from exc
 
-from boostkernel.broker import (
-    Broker,
-    BrokerCapabilities,
-    DeadLetterRecord,
-    Delivery,
-    Outgoing,
-    consumer_window,
-    take_buffered,
-)
+from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing, consumer_window
 from boostkernel.errors import BrokerUnavailable, ConfigError, MessageRejected
 from boostkernel.journal import CrashCharges, RunningJournal, consumer_id, crash_loop_reason, host_journal_dir
 from boostkernel.logs import mask, mask_url, queue_logger
@@ -837,7 +829,7 @@ class RabbitmqBroker(Broker):
         if now > self._touched_at + 60:  # a journal untouched for an hour is swept as a dead consumer's
             self._touched_at = now
             self.journal.touch()
-        got = take_buffered(self._buf, self._cond, max_messages, timeout)
+        got = self.take_buffered(self._buf, self._cond, max_messages, timeout)
         if not got and not link.ready and not link.ever_ready and link.first_attempt.is_set():
             raise BrokerUnavailable(f"cannot consume from RabbitMQ at {mask_url(self.url)}: {link.last_error}")
         return got

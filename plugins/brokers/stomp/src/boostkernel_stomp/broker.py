@@ -50,15 +50,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(f'the stomp broker needs stomp.py ({exc}): pip install "boostkernel[stomp]"') from exc
 
-from boostkernel.broker import (
-    Broker,
-    BrokerCapabilities,
-    DeadLetterRecord,
-    Delivery,
-    Outgoing,
-    consumer_window,
-    take_buffered,
-)
+from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing, consumer_window
 from boostkernel.errors import BrokerUnavailable, ConfigError
 from boostkernel.journal import CrashCharges, RunningJournal, consumer_id, crash_loop_reason, host_journal_dir
 from boostkernel.logs import mask, mask_url, queue_logger
@@ -374,7 +366,7 @@ class StompBroker(Broker):
         if not link.connected:
             link.ensure()  # raises BrokerUnavailable: the consume loop retries with backoff
             self.journal.touch()
-        return take_buffered(self._buf, self._cond, max_messages, timeout)
+        return self.take_buffered(self._buf, self._cond, max_messages, timeout)
 
     def _current(self, delivery: Delivery) -> Any:
         """The consumer connection if the delivery belongs to it, else ``None`` (a stale settle)."""

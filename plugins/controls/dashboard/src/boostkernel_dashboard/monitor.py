@@ -21,7 +21,6 @@ import time
 from typing import Any
 
 from boostkernel.control import Control, TaskContext
-from boostkernel.errors import ConfigError
 from boostkernel.logs import queue_logger
 from boostkernel.message import Envelope
 
@@ -163,6 +162,7 @@ class MonitorControl(Control):
     name = "monitor"
     order = ORDER_MONITOR
     needs_store = True
+    positive_seconds = {"monitor_interval": ""}
 
     def __init__(self, booster: Any) -> None:
         super().__init__(booster)
@@ -175,14 +175,6 @@ class MonitorControl(Control):
         self._thread: threading.Thread | None = None
         self._flusher: _PublishFlusher | None = None
         self._registered_until = 0.0
-
-    @classmethod
-    def check(cls, booster: Any) -> None:
-        super().check(booster)
-        v = booster.params.monitor_interval
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0:
-            raise ConfigError(f"monitor_interval={v!r} on queue {booster.params.queue!r}: must be a positive "
-                              "number of seconds")
 
     # --- per message --------------------------------------------------------------------------
     def on_publish(self, envelope: Envelope) -> None:

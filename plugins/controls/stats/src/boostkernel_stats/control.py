@@ -20,7 +20,6 @@ import time
 from typing import Any
 
 from boostkernel.control import Control, TaskContext
-from boostkernel.errors import ConfigError
 from boostkernel.logs import queue_logger
 
 from .options import ORDER
@@ -33,6 +32,7 @@ _FAILED = frozenset(("failure", "dead"))
 class StatsControl(Control):
     name = "stats"
     order = ORDER
+    positive_seconds = {"stats_interval": ""}
 
     def __init__(self, booster: Any) -> None:
         super().__init__(booster)
@@ -45,14 +45,6 @@ class StatsControl(Control):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._since = time.monotonic()
-
-    @classmethod
-    def check(cls, booster: Any) -> None:
-        super().check(booster)
-        v = booster.params.stats_interval
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0:
-            raise ConfigError(f"stats_interval={v!r} on queue {booster.params.queue!r}: must be a positive "
-                              "number of seconds")
 
     # --- per message --------------------------------------------------------------------------
     def after(self, ctx: TaskContext) -> None:
