@@ -29,10 +29,11 @@ class _Declared(Control):
     positive_seconds = {"every": "(how often)"}
     count_per_seconds_options = {"limit": "(runs, seconds)"}
     needs_executor = ("timeout", "limit cannot work with concurrency={params.concurrency!r}")
+    requires = {"results": "declared needs results on queue {params.queue!r}"}
 
 
 def _booster(can_timeout: bool = True, **params: Any) -> Any:
-    values = {"queue": "q", "concurrency": "threads", "every": 1.5, "limit": (3, 2), **params}
+    values = {"queue": "q", "concurrency": "threads", "every": 1.5, "limit": (3, 2), "results": True, **params}
     executor = SimpleNamespace(capabilities=SimpleNamespace(timeout=can_timeout))
     return SimpleNamespace(params=SimpleNamespace(**values), executor_class=executor)
 
@@ -48,6 +49,8 @@ def test_declared_option_checks_of_a_control() -> None:
             _Declared.check(_booster(limit=wrong))
     with pytest.raises(ConfigError, match="limit cannot work with concurrency='solo'"):
         _Declared.check(_booster(can_timeout=False, concurrency="solo"))
+    with pytest.raises(ConfigError, match="declared needs results on queue 'q'"):
+        _Declared.check(_booster(results=False))
     assert count_per_seconds([5, 30], "limit", "") == (5, 30.0)
 
 

@@ -25,6 +25,7 @@ is the broker's job (it alone sees the crash); the kernel only reports ``started
 from __future__ import annotations
 
 import abc
+import logging
 import threading
 import time
 from collections import deque
@@ -200,6 +201,16 @@ class Broker(abc.ABC):
             n = min(max_messages, len(buffer))
             pop = buffer.popleft
             return [pop() for _ in range(n)]
+
+    @staticmethod
+    def same_generation(delivery: Delivery, generation: int, log: logging.Logger, link: str = "connection") -> bool:
+        """For a broker whose delivery tags are ``(generation, ...)``, the generation counting its reconnections:
+        whether ``delivery`` came over the live ``link`` (``generation``). If not, its settle must be dropped
+        (that ``link`` is closed and the server redelivers the message): says so on ``log`` at debug level."""
+        if delivery.tag[0] == generation:
+            return True
+        log.debug("dropping settle of message %s from a closed %s (it will be redelivered)", delivery.id, link)
+        return False
 
     # --- publishing ---------------------------------------------------------------------------
     @abc.abstractmethod

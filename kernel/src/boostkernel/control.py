@@ -25,6 +25,7 @@ reads them as ``self.options``. Booster-level methods (``pause()``, ``revoke()``
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -35,8 +36,8 @@ from .message import Envelope
 if TYPE_CHECKING:
     from .booster import Booster
 
-__all__ = ["Control", "TaskContext", "Outcome", "current_task", "overrides", "count_per_seconds", "ORDER_DEFAULT",
-           "ORDER_RESULTS"]
+__all__ = ["Control", "TaskContext", "Outcome", "current_task", "overrides", "count_per_seconds", "Repeating",
+           "ORDER_DEFAULT", "ORDER_RESULTS"]
 
 #: Order of a control that registers none. Each control plugin owns its order (docs/plugins.md lists them).
 ORDER_DEFAULT = 500
@@ -66,6 +67,9 @@ class Control:
     #: ``"cancel"``), checked at decoration time; ``message`` is the error when the concurrency mode lacks
     #: it, formatted with ``params=`` the booster's parameters (``"... concurrency={params.concurrency!r} ..."``).
     needs_executor: ClassVar[tuple[str, str] | None] = None
+    #: Parameters that must be set (true) for this control to make sense, checked at decoration time:
+    #: name -> the error when one is not, formatted with ``params=`` the booster's parameters.
+    requires: ClassVar[Mapping[str, str]] = {}
 
     #: The consumer running this control (set by the consumer; ``None`` for publish-side instances).
     consumer: Any = None
@@ -93,7 +97,7 @@ class Control:
     @classmethod
     def check(cls, booster: Booster[Any, Any]) -> None:
         """Validate at decoration time; raise :class:`~boostkernel.errors.ConfigError` saying how to fix.
-        The base checks ``supported_concurrency``, ``needs_executor``, ``positive_seconds`` and
+        The base checks ``supported_concurrency``, ``requires``, ``needs_executor``, ``positive_seconds`` and
         ``count_per_seconds_options``; an override calls it first."""
         from .errors import ConfigError
 
@@ -103,6 +107,9 @@ class Control:
                 f"control {cls.name!r} cannot work with "
                 f"concurrency={p.concurrency!r}; use one of {sorted(cls.supported_concurrency)}"
             )
+        for option, message in cls.requires.items():
+            if not getattr(p, option):
+                raise ConfigError(message.format(params=p))
         if cls.needs_executor is not None:
             capability, message = cls.needs_executor
             executor = getattr(booster, "executor_class", None)
@@ -155,6 +162,40 @@ def count_per_seconds(value: Any, option: str, expected: str) -> tuple[int, floa
     from .errors import ConfigError
 
     raise ConfigError(f"{option}={value!r}: expected {expected}")
+
+
+class Repeating:
+    """A daemon thread calling ``fn`` every ``interval`` seconds from :meth:`start` until :meth:`stop`: the
+    reporter of a control (stats, monitor). ``first_now``: the first call at once, else after one interval.
+    An exception of ``fn`` does not end the thread: ``on_error()`` runs in its ``except`` block (to log it)."""
+
+    def __init__(self, fn: Callable[[], object], interval: float, name: str, on_error: Callable[[], None], *,
+                 first_now: bool = False) -> None:
+        self.fn, self.interval, self.name, self.on_error, self.first_now = fn, interval, name, on_error, first_now
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, daemon=True, name=self.name)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the thread and wait for it (at most ``timeout`` seconds)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        if not self.first_now and self._stop.wait(self.interval):
+            return
+        while True:
+            try:
+                self.fn()
+            except Exception:  # noqa: BLE001 - a reporter must never stop consumption
+                self.on_error()
+            if self._stop.wait(self.interval):
+                return
 
 
 def overrides(control: Control, method: str) -> bool:

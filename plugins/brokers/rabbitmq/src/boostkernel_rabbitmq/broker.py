@@ -837,14 +837,10 @@ class RabbitmqBroker(Broker):
     def _current(self, delivery: Delivery) -> tuple[_Link, Any, int] | None:
         """(link, channel, tag) if the delivery belongs to the live channel, else ``None`` (dropped)."""
         link = self._con
-        if link is None or not link.ready:
+        if link is None or not link.ready or not self.same_generation(delivery, link.generation, self.log,
+                                                                      "channel"):
             return None
-        gen, tag = delivery.tag
-        if gen != link.generation:
-            self.log.debug("dropping settle of message %s from a closed channel (it will be redelivered)",
-                           delivery.id)
-            return None
-        return link, link.channel, tag
+        return link, link.channel, delivery.tag[1]
 
     def _flush_acks(self) -> None:
         """Send every ack handed over so far (I/O thread). The run of acked tags at the head of the unsettled

@@ -373,12 +373,7 @@ class StompBroker(Broker):
         link = self._con
         if link is None or not link.connected or self._closed:
             return None
-        gen, _ack = delivery.tag
-        if gen != link.generation:
-            self.log.debug("dropping settle of message %s from a closed connection (it will be redelivered)",
-                           delivery.id)
-            return None
-        return link.conn
+        return link.conn if self.same_generation(delivery, link.generation, self.log) else None
 
     def started(self, delivery: Delivery) -> None:
         """Record that this delivery runs now: one write(2) to this consumer's journal (module doc)."""

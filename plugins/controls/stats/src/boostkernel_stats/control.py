@@ -19,7 +19,7 @@ import threading
 import time
 from typing import Any
 
-from boostkernel.control import Control, TaskContext
+from boostkernel.control import Control, Repeating, TaskContext
 from boostkernel.logs import queue_logger
 
 from .options import ORDER
@@ -42,8 +42,8 @@ class StatsControl(Control):
         self._runs = self._failures = 0
         self._duration = 0.0
         self.total_runs = self.total_failures = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._reporter = Repeating(self.report, self.interval, f"boostkernel-stats-{booster.queue}",
+                                   on_error=lambda: self.log.exception("stats report failed"))
         self._since = time.monotonic()
 
     # --- per message --------------------------------------------------------------------------
@@ -61,21 +61,11 @@ class StatsControl(Control):
     # --- reporting ----------------------------------------------------------------------------
     def start(self) -> None:
         self._since = time.monotonic()
-        self._thread = threading.Thread(target=self._loop, daemon=True, name=f"boostkernel-stats-{self.booster.queue}")
-        self._thread.start()
+        self._reporter.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
+        self._reporter.stop()
         self.report()  # the last partial interval
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.report()
-            except Exception:  # noqa: BLE001 - statistics must never stop consumption
-                self.log.exception("stats report failed")
 
     def report(self) -> dict[str, Any]:
         """Compute, log and publish the figures of the interval that just ended; reset the interval."""
