@@ -25,15 +25,17 @@ is the broker's job (it alone sees the crash); the kernel only reports ``started
 from __future__ import annotations
 
 import abc
-import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from .params import BoostParams
+
+if TYPE_CHECKING:
+    import logging
 
 T = TypeVar("T")
 
