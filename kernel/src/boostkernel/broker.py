@@ -25,11 +25,59 @@ is the broker's job (it alone sees the crash); the kernel only reports ``started
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Sequence
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from .params import BoostParams
+
+if TYPE_CHECKING:
+    import logging
+
+T = TypeVar("T")
+
+
+def consumer_window(params: BoostParams | None, minimum: int, unbound: int = 1) -> int:
+    """The default number of messages a consumer holds at most (taken from the broker and not settled):
+    its window, ``basic_qos`` prefetch count or MQTT ``Receive Maximum``, for a broker whose
+    ``broker_options`` set none. The booster's explicit ``prefetch`` if given (at least 1), else its
+    running + prefetched tasks (``workers + effective_prefetch``) and at least ``minimum``: the window must
+    cover the running tasks, the prefetched ones and the acks still on their way back, or the consumer
+    waits a round trip for each small batch. A broker made without booster parameters (direct use, the
+    broker contract suite) gets ``unbound``; 1 (the default) means it takes exactly what ``fetch`` asks
+    for, so ``count()`` and ``purge()`` see every message it did not return."""
+    if params is None:
+        return unbound
+    if params.prefetch is not None:
+        return max(1, int(params.prefetch))
+    return max(minimum, int(params.workers + params.effective_prefetch))
+
+
+def poll_claims(claim: Callable[[], list[T]], timeout: float, wake: threading.Condition, closed: threading.Event,
+                *, longest: float = 0.1, wait_cap: Callable[[], float] | None = None,
+                woken: Callable[[], None] | None = None) -> list[T]:
+    """The ``fetch`` of a broker that claims from local storage (a file, a folder): call ``claim()`` until
+    it returns something, waiting between tries on ``wake`` (notified by a local publish) for 2 ms, then
+    twice as long each time up to ``longest`` seconds, and never past ``timeout`` or ``wait_cap()``
+    seconds. Returns ``[]`` at the timeout or once ``closed`` is set; ``woken()`` runs after each wait."""
+    deadline = time.monotonic() + timeout
+    pause = 0.002
+    while True:
+        got = claim()
+        if got:
+            return got
+        left = deadline - time.monotonic()
+        if left <= 0 or closed.is_set():
+            return []
+        wait = min(pause, left) if wait_cap is None else min(pause, left, wait_cap())
+        with wake:
+            wake.wait(wait)
+        if woken is not None:
+            woken()
+        pause = min(pause * 2, longest)
 
 
 @dataclass(frozen=True)
@@ -143,6 +191,28 @@ class Broker(abc.ABC):
         self.url = url or self.default_url
         self.params = params
         self.options = {**(params.broker_options if params else {}), **options}
+
+    @staticmethod
+    def take_buffered(buffer: deque[T], ready: threading.Condition, max_messages: int, timeout: float) -> list[T]:
+        """The ``fetch`` of a broker whose client pushes deliveries into a local ``buffer`` (notifying
+        ``ready``): up to ``max_messages`` of them, waiting up to ``timeout`` seconds for the first one;
+        ``[]`` if none came."""
+        with ready:
+            if not buffer:
+                ready.wait(timeout)
+            n = min(max_messages, len(buffer))
+            pop = buffer.popleft
+            return [pop() for _ in range(n)]
+
+    @staticmethod
+    def same_generation(delivery: Delivery, generation: int, log: logging.Logger, link: str = "connection") -> bool:
+        """For a broker whose delivery tags are ``(generation, ...)``, the generation counting its reconnections:
+        whether ``delivery`` came over the live ``link`` (``generation``). If not, its settle must be dropped
+        (that ``link`` is closed and the server redelivers the message): says so on ``log`` at debug level."""
+        if delivery.tag[0] == generation:
+            return True
+        log.debug("dropping settle of message %s from a closed %s (it will be redelivered)", delivery.id, link)
+        return False
 
     # --- publishing ---------------------------------------------------------------------------
     @abc.abstractmethod

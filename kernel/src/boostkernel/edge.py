@@ -50,10 +50,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
 from .broker import Broker, BrokerCapabilities, Delivery, Outgoing
-from .errors import ConfigError, ResultsNotEnabled, ResultTimeout, TaskFailed
+from .errors import ConfigError
 from .logs import mask_url, queue_logger
 from .message import uuid7
 from .params import BoostParams
+from .results import rpc_result, sync_call
 from .signing import TAG_BYTES, Signer, keys_from, secret_env_names
 
 if TYPE_CHECKING:
@@ -471,34 +472,3 @@ def wait_result(queue: str, task_id: str, timeout: float) -> dict[str, Any]:
                 "in the consumer"}}
     rec = b.store.get_result(task_id, timeout)
     return rec if rec is not None else {"status": "pending"}
-
-
-def rpc_result(booster: Booster[Any, Any], task_id: str, record: dict[str, Any], timeout: float) -> Any:
-    """Turn the record a synchronous call returned into the function's result, as ``AsyncResult.get()``."""
-    from .results import _OK_STATUSES, FINAL_STATUSES
-
-    status = record.get("status")
-    if status == "no-results":
-        raise ResultsNotEnabled(record["error"]["message"])
-    if status not in FINAL_STATUSES:
-        raise ResultTimeout(f"no result for task {task_id} on queue {booster.queue!r} within {timeout}s")
-    if status in _OK_STATUSES:
-        return booster.codec.decode_result(record.get("result"))
-    err = record.get("error") or {}
-    raise TaskFailed(task_id, err.get("type", status), err.get("message", ""), err.get("traceback"))
-
-
-def sync_call(booster: Booster[Any, Any], args: Sequence[Any], kwargs: dict[str, Any], timeout: float) -> Any:
-    """Publish one call on ``booster``'s broker and return the function's result from the answer.
-
-    For brokers whose protocol answers each request (``http``, ``grpc``: a ``call(message, timeout)``
-    method returning the task's status record): no store is read on the producer's side. Raises
-    :class:`~boostkernel.errors.TaskFailed` if the task failed, :class:`~boostkernel.errors.ResultTimeout`
-    if it did not finish within ``timeout`` seconds."""
-    broker = booster.broker
-    call = getattr(broker, "call", None)
-    if call is None:
-        raise ConfigError(f"broker {broker.name!r} cannot answer a call synchronously; use push(...).get() "
-                          "with results=True")
-    m = booster.message(args, kwargs)
-    return rpc_result(booster, m.id, call(m, timeout), timeout)

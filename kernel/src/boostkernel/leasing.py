@@ -141,6 +141,14 @@ class LeasedBroker(Broker):
         in ``self._held`` nor claimed now (a previous claim committed but its reply was lost)."""
         raise NotImplementedError
 
+    def _with_lost(self, claimed: list[T], lost: list[T]) -> list[T]:
+        """For ``_claim`` while ``self._suspect``: ``claimed`` and then ``lost``, the rows this consumer owns
+        that it never delivered (a previous claim committed but its reply was lost), said on the log."""
+        if lost:
+            self.log.warning("queue %r: delivering %d message(s) claimed by a fetch whose reply was lost",
+                             self.queue, len(lost))
+        return claimed + lost
+
     def _delete_acked(self, tags: list[Any]) -> None:
         """Delete the rows ``tags`` that this consumer still owns."""
         raise NotImplementedError

@@ -181,8 +181,9 @@ class Registry:
         self._add(Registration("store", name, factory, self.current_plugin, summary, schemes=tuple(schemes)))
 
     def add_command(self, name: str, summary: str = "", factory: str = "") -> None:
-        """Declare a CLI subcommand (added by the plugin's ``register_commands``); ``factory`` names the
-        ``"module:command"`` object, for listings and conformance checks."""
+        """Declare a CLI subcommand; ``factory`` names the ``"module:command"`` object (a ``click.Command``),
+        which the ``boostkernel`` command adds under ``name`` (a plugin adds commands declared without one,
+        or several at once, in its ``register_commands``)."""
         self._add(Registration("command", name, factory, self.current_plugin, summary))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from .errors import ResultsNotEnabled, ResultTimeout, TaskFailed
+from .errors import ConfigError, ResultsNotEnabled, ResultTimeout, TaskFailed
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -148,3 +148,41 @@ async def await_all(results: Sequence[AsyncResult[Any]], timeout: float | None =
     import asyncio
 
     return await asyncio.to_thread(wait_all, results, timeout, return_exceptions)
+
+
+def rpc_result(booster: Booster[Any, Any], task_id: str, record: dict[str, Any], timeout: float) -> Any:
+    """Turn the record a synchronous call returned into the function's result, as ``AsyncResult.get()``."""
+    status = record.get("status")
+    if status == "no-results":
+        raise ResultsNotEnabled(record["error"]["message"])
+    if status not in FINAL_STATUSES:
+        raise ResultTimeout(f"no result for task {task_id} on queue {booster.queue!r} within {timeout}s")
+    if status in _OK_STATUSES:
+        return booster.codec.decode_result(record.get("result"))
+    err = record.get("error") or {}
+    raise TaskFailed(task_id, err.get("type", status), err.get("message", ""), err.get("traceback"))
+
+
+def sync_call(booster: Booster[Any, Any], args: Sequence[Any], kwargs: dict[str, Any], timeout: float) -> Any:
+    """Publish one call on ``booster``'s broker and return the function's result from the answer.
+
+    For brokers whose protocol answers each request (``http``, ``grpc``: a ``call(message, timeout)``
+    method returning the task's status record): no store is read on the producer's side. Raises
+    :class:`~boostkernel.errors.TaskFailed` if the task failed, :class:`~boostkernel.errors.ResultTimeout`
+    if it did not finish within ``timeout`` seconds."""
+    broker = booster.broker
+    call = getattr(broker, "call", None)
+    if call is None:
+        raise ConfigError(f"broker {broker.name!r} cannot answer a call synchronously; use push(...).get() "
+                          "with results=True")
+    m = booster.message(args, kwargs)
+    return rpc_result(booster, m.id, call(m, timeout), timeout)
+
+
+def call(booster: Booster[Any, Any], *args: Any, timeout: float = 30.0, **kwargs: Any) -> Any:
+    """Run ``booster(*args, **kwargs)`` on the consumer and return its result in the answer of the broker's
+    own request (``http``: one POST, ``grpc``: one unary call), which waits for the task (the consumer's
+    booster needs ``results=True``). Raises ``TaskFailed`` if it failed and ``ResultTimeout`` after
+    ``timeout`` seconds. The ``http`` and ``grpc`` plugins export it as ``boostkernel_http.call`` and
+    ``boostkernel_grpc.call``."""
+    return sync_call(booster, args, kwargs, timeout)

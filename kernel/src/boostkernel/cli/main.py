@@ -344,9 +344,18 @@ def _load_plugin_commands() -> None:
     from ..plugins import get_plugins
 
     try:
-        get_plugins().pm.hook.register_commands(cli=cli)
+        ps = get_plugins()
+        ps.pm.hook.register_commands(cli=cli)
     except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the CLI
         click.echo(f"warning: a plugin failed to add commands: {exc}", err=True)
+        return
+    # a command declared with registry.add_command(name, factory="module:command") needs no register_commands
+    for name, reg in ps.registry.items["command"].items():
+        if reg.factory and name not in cli.commands:
+            try:
+                cli.add_command(reg.load(), name)
+            except Exception as exc:  # noqa: BLE001
+                click.echo(f"warning: plugin {reg.plugin!r} failed to add command {name!r}: {exc}", err=True)
 
 
 def main() -> None:

@@ -61,7 +61,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(f'the beanstalkd broker needs greenstalk ({exc}): pip install "boostkernel[beanstalkd]"') from exc
 
-from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
+from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing, consumer_window
 from boostkernel.errors import BrokerUnavailable, ConfigError, MessageRejected
 from boostkernel.journal import CrashCharges, RunningJournal, consumer_id, host_journal_dir
 from boostkernel.logs import mask_url, queue_logger
@@ -83,14 +83,8 @@ saves, so the broker reserves a larger batch, hands it out from a local buffer a
 
 def default_window(params: Any) -> int:
     """Jobs a consumer holds at most (reserved and not settled) when ``broker_options`` does not set
-    ``window``: the booster's explicit ``prefetch`` if given, else running + prefetched tasks and at least
-    :data:`MIN_WINDOW`. A broker made without booster parameters (direct use, the broker contract suite) has no window:
-    it takes exactly what ``fetch`` asks for, so ``count()`` and ``purge()`` see every message it did not return."""
-    if params is None:
-        return 1
-    if params.prefetch is not None:
-        return max(1, int(params.prefetch))
-    return max(MIN_WINDOW, int(params.workers + params.effective_prefetch))
+    ``window``: :func:`boostkernel.broker.consumer_window` with at least :data:`MIN_WINDOW`."""
+    return consumer_window(params, MIN_WINDOW)
 _JOB_STATS = re.compile(rb"\n(pri|ttr|reserves): (\d+)")
 _TUBE_OK = re.compile(r"^[A-Za-z0-9+/;.$_()][A-Za-z0-9+/;.$_()-]*$")
 _ERRORS = (OSError, ConnectionError, greenstalk.Error, ValueError, IndexError)

@@ -168,15 +168,9 @@ class ConfluentKafkaBroker(LogBroker):
                          "enable.auto.commit": False, "auto.offset.reset": "earliest", "fetch.wait.max.ms": 50,
                          "enable.partition.eof": True})
 
-    def _partitions_of(self, c: Any, topic: str) -> list[int]:
-        deadline = time.monotonic() + 10
-        while True:
-            md = c.list_topics(topic, timeout=10).topics.get(topic)
-            if md is not None and md.error is None and md.partitions:
-                return sorted(md.partitions)
-            if time.monotonic() > deadline:
-                raise BrokerUnavailable(f"confluent-kafka: topic {topic!r} has no partitions in the metadata")
-            time.sleep(0.05)
+    def _i_partitions(self, c: Any, topic: str) -> list[Any]:
+        md = c.list_topics(topic, timeout=10).topics.get(topic)
+        return sorted(md.partitions) if md is not None and md.error is None and md.partitions else []
 
     def _i_positions(self, topic: str, group: str) -> dict[int, tuple[int, int, int]]:
         c = self._inspector(group)

@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
-from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
+from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing, poll_claims
 from boostkernel.errors import ConfigError
 from boostkernel.journal import RunningJournal, read_journal, remove_journal, sweep_journals
 from boostkernel.logs import queue_logger
@@ -334,20 +334,13 @@ class FileBroker(Broker):
     def fetch(self, max_messages: int, timeout: float) -> list[Delivery]:
         if not self._started:
             self._start()
-        deadline = time.monotonic() + timeout
-        pause = 0.002
-        limit = self.poll_interval * (10 if self._watching else 1)
-        while True:
-            got = self._claim(max_messages)
-            if got:
-                return got
-            left = deadline - time.monotonic()
-            if left <= 0 or self._closed.is_set():
-                return []
-            with self._wake:
-                self._wake.wait(min(pause, left, max(0.001, self._next_promote - time.monotonic())))
-            self._cache_at = 0.0  # woken or timed out: look at the folder again
-            pause = min(pause * 2, limit)
+        return poll_claims(lambda: self._claim(max_messages), timeout, self._wake, self._closed,
+                           longest=self.poll_interval * (10 if self._watching else 1),
+                           wait_cap=lambda: max(0.001, self._next_promote - time.monotonic()),
+                           woken=self._look_again)
+
+    def _look_again(self) -> None:
+        self._cache_at = 0.0  # woken or timed out: look at the folder again
 
     def started(self, delivery: Delivery) -> None:
         """Record that this delivery's function runs now (one write(2) to the running journal)."""

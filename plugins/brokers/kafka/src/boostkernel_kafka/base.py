@@ -232,6 +232,22 @@ class LogBroker(Broker):
     def _c_close(self) -> None:
         raise NotImplementedError
 
+    def _i_partitions(self, c: Any, topic: str) -> list[Any]:
+        """The partitions of ``topic`` in the metadata the inspection consumer ``c`` sees now, sorted (in the
+        form the client's calls take); ``[]`` while there are none."""
+        raise NotImplementedError
+
+    def _partitions_of(self, c: Any, topic: str) -> list[Any]:
+        """:meth:`_i_partitions`, waiting up to 10 s for the metadata to list them."""
+        deadline = time.monotonic() + 10
+        while True:
+            parts = self._i_partitions(c, topic)
+            if parts:
+                return parts
+            if time.monotonic() > deadline:
+                raise BrokerUnavailable(f"{self.name}: topic {topic!r} has no partitions in the metadata")
+            time.sleep(0.05)
+
     def _i_positions(self, topic: str, group: str) -> dict[int, tuple[int, int, int]]:
         """``{partition: (log start, committed or log start, high watermark)}`` of ``topic`` for ``group``."""
         raise NotImplementedError

@@ -160,15 +160,8 @@ class KafkaBroker(LogBroker):
         except kafka.errors.NoBrokersAvailable as exc:
             raise BrokerUnavailable(f"kafka: no broker reachable at {self.bootstrap}: {exc}") from exc
 
-    def _partitions_of(self, c: Any, topic: str) -> list[Any]:
-        deadline = time.monotonic() + 10
-        while True:
-            parts = c.partitions_for_topic(topic)
-            if parts:
-                return [TopicPartition(topic, p) for p in sorted(parts)]
-            if time.monotonic() > deadline:
-                raise BrokerUnavailable(f"kafka: topic {topic!r} has no partitions in the metadata")
-            time.sleep(0.05)
+    def _i_partitions(self, c: Any, topic: str) -> list[Any]:
+        return [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
 
     def _i_positions(self, topic: str, group: str) -> dict[int, tuple[int, int, int]]:
         c = self._inspector(group)

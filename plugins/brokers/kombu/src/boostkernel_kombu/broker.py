@@ -461,16 +461,10 @@ class KombuBroker(Broker):
             return []
         if self._thread is None:
             self._start()
-        buf, cond = self._buf, self._cond
-        with cond:
-            if not buf:
-                cond.wait(timeout)
-            if not buf:
-                if not self._ever_ready and self._first_attempt.is_set():
-                    raise BrokerUnavailable(f"cannot consume from {mask_url(self.kurl)}: {self._last_error}")
-                return []
-            n = min(max_messages, len(buf))
-            return [buf.popleft() for _ in range(n)]
+        got = self.take_buffered(self._buf, self._cond, max_messages, timeout)
+        if not got and not self._ever_ready and self._first_attempt.is_set():
+            raise BrokerUnavailable(f"cannot consume from {mask_url(self.kurl)}: {self._last_error}")
+        return got
 
     def _settle(self, d: Delivery, action: str) -> None:
         gen, message = d.tag

@@ -135,11 +135,7 @@ class MongoBroker(LeasedBroker):
             got.append(doc)
         if self._suspect:  # documents a claim whose reply was lost gave us
             known = [*self._held, *(d["_id"] for d in got)]
-            lost = list(self.msgs.find({"owner": self.owner, "_id": {"$nin": known}}))
-            if lost:
-                self.log.warning("queue %r: delivering %d message(s) claimed by a fetch whose reply was lost",
-                                 self.queue, len(lost))
-            got += lost
+            got = self._with_lost(got, list(self.msgs.find({"owner": self.owner, "_id": {"$nin": known}})))
         return got
 
     def _mark_running(self, ids: list[Any]) -> None:

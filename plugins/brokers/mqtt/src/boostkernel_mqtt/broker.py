@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
+from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing, consumer_window
 from boostkernel.errors import BrokerUnavailable, ConfigError
 from boostkernel.journal import RunningJournal, host_journal_dir, read_journal, remove_journal
 from boostkernel.logs import mask_url
@@ -67,12 +67,9 @@ def default_receive_maximum(params: BoostParams | None) -> int:
     ``broker_options`` does not set ``prefetch``: the booster's explicit ``prefetch`` if given, else running
     + prefetched tasks and at least :data:`MIN_RECEIVE_MAXIMUM`. The window must cover the running tasks, the
     prefetched ones and the PUBACKs on their way back, or the server waits for an ack before each message
-    (``solo``'s prefetch of 4 consumed at about a third of a raw client with a window of 100)."""
-    if params is None:
-        return 100
-    if params.prefetch is not None:
-        return max(1, int(params.prefetch))
-    return max(MIN_RECEIVE_MAXIMUM, int(params.workers + params.effective_prefetch))
+    (``solo``'s prefetch of 4 consumed at about a third of a raw client with a window of 100); see
+    :func:`boostkernel.broker.consumer_window`."""
+    return consumer_window(params, MIN_RECEIVE_MAXIMUM, unbound=100)
 
 
 _USER_PROPS: Any = None

@@ -61,7 +61,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(f'the nats broker needs nats-py ({exc}): pip install "boostkernel[nats]"') from exc
 
-from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
+from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing, consumer_window
 from boostkernel.errors import BrokerUnavailable, ConfigError, MessageRejected
 from boostkernel.journal import CrashCharges, RunningJournal, consumer_id, host_journal_dir
 from boostkernel.logs import mask, mask_url, queue_logger
@@ -85,14 +85,8 @@ log = logging.getLogger("boostkernel.nats")
 
 def default_window(params: Any) -> int:
     """Messages a consumer holds at most (pulled and not settled) when ``broker_options`` does not set
-    ``window``: the booster's explicit ``prefetch`` if given, else running + prefetched tasks and at least
-    :data:`MIN_WINDOW`. A broker made without booster parameters (direct use, the broker contract suite) has no window:
-    it takes exactly what ``fetch`` asks for, so ``count()`` and ``purge()`` see every message it did not return."""
-    if params is None:
-        return 1
-    if params.prefetch is not None:
-        return max(1, int(params.prefetch))
-    return max(MIN_WINDOW, int(params.workers + params.effective_prefetch))
+    ``window``: :func:`boostkernel.broker.consumer_window` with at least :data:`MIN_WINDOW`."""
+    return consumer_window(params, MIN_WINDOW)
 
 
 def queue_token(queue: str) -> str:

@@ -185,11 +185,7 @@ class PostgresBroker(LeasedBroker):
             if self._suspect:  # rows a lost reply claimed for us: deliver them now
                 cur.execute(f"SELECT seq, id, body, deliveries, priority FROM {self.t_msg} "
                             f"WHERE owner = %s AND NOT (seq = ANY(%s))", (self.owner, [*self._held, *(r[0] for r in rows)]))
-                lost = cur.fetchall()
-                if lost:
-                    self.log.warning("queue %r: delivering %d message(s) claimed by a fetch whose reply was lost",
-                                     self.queue, len(lost))
-                rows += lost
+                rows = self._with_lost(rows, cur.fetchall())
         return rows
 
     def _idle_wait(self, timeout: float) -> None:

@@ -57,7 +57,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(f'the rabbitmq broker needs pika ({exc}): pip install "boostkernel[rabbitmq]"') from exc
 
-from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
+from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing, consumer_window
 from boostkernel.errors import BrokerUnavailable, ConfigError, MessageRejected
 from boostkernel.journal import CrashCharges, RunningJournal, consumer_id, crash_loop_reason, host_journal_dir
 from boostkernel.logs import mask, mask_url, queue_logger
@@ -85,12 +85,9 @@ MIN_DEFAULT_WINDOW = 100
 def default_window(params: Any) -> int:
     """The ``basic_qos`` prefetch count when ``broker_options`` does not set one: the booster's explicit
     ``prefetch`` if given, else running + prefetched tasks, and at least :data:`MIN_DEFAULT_WINDOW`.
-    A broker made without booster parameters (direct use, the contract suite) keeps a window of 16."""
-    if params is None:
-        return 16
-    if params.prefetch is not None:
-        return int(params.prefetch)
-    return max(MIN_DEFAULT_WINDOW, int(params.workers + params.effective_prefetch))
+    A broker made without booster parameters (direct use, the contract suite) keeps a window of 16
+    (:func:`boostkernel.broker.consumer_window`)."""
+    return consumer_window(params, MIN_DEFAULT_WINDOW, unbound=16)
 
 
 def delay_bucket(remaining: float) -> int:
@@ -832,30 +829,18 @@ class RabbitmqBroker(Broker):
         if now > self._touched_at + 60:  # a journal untouched for an hour is swept as a dead consumer's
             self._touched_at = now
             self.journal.touch()
-        buf, cond = self._buf, self._cond
-        with cond:
-            if not buf:
-                cond.wait(timeout)
-            if not buf:
-                if not link.ready and not link.ever_ready and link.first_attempt.is_set():
-                    raise BrokerUnavailable(f"cannot consume from RabbitMQ at {mask_url(self.url)}: "
-                                            f"{link.last_error}")
-                return []
-            n = min(max_messages, len(buf))
-            pop = buf.popleft
-            return [pop() for _ in range(n)]
+        got = self.take_buffered(self._buf, self._cond, max_messages, timeout)
+        if not got and not link.ready and not link.ever_ready and link.first_attempt.is_set():
+            raise BrokerUnavailable(f"cannot consume from RabbitMQ at {mask_url(self.url)}: {link.last_error}")
+        return got
 
     def _current(self, delivery: Delivery) -> tuple[_Link, Any, int] | None:
         """(link, channel, tag) if the delivery belongs to the live channel, else ``None`` (dropped)."""
         link = self._con
-        if link is None or not link.ready:
+        if link is None or not link.ready or not self.same_generation(delivery, link.generation, self.log,
+                                                                      "channel"):
             return None
-        gen, tag = delivery.tag
-        if gen != link.generation:
-            self.log.debug("dropping settle of message %s from a closed channel (it will be redelivered)",
-                           delivery.id)
-            return None
-        return link, link.channel, tag
+        return link, link.channel, delivery.tag[1]
 
     def _flush_acks(self) -> None:
         """Send every ack handed over so far (I/O thread). The run of acked tags at the head of the unsettled

@@ -137,11 +137,7 @@ class SqlBroker(LeasedBroker):
             q = sa.select(*cols).where(m.c.owner == self.owner)
             if known:
                 q = q.where(m.c.seq.not_in(known))
-            lost = list(conn.execute(q))
-            if lost:
-                self.log.warning("queue %r: delivering %d message(s) claimed by a fetch whose reply was lost",
-                                 self.queue, len(lost))
-            rows += lost
+            rows = self._with_lost(rows, list(conn.execute(q)))
         return rows
 
     def _mark_running(self, seqs: list[Any]) -> None:

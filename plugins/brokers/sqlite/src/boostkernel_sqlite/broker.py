@@ -24,7 +24,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
+from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing, poll_claims
 from boostkernel.journal import RunningJournal, consumer_id, read_journal, remove_journal, sweep_journals
 from boostkernel.logs import queue_logger
 
@@ -165,18 +165,7 @@ class SqliteBroker(Broker):
     def fetch(self, max_messages: int, timeout: float) -> list[Delivery]:
         if self._hb_thread is None:
             self._start_heartbeat()
-        deadline = time.monotonic() + timeout
-        pause = 0.002
-        while True:
-            got = self._claim(max_messages)
-            if got:
-                return got
-            left = deadline - time.monotonic()
-            if left <= 0 or self._closed.is_set():
-                return []
-            with self._wake:
-                self._wake.wait(min(pause, left))
-            pause = min(pause * 2, 0.1)
+        return poll_claims(lambda: self._claim(max_messages), timeout, self._wake, self._closed, longest=0.1)
 
     def started(self, delivery: Delivery) -> None:
         """Record that this delivery's function runs now (one write(2) to the journal; see the module doc)."""

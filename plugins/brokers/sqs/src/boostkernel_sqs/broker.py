@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
+from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing, consumer_window
 from boostkernel.errors import BrokerUnavailable, ConfigError
 from boostkernel.journal import RunningJournal, consumer_id, host_journal_dir, read_journal, sweep_journals
 from boostkernel.logs import mask_url
@@ -55,14 +55,9 @@ def default_window(params: BoostParams | None) -> int:
     """Messages a consumer holds at most (received and not settled) when ``broker_options`` does not set
     ``window``: the booster's explicit ``prefetch`` if given, else running + prefetched tasks and at least
     :data:`MIN_WINDOW`, so each ``ReceiveMessage`` asks for 10 (SQS's maximum) even when the kernel fetches
-    4 at a time (``solo``): the rest wait in a local buffer, held and heartbeated like prefetched messages.
-    A broker made without booster parameters (direct use, the broker contract suite) has no window:
-    it takes exactly what ``fetch`` asks for, so ``count()`` and ``purge()`` see every message it did not return."""
-    if params is None:
-        return 1
-    if params.prefetch is not None:
-        return max(1, int(params.prefetch))
-    return max(MIN_WINDOW, int(params.workers + params.effective_prefetch))
+    4 at a time (``solo``): the rest wait in a local buffer, held and heartbeated like prefetched messages
+    (:func:`boostkernel.broker.consumer_window`; none without booster parameters)."""
+    return consumer_window(params, MIN_WINDOW)
 
 
 def _attr(value: str) -> dict[str, str]:

@@ -50,7 +50,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(f'the stomp broker needs stomp.py ({exc}): pip install "boostkernel[stomp]"') from exc
 
-from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
+from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing, consumer_window
 from boostkernel.errors import BrokerUnavailable, ConfigError
 from boostkernel.journal import CrashCharges, RunningJournal, consumer_id, crash_loop_reason, host_journal_dir
 from boostkernel.logs import mask, mask_url, queue_logger
@@ -66,12 +66,9 @@ log = logging.getLogger("boostkernel.stomp")
 
 def default_window(params: Any) -> int:
     """The prefetch window when ``broker_options`` sets none: the booster's ``prefetch`` if given, else
-    running + prefetched tasks, at least 100 (direct use and the contract suite: 256)."""
-    if params is None:
-        return 256
-    if params.prefetch is not None:
-        return max(1, int(params.prefetch))
-    return max(100, int(params.workers + params.effective_prefetch))
+    running + prefetched tasks, at least 100 (direct use and the contract suite: 256); see
+    :func:`boostkernel.broker.consumer_window`."""
+    return consumer_window(params, 100, unbound=256)
 
 
 class _Listener(stomp.ConnectionListener):  # type: ignore[misc]
@@ -369,27 +366,14 @@ class StompBroker(Broker):
         if not link.connected:
             link.ensure()  # raises BrokerUnavailable: the consume loop retries with backoff
             self.journal.touch()
-        buf, cond = self._buf, self._cond
-        with cond:
-            if not buf:
-                cond.wait(timeout)
-            if not buf:
-                return []
-            n = min(max_messages, len(buf))
-            pop = buf.popleft
-            return [pop() for _ in range(n)]
+        return self.take_buffered(self._buf, self._cond, max_messages, timeout)
 
     def _current(self, delivery: Delivery) -> Any:
         """The consumer connection if the delivery belongs to it, else ``None`` (a stale settle)."""
         link = self._con
         if link is None or not link.connected or self._closed:
             return None
-        gen, _ack = delivery.tag
-        if gen != link.generation:
-            self.log.debug("dropping settle of message %s from a closed connection (it will be redelivered)",
-                           delivery.id)
-            return None
-        return link.conn
+        return link.conn if self.same_generation(delivery, link.generation, self.log) else None
 
     def started(self, delivery: Delivery) -> None:
         """Record that this delivery runs now: one write(2) to this consumer's journal (module doc)."""

@@ -5,8 +5,6 @@ registration; the command shows what a module written for funboost becomes on bo
 
 from __future__ import annotations
 
-from typing import Any
-
 from boostkernel import hookimpl
 from boostkernel.plugins import Registry
 
@@ -17,9 +15,3 @@ def register_controls(registry: Registry) -> None:
                          summary="boostkernel funboost MODULE: what each funboost-style booster of MODULE becomes "
                                  "(@boost options, broker); or the BrokerEnum table")
 
-
-@hookimpl
-def register_commands(cli: Any) -> None:
-    from .cli import funboost_command
-
-    cli.add_command(funboost_command, "funboost")

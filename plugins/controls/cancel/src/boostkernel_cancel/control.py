@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from boostkernel.control import Control, TaskContext
-from boostkernel.errors import ConfigError, Skip, TaskCancelled
+from boostkernel.errors import Skip, TaskCancelled
 from boostkernel.timeouts import raise_in_thread
 
 from .api import revoke_generation_key, revoke_key
@@ -59,15 +59,9 @@ class CancelControl(Control):
     name = "cancel"
     order = ORDER
     needs_store = True
-
-    @classmethod
-    def check(cls, booster: Any) -> None:
-        super().check(booster)
-        executor = getattr(booster, "executor_class", None)
-        if executor is not None and not executor.capabilities.cancel:
-            raise ConfigError(
-                f"cancellable=True cannot work with concurrency={booster.params.concurrency!r}: that mode runs each "
-                "task inline in its only thread and cannot stop it. Use concurrency='threads' or 'asyncio'")
+    needs_executor = ("cancel", "cancellable=True cannot work with concurrency={params.concurrency!r}: that mode "
+                      "runs each task inline in its only thread and cannot stop it. Use concurrency='threads' or "
+                      "'asyncio'")
 
     def __init__(self, booster: Any) -> None:
         super().__init__(booster)

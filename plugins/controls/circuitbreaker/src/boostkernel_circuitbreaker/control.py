@@ -17,37 +17,22 @@ import threading
 import time
 from typing import Any
 
-from boostkernel.control import Control, TaskContext
-from boostkernel.errors import ConfigError
+from boostkernel.control import Control, TaskContext, count_per_seconds
 
 from .options import ORDER
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half-open"
+EXPECTED = "(failures, cool_down_seconds), e.g. (5, 30.0): after 5 consecutive failures stop consuming for 30 s"
 
 
 class CircuitBreaker(Control):
     name = "circuitbreaker"
     order = ORDER
-
-    @classmethod
-    def check(cls, booster: Any) -> None:
-        super().check(booster)
-        cb = booster.params.circuit_breaker
-        ok = isinstance(cb, (tuple, list)) and len(cb) == 2
-        if ok:
-            n, cool = cb
-            ok = isinstance(n, int) and not isinstance(n, bool) and n >= 1 and isinstance(cool, (int, float)) \
-                and cool > 0
-        if not ok:
-            raise ConfigError(f"circuit_breaker={cb!r}: expected (failures, cool_down_seconds), e.g. (5, 30.0): "
-                              "after 5 consecutive failures stop consuming for 30 s")
+    count_per_seconds_options = {"circuit_breaker": EXPECTED}
 
     def __init__(self, booster: Any) -> None:
         super().__init__(booster)
-        cb = self.booster.params.circuit_breaker
-        assert cb is not None  # the kernel switches a control on only when its parameter is set
-        n, cool = cb
-        self.threshold, self.cool_down = int(n), float(cool)
+        self.threshold, self.cool_down = count_per_seconds(self.params.circuit_breaker, "circuit_breaker", EXPECTED)
         self.state = CLOSED
         self.failures = 0
         self.opened_at = 0.0

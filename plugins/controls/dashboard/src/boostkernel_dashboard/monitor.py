@@ -20,8 +20,7 @@ import threading
 import time
 from typing import Any
 
-from boostkernel.control import Control, TaskContext
-from boostkernel.errors import ConfigError
+from boostkernel.control import Control, Repeating, TaskContext
 from boostkernel.logs import queue_logger
 from boostkernel.message import Envelope
 
@@ -163,6 +162,7 @@ class MonitorControl(Control):
     name = "monitor"
     order = ORDER_MONITOR
     needs_store = True
+    positive_seconds = {"monitor_interval": ""}
 
     def __init__(self, booster: Any) -> None:
         super().__init__(booster)
@@ -171,18 +171,11 @@ class MonitorControl(Control):
         # the consumer calls ``self.after``: bound to the counters' method itself, a message costs one call
         self.after = self.counters.finish  # type: ignore[method-assign]
         self.started_at = time.time()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        log = queue_logger(booster.queue)
+        self._reporter = Repeating(self.report, self.interval, f"boostkernel-monitor-{booster.queue}", first_now=True,
+                                   on_error=lambda: log.debug("monitor report failed", exc_info=True))
         self._flusher: _PublishFlusher | None = None
         self._registered_until = 0.0
-
-    @classmethod
-    def check(cls, booster: Any) -> None:
-        super().check(booster)
-        v = booster.params.monitor_interval
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0:
-            raise ConfigError(f"monitor_interval={v!r} on queue {booster.params.queue!r}: must be a positive "
-                              "number of seconds")
 
     # --- per message --------------------------------------------------------------------------
     def on_publish(self, envelope: Envelope) -> None:
@@ -202,14 +195,10 @@ class MonitorControl(Control):
     # --- reporting ----------------------------------------------------------------------------
     def start(self) -> None:
         self.started_at = time.time()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, daemon=True, name=f"boostkernel-monitor-{self.booster.queue}")
-        self._thread.start()
+        self._reporter.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
+        self._reporter.stop()
         try:
             self.booster.store.delete(mon_key(self.booster.queue, self.worker_id))
             update_index(self.booster.store, self.booster.queue, drop=(self.worker_id,))
@@ -238,13 +227,3 @@ class MonitorControl(Control):
         if now >= self._registered_until:
             update_index(store, queue, add=self.worker_id)
             self._registered_until = now + REGISTER_EVERY
-
-    def _loop(self) -> None:
-        log = queue_logger(self.booster.queue)
-        while True:
-            try:
-                self.report()
-            except Exception:  # noqa: BLE001 - monitoring must never stop consumption
-                log.debug("monitor report failed", exc_info=True)
-            if self._stop.wait(self.interval):
-                return

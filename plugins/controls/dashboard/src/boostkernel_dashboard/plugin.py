@@ -3,8 +3,6 @@ OpenTelemetry are imported when the dashboard starts or a control that needs the
 
 from __future__ import annotations
 
-from typing import Any
-
 from boostkernel import hookimpl
 from boostkernel.plugins import Registry
 
@@ -25,9 +23,3 @@ def register_controls(registry: Registry) -> None:
                          summary="boostkernel dashboard [MODULE]: the web dashboard (queues, workers, task "
                                  "records, charts, actions, /metrics)")
 
-
-@hookimpl
-def register_commands(cli: Any) -> None:
-    from .cli import dashboard_command
-
-    cli.add_command(dashboard_command, "dashboard")

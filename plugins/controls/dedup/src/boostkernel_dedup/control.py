@@ -53,6 +53,8 @@ class DedupControl(Control):
     name = "dedup"
     order = ORDER
     needs_store = True
+    requires = {"dedup": "dedup_ttl={params.dedup_ttl!r} on queue {params.queue!r} does nothing without dedup: "
+                         "use @boost({params.queue!r}, dedup=True, dedup_ttl={params.dedup_ttl!r})"}
 
     def __init__(self, booster: Any) -> None:
         super().__init__(booster)
@@ -70,9 +72,6 @@ class DedupControl(Control):
     def check(cls, booster: Any) -> None:
         super().check(booster)
         p = booster.params
-        if not p.dedup:
-            raise ConfigError(f"dedup_ttl={p.dedup_ttl!r} on queue {p.queue!r} does nothing without dedup: "
-                              f"use @boost({p.queue!r}, dedup=True, dedup_ttl={p.dedup_ttl!r})")
         if p.dedup_ttl is not None and (not isinstance(p.dedup_ttl, (int, float)) or p.dedup_ttl <= 0):
             raise ConfigError(f"dedup_ttl={p.dedup_ttl!r}: must be a positive number of seconds "
                               "(or None: skip identical calls forever)")

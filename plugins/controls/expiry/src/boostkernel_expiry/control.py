@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from boostkernel.control import Control, TaskContext
-from boostkernel.errors import ConfigError, Skip
+from boostkernel.errors import Skip
 
 from .options import ORDER
 
@@ -22,18 +22,11 @@ from .options import ORDER
 class ExpiryControl(Control):
     name = "expiry"
     order = ORDER
+    positive_seconds = {"expires": "(messages older than that are dropped)"}
 
     def __init__(self, booster: Any) -> None:
         super().__init__(booster)
         self.expires = self.booster.params.expires
-
-    @classmethod
-    def check(cls, booster: Any) -> None:
-        super().check(booster)
-        v = booster.params.expires
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0:
-            raise ConfigError(f"expires={v!r} on queue {booster.params.queue!r}: must be a positive number of "
-                              "seconds (messages older than that are dropped)")
 
     def before(self, ctx: TaskContext) -> None:
         env = ctx.envelope

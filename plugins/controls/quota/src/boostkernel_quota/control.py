@@ -12,36 +12,22 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from boostkernel.control import Control
-from boostkernel.errors import ConfigError
+from boostkernel.control import Control, count_per_seconds
 
 from .options import ORDER
+
+EXPECTED = "(runs, period_seconds), e.g. (1000, 86400) for at most 1000 task starts per day"
 
 
 class Quota(Control):
     name = "quota"
     order = ORDER
     needs_store = True
-
-    @classmethod
-    def check(cls, booster: Any) -> None:
-        super().check(booster)
-        q = booster.params.quota
-        ok = isinstance(q, (tuple, list)) and len(q) == 2
-        if ok:
-            runs, period = q
-            ok = isinstance(runs, int) and not isinstance(runs, bool) and runs >= 1 \
-                and isinstance(period, (int, float)) and period > 0
-        if not ok:
-            raise ConfigError(f"quota={q!r}: expected (runs, period_seconds), e.g. (1000, 86400) for at most "
-                              "1000 task starts per day")
+    count_per_seconds_options = {"quota": EXPECTED}
 
     def __init__(self, booster: Any) -> None:
         super().__init__(booster)
-        quota = self.booster.params.quota
-        assert quota is not None  # the kernel switches a control on only when its parameter is set
-        runs, period = quota
-        self.runs, self.period = int(runs), float(period)
+        self.runs, self.period = count_per_seconds(self.params.quota, "quota", EXPECTED)
         self.prefix = f"bk:quota:{booster.queue}:"
         self._exhausted_until = 0.0
 

@@ -26,13 +26,6 @@ def register_controls(registry: Registry) -> None:
     registry.add_booster_method("schedules", "boostkernel_schedule.plugin:list_schedules")
 
 
-@hookimpl
-def register_commands(cli: Any) -> None:
-    from .cli import scheduler_command
-
-    cli.add_command(scheduler_command, "scheduler")
-
-
 def add_schedule(booster: Booster[Any, Any], *, cron: str | None = None, interval: float | None = None,
                  at: datetime.datetime | float | None = None, args: Sequence[Any] = (),
                  kwargs: Mapping[str, Any] | None = None, id: str | None = None,  # noqa: A002

@@ -19,8 +19,7 @@ import threading
 import time
 from typing import Any
 
-from boostkernel.control import Control, TaskContext
-from boostkernel.errors import ConfigError
+from boostkernel.control import Control, Repeating, TaskContext
 from boostkernel.logs import queue_logger
 
 from .options import ORDER
@@ -33,6 +32,7 @@ _FAILED = frozenset(("failure", "dead"))
 class StatsControl(Control):
     name = "stats"
     order = ORDER
+    positive_seconds = {"stats_interval": ""}
 
     def __init__(self, booster: Any) -> None:
         super().__init__(booster)
@@ -42,17 +42,9 @@ class StatsControl(Control):
         self._runs = self._failures = 0
         self._duration = 0.0
         self.total_runs = self.total_failures = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._reporter = Repeating(self.report, self.interval, f"boostkernel-stats-{booster.queue}",
+                                   on_error=lambda: self.log.exception("stats report failed"))
         self._since = time.monotonic()
-
-    @classmethod
-    def check(cls, booster: Any) -> None:
-        super().check(booster)
-        v = booster.params.stats_interval
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0:
-            raise ConfigError(f"stats_interval={v!r} on queue {booster.params.queue!r}: must be a positive "
-                              "number of seconds")
 
     # --- per message --------------------------------------------------------------------------
     def after(self, ctx: TaskContext) -> None:
@@ -69,21 +61,11 @@ class StatsControl(Control):
     # --- reporting ----------------------------------------------------------------------------
     def start(self) -> None:
         self._since = time.monotonic()
-        self._thread = threading.Thread(target=self._loop, daemon=True, name=f"boostkernel-stats-{self.booster.queue}")
-        self._thread.start()
+        self._reporter.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
+        self._reporter.stop()
         self.report()  # the last partial interval
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.report()
-            except Exception:  # noqa: BLE001 - statistics must never stop consumption
-                self.log.exception("stats report failed")
 
     def report(self) -> dict[str, Any]:
         """Compute, log and publish the figures of the interval that just ended; reset the interval."""

@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from boostkernel.control import Control, TaskContext
-from boostkernel.errors import ConfigError, TaskTimeout
+from boostkernel.errors import TaskTimeout
 
 from .options import ORDER
 
@@ -35,16 +35,9 @@ from .options import ORDER
 class TimeoutControl(Control):
     name = "timeout"
     order = ORDER
-
-    @classmethod
-    def check(cls, booster: Any) -> None:
-        super().check(booster)
-        executor = getattr(booster, "executor_class", None)
-        if executor is not None and not executor.capabilities.timeout:
-            raise ConfigError(
-                f"timeout={booster.params.timeout!r} cannot work with concurrency={booster.params.concurrency!r}: "
-                f"that mode runs each task inline in its only thread and cannot stop it. Use concurrency='threads' "
-                f"(or 'asyncio' for async functions), or drop the timeout")
+    needs_executor = ("timeout", "timeout={params.timeout!r} cannot work with concurrency={params.concurrency!r}: "
+                      "that mode runs each task inline in its only thread and cannot stop it. Use "
+                      "concurrency='threads' (or 'asyncio' for async functions), or drop the timeout")
 
     def __init__(self, booster: Any) -> None:
         super().__init__(booster)

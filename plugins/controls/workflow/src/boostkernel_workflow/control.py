@@ -51,18 +51,16 @@ class WorkflowControl(Control):
     name = "workflow"
     order = ORDER
     needs_store = True
+    requires = {"results": "workflow=True on queue {params.queue!r} needs the members' results: "
+                           "use @boost({params.queue!r}, results=True, workflow=True)"}
 
     @classmethod
     def check(cls, booster: Any) -> None:
         super().check(booster)
-        p = booster.params
-        if not p.results:
-            raise ConfigError(f"workflow=True on queue {p.queue!r} needs the members' results: "
-                              f"use @boost({p.queue!r}, results=True, workflow=True)")
         if booster.broker_class.capabilities.needs_own_worker:
-            raise ConfigError(f"workflow=True on queue {p.queue!r}: broker {booster.broker_name!r} runs its tasks "
-                              "in its framework's own worker, where the workflow control does not run; use a "
-                              "broker that boostkernel consumes itself (sqlite, redis, rabbitmq ...)")
+            raise ConfigError(f"workflow=True on queue {booster.params.queue!r}: broker {booster.broker_name!r} runs "
+                              "its tasks in its framework's own worker, where the workflow control does not run; use "
+                              "a broker that boostkernel consumes itself (sqlite, redis, rabbitmq ...)")
 
     def after(self, ctx: TaskContext) -> None:
         meta = ctx.envelope.headers.get("wf")

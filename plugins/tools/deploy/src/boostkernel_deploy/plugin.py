@@ -3,8 +3,6 @@ and the command's module load when the CLI starts; asyncssh only when a deploy c
 
 from __future__ import annotations
 
-from typing import Any
-
 from boostkernel import hookimpl
 from boostkernel.plugins import Registry
 
@@ -15,9 +13,3 @@ def register_controls(registry: Registry) -> None:
                          summary="boostkernel deploy MODULE --host HOST / deploy status / deploy stop: consumers "
                                  "of a module on another host over SSH")
 
-
-@hookimpl
-def register_commands(cli: Any) -> None:
-    from .cli import deploy_command
-
-    cli.add_command(deploy_command, "deploy")

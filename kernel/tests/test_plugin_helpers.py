@@ -1,0 +1,74 @@
+"""Helpers the kernel offers plugins so that they do not each carry a copy of the same logic."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from boostkernel.broker import Broker, consumer_window, poll_claims
+from boostkernel.control import Control, count_per_seconds
+from boostkernel.errors import ConfigError
+from boostkernel.params import BoostParams
+
+
+def test_consumer_window_covers_running_and_prefetched_tasks() -> None:
+    assert consumer_window(None, 100) == 1  # direct use: exactly what fetch asks for
+    assert consumer_window(None, 100, unbound=16) == 16
+    assert consumer_window(BoostParams(queue="q", workers=1), 100) == 100
+    assert consumer_window(BoostParams(queue="q", workers=200), 100) == 200 + 400  # workers + 2 x workers
+    assert consumer_window(BoostParams(queue="q", workers=16, prefetch=7), 100) == 7
+    assert consumer_window(BoostParams(queue="q", workers=16, prefetch=0), 100) == 1
+
+
+class _Declared(Control):
+    name = "declared"
+    positive_seconds = {"every": "(how often)"}
+    count_per_seconds_options = {"limit": "(runs, seconds)"}
+    needs_executor = ("timeout", "limit cannot work with concurrency={params.concurrency!r}")
+    requires = {"results": "declared needs results on queue {params.queue!r}"}
+
+
+def _booster(can_timeout: bool = True, **params: Any) -> Any:
+    values = {"queue": "q", "concurrency": "threads", "every": 1.5, "limit": (3, 2), "results": True, **params}
+    executor = SimpleNamespace(capabilities=SimpleNamespace(timeout=can_timeout))
+    return SimpleNamespace(params=SimpleNamespace(**values), executor_class=executor)
+
+
+def test_declared_option_checks_of_a_control() -> None:
+    _Declared.check(_booster())
+    for bad in (0, -1, True, "5"):
+        with pytest.raises(ConfigError, match=rf"every={bad!r} on queue 'q': must be a positive number of "
+                                              r"seconds \(how often\)"):
+            _Declared.check(_booster(every=bad))
+    for wrong in ((0, 2), (3, 0), (3,), None, (1.5, 2)):
+        with pytest.raises(ConfigError, match=r"expected \(runs, seconds\)"):
+            _Declared.check(_booster(limit=wrong))
+    with pytest.raises(ConfigError, match="limit cannot work with concurrency='solo'"):
+        _Declared.check(_booster(can_timeout=False, concurrency="solo"))
+    with pytest.raises(ConfigError, match="declared needs results on queue 'q'"):
+        _Declared.check(_booster(results=False))
+    assert count_per_seconds([5, 30], "limit", "") == (5, 30.0)
+
+
+def test_take_buffered_and_poll_claims() -> None:
+    buf: deque[int] = deque([1, 2, 3])
+    ready = threading.Condition()
+    assert Broker.take_buffered(buf, ready, 2, 0.0) == [1, 2]
+    assert Broker.take_buffered(buf, ready, 5, 0.0) == [3]
+    assert Broker.take_buffered(buf, ready, 5, 0.0) == []
+    tries: list[int] = []
+
+    def claim() -> list[int]:
+        tries.append(1)
+        return [7] if len(tries) == 3 else []
+
+    woken: list[int] = []
+    closed = threading.Event()
+    assert poll_claims(claim, 10.0, ready, closed, woken=lambda: woken.append(1)) == [7]
+    assert len(woken) == 2
+    closed.set()
+    assert poll_claims(list, 10.0, ready, closed) == []  # closed: returns at once
