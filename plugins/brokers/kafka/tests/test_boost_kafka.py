@@ -48,7 +48,7 @@ def test_boosted_function_runs_requeues_and_dead_letters(broker_name: str) -> No
         assert dict(ran)[3] == 2  # the requeued copy carries its delivery count
         dead = work.dead_letters()
         assert [r.reason for r in dead] == [f"seven is bad ({broker_name})"]
-        assert wait_until(lambda: work.count() == 0, 10)  # committed up to the end
+        assert wait_until(lambda: work.count() == 0, 10)  # nothing waiting
     finally:
         work.stop()
     assert work.replay_dead_letters() == 1

@@ -36,18 +36,38 @@ def _fetch(b, n: int, timeout: float = 20.0):  # type: ignore[no-untyped-def]
 
 
 def test_out_of_order_acks_commit_only_the_contiguous_prefix() -> None:
-    b = _broker(f"sem_{uuid.uuid4().hex[:8]}")
+    q = f"sem_{uuid.uuid4().hex[:8]}"
+    b = _broker(q)
+    observer = _broker(q)  # does not consume: its count() is the group's lag, the committed offset
     try:
         b.publish_many(_msgs(20))
         got = _fetch(b, 20)
         assert len(got) == 20
+        assert b.count() == 0, "count() of the consumer that holds all 20 must exclude them"
         b.ack_many(got[5:])  # 0-4 still "running"
         time.sleep(0.5)  # several commit intervals pass
-        assert b.count() == 20, "the committed offset passed records that had not finished"
+        assert observer.count() == 20, "the committed offset passed records that had not finished"
         b.ack_many(got[:5])
-        assert wait_until(lambda: b.count() == 0, 10)
+        assert wait_until(lambda: observer.count() == 0, 10)
     finally:
         b.close()
+        observer.close()
+
+
+def test_count_excludes_what_this_consumer_holds_until_it_closes() -> None:
+    q = f"sem_{uuid.uuid4().hex[:8]}"
+    b = _broker(q)
+    observer = _broker(q)
+    try:
+        b.publish_many(_msgs(3))
+        assert len(_fetch(b, 1)) == 1
+        assert wait_until(lambda: b.count() == 2, 10), b.count()
+        assert observer.count() == 3, "another broker cannot know what this consumer holds"
+        b.close()  # the unacked one goes back: waiting again
+        assert b.count() == 3
+    finally:
+        b.close()
+        observer.close()
 
 
 def test_unfinished_records_come_back_to_the_next_member() -> None:

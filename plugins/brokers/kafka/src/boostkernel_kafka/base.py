@@ -18,7 +18,10 @@ small primitives; everything that decides *when* an offset may be committed live
   lists from that cursor, ``replay_dead_letters``/``purge_dead_letters`` move it forward.
 * **On revoke** (rebalance) buffered records of the revoked partitions are dropped, running ones get up to
   ``revoke_timeout`` seconds to finish, and the watermark is committed synchronously.
-* **count** is the group's lag; **purge** moves the group's committed offsets to the end of the log.
+* **count** is the group's lag minus the records this broker's own consumer handed out and has not committed
+  yet (fetched and unacked, or acked since the last commit); records that *other* consumers of the group
+  hold are still counted (nothing on the server says which they are). **purge** moves the group's
+  committed offsets to the end of the log.
 
 Delivery counts and crash loops (a log keeps neither):
 
@@ -152,6 +155,8 @@ class LogBroker(Broker):
         self.journal = RunningJournal(self.journal_dir, self.owner)
         self._marks: dict[int, int] = {}
         """Partition -> offset below which this group handed records out before (read at assignment)."""
+        self._handed: dict[int, int] = {}
+        """Partition -> offset after the last record :meth:`fetch` handed out in this assignment (under _cond)."""
 
         self.tracker = OffsetTracker()
         self._buffer: deque[Delivery] = deque()
@@ -308,7 +313,13 @@ class LogBroker(Broker):
                     return []
                 self._cond.wait(left)
             n = min(max_messages, len(buf))
-            return [buf.popleft() for _ in range(n)]
+            out = [buf.popleft() for _ in range(n)]
+            handed = self._handed
+            for d in out:
+                p, off, _ = d.tag
+                if off >= handed.get(p, 0):
+                    handed[p] = off + 1
+            return out
 
     def started(self, delivery: Delivery) -> None:
         """Record that this delivery runs now: one write(2) to this consumer's journal (see the module doc)."""
@@ -414,6 +425,7 @@ class LogBroker(Broker):
                 p, off, _ = d.tag
                 first_dropped[p] = min(off, first_dropped.get(p, off))
             self._buffer.clear()  # never started: not committed, so the group reads them again
+            self._handed.clear()
         if self.delivery_counts and first_dropped:
             try:  # they never reached the application: the next owner must not count them as redelivered
                 self._write_marks(first_dropped)
@@ -559,6 +571,9 @@ class LogBroker(Broker):
     # rebalance callbacks (run inside poll, on the poll thread)
     def _on_assigned(self, partitions: list[int]) -> None:
         self.log.debug("assigned partitions %s of %r", partitions, self.topic)
+        with self._cond:
+            for p in partitions:
+                self._handed.pop(p, None)
         if partitions:
             self._c_start_from_committed(partitions)
             if self.delivery_counts:
@@ -587,6 +602,8 @@ class LogBroker(Broker):
                 else:
                     keep.append(d)
             self._buffer = keep
+            for p in revoked:
+                self._handed.pop(p, None)
         targets = {}
         for p in revoked:
             target = first_dropped.get(p)
@@ -634,11 +651,16 @@ class LogBroker(Broker):
 
     # --- count and purge ----------------------------------------------------------------------------
     def count(self) -> int:
-        """The group's lag: records after the committed offset of every partition (includes records that
-        live consumers fetched and have not finished yet)."""
+        """Records waiting: the group's lag (records after the committed offset of every partition) minus
+        those this broker's consumer handed out by :meth:`fetch` and has not committed yet (in flight, or
+        acked since the last commit). Records buffered but not handed out are waiting. Records that
+        *other* consumers of the group fetched and have not committed are counted: a log does not say
+        which records a consumer holds."""
         self.ensure_topics(self.topic)
-        return sum(max(0, hw - committed) for _, committed, hw in
-                   self._i_positions(self.topic, self.group_id).values())
+        positions = self._i_positions(self.topic, self.group_id)
+        with self._cond:  # read after the committed offsets: a commit in between only lowers the count
+            handed = dict(self._handed) if self._consuming() else {}
+        return sum(max(0, hw - max(committed, handed.get(p, 0))) for p, (_, committed, hw) in positions.items())
 
     def purge(self) -> int:
         """Skip every record now waiting: the group's committed offsets move to the end of the log.
@@ -660,6 +682,8 @@ class LogBroker(Broker):
             mine = [p for p in self._c_assigned() if p in ends]
             with self._cond:
                 self._buffer = deque(d for d in self._buffer if d.tag[0] not in mine)
+                for p in mine:
+                    self._handed.pop(p, None)
             for p in mine:
                 self.tracker.reset(p, ends[p])
                 self._c_seek(p, ends[p])
