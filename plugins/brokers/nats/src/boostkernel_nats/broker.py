@@ -386,14 +386,15 @@ class NatsBroker(Broker):
         return out
 
     def _pull_ahead(self) -> None:
-        """Start a pull for the room left in the window if the buffer is below half of it (loop thread)."""
+        """Start a pull for the room left in the window when a quarter of it is free (loop thread): the
+        buffer is topped up while it still holds most of a window, not only once it is below half."""
         self._ahead_asked = False
         if self._pull_task is not None or self._closed or self._psub is None:
             return
         if self._settle:  # settled messages free room in the window
             self._flush_settles()
         room = self.window - len(self._held)
-        if len(self._buffer) < self.window // 2 and room >= max(1, self.window // 4):
+        if room >= max(1, self.window // 4):
             self._start_pull(self._psub, room, 1.0)
 
     def _start_pull(self, psub: Any, n: int, timeout: float) -> asyncio.Task[None]:
@@ -474,7 +475,7 @@ class NatsBroker(Broker):
             except IndexError:
                 pass
             if out:
-                if not self._ahead_asked and (len(buf) < self.window // 2 or self._settle) and self._io is not None:
+                if not self._ahead_asked and self._io is not None:
                     self._ahead_asked = True
                     try:
                         self._io.call_soon(self._pull_ahead)
