@@ -106,6 +106,10 @@ class BrokerCapabilities:
     """Producers and consumers may live in different processes."""
     needs_own_worker: bool = False
     """A whole framework (celery, rq …) runs the tasks; the kernel's consume loop is not used."""
+    fetch_any_thread: bool = False
+    """``fetch`` may be called from any thread (one call at a time). The consume loop then starts a lone message
+    on the thread that fetched it, while a standby thread takes over fetching (``threads`` mode: an idle
+    worker saves the hand-off to a sleeping pool thread, about 0.2 ms)."""
     recovery_seconds: float = 15.0
     """With ``ack``: at default settings, the most seconds from a consumer's death (kill -9) until its
     unsettled messages can be fetched again. The contract suite checks it."""

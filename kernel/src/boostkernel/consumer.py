@@ -22,6 +22,7 @@ from .broker import Broker, Delivery, Outgoing
 from .context import Outcome, TaskContext, _current, current_task, outcome_of, worker_id
 from .control import Control, overrides
 from .errors import DeadLetter, MessageDecodeError, Requeue, Retry, Skip
+from .executor import Executor
 from .logs import current_task_id, install_task_record_factory, queue_logger
 from .message import Envelope, decode
 from .modes import check_can_start
@@ -31,7 +32,6 @@ from .signing import Signer, open_envelope
 
 if TYPE_CHECKING:
     from .booster import Booster
-    from .executor import Executor
 
 __all__ = ["Consumer", "current_task", "worker_id", "start_consumer", "running_consumers", "stop_all",
            "DEFAULT_RETRY_LIMIT"]
@@ -82,6 +82,21 @@ class _Job:
             next(c._finished)
 
 
+class _HandoffJob(_Job):
+    """A lone message run on the thread that fetched it: it first hands fetching to the standby thread."""
+
+    __slots__ = ()
+
+    def run(self) -> None:
+        c = self.consumer
+        c._holder = None
+        try:
+            c._baton.release()
+        except RuntimeError:  # stop() released it already to wake the standby thread
+            pass
+        _Job.run(self)
+
+
 class Consumer:
     def __init__(self, booster: Booster[Any, Any]) -> None:
         self.booster = booster
@@ -102,6 +117,16 @@ class Consumer:
         self.stopped = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
+        #: Leader/follower fetching: with a broker that can fetch from any thread and a mode that can run a job
+        #: on the calling thread, two threads take turns fetching (the baton is the right to fetch). The one
+        #: that fetched a lone message runs it itself and hands the baton to the other, so an idle worker's
+        #: message starts without waking a pool thread.
+        self._handoff = self.broker.capabilities.fetch_any_thread and type(self.executor).run_here is not Executor.run_here
+        self._baton = threading.Lock()  # a plain lock: released by one thread, taken by the other (a cheap wake)
+        self._holder: threading.Thread | None = None
+        self._standing_by = 0  # threads waiting for the baton (under _turns)
+        self._turns = threading.Lock()
         self.processed = 0
         #: Tasks running now, by id(ctx) (so stop() can name the ones it abandons).
         self.in_flight: dict[int, TaskContext] = {}
@@ -182,9 +207,15 @@ class Consumer:
         for c in self.controls:
             c.start()
         self.running = True
-        self._thread = threading.Thread(target=self._dispatch_loop, name=f"boostkernel-fetch-{self.booster.queue}",
-                                        daemon=True)  # stopped by the exit hook (signals.install_exit_hook)
-        self._thread.start()
+        q = self.booster.queue
+        if self._handoff:
+            self._threads = [threading.Thread(target=self._take_turns, name=f"boostkernel-fetch-{q}-{i}", daemon=True)
+                             for i in (1, 2)]
+        else:  # stopped by the exit hook (signals.install_exit_hook)
+            self._threads = [threading.Thread(target=self._dispatch_loop, name=f"boostkernel-fetch-{q}", daemon=True)]
+        self._thread = self._threads[0]
+        for t in self._threads:
+            t.start()
         self.log.debug("consuming queue %r with %s x%d on %s", self.booster.queue, self.params.concurrency,
                        self.params.workers, self.broker.describe())
 
@@ -193,9 +224,16 @@ class Consumer:
         if not self.running:
             return
         self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
-        self.executor.shutdown(wait=True, timeout=timeout)
+        if self._handoff:
+            try:
+                self._baton.release()  # the standby thread wakes now (and sees the stop), not at its next timeout
+            except RuntimeError:  # not held: being handed over right now
+                pass
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            if t is not threading.current_thread():
+                t.join(max(0.0, deadline - time.monotonic()))
+        self.executor.shutdown(wait=True, timeout=max(0.0, deadline - time.monotonic()))
         abandoned = [ctx.envelope.id for ctx in list(self.in_flight.values())]
         if abandoned:
             self.log.warning(
@@ -213,7 +251,30 @@ class Consumer:
         self.running = False
         self.stopped.set()
 
-    def _dispatch_loop(self) -> None:
+    def _take_turns(self) -> None:
+        """A fetching thread with a standby (see ``_handoff``): wait for the baton, fetch and dispatch until a lone
+        message is run here, then wait again."""
+        me, baton, stop, turns = threading.current_thread(), self._baton, self._stop, self._turns
+        while not stop.is_set():
+            try:
+                if self._holder is not me:
+                    with turns:
+                        self._standing_by += 1
+                    try:
+                        got = baton.acquire(timeout=1.0)
+                    finally:
+                        with turns:
+                            self._standing_by -= 1
+                    if not got:
+                        continue
+                    self._holder = me
+                if not stop.is_set():
+                    self._dispatch_loop(lone_here=True)
+            except BaseException:  # noqa: BLE001 - e.g. a cancel aimed at a task this thread ran, arriving late
+                self.log.exception("fetch thread of queue %r: unexpected error; going on", self.booster.queue)
+                stop.wait(0.1)
+
+    def _dispatch_loop(self, lone_here: bool = False) -> None:
         broker, executor, gates, stop = self.broker, self.executor, self.gates, self._stop
         prefetch = max(1, self.params.effective_prefetch)
         park = not broker.capabilities.delay
@@ -256,6 +317,10 @@ class Consumer:
                         self._wait_idle()
                         continue
                     self._submitted += 1
+                    # a lone message with the standby thread waiting: run it here (the baton passes first)
+                    if lone_here and len(batch) == 1 and self._standing_by and executor.run_here(
+                            _HandoffJob(self, delivery)):
+                        return
                     executor.submit(_Job(self, delivery))
                 except Exception:
                     if not stop.is_set():

@@ -57,6 +57,14 @@ class Executor(abc.ABC):
         """How many more jobs could start now without blocking (a hint for fetch sizes)."""
         return self.max_workers
 
+    def run_here(self, job: Job) -> bool:
+        """Run ``job`` in the calling thread, counted against ``max_workers`` like a submitted job, if a slot is
+        free now; ``False`` (nothing run) if none is, or if this mode cannot (the default).
+
+        The consume loop calls it with a lone message on a broker declaring ``fetch_any_thread``, having handed
+        fetching to its standby thread: the message starts without waking a pool thread."""
+        return False
+
     @abc.abstractmethod
     def shutdown(self, wait: bool = True, timeout: float | None = None) -> None:
         """Stop accepting jobs; with ``wait``, let running jobs finish (at most ``timeout`` seconds)."""

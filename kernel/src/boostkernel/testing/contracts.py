@@ -116,6 +116,24 @@ class BrokerContract(DeliveryContract, _Contract):
         assert {d.id for d in first + rest} == {m.id for m in msgs}
         broker.ack_many(first + rest)
 
+    @requires("fetch_any_thread")
+    def test_fetch_from_threads_in_turn(self, broker: Broker) -> None:
+        """``fetch_any_thread``: fetches made in turn by different threads (as the consume loop's two fetching
+        threads make them) deliver every message once, and acks made from yet another thread settle them."""
+        msgs = [_msg({"i": i}) for i in range(30)]
+        broker.publish_many(msgs)
+        got: list[Any] = []
+        deadline = time.monotonic() + 10 * self.settle_time
+        while len(got) < len(msgs) and time.monotonic() < deadline:
+            t = threading.Thread(target=lambda: got.extend(broker.fetch(7, 1.0)))  # a new thread every turn
+            t.start()
+            t.join()
+        ids = [d.id for d in got]
+        assert len(ids) == len(set(ids)), "a message was delivered twice"
+        assert set(ids) == {m.id for m in msgs}
+        broker.ack_many(got)
+        assert broker.fetch(1, 0.3) == []
+
     def test_concurrent_producers_exactly_once_each(self, broker: Broker) -> None:
         ids: list[str] = []
         lock = threading.Lock()

@@ -77,7 +77,7 @@ class MemoryBroker(Broker):
     default_store = "memory"  # results of an in-process queue stay in the process
     capabilities = BrokerCapabilities(
         ack=True, requeue=True, priority=True, delay=True, durable=False, count=True, purge=True,
-        batch_publish=True, dead_letter=True, cross_process=False,
+        batch_publish=True, dead_letter=True, cross_process=False, fetch_any_thread=True,
     )
 
     def __init__(self, queue: str, url: str | None = None, params: Any = None, **options: Any) -> None:

@@ -279,7 +279,7 @@ class RedisBroker(AckBatching, Broker):
     name = "redis"
     capabilities = BrokerCapabilities(
         ack=True, requeue=True, priority=True, delay=True, durable=True, count=True, purge=True,
-        batch_publish=True, dead_letter=True, cross_process=True,
+        batch_publish=True, dead_letter=True, cross_process=True, fetch_any_thread=True,
     )
     default_url = DEFAULT_URL
     default_store = "redis"
@@ -360,16 +360,21 @@ class RedisBroker(AckBatching, Broker):
         else:
             self._retrying(self._send_batch, [item])
 
+    def _thread_connection(self, slot: str, client: Any) -> Any:
+        """This thread's own connection of ``client`` for ``slot`` (made on first use, and again in a forked
+        child: a socket is never shared with the parent)."""
+        mine = self._local.__dict__.get(slot)
+        if mine is None or mine[0] != os.getpid():
+            mine = self._local.__dict__[slot] = (os.getpid(), own_connection(client))
+        return mine[1]
+
     def _rpush(self, key: str, value: bytes) -> None:
         """One RPUSH on this thread's own connection: the lean path of a one-by-one ``publish``
         (no pool checkout, no per-command instrumentation); errors close the connection."""
         if not self._direct:  # a cluster (the key's slot picks the node) or Sentinel
             self.redis.rpush(key, value)
             return
-        conn = getattr(self._local, "conn", None)
-        if conn is None or self._local.pid != os.getpid():  # never share a socket with a forked parent
-            conn = self._local.conn = own_connection(self.redis)
-            self._local.pid = os.getpid()
+        conn = self._thread_connection("publish", self.redis)
         try:
             conn.send_command("RPUSH", key, value)
             conn.read_response()
@@ -518,10 +523,7 @@ class RedisBroker(AckBatching, Broker):
         """The fetch script, after a BLMOVE into our landing list when ``wait`` is set (Redis runs the script as
         soon as the BLMOVE returns: it takes what landed), in one round trip on this thread's own connection. The lean path of a plain pool: redis-py's pipeline costs ~0.15 ms a round
         trip, which an idle worker pays between the message's arrival and its start."""
-        conn = getattr(self._local, "fetch_conn", None)
-        if conn is None or self._local.fetch_pid != os.getpid():  # never share a socket with a forked parent
-            conn = self._local.fetch_conn = own_connection(self._fetch_client)
-            self._local.fetch_pid = os.getpid()
+        conn = self._thread_connection("fetch", self._fetch_client)
         evalsha = ("EVALSHA", self._fetch_script.sha, 1, self._q0, self.base, self.cid, n, len(acks), *acks)
         cmds = [evalsha] if wait is None else [("BLMOVE", self._q0, self._landing, "LEFT", "RIGHT", wait), evalsha]
         replies: list[Any] = []

@@ -56,6 +56,24 @@ class ThreadsExecutor(Executor):
         if grow:
             t.start()
 
+    def run_here(self, job: Job) -> bool:
+        if not self._slots.acquire(blocking=False):
+            return False
+        with self._lock:
+            if self._shutdown:
+                self._slots.release()
+                return False
+            self._running += 1
+        try:
+            job.run()
+        except BaseException:  # noqa: BLE001 - as in a pool thread: the caller's loop goes on
+            log.exception("job crashed")
+        finally:
+            with self._lock:
+                self._running -= 1
+            self._slots.release()
+        return True
+
     def _worker(self) -> None:
         jobs, lock, slots = self._jobs, self._lock, self._slots
         me = threading.current_thread()
