@@ -13,9 +13,9 @@ core subscription on its own inbox ``<inbox>.*`` receives the messages of pull r
 server sends each message as soon as it is there. The subscription's callback appends each one to a buffer
 (a deque under a ``threading.Condition``) and the kernel's ``fetch`` takes from it in its own thread, waiting
 on the condition when it is empty. Status replies (``408`` request expired, ``409`` request ended, with
-``Nats-Pending-Messages``) only settle the accounting of the requests in flight. The window (``broker_options``
-``window``, see :func:`default_window`) bounds
-the messages held plus the batch credit still asked for; a new request goes out once a quarter of it is free.
+``Nats-Pending-Messages``) only settle the accounting of the requests in flight. The window
+(``broker_options`` ``window``, see :func:`default_window`) bounds the messages held plus the batch credit
+still asked for; a new request goes out once a quarter of it is free.
 
 Topology (created on first use, file storage, so durable across a server restart):
 
