@@ -85,6 +85,8 @@ SETTLE_DELAY = 0.05
 """Seconds within which the loop's settle task sends acks that no fetch took along."""
 PULL_EXPIRES = 5.0
 """Seconds a pull request waits at the server for messages (it returns each one as it comes)."""
+PULL_GRACE = 1.0
+"""Seconds past its expiry after which a pull request whose status never came (a lost reply) is forgotten."""
 MAX_REQUESTS = 16
 """Pull requests in flight at once, at most."""
 PUBLISH_WINDOW = 500
@@ -377,13 +379,16 @@ class NatsBroker(Broker):
     async def _subscription(self) -> Any:
         if self._sub is None:
             await self._ensure_topology()
-            self.crash_charges.sweep()
-            self.journal.open()
-            nc = self._nc
-            self._inbox = nc.new_inbox()
-            self._sub = await nc.subscribe(self._inbox + ".*", cb=self._on_msg)
-            loop = asyncio.get_running_loop()
-            self._hb_task = [loop.create_task(self._heartbeat()), loop.create_task(self._ticker())]
+            assert self._alock is not None
+            async with self._alock:  # two threads' first fetches subscribe once
+                if self._sub is None:
+                    self.crash_charges.sweep()
+                    self.journal.open()
+                    nc = self._nc
+                    self._inbox = nc.new_inbox()
+                    self._sub = await nc.subscribe(self._inbox + ".*", cb=self._on_msg)
+                    loop = asyncio.get_running_loop()
+                    self._hb_task = [loop.create_task(self._heartbeat()), loop.create_task(self._ticker())]
         return self._sub
 
     async def _heartbeat(self) -> None:
@@ -439,7 +444,7 @@ class NatsBroker(Broker):
             return  # not worth a request yet: messages are on their way or waiting in the buffer
         self._req_seq += 1
         token = str(self._req_seq)
-        self._reqs[token] = [room, time.monotonic() + PULL_EXPIRES + 1.0]
+        self._reqs[token] = [room, time.monotonic() + PULL_EXPIRES + PULL_GRACE]
         self._credit += room
         payload = b'{"batch":%d,"expires":%d}' % (room, int(PULL_EXPIRES * 1e9))
         asyncio.get_running_loop().create_task(
