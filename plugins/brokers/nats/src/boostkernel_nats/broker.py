@@ -224,6 +224,8 @@ class NatsBroker(Broker):
         """Messages pulled and not settled, by reply subject (loop thread only)."""
         self._settle: collections.deque[tuple[Any, bytes]] = collections.deque()
         self._flush_scheduled = False
+        self._wake_at = max(1, self.window // 4)
+        """Queued acks that wake the loop thread (see :meth:`_queue_settle`)."""
         self._cond = threading.Condition(threading.Lock())
         self._buffer: collections.deque[Delivery] = collections.deque()
         """Pulled and not yet handed to the kernel (under ``_cond``); held, so heartbeated."""
@@ -408,8 +410,6 @@ class NatsBroker(Broker):
         lost status), and ask for more when the window has room (loop thread)."""
         while True:
             await asyncio.sleep(SETTLE_DELAY)
-            if self._settle:
-                self._flush_settles()
             reqs = self._reqs
             if reqs:
                 now = time.monotonic()
@@ -417,7 +417,7 @@ class NatsBroker(Broker):
                     del reqs[token]
                 if not reqs:
                     self._credit = 0
-            self._pull_ahead()
+            self._pull_ahead()  # sends the queued acks first
 
     async def _reconnected(self) -> None:
         """A new connection: the server dropped our pull requests with the old one (no interest)."""
@@ -429,7 +429,10 @@ class NatsBroker(Broker):
         """Publish a pull request for the room left in the window (loop thread). The window bounds the
         messages held (buffered, prefetched by the kernel or running) plus the credit of the requests in
         flight; a new request goes out when a quarter of the window is free (any of it when nothing is on
-        its way and the buffer is empty), so the next messages come while the kernel runs these."""
+        its way and the buffer is empty), so the next messages come while the kernel runs these. Sends
+        the queued acks first (they free room)."""
+        if self._settle:
+            self._flush_settles()
         if self._closing or self._sub is None or time.monotonic() < self._backoff_until:
             return
         nc = self._nc
@@ -581,23 +584,25 @@ class NatsBroker(Broker):
         self.journal.started(delivery.id)
 
     def _queue_settle(self, items: Iterable[tuple[Any, bytes]]) -> None:
-        """Queue acks / NAKs (any thread) and wake the loop thread once for all queued so far: it sends them
-        in one task and asks for more messages (the settled ones made room in the window)."""
+        """Queue acks / NAKs (any thread). Once a quarter of the window is queued, wake the loop thread (once
+        for all queued so far): it sends them in one task and asks for more messages (they made room);
+        fewer wait for its next tick (``SETTLE_DELAY``) or for a ``fetch`` that finds the buffer empty."""
         io = self._io
         if io is None or self._closed:
             return  # stale: the message is redelivered after its ack_wait
         with self._lock:
-            self._settle.extend(items)
-            if self._flush_scheduled:
+            settle = self._settle
+            settle.extend(items)
+            if self._flush_scheduled or len(settle) < self._wake_at:
                 return
             self._flush_scheduled = True
         try:
-            io.call_soon(self._flush_settles)
+            io.call_soon(self._pull_ahead)
         except RuntimeError:  # the loop is closed
             pass
 
     def _flush_settles(self) -> None:
-        """Take every queued settle and send them in one task, in order; then pull ahead (loop thread)."""
+        """Take every queued settle and send them in one task, in order (loop thread)."""
         with self._lock:
             items = list(self._settle)
             self._settle.clear()
@@ -607,7 +612,6 @@ class NatsBroker(Broker):
             for msg, _ in items:
                 held.pop(msg.reply, None)
             asyncio.get_running_loop().create_task(_send_settles(self._nc, items))
-            self._pull_ahead()
 
     def ack(self, delivery: Delivery) -> None:
         self.journal.finished(delivery.id)
