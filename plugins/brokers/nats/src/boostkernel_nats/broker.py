@@ -1,9 +1,21 @@
 """The NATS JetStream broker (nats-py) behind the kernel's synchronous Broker interface.
 
 nats-py is asyncio-only. Each broker runs its own event loop in a dedicated daemon thread (``boostkernel-nats``)
-that owns the connection; the synchronous methods hand coroutines to it (``run_coroutine_threadsafe``) and
-wait with a timeout. Acks, naks and in-progress signals are fire-and-forget publishes to the message's
-reply subject, queued from any thread and sent by the loop in one batch (no round trip per ack).
+that owns the connection; publishing and the admin calls hand coroutines to it (``run_coroutine_threadsafe``)
+and wait with a timeout. Acks, naks and in-progress signals are fire-and-forget publishes to the message's
+reply subject, queued from any thread and sent by the loop in one batch (one wake-up of the loop per batch,
+no round trip per ack).
+
+Consuming does not use nats-py's ``PullSubscription`` (its ``fetch(n)`` hands a batch over only once the whole
+pull is complete, at a task and a ``wait_for`` per message): the broker speaks the pull protocol itself. A
+core subscription on its own inbox ``<inbox>.*`` receives the messages of pull requests it publishes to
+``$JS.API.CONSUMER.MSG.NEXT.<stream>.bk`` (JSON ``{"batch": n, "expires": ns}``, reply ``<inbox>.<n>``); the
+server sends each message as soon as it is there. The subscription's callback appends each one to a buffer
+(a deque under a ``threading.Condition``) and the kernel's ``fetch`` takes from it in its own thread, waiting
+on the condition when it is empty. Status replies (``408`` request expired, ``409`` request ended, with
+``Nats-Pending-Messages``) only settle the accounting of the requests in flight. The window
+(``broker_options`` ``window``, see :func:`default_window`) bounds the messages held plus the batch credit
+still asked for; a new request goes out once a quarter of it is free.
 
 Topology (created on first use, file storage, so durable across a server restart):
 
@@ -71,6 +83,12 @@ H_ID, H_REASON, H_FAILED_AT, H_ETA = "Bk-Id", "Bk-Reason", "Bk-Failed-At", "Bk-E
 CONSUMER = "bk"
 SETTLE_DELAY = 0.05
 """Seconds within which the loop's settle task sends acks that no fetch took along."""
+PULL_EXPIRES = 5.0
+"""Seconds a pull request waits at the server for messages (it returns each one as it comes)."""
+PULL_GRACE = 1.0
+"""Seconds past its expiry after which a pull request whose status never came (a lost reply) is forgotten."""
+MAX_REQUESTS = 16
+"""Pull requests in flight at once, at most."""
 PUBLISH_WINDOW = 500
 """Publishes in flight at once (their PubAcks awaited together) in ``publish_many``."""
 MIN_WINDOW = 100
@@ -195,17 +213,32 @@ class NatsBroker(Broker):
         self._io: _Loop | None = None
         self._nc: Any = None
         self._js: Any = None
-        self._psub: Any = None
+        self._sub: Any = None
+        """The core subscription on ``<inbox>.*`` that receives our pull requests' messages."""
+        self._inbox = ""
+        self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{CONSUMER}"
         self._topology = False
         self._closed = False
+        self._closing = False
         self._held: dict[str, Any] = {}
-        """Messages fetched and not settled, by reply subject (loop thread only)."""
+        """Messages pulled and not settled, by reply subject (loop thread only)."""
         self._settle: collections.deque[tuple[Any, bytes]] = collections.deque()
+        self._flush_scheduled = False
+        self._wake_at = max(1, self.window // 4)
+        """Queued acks that wake the loop thread (see :meth:`_queue_settle`)."""
+        self._cond = threading.Condition(threading.Lock())
         self._buffer: collections.deque[Delivery] = collections.deque()
-        """Pulled and not yet handed to the kernel (loop thread only); held, so heartbeated."""
-        self._pull_task: asyncio.Task[None] | None = None
-        self._pull_error: BaseException | None = None
-        self._ahead_asked = False
+        """Pulled and not yet handed to the kernel (under ``_cond``); held, so heartbeated."""
+        self._waiting = 0
+        self._demand = 0
+        """What the waiting :meth:`fetch` asked for: pulled even past the window (as the kernel asks for it)."""
+        """Threads waiting in :meth:`fetch` for the buffer (under ``_cond``): the callback signals only then."""
+        self._reqs: dict[str, list[Any]] = {}
+        """Pull requests in flight (loop thread): token -> [batch left (estimated), local expiry]."""
+        self._credit = 0
+        """Messages asked for and not yet received (loop thread)."""
+        self._req_seq = 0
+        self._backoff_until = 0.0
         self._hb_task: Any = None
         self._alock: asyncio.Lock | None = None
 
@@ -249,7 +282,8 @@ class NatsBroker(Broker):
             nc = await nats.connect(self.url, connect_timeout=self.connect_timeout, max_reconnect_attempts=1,
                                     reconnect_time_wait=0.5, allow_reconnect=True, ping_interval=5,
                                     max_outstanding_pings=3, name=f"boostkernel {self.queue}",
-                                    disconnected_cb=disconnected, error_cb=error)
+                                    disconnected_cb=disconnected, error_cb=error,
+                                    reconnected_cb=self._reconnected)
             nc.options["max_reconnect_attempts"] = -1
         except Exception as exc:  # noqa: BLE001
             raise BrokerUnavailable(f"cannot connect to NATS at {mask_url(self.url)}: "
@@ -339,15 +373,25 @@ class NatsBroker(Broker):
             self._run(self._publish(messages), self.publish_timeout + 5)
 
     # --- consuming ----------------------------------------------------------------------------------
+    # Our own pull protocol (nats-py's PullSubscription.fetch hands a batch over only when the whole pull
+    # completes, with a task and a wait_for per message): a core subscription on our inbox ``<inbox>.*``
+    # receives the JetStream messages of pull requests published to ``$JS.API.CONSUMER.MSG.NEXT`` with
+    # reply ``<inbox>.<request number>``; its callback (loop thread) appends each message to a buffer that
+    # the kernel's thread takes from under a threading.Condition.
     async def _subscription(self) -> Any:
-        if self._psub is None:
+        if self._sub is None:
             await self._ensure_topology()
-            self.crash_charges.sweep()
-            self.journal.open()
-            self._psub = await self._js.pull_subscribe_bind(durable=CONSUMER, stream=self.stream)
-            loop = asyncio.get_running_loop()
-            self._hb_task = [loop.create_task(self._heartbeat()), loop.create_task(self._settler())]
-        return self._psub
+            assert self._alock is not None
+            async with self._alock:  # two threads' first fetches subscribe once
+                if self._sub is None:
+                    self.crash_charges.sweep()
+                    self.journal.open()
+                    nc = self._nc
+                    self._inbox = nc.new_inbox()
+                    self._sub = await nc.subscribe(self._inbox + ".*", cb=self._on_msg)
+                    loop = asyncio.get_running_loop()
+                    self._hb_task = [loop.create_task(self._heartbeat()), loop.create_task(self._ticker())]
+        return self._sub
 
     async def _heartbeat(self) -> None:
         """Keep every held message (prefetched or running) from redelivery: +WPI restarts its ack_wait."""
@@ -361,73 +405,106 @@ class NatsBroker(Broker):
                     self.log.debug("in-progress signal failed: %s", exc)
                     break
 
-    async def _fetch(self, n: int, timeout: float) -> list[Delivery]:
-        """Up to ``n`` deliveries from the local buffer, which pull requests (one at a time) fill. This
-        consumer holds at most ``window`` messages (buffered, prefetched by the kernel or running; more only
-        when the kernel asks for more at once): a pull ahead starts as soon as the buffer runs low and the
-        window has room, so the next batch is on its way while the kernel runs this one (loop thread)."""
-        psub = await self._subscription()
-        if self._settle:  # acks of the previous batch go out with this pull request
-            self._flush_settles()
-        buf = self._buffer
-        if not buf:
-            deadline = time.monotonic() + timeout
-            while not buf:
-                if self._pull_error is not None:
-                    exc, self._pull_error = self._pull_error, None
-                    raise exc
-                left = deadline - time.monotonic()
-                if left < 0.01:
-                    return []
-                task = self._pull_task or self._start_pull(psub, max(n, self.window - len(self._held)), left)
-                await asyncio.wait((task,), timeout=left)
-        out = [buf.popleft() for _ in range(min(n, len(buf)))]
+    async def _ticker(self) -> None:
+        """Every ``SETTLE_DELAY``: send acks no wake-up sent, forget pull requests past their expiry (a
+        lost status), and ask for more when the window has room (loop thread)."""
+        while True:
+            await asyncio.sleep(SETTLE_DELAY)
+            reqs = self._reqs
+            if reqs:
+                now = time.monotonic()
+                for token in [t for t, r in reqs.items() if r[1] < now]:
+                    del reqs[token]
+                if not reqs:
+                    self._credit = 0
+            self._pull_ahead()  # sends the queued acks first
+
+    async def _reconnected(self) -> None:
+        """A new connection: the server dropped our pull requests with the old one (no interest)."""
+        self._reqs.clear()
+        self._credit = 0
         self._pull_ahead()
-        return out
 
     def _pull_ahead(self) -> None:
-        """Start a pull for the room left in the window when a quarter of it is free (loop thread): the
-        buffer is topped up while it still holds most of a window, not only once it is below half."""
-        self._ahead_asked = False
-        if self._pull_task is not None or self._closed or self._psub is None:
-            return
-        if self._settle:  # settled messages free room in the window
+        """Publish a pull request for the room left in the window (loop thread). The window bounds the
+        messages held (buffered, prefetched by the kernel or running) plus the credit of the requests in
+        flight; a new request goes out when a quarter of the window is free (any of it when nothing is on
+        its way and the buffer is empty), so the next messages come while the kernel runs these. Sends
+        the queued acks first (they free room)."""
+        if self._settle:
             self._flush_settles()
-        room = self.window - len(self._held)
-        if room >= max(1, self.window // 4):
-            self._start_pull(self._psub, room, 1.0)
+        if self._closing or self._sub is None or time.monotonic() < self._backoff_until:
+            return
+        nc = self._nc
+        if nc is None or not nc.is_connected:
+            return
+        room = self.window - len(self._held) - self._credit
+        if self._waiting and not self._buffer:  # the kernel waits for this many: more than the window if need be
+            room = max(room, self._demand - self._credit)
+        if room <= 0 or len(self._reqs) >= MAX_REQUESTS:
+            return
+        if room < max(1, self.window // 4) and (self._credit or self._buffer):
+            return  # not worth a request yet: messages are on their way or waiting in the buffer
+        self._req_seq += 1
+        token = str(self._req_seq)
+        self._reqs[token] = [room, time.monotonic() + PULL_EXPIRES + PULL_GRACE]
+        self._credit += room
+        payload = b'{"batch":%d,"expires":%d}' % (room, int(PULL_EXPIRES * 1e9))
+        asyncio.get_running_loop().create_task(
+            _publish_quietly(nc, self._next_subject, payload, f"{self._inbox}.{token}"))
 
-    def _start_pull(self, psub: Any, n: int, timeout: float) -> asyncio.Task[None]:
-        task = asyncio.get_running_loop().create_task(self._pull(psub, n, timeout))
-        self._pull_task = task
-        return task
+    async def _on_msg(self, msg: Any) -> None:
+        """The inbox callback (loop thread, no task per message): a JetStream message into the buffer, or a
+        pull request's status (no reply subject) into the request accounting."""
+        if not msg.reply:
+            self._on_status(msg)
+            return
+        if self._credit > 0:
+            self._credit -= 1
+        reqs = self._reqs
+        if reqs:  # the server serves requests in order: the oldest one got it
+            token = next(iter(reqs))
+            r = reqs[token]
+            r[0] -= 1
+            if r[0] <= 0:
+                del reqs[token]
+        if self._closing:  # arrived while closing: not handed out, back to the stream at once
+            asyncio.get_running_loop().create_task(_publish_quietly(self._nc, msg.reply, b"-NAK"))
+            return
+        d = self._delivery(msg)
+        if d is not None:
+            with self._cond:
+                self._buffer.append(d)
+                if self._waiting:
+                    self._cond.notify()
 
-    async def _pull(self, psub: Any, n: int, timeout: float) -> None:
-        """One pull request (the only one in flight: a subscription serves one at a time) into the buffer."""
-        try:
+    def _on_status(self, msg: Any) -> None:
+        """``408`` (request expired) and ``409`` (request ended: leadership change, consumer deleted, too many
+        waiting ...) end a request; ``Nats-Pending-Messages`` says how much of its batch was left. ``100``
+        (idle heartbeat) is not used here (no ``idle_heartbeat`` asked)."""
+        h = msg.headers or {}
+        status = h.get("Status", "")
+        if status == "100":
+            return
+        req = self._reqs.pop(msg.subject.rsplit(".", 1)[-1], None)
+        pending = h.get("Nats-Pending-Messages")
+        if pending is not None:
             try:
-                msgs = await psub.fetch(n, timeout=timeout)
-            except (nats.errors.TimeoutError, asyncio.TimeoutError):
-                return
-            except nats.errors.ConnectionClosedError as exc:
-                self._pull_error = exc
-                return
-            except Exception as exc:  # noqa: BLE001 - reconnecting, or a transient JetStream status
-                self.log.debug("fetch failed (%s); retrying", exc)
-                await asyncio.sleep(min(0.2, timeout))
-                return
-            now = time.time()
-            buf = self._buffer
-            for msg in msgs:
-                d = self._delivery(msg, now)
-                if d is not None:
-                    buf.append(d)
-        finally:
-            self._pull_task = None
+                self._credit -= int(pending)
+            except ValueError:
+                pass
+        elif req is not None:
+            self._credit -= req[0]
+        if not self._reqs or self._credit < 0:
+            self._credit = 0 if not self._reqs else max(0, self._credit)
+        if status != "408":  # not a normal expiry: do not hammer the server with new requests
+            self.log.debug("pull request ended: %s %s", status or msg.data[:200], h.get("Description", ""))
+            self._backoff_until = time.monotonic() + 0.5
+        self._pull_ahead()
 
-    def _delivery(self, msg: Any, now: float) -> Delivery | None:
+    def _delivery(self, msg: Any) -> Delivery | None:
         """A Delivery for ``msg`` (loop thread), or ``None`` when it was held back (eta) or dead-lettered."""
-        got = ack_info(msg.reply or "")
+        got = ack_info(msg.reply)
         if got is None:
             try:
                 md = msg.metadata
@@ -439,7 +516,7 @@ class NatsBroker(Broker):
         eta = h.get(H_ETA)
         if eta is not None:
             try:
-                remaining = float(eta) - now
+                remaining = float(eta) - time.time()
             except ValueError:
                 remaining = 0.0
             if remaining > 0.001:
@@ -461,28 +538,41 @@ class NatsBroker(Broker):
         return Delivery(mid, msg.data, msg, count, {"seq": seq}, crashes)
 
     def fetch(self, max_messages: int, timeout: float) -> list[Delivery]:
-        """From the buffer in the calling thread when it holds messages (no hand-off to the loop thread:
-        the pull ahead is requested, not awaited); else a pull request on the loop thread."""
+        """Up to ``max_messages`` from the buffer, taken in the calling thread; when it is empty, wait on the
+        condition the inbox callback signals (no hand-off to the loop thread)."""
         if self._closed:
             return []
+        if self._sub is None:
+            self._run(self._subscription())
         n = max(1, max_messages)
-        buf = self._buffer
-        if buf:
-            out = []
-            try:
-                for _ in range(n):
-                    out.append(buf.popleft())
-            except IndexError:
-                pass
-            if out:
-                if not self._ahead_asked and self._io is not None:
-                    self._ahead_asked = True
+        cond, buf = self._cond, self._buffer
+        with cond:
+            if not buf:
+                deadline = time.monotonic() + timeout
+                self._waiting += 1
+                self._demand = n
+                io = self._io
+                if io is not None:
                     try:
-                        self._io.call_soon(self._pull_ahead)
+                        io.call_soon(self._pull_ahead)
                     except RuntimeError:  # the loop is closed
                         pass
-                return out
-        return self._run(self._fetch(n, timeout), timeout + self.publish_timeout)
+                try:
+                    while not buf and not self._closed:
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            break
+                        cond.wait(left)
+                finally:
+                    self._waiting -= 1
+                if not buf:
+                    nc = self._nc
+                    if nc is not None and nc.is_closed and not self._closed:
+                        raise BrokerUnavailable(f"the NATS connection to {mask_url(self.url)} is closed")
+                    return []
+            if n == 1:
+                return [buf.popleft()]
+            return [buf.popleft() for _ in range(min(n, len(buf)))]
 
     def _clear_charge(self, d: Delivery) -> None:
         if d.crashes or d.delivery_count > 1:
@@ -494,25 +584,29 @@ class NatsBroker(Broker):
         self.journal.started(delivery.id)
 
     def _queue_settle(self, items: Iterable[tuple[Any, bytes]]) -> None:
-        """Queue acks / NAKs (any thread, no wake-up): the next fetch sends them before its pull request,
-        or the loop's settle task within ``SETTLE_DELAY`` when no fetch comes."""
-        if self._io is None or self._closed:
+        """Queue acks / NAKs (any thread). Once a quarter of the window is queued, wake the loop thread (once
+        for all queued so far): it sends them in one task and asks for more messages (they made room);
+        fewer wait for its next tick (``SETTLE_DELAY``) or for a ``fetch`` that finds the buffer empty."""
+        io = self._io
+        if io is None or self._closed:
             return  # stale: the message is redelivered after its ack_wait
         with self._lock:
-            self._settle.extend(items)
-
-    async def _settler(self) -> None:
-        while True:
-            await asyncio.sleep(SETTLE_DELAY)
-            if self._settle:
-                self._flush_settles()
-                self._pull_ahead()  # settled messages made room in the window
+            settle = self._settle
+            settle.extend(items)
+            if self._flush_scheduled or len(settle) < self._wake_at:
+                return
+            self._flush_scheduled = True
+        try:
+            io.call_soon(self._pull_ahead)
+        except RuntimeError:  # the loop is closed
+            pass
 
     def _flush_settles(self) -> None:
         """Take every queued settle and send them in one task, in order (loop thread)."""
         with self._lock:
             items = list(self._settle)
             self._settle.clear()
+            self._flush_scheduled = False
         if items and self._nc is not None:
             held = self._held
             for msg, _ in items:
@@ -676,28 +770,36 @@ class NatsBroker(Broker):
             return
         io = self._io
         self._closed = True
+        with self._cond:
+            self._cond.notify_all()  # a fetch waiting for messages returns
         if io is not None:
             async def shutdown() -> None:
                 for task in self._hb_task or ():
                     task.cancel()
-                pull = self._pull_task
-                if pull is not None:  # a pull ahead in flight: let it land, so what it brings is NAKed below
-                    await asyncio.wait((pull,), timeout=2.0)
-                    pull.cancel()
-                self._buffer.clear()  # held too: NAKed below
+                self._closing = True  # no more pull requests; what still arrives is NAKed at once
                 self._flush_settles()
-                await asyncio.sleep(0)  # the settle tasks just created run first
                 nc = self._nc
                 if nc is None:
                     return
+                sub = self._sub
+                if sub is not None:
+                    try:
+                        if nc.is_connected:  # a round trip: what the server sent before it has been read ...
+                            await nc.flush(2)
+                            for _ in range(1000):  # ... and handed to the callback
+                                if not sub.pending_msgs:
+                                    break
+                                await asyncio.sleep(0)
+                            await asyncio.sleep(0)
+                        await sub.unsubscribe()  # the server drops our requests (no interest left)
+                    except Exception:  # noqa: BLE001
+                        pass
+                with self._cond:
+                    self._buffer.clear()  # held too: NAKed below
+                await asyncio.sleep(0)  # the settle tasks just created run first
                 for msg in list(self._held.values()):
                     await _publish_quietly(nc, msg.reply, b"-NAK")
                 self._held.clear()
-                try:
-                    if self._psub is not None:
-                        await self._psub.unsubscribe()
-                except Exception:  # noqa: BLE001
-                    pass
                 try:
                     await nc.flush(2)
                 except Exception:  # noqa: BLE001
@@ -731,9 +833,9 @@ async def _send_settles(nc: Any, items: list[tuple[Any, bytes]]) -> None:
             log.debug("settle publish failed: %s", exc)
 
 
-async def _publish_quietly(nc: Any, subject: str, payload: bytes) -> None:
+async def _publish_quietly(nc: Any, subject: str, payload: bytes, reply: str = "") -> None:
     try:
-        await nc.publish(subject, payload)
+        await nc.publish(subject, payload, reply=reply)
     except Exception as exc:  # noqa: BLE001 - a lost ack means a redelivery (at-least-once)
         log.debug("settle publish failed: %s", exc)
 
