@@ -230,9 +230,9 @@ class NatsBroker(Broker):
         self._buffer: collections.deque[Delivery] = collections.deque()
         """Pulled and not yet handed to the kernel (under ``_cond``); held, so heartbeated."""
         self._waiting = 0
+        """Threads waiting in :meth:`fetch` for the buffer (under ``_cond``): the callback signals only then."""
         self._demand = 0
         """What the waiting :meth:`fetch` asked for: pulled even past the window (as the kernel asks for it)."""
-        """Threads waiting in :meth:`fetch` for the buffer (under ``_cond``): the callback signals only then."""
         self._reqs: dict[str, list[Any]] = {}
         """Pull requests in flight (loop thread): token -> [batch left (estimated), local expiry]."""
         self._credit = 0
