@@ -9,6 +9,7 @@ import typing
 import uuid
 from collections.abc import Iterator
 from dataclasses import fields
+from pathlib import Path
 
 import pytest
 
@@ -168,3 +169,22 @@ def test_every_in_tree_option_is_documented() -> None:
         if reg.options is not None and reg.name in IN_TREE_CONTROLS:
             for info in describe(reg.options, reg.name):
                 assert info.doc, f"{reg.name}.{info.name} has no doc"
+
+
+def test_an_idle_sqlite_worker_imports_no_async_stack_nor_compat_layer(tmp_path: Path) -> None:
+    """The footprint of ``boostkernel worker`` (issue #11: an idle sqlite worker <= 30 MB RSS): plugin
+    commands are imported when run, the funboost layer when used, msgspec only for typed arguments."""
+    (tmp_path / "idle_tasks.py").write_text(
+        "from boostkernel import boost\n\n"
+        f"@boost('idle_imports', broker='sqlite', data_dir={str(tmp_path)!r})\n"
+        "def idle(x: int, name: str = '') -> None:\n    pass\n")
+    code = ("import sys, threading, os, signal\n"
+            "threading.Timer(3, lambda: os.kill(os.getpid(), signal.SIGINT)).start()\n"
+            "sys.argv = ['boostkernel', 'worker', 'idle_tasks.py']\n"
+            "try:\n    import runpy; runpy.run_module('boostkernel', run_name='__main__')\n"
+            "except SystemExit:\n    pass\n"
+            "heavy = ('asyncio', 'ssl', 'msgspec', 'boostkernel_funboost.booster', 'boostkernel_deploy.cli')\n"
+            "print('LOADED', sorted(m for m in heavy if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert "consuming idle_imports" in out.stderr, out.stderr[-2000:]
+    assert "LOADED []" in out.stdout, (out.stdout, out.stderr[-2000:])

@@ -209,10 +209,18 @@ def json_problem(value: Any, depth: int = 0) -> str | None:
     return type(value).__qualname__
 
 
+_PLAIN = frozenset([int, str, float, bool, None, type(None), Any, dict, list])
+
+
 def _rebuildable(annotation: Any) -> bool:
     """Whether ``annotation`` names a type that JSON does not carry as is and msgspec can rebuild."""
     if annotation is inspect.Parameter.empty or isinstance(annotation, str):
         return False
+    try:
+        if annotation in _PLAIN:
+            return False  # the common case, decided without importing msgspec
+    except TypeError:  # an unhashable annotation object
+        pass
     try:
         import msgspec.inspect as mi
 

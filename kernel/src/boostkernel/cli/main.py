@@ -43,7 +43,22 @@ def describe_error(exc: BaseException) -> str:
 
 
 class _Group(click.Group):
-    """The top-level group: any exception of a command becomes one line on stderr and exit code 1."""
+    """The top-level group: any exception of a command becomes one line on stderr and exit code 1. Plugin
+    commands declared with a factory are imported on first use (``boostkernel worker`` imports none of them)."""
+
+    lazy: dict[str, Any] = {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        reg = self.lazy.pop(cmd_name, None)
+        if reg is not None:
+            try:
+                self.add_command(reg.load(), cmd_name)
+            except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the CLI
+                click.echo(f"warning: plugin {reg.plugin!r} failed to add command {cmd_name!r}: {exc}", err=True)
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -349,13 +364,11 @@ def _load_plugin_commands() -> None:
     except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the CLI
         click.echo(f"warning: a plugin failed to add commands: {exc}", err=True)
         return
-    # a command declared with registry.add_command(name, factory="module:command") needs no register_commands
+    # a command declared with registry.add_command(name, factory="module:command") needs no register_commands;
+    # it is imported when it is run (or listed by --help)
     for name, reg in ps.registry.items["command"].items():
         if reg.factory and name not in cli.commands:
-            try:
-                cli.add_command(reg.load(), name)
-            except Exception as exc:  # noqa: BLE001
-                click.echo(f"warning: plugin {reg.plugin!r} failed to add command {name!r}: {exc}", err=True)
+            _Group.lazy[name] = reg
 
 
 def main() -> None:

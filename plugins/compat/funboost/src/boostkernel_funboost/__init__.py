@@ -7,26 +7,50 @@ becomes. The reference system itself is neither imported nor needed.
 
 from __future__ import annotations
 
-from .booster import (
-    Booster,
-    BoostersManager,
-    ConsumersManager,
-    ExceptionForPushToDlxqueue,
-    ExceptionForRequeue,
-    ExceptionForRetry,
-    boost,
-    ctrl_c_recv,
-)
-from .config import patch_frame_config
-from .enums import BrokerEnum, ConcurrentModeEnum
-from .legacy import get_consumer
-from .params import (
-    BoosterParams,
-    IndependenceFuctionConsumingControlConfig,
-    PriorityConsumingControlConfig,
-    TaskOptions,
-)
-from .result import AsyncResult, HasNotAsyncResult
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .booster import (
+        Booster,
+        BoostersManager,
+        ConsumersManager,
+        ExceptionForPushToDlxqueue,
+        ExceptionForRequeue,
+        ExceptionForRetry,
+        boost,
+        ctrl_c_recv,
+    )
+    from .config import patch_frame_config
+    from .enums import BrokerEnum, ConcurrentModeEnum
+    from .legacy import get_consumer
+    from .params import (
+        BoosterParams,
+        IndependenceFuctionConsumingControlConfig,
+        PriorityConsumingControlConfig,
+        TaskOptions,
+    )
+    from .result import AsyncResult, HasNotAsyncResult
+
+#: Each public name and its module, imported on first use: the plugin's entry point (``.plugin``) imports this
+#: package, and ``boostkernel worker`` / ``plugins list`` must not pay for the whole compatibility layer.
+_LAZY = {
+    **dict.fromkeys(["Booster", "BoostersManager", "ConsumersManager", "ExceptionForPushToDlxqueue",
+                     "ExceptionForRequeue", "ExceptionForRetry", "boost", "ctrl_c_recv"], "booster"),
+    "patch_frame_config": "config", "BrokerEnum": "enums", "ConcurrentModeEnum": "enums", "get_consumer": "legacy",
+    **dict.fromkeys(["BoosterParams", "IndependenceFuctionConsumingControlConfig", "PriorityConsumingControlConfig",
+                     "TaskOptions"], "params"),
+    "AsyncResult": "result", "HasNotAsyncResult": "result",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
 
 
 def _current_task() -> object:

@@ -10,7 +10,6 @@ Settings come from the options, from ``BOOSTKERNEL_DEPLOY_*`` environment variab
 
 from __future__ import annotations
 
-import asyncio
 import re
 import tempfile
 import time
@@ -97,6 +96,8 @@ def _run(coro: Coroutine[Any, Any, T], masker: Any) -> T:
     from .remote import DeployError, one_line
 
     try:
+        import asyncio  # here: the CLI's other commands never need it
+
         return asyncio.run(coro)
     except (DeployError, PayloadError) as exc:
         raise click.ClickException(masker(one_line(str(exc)))) from None
