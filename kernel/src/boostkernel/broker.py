@@ -279,13 +279,17 @@ class Broker(abc.ABC):
         raise NotImplementedError(f"broker {self.name!r} cannot purge")
 
     def buffered(self) -> int:
-        """Deliveries this broker object has received from the server that :meth:`fetch` has not returned
-        yet: its client-side prefetch buffer (the one :meth:`take_buffered` drains: AMQP ``basic_qos``, a
-        STOMP subscription's window, messages a pull reserved ahead of the kernel's asking). The server
-        holds them as unacked, owned by this live consumer, so :meth:`count` and :meth:`purge` treat them as
-        in flight (not counted, not purged), and :meth:`close` or the consumer's death returns them to the
-        queue. Default 0: a broker that takes from the server exactly what ``fetch`` returns. A snapshot,
-        callable from any thread; deliveries still on the wire are not in it yet."""
+        """Messages in flight to this broker object that :meth:`fetch` has not returned yet: its client-side
+        prefetch buffer (the one :meth:`take_buffered` drains: AMQP ``basic_qos``, a STOMP subscription's
+        window, jobs reserved ahead of the kernel's asking). The server holds them as unacked, owned by this
+        live consumer, so :meth:`count` and :meth:`purge` treat them as in flight (not counted, not purged),
+        and :meth:`close` or the consumer's death returns them to the queue. The contract checks
+        ``count() == published - fetched - buffered()`` and the same for ``purge()``.
+
+        Default 0: a broker that takes from the server exactly what ``fetch`` returns, or whose buffered
+        records the server still counts as waiting (a Kafka consumer's polled records: ``count`` and ``purge``
+        include them). A snapshot, callable from any thread; a delivery still on the wire is not in it yet.
+        """
         return 0
 
     def close(self) -> None:
