@@ -272,12 +272,29 @@ class Broker(abc.ABC):
 
     # --- inspection and lifecycle ---------------------------------------------------------------
     def count(self) -> int:
-        """Messages waiting (ready or delayed), not counting in-flight ones."""
+        """Messages waiting (ready or delayed), not counting in-flight ones: a message is *in flight* from
+        the moment the server handed it to a consumer (fetched, or sitting in a consumer's
+        :meth:`buffered` prefetch buffer) until it is settled or returned by that consumer's close or death."""
         raise NotImplementedError(f"broker {self.name!r} cannot count messages")
 
     def purge(self) -> int:
-        """Delete every waiting message; return how many were deleted."""
+        """Delete every waiting message; return how many were deleted. In-flight messages (see :meth:`count`,
+        including those in any consumer's :meth:`buffered` prefetch buffer) are left alone."""
         raise NotImplementedError(f"broker {self.name!r} cannot purge")
+
+    def buffered(self) -> int:
+        """Messages in flight to this broker object that :meth:`fetch` has not returned yet: its client-side
+        prefetch buffer (the one :meth:`take_buffered` drains: AMQP ``basic_qos``, a STOMP subscription's
+        window, jobs reserved ahead of the kernel's asking). The server holds them as unacked, owned by this
+        live consumer, so :meth:`count` and :meth:`purge` treat them as in flight (not counted, not purged),
+        and :meth:`close` or the consumer's death returns them to the queue. The contract checks
+        ``count() == published - fetched - buffered()`` and the same for ``purge()``.
+
+        Default 0: a broker that takes from the server exactly what ``fetch`` returns, or whose buffered
+        records the server still counts as waiting (a Kafka consumer's polled records: ``count`` and ``purge``
+        include them). A snapshot, callable from any thread; a delivery still on the wire is not in it yet.
+        """
+        return 0
 
     def close(self) -> None:
         """Stop heartbeats, return unacked deliveries to the queue, release connections. Idempotent."""

@@ -6,7 +6,9 @@ Imported by name in the contract's consumer processes, so this file is put on ``
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
+from collections import deque
 from typing import Any
 
 from boostkernel_sqlite.broker import SqliteBroker
@@ -120,3 +122,54 @@ class CloseNotIdempotent(SqliteBroker):
         if self._closed.is_set():
             raise RuntimeError("already closed")
         super().close()
+
+
+class BufferedSqlite(SqliteBroker):
+    """Not broken: a broker with a client-side buffer, as AMQP's prefetch has. Each claim takes up to
+    ``WINDOW`` messages (in flight on the "server", owned by this consumer); ``fetch`` returns what it was
+    asked for and keeps the rest for the next one, and ``buffered()`` reports them."""
+
+    WINDOW = 8
+
+    def __init__(self, queue: str, url: str | None = None, params: Any = None, **options: Any) -> None:
+        super().__init__(queue, url, params, **options)
+        self._ahead: deque[Delivery] = deque()
+        self._ahead_lock = threading.Lock()
+
+    def fetch(self, max_messages: int, timeout: float) -> list[Delivery]:
+        with self._ahead_lock:
+            if self._ahead:
+                return [self._ahead.popleft() for _ in range(min(max_messages, len(self._ahead)))]
+        got = super().fetch(max(max_messages, self.WINDOW), timeout)
+        with self._ahead_lock:
+            self._ahead.extend(got[max_messages:])
+        return got[:max_messages]
+
+    def buffered(self) -> int:
+        return len(self._ahead)
+
+    def close(self) -> None:
+        super().close()  # returns every unacked message this consumer claimed, buffered ones too
+        with self._ahead_lock:
+            self._ahead.clear()
+
+
+class BufferNotReported(BufferedSqlite):
+    """Buffers ahead like :class:`BufferedSqlite` but ``buffered()`` says 0: count and purge do not add up."""
+
+    def buffered(self) -> int:
+        return 0
+
+
+class BufferOverReported(SqliteBroker):
+    """Buffers nothing but ``buffered()`` claims 2: it would excuse a count or purge that misses 2 messages."""
+
+    def buffered(self) -> int:
+        return 2
+
+
+class BufferedPurgeDeletesInFlight(BufferedSqlite):
+    """A buffering broker whose ``purge()`` reports the waiting messages but deletes the in-flight ones too
+    (fetched and buffered)."""
+
+    purge = PurgeDeletesInFlight.purge

@@ -252,7 +252,7 @@ def queue_options(f: Any) -> Any:
 @cli.command()
 @queue_options
 def count(queue: str, module: str | None, broker: str | None, broker_url: str | None) -> None:
-    """Messages waiting in QUEUE."""
+    """Messages waiting in QUEUE (not those in flight: fetched, or in a consumer's prefetch buffer)."""
     click.echo(booster_for(queue, module, broker, broker_url).count())
 
 
@@ -260,7 +260,7 @@ def count(queue: str, module: str | None, broker: str | None, broker_url: str | 
 @queue_options
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def purge(queue: str, module: str | None, broker: str | None, broker_url: str | None, yes: bool) -> None:
-    """Delete every waiting message of QUEUE."""
+    """Delete every waiting message of QUEUE (in-flight ones, fetched or prefetched, stay)."""
     if not yes:
         click.confirm(f"Delete every waiting message of {queue!r}?", abort=True)
     click.echo(f"purged {booster_for(queue, module, broker, broker_url).purge()} message(s)")

@@ -51,11 +51,6 @@ def _cutter(port: int, wait_for_empty_queue: bool = False) -> Callable[[object],
     return cut_connection
 
 
-BUFFERED = ("kombu's consumer buffer: messages the transport delivered to a consumer (prefetch_count) are "
-            "unacked on the server, so count() and purge() miss the ones the kernel has not fetched yet")
-BUFFER_TESTS = ("test_count_excludes_in_flight", "test_purge_leaves_in_flight_alone")
-REDIS_POPS = ("; the redis transport pops one message per BRPOP, so whether the consumer popped more than the "
-              "one fetched when count() runs is timing (seen passing 1 run in 2)")
 NO_CRASH_LOOP = ("kombu's redis transport redelivers a killed consumer's messages only after its visibility_timeout "
                  "(1 h by default), so the crash loop is not seen within the test's bound")
 GAPS = {
@@ -66,8 +61,6 @@ GAPS = {
         "come back only through kombu's periodic visibility sweep, in 1 s in 2 of 3 runs and not all within "
         "15 s in the third (the redis crash gap below), so the test would be flaky. The amqp transport's "
         "durability is RabbitMQ's, tested by the rabbitmq plugin against a private node"),
-    "test_count_excludes_in_flight": BUFFERED,
-    "test_purge_leaves_in_flight_alone": BUFFERED,
 }
 
 
@@ -79,13 +72,12 @@ class _KombuDelivery(BrokerContract):
 
 @pytest.mark.service("redis")
 class TestKombuRedisContract(_KombuDelivery):
-    expected_failures = {**{k: v for k, v in GAPS.items() if k not in BUFFER_TESTS},
+    expected_failures = {**GAPS,
                          "test_crash_redelivers_everything_held": (
                              "kombu's redis transport restores a killed consumer's unacked messages only after "
                              "its visibility_timeout (1 h by default), far beyond the 15 s recovery bound"),
                          "test_crash_loop_goes_to_dead_letters": NO_CRASH_LOOP,
                          "test_crash_loop_spares_prefetched_messages": NO_CRASH_LOOP}
-    timing_dependent_failures = dict.fromkeys(BUFFER_TESTS, BUFFERED + REDIS_POPS)
     make_broker = pytest.fixture(_factory("kombu+" + service_url("redis")))
     cut_connection = pytest.fixture(_cutter(6379, wait_for_empty_queue=True))
 

@@ -14,16 +14,11 @@ from boostkernel.testing.private import PrivateRabbitMQ
 
 pytestmark = pytest.mark.service("rabbitmq")
 
-BUFFERED = ("the channel's prefetch buffer: messages RabbitMQ pushed to a consumer are unacked on the server, "
-            "so count() and purge() miss the ones the kernel has not fetched yet")
-
 
 class TestRabbitmqContract(BrokerContract):
     lease_seconds = 1.0  # a live consumer keeps its deliveries as long as its connection lives: no lease
     recovery_seconds = 5.0  # a SIGKILLed consumer's socket closes at once: RabbitMQ requeues its deliveries
     expected_failures = {
-        "test_count_excludes_in_flight": BUFFERED,
-        "test_purge_leaves_in_flight_alone": BUFFERED,
         "test_durable_across_service_restart": "the shared RabbitMQ must not be restarted: durability is tested "
                                                "against a private node by TestRabbitmqDurability below",
     }

@@ -433,6 +433,11 @@ class BeanstalkdBroker(Broker):
             pass
         return out
 
+    def buffered(self) -> int:
+        """Jobs reserved ahead (the consumer window) that :meth:`fetch` has not returned yet: reserved on the
+        server, so not ``current-jobs-ready``; ``close()`` or a lost connection releases them."""
+        return len(self._buffer)
+
     def fetch(self, max_messages: int, timeout: float) -> list[Delivery]:
         """From the buffer when it holds jobs (no round trip; the heartbeat thread reserves ahead when it
         runs low), else reserved on the consumer connection: up to the room left in the window."""

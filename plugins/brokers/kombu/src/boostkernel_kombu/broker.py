@@ -456,6 +456,13 @@ class KombuBroker(Broker):
             except Exception:  # noqa: BLE001 - e.g. an ack on a connection that just died
                 self.log.debug("kombu settle failed (the message will be redelivered)", exc_info=True)
 
+    def buffered(self) -> int:
+        """Deliveries the transport gave this consumer (``prefetch_count``) that :meth:`fetch` has not
+        returned yet, plus not-yet-due copies held unacked (module doc): in flight for the transport (RabbitMQ's
+        unacked, redis's unacked hash), so ``count()`` and ``purge()`` leave them alone, and they go back to the
+        queue when this consumer closes (after the ``visibility_timeout`` on redis when it dies)."""
+        return len(self._buf) + len(self._waiting)
+
     def fetch(self, max_messages: int, timeout: float) -> list[Delivery]:
         if self._closed:
             return []

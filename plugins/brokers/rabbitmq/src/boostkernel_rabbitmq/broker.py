@@ -821,6 +821,13 @@ class RabbitmqBroker(Broker):
         self._confirm_then(ch, f"{self.queue}.delay.{delay_bucket(remaining)}", body, p,
                            partial(self._settle_original, ch, tag))
 
+    def buffered(self) -> int:
+        """Deliveries RabbitMQ pushed to this consumer (``basic_qos`` window) that :meth:`fetch` has not
+        returned yet, plus crash-counted copies held until their original's ack: unacked on the server, so
+        ``count()`` and ``purge()`` leave them alone, and they go back to the queue when this consumer closes
+        or dies."""
+        return len(self._buf) + sum(map(len, tuple(self._copies.values())))
+
     def fetch(self, max_messages: int, timeout: float) -> list[Delivery]:
         if self._closed:
             return []

@@ -265,6 +265,12 @@ class SqsBroker(Broker):
                 t.start()
                 self._threads.append(t)
 
+    def buffered(self) -> int:
+        """Messages received (invisible, their visibility extended while this consumer lives) beyond what
+        :meth:`fetch` was asked for, kept for the next fetch: not in ``ApproximateNumberOfMessages``, not purged
+        by ``purge()``; ``close()`` makes them visible again."""
+        return len(self._buffer)
+
     def fetch(self, max_messages: int, timeout: float) -> list[Delivery]:
         """From the local buffer if it holds messages, else ``ReceiveMessage`` calls for up to ``max_messages``
         and whatever else the window has room for (10 per call); what the kernel did not ask for is buffered."""

@@ -359,6 +359,12 @@ class StompBroker(Broker):
         conn.ack(ack_id, transaction=tx)
         conn.commit(tx, headers={"receipt": receipt} if receipt else {})
 
+    def buffered(self) -> int:
+        """Messages the server dispatched to this subscription (its ``activemq.prefetchSize`` window) that
+        :meth:`fetch` has not returned yet: unacked, so ``purge()`` cannot reach them (ActiveMQ's queue
+        browser, and so ``count()``, still lists them), and they go back when this consumer closes or dies."""
+        return len(self._buf)
+
     def fetch(self, max_messages: int, timeout: float) -> list[Delivery]:
         if self._closed:
             return []
