@@ -659,6 +659,10 @@ class NatsBroker(Broker):
         self._run(self._dead(delivery.tag, delivery.id, reason), self.publish_timeout + 5)
 
     # --- admin: count, purge, dead letters ------------------------------------------------------------
+    def buffered(self) -> int:
+        """Messages our pull requests brought that ``fetch`` has not returned yet: delivered, so in flight."""
+        return len(self._buffer)
+
     def count(self) -> int:
         """Messages not yet delivered to the consumer group (``num_pending``). Messages waiting for a
         redelivery (a NAK delay, an expired ack_wait, a future ``eta``) are not counted."""
