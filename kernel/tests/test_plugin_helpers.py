@@ -72,3 +72,22 @@ def test_take_buffered_and_poll_claims() -> None:
     assert len(woken) == 2
     closed.set()
     assert poll_claims(list, 10.0, ready, closed) == []  # closed: returns at once
+
+
+class _Counting(Broker):
+    name = "counting"
+
+    def publish(self, message: Any) -> None: ...
+    def fetch(self, max_messages: int, timeout: float) -> list[Any]: return []
+    def ack(self, delivery: Any) -> None: ...
+    def nack(self, delivery: Any, requeue: bool = True, delay: float = 0.0) -> None: ...
+    def dead_letter(self, delivery: Any, reason: str) -> None: ...
+
+
+def test_crash_limit_reads_params_then_the_broker_option() -> None:
+    assert _Counting("q", params=BoostParams(queue="q", max_deliveries=5)).crash_limit() == 5
+    # the booster's parameter wins over a broker option of the same name
+    params = BoostParams(queue="q", max_deliveries=2, broker_options={"max_deliveries": 9})
+    assert _Counting("q", params=params).crash_limit() == 2
+    assert _Counting("q", max_deliveries="4").crash_limit() == 4  # no params (a tool): the option
+    assert _Counting("q").crash_limit() == 3  # the default

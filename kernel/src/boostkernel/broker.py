@@ -192,6 +192,16 @@ class Broker(abc.ABC):
         self.params = params
         self.options = {**(params.broker_options if params else {}), **options}
 
+    def crash_limit(self) -> int:
+        """``max_deliveries``: how many deaths of a consumer running a message dead-letter it (``crash-loop``).
+
+        The booster's ``params.max_deliveries``; for a broker built without parameters (a tool, a test),
+        the ``max_deliveries`` broker option, default 3. A broker that counts crashes reads it once, in
+        ``__init__`` (``self.max_crashes = self.crash_limit()``), never per message."""
+        if self.params is not None:
+            return int(self.params.max_deliveries)
+        return int(self.options.get("max_deliveries", 3))
+
     @staticmethod
     def take_buffered(buffer: deque[T], ready: threading.Condition, max_messages: int, timeout: float) -> list[T]:
         """The ``fetch`` of a broker whose client pushes deliveries into a local ``buffer`` (notifying
