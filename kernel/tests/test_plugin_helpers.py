@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from boostkernel.broker import Broker, consumer_window, poll_claims
+from boostkernel.broker import Broker, consumer_window, lease_options, poll_claims
 from boostkernel.control import Control, count_per_seconds
 from boostkernel.errors import ConfigError
 from boostkernel.params import BoostParams
@@ -91,3 +91,13 @@ def test_crash_limit_reads_params_then_the_broker_option() -> None:
     assert _Counting("q", params=params).crash_limit() == 2
     assert _Counting("q", max_deliveries="4").crash_limit() == 4  # no params (a tool): the option
     assert _Counting("q").crash_limit() == 3  # the default
+
+
+def test_lease_options_default_third_and_checks() -> None:
+    assert lease_options({}, "lease", 9.0, "renew") == (9.0, 3.0)
+    assert lease_options({"lease": "4", "renew": 1.5}, "lease", 9.0, "renew") == (4.0, 1.5)
+    with pytest.raises(ConfigError, match=r"lease=0.5: must be >= 1 second \(the server's minimum\)"):
+        lease_options({"lease": 0.5}, "lease", 9.0, "renew", "the server's minimum")
+    for renew in (0, 2.0, 5.0):  # not above 0, or not under half of the lease
+        with pytest.raises(ConfigError, match=r"renew=.*under half of lease \(4.0\)"):
+            lease_options({"lease": 4.0, "renew": renew}, "lease", 9.0, "renew")

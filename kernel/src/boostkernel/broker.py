@@ -28,10 +28,11 @@ import abc
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+from .errors import ConfigError
 from .params import BoostParams
 
 if TYPE_CHECKING:
@@ -54,6 +55,25 @@ def consumer_window(params: BoostParams | None, minimum: int, unbound: int = 1) 
     if params.prefetch is not None:
         return max(1, int(params.prefetch))
     return max(minimum, int(params.workers + params.effective_prefetch))
+
+
+def lease_options(options: Mapping[str, Any], lease: str, default: float, renewal: str,
+                  minimum_note: str = "") -> tuple[float, float]:
+    """A server-side lease and its renewal, read from ``broker_options`` and checked: ``options[lease]``,
+    the seconds the server keeps a delivered message from other consumers (``default``; at least 1 s,
+    ``minimum_note`` says whose minimum), and ``options[renewal]``, how often the consumer renews the lease
+    of a message it holds (a third of the lease by default; more than 0 and under half of the lease, or a
+    live long task loses its message). Returns ``(lease, renewal)``; a bad value raises ``ConfigError``
+    naming the option."""
+    seconds = float(options.get(lease, default))
+    if seconds < 1:
+        note = f" ({minimum_note})" if minimum_note else ""
+        raise ConfigError(f"broker_options {lease}={seconds!r}: must be >= 1 second{note}")
+    every = float(options.get(renewal, seconds / 3))
+    if not 0 < every < seconds / 2:
+        raise ConfigError(f"broker_options {renewal}={every!r}: must be > 0 and under half of {lease} "
+                          f"({seconds}), or a live long task loses its message")
+    return seconds, every
 
 
 def poll_claims(claim: Callable[[], list[T]], timeout: float, wake: threading.Condition, closed: threading.Event,

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from boostkernel.broker import lease_options
 from boostkernel.errors import ConfigError
 from boostkernel.logs import mask_url
 
@@ -60,13 +61,7 @@ def parse(url: str, queue: str, options: dict[str, Any]) -> NsqSettings:
     topic = check_name("topic", str(o.get("topic", queue)))
     channel = check_name("channel", str(o.get("channel", "boostkernel")))
     dlq = check_name("dlq_topic", str(o.get("dlq_topic", (topic + ".dlq")[-64:])))
-    msg_timeout = float(o.get("msg_timeout", 60.0))
-    if msg_timeout < 1:
-        raise ConfigError(f"broker_options msg_timeout={msg_timeout!r}: must be >= 1 second (nsqd's minimum)")
-    touch = float(o.get("touch_interval", msg_timeout / 3))
-    if not 0 < touch < msg_timeout / 2:
-        raise ConfigError(f"broker_options touch_interval={touch!r}: must be > 0 and under half of msg_timeout "
-                          f"({msg_timeout}), or a live long task loses its message")
+    msg_timeout, touch = lease_options(o, "msg_timeout", 60.0, "touch_interval", "nsqd's minimum")
     rdy = int(o.get("max_in_flight", 100))
     if rdy < 1:
         raise ConfigError(f"broker_options max_in_flight={rdy!r}: must be >= 1")

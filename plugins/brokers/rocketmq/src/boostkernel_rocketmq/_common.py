@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from boostkernel.broker import lease_options
 from boostkernel.errors import ConfigError
 from boostkernel.logs import mask_url
 
@@ -56,13 +57,7 @@ def parse(url: str, queue: str, options: dict[str, Any]) -> RocketmqSettings:
     o = options
     topic = check_name("topic", str(o.get("topic", queue)))
     group = check_name("group", str(o.get("group", "boostkernel")))
-    inv = float(o.get("invisible_duration", 10.0))
-    if inv < 1:
-        raise ConfigError(f"broker_options invisible_duration={inv!r}: must be >= 1 second")
-    hb = float(o.get("heartbeat_interval", inv / 3))
-    if not 0 < hb < inv / 2:
-        raise ConfigError(f"broker_options heartbeat_interval={hb!r}: must be > 0 and under half of "
-                          f"invisible_duration ({inv}), or a live long task loses its message")
+    inv, hb = lease_options(o, "invisible_duration", 10.0, "heartbeat_interval")
     return RocketmqSettings(
         url=url, endpoints=";".join(h.strip() for h in hosts.split(",")), topic=topic, group=group,
         dlq_topic=str(o.get("dlq_topic", f"%DLQ%{group}")),
