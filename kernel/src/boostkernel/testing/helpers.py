@@ -126,3 +126,27 @@ def cut_connections_to(url: str) -> Callable[[Any], None]:
             pytest.fail("no connection to cut")
 
     return cut
+
+
+def bytes_held_per_message(broker: Any, queue: str, n: int = 10_000) -> float:
+    """Publish ``n`` no-op messages for ``queue`` on ``broker`` and return the Python memory (``tracemalloc``)
+    still held afterwards per message: what a queued or buffered message costs the publishing process
+    (a client's oversized encoder buffer kept alive with each message shows up here)."""
+    import gc
+    import tracemalloc
+
+    from ..broker import Outgoing
+    from ..message import Envelope
+
+    gc.collect()
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        for i in range(n):
+            env = Envelope(queue, [i], {})
+            broker.publish(Outgoing(env.id, env.encode()))
+        del env
+        gc.collect()
+        return (tracemalloc.get_traced_memory()[0] - base) / n
+    finally:
+        tracemalloc.stop()
