@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import deque
 from types import SimpleNamespace
@@ -9,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from boostkernel.broker import Broker, consumer_window, lease_options, poll_claims
+from boostkernel.broker import Broker, consumer_window, lease_options, name_option, poll_claims
 from boostkernel.control import Control, count_per_seconds
 from boostkernel.errors import ConfigError
 from boostkernel.params import BoostParams
@@ -101,3 +102,12 @@ def test_lease_options_default_third_and_checks() -> None:
     for renew in (0, 2.0, 5.0):  # not above 0, or not under half of the lease
         with pytest.raises(ConfigError, match=r"renew=.*under half of lease \(4.0\)"):
             lease_options({"lease": 4.0, "renew": renew}, "lease", 9.0, "renew")
+
+
+def test_name_option_default_set_and_refused() -> None:
+    pattern = re.compile(r"^[a-z]{1,5}$")
+    assert name_option({}, "topic", "queue", pattern, "x", "1-5 letters") == "queue"
+    assert name_option({"topic": "abc"}, "topic", "queue", pattern, "x", "1-5 letters") == "abc"
+    with pytest.raises(ConfigError, match=r"x topic name 'toolong' is not valid: 1-5 letters; choose another queue "
+                                          r"name or set broker_options topic=\.\.\."):
+        name_option({}, "topic", "toolong", pattern, "x", "1-5 letters")

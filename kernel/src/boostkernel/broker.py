@@ -25,6 +25,7 @@ is the broker's job (it alone sees the crash); the kernel only reports ``started
 from __future__ import annotations
 
 import abc
+import re
 import threading
 import time
 from collections import deque
@@ -55,6 +56,18 @@ def consumer_window(params: BoostParams | None, minimum: int, unbound: int = 1) 
     if params.prefetch is not None:
         return max(1, int(params.prefetch))
     return max(minimum, int(params.workers + params.effective_prefetch))
+
+
+def name_option(options: Mapping[str, Any], key: str, default: str, pattern: re.Pattern[str], broker: str,
+                rule: str) -> str:
+    """A name on the server (topic, channel, consumer group) read from ``broker_options[key]``, ``default``
+    (often the queue name) when not set, and checked: if ``pattern`` does not match it, ``ConfigError``
+    says ``rule`` (what the server accepts) and the fix (another queue name, or the option ``key``)."""
+    name = str(options.get(key, default))
+    if not pattern.match(name):
+        raise ConfigError(f"{broker} {key} name {name!r} is not valid: {rule}; choose another queue name or set "
+                          f"broker_options {key}=...")
+    return name
 
 
 def lease_options(options: Mapping[str, Any], lease: str, default: float, renewal: str,
