@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -32,3 +34,18 @@ def drop_example_rabbitmq_queues() -> Callable[[], None]:
             conn.close()
 
     return drop
+
+
+@pytest.fixture
+def runs_ledger(tmp_path: Path) -> Path:
+    """``tmp_path/ledger.db``: a SQLite file in WAL mode with an empty table ``runs (i, pid, delivery, t)``,
+    kept outside the broker under test. A chaos test's workers insert a row per execution (committed before
+    the task returns, so before its ack); the test reads them afterwards. Columns a worker does not write
+    stay NULL."""
+    path = tmp_path / "ledger.db"
+    c = sqlite3.connect(path)
+    c.execute("PRAGMA journal_mode=WAL")
+    c.execute("CREATE TABLE runs (i INTEGER, pid INTEGER, delivery INTEGER, t REAL)")
+    c.commit()
+    c.close()
+    return path
