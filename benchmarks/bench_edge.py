@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import http.client
-import json
 import os
 import socket
 import sys
@@ -32,6 +31,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from _common import write_json
 
 from boostkernel import boost
 from boostkernel.broker import Outgoing
@@ -365,10 +366,8 @@ def main() -> None:
             rows.append({"transport": name, "row": "broker + secret", "consume_per_s": round(got / secs),
                          "arrived": got, "n": a.n})
             print(f"{name:<12}{'broker + secret':<16}{got / secs:>12,.0f}{got:>10}", flush=True)
-    os.makedirs(os.path.dirname(a.json) or ".", exist_ok=True)
-    with open(a.json, "w") as f:
-        json.dump({"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "n": a.n, "batch": a.batch,
-                   "loadavg": os.getloadavg()[0], "rows": rows}, f, indent=1)
+    write_json(a.json, {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "n": a.n, "batch": a.batch,
+                        "loadavg": os.getloadavg()[0], "rows": rows}, indent=1, say=False)
 
 
 if __name__ == "__main__":

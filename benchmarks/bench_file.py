@@ -21,7 +21,7 @@ import tempfile
 import time
 from typing import Any
 
-from _common import booster_run
+from _common import booster_run, write_json
 
 
 def raw(base: str, n: int) -> dict[str, float]:
@@ -108,9 +108,7 @@ def main() -> None:
         shutil.rmtree(base, ignore_errors=True)
     out = {"n": a.n, "workers": a.workers, "python": sys.version.split()[0], "rows": rows,
            "load_average": os.getloadavg(), "when": time.strftime("%Y-%m-%d %H:%M")}
-    os.makedirs(os.path.dirname(a.json), exist_ok=True)
-    with open(a.json, "w") as fh:
-        json.dump(out, fh, indent=2)
+    write_json(a.json, out, say=False)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ A benchmark, not a test: it prints a table and writes JSON. No-op tasks, one pro
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import queue
 import signal
@@ -28,6 +27,7 @@ from typing import Any
 os.environ.setdefault("BOOSTKERNEL_DATA_DIR", tempfile.mkdtemp(prefix="bk-bench-"))
 
 from _common import booster_run as run_booster  # noqa: E402
+from _common import write_json  # noqa: E402
 
 
 def plain_loop(n: int, workers: int) -> dict[str, float]:
@@ -180,9 +180,7 @@ def main() -> None:
     print(f"memory/threads end to end vs plain loop: {ratio:.0%} (target >= 50%)")
     out = {"n": n, "workers": w, "python": sys.version.split()[0], "rows": rows, "footprint": fp,
            "per_message_us": overhead, "memory_threads_vs_plain": ratio, "when": time.strftime("%Y-%m-%d %H:%M")}
-    os.makedirs(os.path.dirname(a.json), exist_ok=True)
-    with open(a.json, "w") as fh:
-        json.dump(out, fh, indent=2)
+    write_json(a.json, out, say=False)
 
 
 if __name__ == "__main__":

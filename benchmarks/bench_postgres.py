@@ -15,14 +15,13 @@ jobs in flight and at one. The table ends with our consume rate against the fast
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 import uuid
 from typing import Any
 
-from _common import booster_run
+from _common import booster_run, write_json
 
 
 def run(url: str, schema: str, n: int, concurrency: str, workers: int, batch: bool) -> dict[str, float]:
@@ -79,9 +78,7 @@ def main() -> None:
             c.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     out = {"n": a.n, "workers": a.workers, "python": sys.version.split()[0], "rows": rows,
            "load_average": os.getloadavg(), "when": time.strftime("%Y-%m-%d %H:%M")}
-    os.makedirs(os.path.dirname(a.json), exist_ok=True)
-    with open(a.json, "w") as fh:
-        json.dump(out, fh, indent=2)
+    write_json(a.json, out, say=False)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import deque
 from types import SimpleNamespace
@@ -9,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from boostkernel.broker import Broker, consumer_window, poll_claims
+from boostkernel.broker import Broker, consumer_window, lease_options, name_option, poll_claims
 from boostkernel.control import Control, count_per_seconds
 from boostkernel.errors import ConfigError
 from boostkernel.params import BoostParams
@@ -72,3 +73,41 @@ def test_take_buffered_and_poll_claims() -> None:
     assert len(woken) == 2
     closed.set()
     assert poll_claims(list, 10.0, ready, closed) == []  # closed: returns at once
+
+
+class _Counting(Broker):
+    name = "counting"
+
+    def publish(self, message: Any) -> None: ...
+    def fetch(self, max_messages: int, timeout: float) -> list[Any]: return []
+    def ack(self, delivery: Any) -> None: ...
+    def nack(self, delivery: Any, requeue: bool = True, delay: float = 0.0) -> None: ...
+    def dead_letter(self, delivery: Any, reason: str) -> None: ...
+
+
+def test_crash_limit_reads_params_then_the_broker_option() -> None:
+    assert _Counting("q", params=BoostParams(queue="q", max_deliveries=5)).crash_limit() == 5
+    # the booster's parameter wins over a broker option of the same name
+    params = BoostParams(queue="q", max_deliveries=2, broker_options={"max_deliveries": 9})
+    assert _Counting("q", params=params).crash_limit() == 2
+    assert _Counting("q", max_deliveries="4").crash_limit() == 4  # no params (a tool): the option
+    assert _Counting("q").crash_limit() == 3  # the default
+
+
+def test_lease_options_default_third_and_checks() -> None:
+    assert lease_options({}, "lease", 9.0, "renew") == (9.0, 3.0)
+    assert lease_options({"lease": "4", "renew": 1.5}, "lease", 9.0, "renew") == (4.0, 1.5)
+    with pytest.raises(ConfigError, match=r"lease=0.5: must be >= 1 second \(the server's minimum\)"):
+        lease_options({"lease": 0.5}, "lease", 9.0, "renew", "the server's minimum")
+    for renew in (0, 2.0, 5.0):  # not above 0, or not under half of the lease
+        with pytest.raises(ConfigError, match=r"renew=.*under half of lease \(4.0\)"):
+            lease_options({"lease": 4.0, "renew": renew}, "lease", 9.0, "renew")
+
+
+def test_name_option_default_set_and_refused() -> None:
+    pattern = re.compile(r"^[a-z]{1,5}$")
+    assert name_option({}, "topic", "queue", pattern, "x", "1-5 letters") == "queue"
+    assert name_option({"topic": "abc"}, "topic", "queue", pattern, "x", "1-5 letters") == "abc"
+    with pytest.raises(ConfigError, match=r"x topic name 'toolong' is not valid: 1-5 letters; choose another queue "
+                                          r"name or set broker_options topic=\.\.\."):
+        name_option({}, "topic", "toolong", pattern, "x", "1-5 letters")

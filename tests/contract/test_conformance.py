@@ -13,7 +13,10 @@ from boostkernel.plugins import Plugins
 
 ROOT = Path(__file__).resolve().parents[2]
 ENTRY_POINTS = sorted(metadata.entry_points(group="boostkernel"), key=lambda ep: ep.name)
-CONTRACT_FOR = {"broker": ("BrokerContract", "FrameworkContract"), "store": ("StoreContract",),
+# KafkaContract (boostkernel.testing.kafka) and ListenerBrokerContract (boostkernel.testing.listener) are
+# BrokerContract subclasses for a family of brokers
+CONTRACT_FOR = {"broker": ("BrokerContract", "FrameworkContract", "KafkaContract", "ListenerBrokerContract"),
+                "store": ("StoreContract",),
                 "executor": ("ExecutorContract", "GreenExecutorContract"), "control": ("ControlContract",)}
 
 

@@ -7,14 +7,13 @@ recovery by a live peer (not only by the restarted worker) is exercised.
 
 from __future__ import annotations
 
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from boostkernel.testing import wait_until
 from boostkernel.testing.chaos import ChaosContract, Ledger, WorkerProcess, kill_loop
+from boostkernel.testing.helpers import import_module_file
 
 pytestmark = pytest.mark.timeout(240)
 OPTIONS = {"dead_after": 2.0, "heartbeat_interval": 0.4, "reap_interval": 0.4}
@@ -32,7 +31,7 @@ class TestFileChaos(ChaosContract):
 def test_two_workers_killed_in_turn_lose_nothing(tmp_path: Path) -> None:
     n = 300
     ledger_path = tmp_path / "ledger.db"
-    (tmp_path / "chaos_file_two.py").write_text(textwrap.dedent(f"""
+    tasks = import_module_file(tmp_path, "chaos_file_two", f"""
         import random, time
         from boostkernel import boost
         from boostkernel.testing.chaos import Ledger
@@ -44,12 +43,7 @@ def test_two_workers_killed_in_turn_lose_nothing(tmp_path: Path) -> None:
         def work(i: int) -> None:
             time.sleep(random.uniform(0.02, 0.15))
             ledger.record(i)
-    """))
-    sys.path.insert(0, str(tmp_path))
-    try:
-        import chaos_file_two as tasks  # type: ignore[import-not-found]
-    finally:
-        sys.path.remove(str(tmp_path))
+    """)
     ledger = Ledger(ledger_path)
     tasks.work.push_many([(i,) for i in range(n)])
     a, b = WorkerProcess("chaos_file_two", tmp_path), WorkerProcess("chaos_file_two", tmp_path)

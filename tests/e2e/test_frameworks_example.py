@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,6 @@ import pytest
 from boostkernel.testing.helpers import service_url
 
 ROOT = Path(__file__).resolve().parents[2]
-#: celery and dramatiq declare the same queue names with different arguments on RabbitMQ: drop them first
-EXAMPLE_QUEUES = ("fw_example_add", "fw_example_flaky", "fw_example_fail", "fw_example_slow")
 
 CASES = [
     pytest.param("celery", "redis", marks=pytest.mark.service("redis"), id="celery-redis"),
@@ -27,25 +26,11 @@ CASES = [
 ]
 
 
-def _drop_rabbitmq_queues() -> None:
-    """celery and dramatiq declare the example's queues with different arguments: start each run clean."""
-    import pika
-
-    conn = pika.BlockingConnection(pika.URLParameters(service_url("rabbitmq")))
-    try:
-        for q in EXAMPLE_QUEUES:
-            for name in (q, f"{q}.DQ", f"{q}.XQ"):
-                ch = conn.channel()
-                ch.queue_delete(name)
-                ch.close()
-    finally:
-        conn.close()
-
-
 @pytest.mark.parametrize(("framework", "service"), CASES)
-def test_example_module_runs_unchanged(framework: str, service: str, tmp_path: Path) -> None:
+def test_example_module_runs_unchanged(framework: str, service: str, tmp_path: Path,
+                                      drop_example_rabbitmq_queues: Callable[[], None]) -> None:
     if service == "rabbitmq":
-        _drop_rabbitmq_queues()
+        drop_example_rabbitmq_queues()  # celery and dramatiq declare them with different arguments
     env = {**os.environ, "BOOSTKERNEL_BROKER": framework, "BOOSTKERNEL_BROKER_URL": service_url(service),
            "BOOSTKERNEL_DATA_DIR": str(tmp_path)}
     proc = subprocess.run([sys.executable, "-m", "examples.frameworks.run"], cwd=ROOT, env=env,

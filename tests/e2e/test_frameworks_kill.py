@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,6 @@ from boostkernel.testing.helpers import service_url, wait_until
 pytestmark = pytest.mark.serial  # "runs again within 25 s": run alone (.ci/run)
 
 ROOT = Path(__file__).resolve().parents[2]
-#: celery and dramatiq declare the same queue names with different arguments on RabbitMQ: drop them first
-EXAMPLE_QUEUES = ("fw_example_add", "fw_example_flaky", "fw_example_fail", "fw_example_slow")
 WORKER = [sys.executable, "-c", "from boostkernel.cli import main; main()", "worker", "examples.frameworks.tasks",
           "-q", "fw_example_slow"]
 
@@ -58,25 +57,11 @@ def _py(code: str, env: dict[str, str]) -> str:
     return proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
 
 
-def _drop_rabbitmq_queues() -> None:
-    import pika
-
-    conn = pika.BlockingConnection(pika.URLParameters(service_url("rabbitmq")))
-    try:
-        for q in EXAMPLE_QUEUES:
-            for name in (q, f"{q}.DQ", f"{q}.XQ"):
-                ch = conn.channel()
-                ch.queue_delete(name)
-                ch.close()
-    finally:
-        conn.close()
-
-
 @pytest.mark.parametrize(("framework", "service", "options", "expected"), CASES)
 def test_kill_9_during_a_task(framework: str, service: str, options: dict[str, Any], expected: str,
-                              tmp_path: Path) -> None:
+                              tmp_path: Path, drop_example_rabbitmq_queues: Callable[[], None]) -> None:
     if service == "rabbitmq":
-        _drop_rabbitmq_queues()
+        drop_example_rabbitmq_queues()  # celery and dramatiq declare them with different arguments
     env = _env(framework, service, options, tmp_path)
     marker = tmp_path / "started"
     _py("from examples.frameworks import tasks; tasks.slow.purge()", env)

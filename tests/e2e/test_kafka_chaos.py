@@ -80,7 +80,7 @@ def _ledger(path: Path) -> tuple[int, set[int]]:
 
 
 @pytest.mark.parametrize("broker_name", ["kafka", "confluent-kafka"])
-def test_kill9_consumers_lose_nothing(tmp_path: Path, broker_name: str) -> None:
+def test_kill9_consumers_lose_nothing(tmp_path: Path, broker_name: str, runs_ledger: Path) -> None:
     if broker_name == "kafka":
         from boostkernel_kafka.broker import KafkaBroker as Cls
     else:
@@ -88,12 +88,7 @@ def test_kill9_consumers_lose_nothing(tmp_path: Path, broker_name: str) -> None:
         from boostkernel_confluent_kafka.broker import ConfluentKafkaBroker as Cls  # type: ignore[assignment]
     url = service_url("kafka")
     queue = f"chaos_{broker_name.replace('-', '_')}_{uuid.uuid4().hex[:8]}"
-    ledger = tmp_path / "ledger.db"
-    c = sqlite3.connect(ledger)
-    c.execute("PRAGMA journal_mode=WAL")
-    c.execute("CREATE TABLE runs (i INTEGER NOT NULL, pid INTEGER NOT NULL)")
-    c.commit()
-    c.close()
+    ledger = runs_ledger
     script = tmp_path / "chaos_worker.py"
     script.write_text(WORKER)
     env = {**os.environ, "LEDGER": str(ledger), "QUEUE": queue, "BROKER": broker_name, "URL": url,

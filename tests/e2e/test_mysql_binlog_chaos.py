@@ -10,8 +10,6 @@ duplicates (rows in flight, or settled after the last checkpoint write, at a kil
 from __future__ import annotations
 
 import os
-import sys
-import textwrap
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +18,7 @@ import pytest
 
 from boostkernel.testing import wait_until
 from boostkernel.testing.chaos import Ledger, WorkerProcess, kill_loop
+from boostkernel.testing.helpers import import_module_file
 from boostkernel.testing.private import PrivateMariaDB
 
 pytestmark = pytest.mark.timeout(240)
@@ -45,7 +44,7 @@ def test_1000_inserted_rows_become_1000_tasks_across_kill_9(tmp_path: Path, serv
         c.execute("CREATE DATABASE shop")
         c.execute("CREATE TABLE shop.orders (id INT PRIMARY KEY, amount DECIMAL(10,2), placed DATETIME)")
     ledger_path = tmp_path / "ledger.db"
-    (tmp_path / "binlog_chaos_tasks.py").write_text(textwrap.dedent(f"""
+    tasks = import_module_file(tmp_path, "binlog_chaos_tasks", f"""
         import random, time
         from boostkernel import boost
         from boostkernel.testing.chaos import Ledger
@@ -59,12 +58,7 @@ def test_1000_inserted_rows_become_1000_tasks_across_kill_9(tmp_path: Path, serv
             assert (schema, table, event) == ("shop", "orders", "insert")
             time.sleep(random.uniform(0.01, 0.06))
             ledger.record(row["id"])
-    """))
-    sys.path.insert(0, str(tmp_path))
-    try:
-        import binlog_chaos_tasks as tasks  # type: ignore[import-not-found]
-    finally:
-        sys.path.remove(str(tmp_path))
+    """)
     tasks.on_order.make_broker().close()  # the queue's checkpoint starts here: rows from now on are tasks
     ledger = Ledger(ledger_path)
 

@@ -7,7 +7,6 @@ handler returned, so RabbitMQ requeues the event of a killed worker: at-least-on
 
 from __future__ import annotations
 
-import textwrap
 import uuid
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 
 from boostkernel.testing import wait_until
 from boostkernel.testing.chaos import WorkerProcess
-from boostkernel.testing.helpers import service_url
+from boostkernel.testing.helpers import import_module_file, service_url
 
 pytestmark = [pytest.mark.service("rabbitmq"), pytest.mark.timeout(180)]
 
@@ -24,7 +23,7 @@ def test_kill_9_during_a_task_redelivers_it(tmp_path: Path) -> None:
     queue = f"nk_kill_{uuid.uuid4().hex[:8]}"
     marks = tmp_path / "marks"
     marks.mkdir()
-    (tmp_path / "nk_kill_tasks.py").write_text(textwrap.dedent(f"""
+    tasks = import_module_file(tmp_path, "nk_kill_tasks", f"""
         import os, time
         from boostkernel import boost
 
@@ -33,14 +32,7 @@ def test_kill_9_during_a_task_redelivers_it(tmp_path: Path) -> None:
             open(os.path.join({str(marks)!r}, f"start-{{i}}-{{os.getpid()}}"), "w").close()
             time.sleep(3)
             open(os.path.join({str(marks)!r}, f"done-{{i}}-{{os.getpid()}}"), "w").close()
-    """))
-    import sys
-
-    sys.path.insert(0, str(tmp_path))
-    try:
-        import nk_kill_tasks as tasks  # type: ignore[import-not-found]
-    finally:
-        sys.path.remove(str(tmp_path))
+    """)
     worker = WorkerProcess("nk_kill_tasks", tmp_path, args=["--concurrency", "eventlet"])
     try:
         tasks.slow.push(7)

@@ -72,14 +72,6 @@ if __name__ == "__main__":
 '''
 
 
-def _ledger(path: Path) -> None:
-    c = sqlite3.connect(path)
-    c.execute("PRAGMA journal_mode=WAL")
-    c.execute("CREATE TABLE runs (i INTEGER, pid INTEGER, delivery INTEGER, t REAL)")
-    c.commit()
-    c.close()
-
-
 def _rows(path: Path) -> list[tuple[int, int]]:
     c = sqlite3.connect(path, timeout=30)
     try:
@@ -88,7 +80,7 @@ def _rows(path: Path) -> list[tuple[int, int]]:
         c.close()
 
 
-def test_sigkill_every_2s_for_30s_loses_nothing(tmp_path: Path) -> None:
+def test_sigkill_every_2s_for_30s_loses_nothing(tmp_path: Path, runs_ledger: Path) -> None:
     from boostkernel_rabbitmq.broker import RabbitmqBroker
 
     n, kill_every, kill_for = 5_000, 2.0, 30.0
@@ -97,8 +89,7 @@ def test_sigkill_every_2s_for_30s_loses_nothing(tmp_path: Path) -> None:
     admin = RabbitmqBroker(queue, url)
     script = tmp_path / "chaos_worker.py"
     script.write_text(WORKER)
-    ledger = tmp_path / "ledger.db"
-    _ledger(ledger)
+    ledger = runs_ledger
     env = {**os.environ, "LEDGER": str(ledger), "QUEUE": queue, "URL": url, "N": str(n), "PYTHONUNBUFFERED": "1",
            "WORKERS": str(WORKERS), "PREFETCH": str(PREFETCH)}
     logfile = tmp_path / "workers.log"

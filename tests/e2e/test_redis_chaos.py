@@ -71,14 +71,6 @@ if __name__ == "__main__":
 '''
 
 
-def _ledger(path: Path) -> None:
-    c = sqlite3.connect(path)
-    c.execute("PRAGMA journal_mode=WAL")
-    c.execute("CREATE TABLE runs (i INTEGER, pid INTEGER, delivery INTEGER, t REAL)")
-    c.commit()
-    c.close()
-
-
 def _redelivered(path: Path) -> int:
     c = sqlite3.connect(path, timeout=30)
     try:
@@ -95,7 +87,7 @@ def _executed(path: Path) -> dict[int, int]:
         c.close()
 
 
-def test_sigkill_every_2s_for_30s_loses_nothing(tmp_path: Path) -> None:
+def test_sigkill_every_2s_for_30s_loses_nothing(tmp_path: Path, runs_ledger: Path) -> None:
     import redis
 
     n, kill_every, kill_for = 10_000, 2.0, 30.0
@@ -105,8 +97,7 @@ def test_sigkill_every_2s_for_30s_loses_nothing(tmp_path: Path) -> None:
     r = redis.Redis.from_url(url)
     script = tmp_path / "chaos_worker.py"
     script.write_text(WORKER)
-    ledger = tmp_path / "ledger.db"
-    _ledger(ledger)
+    ledger = runs_ledger
     env = {**os.environ, "LEDGER": str(ledger), "QUEUE": queue, "URL": url, "N": str(n), "PYTHONUNBUFFERED": "1",
            "BOOSTKERNEL_PLUGINS": "redis,threads,builtin"}  # faster worker start-up: load only what it uses
     log = open(tmp_path / "workers.log", "w")  # noqa: SIM115 - closed at the end

@@ -85,7 +85,7 @@ def _start_redis(port: int, data: Path, log: Path) -> subprocess.Popen[bytes]:
 
 @pytest.mark.skipif(shutil.which("redis-server") is None and not os.environ.get("CI"),
                     reason="redis-server binary not installed (apt-get install redis-server)")
-def test_redis_down_for_10s_consumers_and_publishers_resume(tmp_path: Path) -> None:
+def test_redis_down_for_10s_consumers_and_publishers_resume(tmp_path: Path, runs_ledger: Path) -> None:
     import redis
 
     port = _free_port()
@@ -94,12 +94,7 @@ def test_redis_down_for_10s_consumers_and_publishers_resume(tmp_path: Path) -> N
     data.mkdir()
     server = _start_redis(port, data, tmp_path / "redis.log")
     queue = f"outage_{uuid.uuid4().hex[:8]}"
-    ledger = tmp_path / "ledger.db"
-    c = sqlite3.connect(ledger)
-    c.execute("PRAGMA journal_mode=WAL")
-    c.execute("CREATE TABLE runs (i INTEGER, pid INTEGER)")
-    c.commit()
-    c.close()
+    ledger = runs_ledger
     script = tmp_path / "outage_worker.py"
     script.write_text(WORKER)
     env = {**os.environ, "LEDGER": str(ledger), "QUEUE": queue, "URL": url, "PYTHONUNBUFFERED": "1"}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import textwrap
 import time
 from pathlib import Path
 
@@ -10,19 +9,16 @@ import pytest
 
 from boostkernel.testing import wait_until
 from boostkernel.testing.chaos import Ledger, WorkerProcess, kill_loop
+from boostkernel.testing.helpers import import_module_file
 
 pytestmark = pytest.mark.serial  # kill loops with time bounds: run alone (.ci/run)
 
 N = 1000
 
 
-def _module(tmp_path: Path, name: str, body: str) -> None:
-    (tmp_path / f"{name}.py").write_text(textwrap.dedent(body))
-
-
 def test_sigkill_while_1000_tasks_in_flight_loses_none(tmp_path: Path) -> None:
     db, ledger_path = tmp_path / "queue.db", tmp_path / "ledger.db"
-    _module(tmp_path, "chaos_sqlite_tasks", f"""
+    tasks = import_module_file(tmp_path, "chaos_sqlite_tasks", f"""
         import random, time
         from boostkernel import boost
         from boostkernel.testing.chaos import Ledger
@@ -35,13 +31,6 @@ def test_sigkill_while_1000_tasks_in_flight_loses_none(tmp_path: Path) -> None:
             time.sleep(random.uniform(0.05, 0.3))
             ledger.record(i)
     """)
-    import sys
-
-    sys.path.insert(0, str(tmp_path))
-    try:
-        import chaos_sqlite_tasks as tasks  # type: ignore[import-not-found]
-    finally:
-        sys.path.remove(str(tmp_path))
     ledger = Ledger(ledger_path)
     tasks.work.push_many([(i,) for i in range(N)])
     assert tasks.work.count() == N
@@ -69,7 +58,7 @@ def test_malformed_messages_among_1000_good_ones(tmp_path: Path) -> None:
     from boostkernel.broker import Outgoing
 
     db, ledger_path = tmp_path / "queue.db", tmp_path / "ledger.db"
-    _module(tmp_path, "malformed_tasks", f"""
+    tasks = import_module_file(tmp_path, "malformed_tasks", f"""
         from boostkernel import boost
         from boostkernel.testing.chaos import Ledger
 
@@ -79,13 +68,6 @@ def test_malformed_messages_among_1000_good_ones(tmp_path: Path) -> None:
         def work(i: int) -> None:
             ledger.record(i)
     """)
-    import sys
-
-    sys.path.insert(0, str(tmp_path))
-    try:
-        import malformed_tasks as tasks  # type: ignore[import-not-found]
-    finally:
-        sys.path.remove(str(tmp_path))
     b = tasks.work.broker
     tasks.work.push_many([(i,) for i in range(500)])
     b.publish(Outgoing("non-json", b"\x80\x81 definitely not json"))

@@ -9,8 +9,6 @@
 
 from __future__ import annotations
 
-import sys
-import textwrap
 import uuid
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,7 @@ import pytest
 from boostkernel.testing import wait_until
 from boostkernel.testing.chaos import Ledger, WorkerProcess
 from boostkernel.testing.control_contract import require_broker
-from boostkernel.testing.helpers import service_url
+from boostkernel.testing.helpers import import_module_file, service_url
 
 pytestmark = pytest.mark.serial  # a kill and a redelivery bound in seconds: run alone (.ci/run)
 
@@ -44,7 +42,7 @@ def test_sigkill_mid_chord_loses_no_callback(tmp_path: Path, broker: str) -> Non
     require_broker("redis")  # the store of the rabbitmq case
     ledger_path, suffix = tmp_path / "ledger.db", uuid.uuid4().hex[:8]
     module = f"wf_chaos_{broker}_{suffix}"
-    (tmp_path / f"{module}.py").write_text(textwrap.dedent(f"""
+    tasks: Any = import_module_file(tmp_path, module, f"""
         import time
         from boostkernel import boost
         from boostkernel.testing.chaos import Ledger
@@ -62,12 +60,7 @@ def test_sigkill_mid_chord_loses_no_callback(tmp_path: Path, broker: str) -> Non
         def total(values: list[int]) -> int:
             ledger.record("total")
             return sum(values)
-    """))
-    sys.path.insert(0, str(tmp_path))
-    try:
-        tasks: Any = __import__(module)
-    finally:
-        sys.path.remove(str(tmp_path))
+    """)
     from boostkernel_workflow import chord
 
     ledger = Ledger(ledger_path)
@@ -103,7 +96,7 @@ def test_sigkill_between_the_last_members_result_and_the_callback(tmp_path: Path
     callback is published from its redelivery."""
     suffix = uuid.uuid4().hex[:8]
     module, mark, ledger_path = f"wf_kill_{suffix}", tmp_path / "killed", tmp_path / "ledger.db"
-    (tmp_path / f"{module}.py").write_text(textwrap.dedent(f"""
+    tasks: Any = import_module_file(tmp_path, module, f"""
         import os, signal, time, types
         from dataclasses import dataclass
         from boostkernel import Control, boost, hookimpl, option
@@ -149,12 +142,7 @@ def test_sigkill_between_the_last_members_result_and_the_callback(tmp_path: Path
         def total(values: list[int]) -> int:
             ledger.record("total")
             return sum(values)
-    """))
-    sys.path.insert(0, str(tmp_path))
-    try:
-        tasks: Any = __import__(module)
-    finally:
-        sys.path.remove(str(tmp_path))
+    """)
     from boostkernel_workflow import chord
 
     ledger = Ledger(ledger_path)

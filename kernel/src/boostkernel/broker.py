@@ -25,13 +25,15 @@ is the broker's job (it alone sees the crash); the kernel only reports ``started
 from __future__ import annotations
 
 import abc
+import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+from .errors import ConfigError
 from .params import BoostParams
 
 if TYPE_CHECKING:
@@ -54,6 +56,37 @@ def consumer_window(params: BoostParams | None, minimum: int, unbound: int = 1) 
     if params.prefetch is not None:
         return max(1, int(params.prefetch))
     return max(minimum, int(params.workers + params.effective_prefetch))
+
+
+def name_option(options: Mapping[str, Any], key: str, default: str, pattern: re.Pattern[str], broker: str,
+                rule: str) -> str:
+    """A name on the server (topic, channel, consumer group) read from ``broker_options[key]``, ``default``
+    (often the queue name) when not set, and checked: if ``pattern`` does not match it, ``ConfigError``
+    says ``rule`` (what the server accepts) and the fix (another queue name, or the option ``key``)."""
+    name = str(options.get(key, default))
+    if not pattern.match(name):
+        raise ConfigError(f"{broker} {key} name {name!r} is not valid: {rule}; choose another queue name or set "
+                          f"broker_options {key}=...")
+    return name
+
+
+def lease_options(options: Mapping[str, Any], lease: str, default: float, renewal: str,
+                  minimum_note: str = "") -> tuple[float, float]:
+    """A server-side lease and its renewal, read from ``broker_options`` and checked: ``options[lease]``,
+    the seconds the server keeps a delivered message from other consumers (``default``; at least 1 s,
+    ``minimum_note`` says whose minimum), and ``options[renewal]``, how often the consumer renews the lease
+    of a message it holds (a third of the lease by default; more than 0 and under half of the lease, or a
+    live long task loses its message). Returns ``(lease, renewal)``; a bad value raises ``ConfigError``
+    naming the option."""
+    seconds = float(options.get(lease, default))
+    if seconds < 1:
+        note = f" ({minimum_note})" if minimum_note else ""
+        raise ConfigError(f"broker_options {lease}={seconds!r}: must be >= 1 second{note}")
+    every = float(options.get(renewal, seconds / 3))
+    if not 0 < every < seconds / 2:
+        raise ConfigError(f"broker_options {renewal}={every!r}: must be > 0 and under half of {lease} "
+                          f"({seconds}), or a live long task loses its message")
+    return seconds, every
 
 
 def poll_claims(claim: Callable[[], list[T]], timeout: float, wake: threading.Condition, closed: threading.Event,
@@ -195,6 +228,16 @@ class Broker(abc.ABC):
         self.url = url or self.default_url
         self.params = params
         self.options = {**(params.broker_options if params else {}), **options}
+
+    def crash_limit(self) -> int:
+        """``max_deliveries``: how many deaths of a consumer running a message dead-letter it (``crash-loop``).
+
+        The booster's ``params.max_deliveries``; for a broker built without parameters (a tool, a test),
+        the ``max_deliveries`` broker option, default 3. A broker that counts crashes reads it once, in
+        ``__init__`` (``self.max_crashes = self.crash_limit()``), never per message."""
+        if self.params is not None:
+            return int(self.params.max_deliveries)
+        return int(self.options.get("max_deliveries", 3))
 
     @staticmethod
     def take_buffered(buffer: deque[T], ready: threading.Condition, max_messages: int, timeout: float) -> list[T]:

@@ -118,7 +118,7 @@ class LeasedBroker(Broker):
         self.ack_flush_interval = float(o.get("ack_flush_interval", 0.02))
         self.idle_poll = float(o.get("idle_poll", self.default_idle_poll))
         self.publish_timeout = float(o.get("publish_timeout", 30.0))
-        self.max_crashes = int(params.max_deliveries if params is not None else o.get("max_deliveries", 3))
+        self.max_crashes = self.crash_limit()
         if self.dead_after <= self.heartbeat_interval * 2:
             raise ConfigError(f"dead_after ({self.dead_after}s) must be more than twice heartbeat_interval "
                               f"({self.heartbeat_interval}s), or live workers would be declared dead")

@@ -57,7 +57,7 @@ class DirQueueBroker(Broker):
         """Seconds without a heartbeat after which a consumer is dead and its messages are returned."""
         self.heartbeat_interval = float(o.get("heartbeat_interval", self.dead_after / 4))
         self.reap_interval = float(o.get("reap_interval", 1.0))
-        self.max_crashes = int(params.max_deliveries if params is not None else o.get("max_deliveries", 3))
+        self.max_crashes = self.crash_limit()
         self.owner = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.mine_dir = self.dirs["inflight"] / self.owner
         self._mine: set[str] = set()

@@ -207,15 +207,14 @@ class ChaosContract:
                                   "that select your broker, e.g. {'broker': 'mybroker', 'broker_url': ...}")
 
     def test_repeated_kill_9_loses_nothing(self, tmp_path: Path, chaos_boost_options: dict[str, Any]) -> None:
-        import textwrap
         import uuid
 
-        from .helpers import wait_until
+        from .helpers import import_module_file, wait_until
 
         queue, mod = f"chaos_{uuid.uuid4().hex[:10]}", f"chaos_tasks_{uuid.uuid4().hex[:8]}"
         ledger_path = tmp_path / "ledger.db"
         options = {"workers": self.chaos_workers, "max_deliveries": 50, **chaos_boost_options}
-        (tmp_path / f"{mod}.py").write_text(textwrap.dedent(f"""
+        tasks = import_module_file(tmp_path, mod, f"""
             import random, time
             from boostkernel import boost
             from boostkernel.testing.chaos import Ledger
@@ -226,14 +225,7 @@ class ChaosContract:
             def work(i: int) -> None:
                 time.sleep(random.uniform(0.05, 0.2))
                 ledger.record(i)
-        """))
-        sys.path.insert(0, str(tmp_path))
-        try:
-            import importlib
-
-            tasks = importlib.import_module(mod)
-        finally:
-            sys.path.remove(str(tmp_path))
+        """)
         ledger = Ledger(ledger_path)
         n = self.chaos_tasks
         tasks.work.push_many([(i,) for i in range(n)])

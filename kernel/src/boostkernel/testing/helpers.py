@@ -126,3 +126,45 @@ def cut_connections_to(url: str) -> Callable[[Any], None]:
             pytest.fail("no connection to cut")
 
     return cut
+
+
+def bytes_held_per_message(broker: Any, queue: str, n: int = 10_000) -> float:
+    """Publish ``n`` no-op messages for ``queue`` on ``broker`` and return the Python memory (``tracemalloc``)
+    still held afterwards per message: what a queued or buffered message costs the publishing process
+    (a client's oversized encoder buffer kept alive with each message shows up here)."""
+    import gc
+    import tracemalloc
+
+    from ..broker import Outgoing
+    from ..message import Envelope
+
+    gc.collect()
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        for i in range(n):
+            env = Envelope(queue, [i], {})
+            broker.publish(Outgoing(env.id, env.encode()))
+        del env
+        gc.collect()
+        return (tracemalloc.get_traced_memory()[0] - base) / n
+    finally:
+        tracemalloc.stop()
+
+
+def import_module_file(folder: Any, name: str, source: str | None = None) -> Any:
+    """Import the module ``name`` from ``folder`` (first on ``sys.path`` for this import only) and return it;
+    with ``source``, write it first (dedented) as ``folder/name.py``. For the task module a test writes and
+    whose boosters it uses in-process, while its worker processes import the same file by name."""
+    import importlib
+    import sys
+    import textwrap
+
+    if source is not None:
+        with open(os.path.join(folder, f"{name}.py"), "w") as fh:
+            fh.write(textwrap.dedent(source))
+    sys.path.insert(0, str(folder))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(folder))

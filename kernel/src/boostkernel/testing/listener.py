@@ -1,7 +1,8 @@
 """Tests every listening broker (:class:`boostkernel.edge.ListenerBroker`) runs besides the broker contract.
 
 Subclass :class:`ListenerContract` and set ``broker_class`` and ``scheme``; the listener binds a free
-loopback port. Checked: the security rule (non-loopback needs a secret, at construction and at
+loopback port. :class:`ListenerBrokerContract` is the broker contract itself for such a broker (the same two
+attributes). Checked: the security rule (non-loopback needs a secret, at construction and at
 decoration), signed round trip, unsigned and tampered messages refused (never delivered) and logged
 once, key rotation, a foreign bare-JSON producer, and an end-to-end ``@boost`` run.
 """
@@ -17,16 +18,41 @@ from typing import Any
 
 import pytest
 
-from ..broker import Outgoing
+from ..broker import Broker, Outgoing
 from ..edge import ListenerBroker
 from ..errors import ConfigError, MessageRejected, ResultsNotEnabled, TaskFailed
 from ..message import Envelope
+from .contracts import BrokerContract
 from .helpers import wait_until
 
 
 def _msg(body: dict[str, Any] | None = None) -> Outgoing:
     env = Envelope("listener", [], body or {})
     return Outgoing(env.id, env.encode())
+
+
+class ListenerBrokerContract(BrokerContract):
+    """:class:`BrokerContract` for a listening broker: every broker ``make_broker`` builds listens on a free
+    loopback port (``publish`` on the same instance sends to it), and all are closed after the test. Set
+    ``broker_class`` and ``scheme`` (``tcp``, ``ws``, ...)."""
+
+    broker_class: type[ListenerBroker]
+    scheme: str
+    settle_time = 3.0
+
+    @pytest.fixture
+    def make_broker(self) -> Iterator[Callable[[str], Broker]]:
+        made: list[Broker] = []
+
+        def make(queue: str) -> Broker:
+            b = self.broker_class(queue, f"{self.scheme}://127.0.0.1:0")
+            b.listen()
+            made.append(b)
+            return b
+
+        yield make
+        for b in made:
+            b.close()
 
 
 class ListenerContract:

@@ -3,33 +3,16 @@
 from __future__ import annotations
 
 import urllib.request
-from collections.abc import Callable, Iterator
 
-import pytest
 from boostkernel_http import call
 from boostkernel_http.broker import HttpBroker
 
-from boostkernel.broker import Broker
-from boostkernel.testing import BrokerContract
-from boostkernel.testing.listener import ListenerContract, SyncCallContract
+from boostkernel.testing.listener import ListenerBrokerContract, ListenerContract, SyncCallContract
 
 
-class TestHttpContract(BrokerContract):
-    settle_time = 3.0
-
-    @pytest.fixture
-    def make_broker(self) -> Iterator[Callable[[str], Broker]]:
-        made: list[Broker] = []
-
-        def make(queue: str) -> Broker:
-            b = HttpBroker(queue, "http://127.0.0.1:0")
-            b.listen()
-            made.append(b)
-            return b
-
-        yield make
-        for b in made:
-            b.close()
+class TestHttpContract(ListenerBrokerContract):
+    broker_class = HttpBroker
+    scheme = "http"
 
 
 class TestHttpListener(ListenerContract):

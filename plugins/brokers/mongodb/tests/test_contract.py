@@ -15,6 +15,7 @@ import pytest
 
 from boostkernel.broker import Broker
 from boostkernel.testing import BrokerContract
+from boostkernel.testing.helpers import BrokerFactory
 
 URL = os.environ.get("BOOSTKERNEL_MONGODB_URL")
 FAST = {"heartbeat_interval": 0.25, "dead_after": 2.0, "reap_interval": 0.3, "max_deliveries": 3}
@@ -30,13 +31,6 @@ class TestMongoBroker(BrokerContract):
             pytest.skip("no MongoDB server here: set BOOSTKERNEL_MONGODB_URL to run the contract against one")
         from boostkernel_mongodb.broker import MongoBroker
 
-        made: list[Broker] = []
-
-        def make(queue: str) -> Broker:
-            b = MongoBroker(queue, URL, None, **FAST)
-            made.append(b)
-            return b
-
-        yield make
-        for b in made:
-            b.close()
+        factory = BrokerFactory(MongoBroker, URL, **FAST)
+        yield factory
+        factory.close_all()

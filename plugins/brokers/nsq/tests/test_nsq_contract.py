@@ -14,6 +14,7 @@ import pytest
 
 from boostkernel.broker import Broker
 from boostkernel.testing import BrokerContract
+from boostkernel.testing.helpers import BrokerFactory
 
 URL = os.environ.get("BOOSTKERNEL_NSQ_URL")
 FAST = {"msg_timeout": 3.0, "touch_interval": 0.5}
@@ -29,13 +30,6 @@ class TestNsqBrokerContract(BrokerContract):
             pytest.skip("no server: no nsq server can run here; set BOOSTKERNEL_NSQ_URL to run the contract")
         from boostkernel_nsq.broker import NsqBroker
 
-        made: list[Broker] = []
-
-        def make(queue: str) -> Broker:
-            b = NsqBroker(queue, URL, None, **FAST)
-            made.append(b)
-            return b
-
-        yield make
-        for b in made:
-            b.close()
+        factory = BrokerFactory(NsqBroker, URL, **FAST)
+        yield factory
+        factory.close_all()

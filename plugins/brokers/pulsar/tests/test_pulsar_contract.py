@@ -14,6 +14,7 @@ import pytest
 
 from boostkernel.broker import Broker
 from boostkernel.testing import BrokerContract
+from boostkernel.testing.helpers import BrokerFactory
 
 URL = os.environ.get("BOOSTKERNEL_PULSAR_URL")
 FAST = {"negative_ack_delay": 0.5}
@@ -29,13 +30,6 @@ class TestPulsarBrokerContract(BrokerContract):
             pytest.skip("no server: no pulsar server can run here; set BOOSTKERNEL_PULSAR_URL to run the contract")
         from boostkernel_pulsar.broker import PulsarBroker
 
-        made: list[Broker] = []
-
-        def make(queue: str) -> Broker:
-            b = PulsarBroker(queue, URL, None, **FAST)
-            made.append(b)
-            return b
-
-        yield make
-        for b in made:
-            b.close()
+        factory = BrokerFactory(PulsarBroker, URL, **FAST)
+        yield factory
+        factory.close_all()

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import gc
 import threading
-import tracemalloc
 from typing import Any
 
 import pytest
 
-from boostkernel.broker import Outgoing
-from boostkernel.message import Envelope
-from boostkernel.testing.helpers import service_url
+from boostkernel.testing.helpers import bytes_held_per_message, service_url
 
 pytestmark = pytest.mark.service("redis")
 
@@ -31,16 +27,7 @@ def test_a_buffered_no_op_message_holds_at_most_1200_bytes(unique_queue: str) ->
     broker._buffer.send = held_back
     n = 10_000
     try:
-        gc.collect()
-        tracemalloc.start()
-        base = tracemalloc.get_traced_memory()[0]
-        for i in range(n):
-            env = Envelope(unique_queue, [i], {})
-            broker.publish(Outgoing(env.id, env.encode()))
-        del env
-        gc.collect()
-        per_message = (tracemalloc.get_traced_memory()[0] - base) / n
-        tracemalloc.stop()
+        per_message = bytes_held_per_message(broker, unique_queue, n)
         assert broker._buffer.pending() == n
         assert per_message <= 1200, f"{per_message:.0f} bytes held per buffered message"
     finally:

@@ -15,6 +15,7 @@ import pytest
 
 from boostkernel.broker import Broker
 from boostkernel.testing import BrokerContract
+from boostkernel.testing.helpers import BrokerFactory
 
 URL = os.environ.get("BOOSTKERNEL_ROCKETMQ_URL")
 FAST = {"invisible_duration": 3.0, "heartbeat_interval": 0.5}
@@ -30,13 +31,6 @@ class TestRocketmqBrokerContract(BrokerContract):
             pytest.skip("no server: no RocketMQ server can run here; set BOOSTKERNEL_ROCKETMQ_URL to run the contract")
         from boostkernel_rocketmq.broker import RocketmqBroker
 
-        made: list[Broker] = []
-
-        def make(queue: str) -> Broker:
-            b = RocketmqBroker(queue, URL, None, **FAST)
-            made.append(b)
-            return b
-
-        yield make
-        for b in made:
-            b.close()
+        factory = BrokerFactory(RocketmqBroker, URL, **FAST)
+        yield factory
+        factory.close_all()

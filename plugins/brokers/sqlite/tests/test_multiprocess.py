@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import sys
-import textwrap
 from pathlib import Path
 
 from boostkernel.testing import wait_until
 from boostkernel.testing.chaos import Ledger, WorkerProcess
+from boostkernel.testing.helpers import import_module_file
 
 
 def test_three_processes_share_one_queue_file(tmp_path: Path) -> None:
     db, ledger_path = tmp_path / "q.db", tmp_path / "ledger.db"
-    (tmp_path / "mp_sqlite_tasks.py").write_text(textwrap.dedent(f"""
+    tasks = import_module_file(tmp_path, "mp_sqlite_tasks", f"""
         from boostkernel import boost
         from boostkernel.testing.chaos import Ledger
 
@@ -21,12 +20,7 @@ def test_three_processes_share_one_queue_file(tmp_path: Path) -> None:
         @boost("mp_sqlite", broker="sqlite", broker_url="sqlite:///{db}", workers=8)
         def work(i: int) -> None:
             ledger.record(i)
-    """))
-    sys.path.insert(0, str(tmp_path))
-    try:
-        import mp_sqlite_tasks as tasks  # type: ignore[import-not-found]
-    finally:
-        sys.path.remove(str(tmp_path))
+    """)
     n = 3000
     ledger = Ledger(ledger_path)
     workers = [WorkerProcess("mp_sqlite_tasks", tmp_path, log_path=tmp_path / f"w{i}.log") for i in range(3)]

@@ -13,7 +13,7 @@ from boostkernel_sqs.broker import SqsBroker
 from boostkernel.broker import Broker
 from boostkernel.testing import BrokerContract
 from boostkernel.testing.chaos import ChaosContract
-from boostkernel.testing.helpers import drop_tcp_connections, service_url
+from boostkernel.testing.helpers import BrokerFactory, drop_tcp_connections, service_url
 
 pytestmark = pytest.mark.service("sqs")
 
@@ -69,17 +69,10 @@ class TestSqsContract(BrokerContract, ChaosContract):
 
     @pytest.fixture
     def make_broker(self) -> Iterator[Callable[[str], Broker]]:
-        made: list[SqsBroker] = []
-
-        def make(queue: str) -> Broker:
-            b = SqsBroker(queue, service_url("sqs"), **FAST)
-            made.append(b)
-            return b
-
-        yield make
-        for b in made:
-            b.close()
-        if made:
-            cleaner = SqsBroker(made[0].queue, service_url("sqs"))
+        factory = BrokerFactory(SqsBroker, service_url("sqs"), **FAST)
+        yield factory
+        factory.close_all()
+        if factory.made:
+            cleaner = SqsBroker(factory.made[0].queue, service_url("sqs"))
             cleaner.delete_queues()
             cleaner.close()

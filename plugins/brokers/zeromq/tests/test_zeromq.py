@@ -2,32 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-
-import pytest
 from boostkernel_zeromq.broker import ZeroMQBroker
 
-from boostkernel.broker import Broker
-from boostkernel.testing import BrokerContract
-from boostkernel.testing.listener import ListenerContract
+from boostkernel.testing.listener import ListenerBrokerContract, ListenerContract
 
 
-class TestZeroMQContract(BrokerContract):
-    settle_time = 3.0
-
-    @pytest.fixture
-    def make_broker(self) -> Iterator[Callable[[str], Broker]]:
-        made: list[Broker] = []
-
-        def make(queue: str) -> Broker:
-            b = ZeroMQBroker(queue, "zmq://127.0.0.1:0")
-            b.listen()  # the consumer's listener, on a free port; publish on this instance sends to it
-            made.append(b)
-            return b
-
-        yield make
-        for b in made:
-            b.close()
+class TestZeroMQContract(ListenerBrokerContract):
+    broker_class = ZeroMQBroker
+    scheme = "zmq"
 
 
 class TestZeroMQListener(ListenerContract):

@@ -211,7 +211,7 @@ class BeanstalkdBroker(Broker):
         self.connect_timeout = float(o.get("connect_timeout", 5.0))
         self.io_timeout = float(o.get("io_timeout", 30.0))
         self.publish_timeout = float(o.get("publish_timeout", 30.0))
-        self.max_crashes = int(params.max_deliveries if params is not None else o.get("max_deliveries", 3))
+        self.max_crashes = self.crash_limit()
         self.window = int(o.get("window", default_window(params)))
         if self.window < 1:
             raise ConfigError(f"broker_options window={self.window!r}: must be >= 1")

@@ -123,7 +123,7 @@ class FileBroker(Broker):
         self.scan_interval = float(o.get("scan_interval", 0.5))
         self.fsync = bool(o.get("fsync", False))
         self.watch = o.get("watch", "auto")
-        self.max_crashes = int(params.max_deliveries if params is not None else o.get("max_deliveries", 3))
+        self.max_crashes = self.crash_limit()
         self.root = path_from_url(self.url, params, o.get("directory"))
         self.dir = self.root / queue
         self.ready, self.delayed = self.dir / "ready", self.dir / "delayed"

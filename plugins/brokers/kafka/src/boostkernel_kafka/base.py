@@ -148,7 +148,7 @@ class LogBroker(Broker):
         default_attempts = f"{self.topic}.attempts" if self.group_id == f"boostkernel.{self.topic}" else \
             f"{self.topic}.attempts.{re.sub(r'[^A-Za-z0-9._-]', '_', self.group_id)}"
         self.attempts_topic = str(o.get("attempts_topic") or default_attempts)[:249]
-        self.max_crashes = int(params.max_deliveries if params is not None else o.get("max_deliveries", 3))
+        self.max_crashes = self.crash_limit()
         self.owner = consumer_id()
         self.journal_dir = host_journal_dir("kafka-" + self.group_id)
         self._crashes = CrashCharges(self.journal_dir, self.owner)

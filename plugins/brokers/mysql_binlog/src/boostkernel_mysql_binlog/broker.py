@@ -142,7 +142,7 @@ class MysqlBinlogBroker(Broker):
         self.flush_interval = float(o.get("flush_interval", 0.2))
         self.lock_retry = float(o.get("lock_retry", 0.5))
         self.buffer = int(o.get("buffer", 2000))
-        self.max_crashes = int(params.max_deliveries if params is not None else o.get("max_deliveries", 3))
+        self.max_crashes = self.crash_limit()
         self.lock_name = "bk_binlog:" + hashlib.sha1(queue.encode()).hexdigest()[:40]
         self.owner = consumer_id()
         self.journal_dir = host_journal_dir(f"mysql-binlog-{queue}")

@@ -10,10 +10,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from boostkernel.broker import lease_options, name_option
 from boostkernel.errors import ConfigError
 from boostkernel.logs import mask_url
 
 _NAME = re.compile(r"^[.a-zA-Z0-9_-]{1,64}(#ephemeral)?$")
+_NAME_RULE = "1-64 characters of letters, digits, '.', '_', '-' (optionally ending in '#ephemeral')"
 FRAME = b"\x01bk1 "
 """Bodies published by this plugin start with ``FRAME``, the message id and a newline: NSQ messages have no
 headers, and nsqd assigns its own ids, so the envelope's id travels in the body."""
@@ -34,14 +36,6 @@ class NsqSettings:
     connect_timeout: float
 
 
-def check_name(kind: str, name: str) -> str:
-    if not _NAME.match(name):
-        raise ConfigError(f"nsq {kind} name {name!r} is not valid: 1-64 characters of letters, digits, '.', '_', "
-                          f"'-' (optionally ending in '#ephemeral'); choose another queue name or set "
-                          f"broker_options {kind}=...")
-    return name
-
-
 def parse(url: str, queue: str, options: dict[str, Any]) -> NsqSettings:
     """``nsq://HOST[:4150][?http_port=4151]`` plus ``broker_options``: ``topic`` (the queue name),
     ``channel`` (``boostkernel``), ``dlq_topic`` (``<topic>.dlq``), ``msg_timeout`` (seconds nsqd waits
@@ -57,16 +51,10 @@ def parse(url: str, queue: str, options: dict[str, Any]) -> NsqSettings:
     except ValueError:
         raise ConfigError(f"nsq URL {mask_url(url)!r}: the port is not a number") from None
     o = {**{k: v[-1] for k, v in parse_qs(u.query).items()}, **options}
-    topic = check_name("topic", str(o.get("topic", queue)))
-    channel = check_name("channel", str(o.get("channel", "boostkernel")))
-    dlq = check_name("dlq_topic", str(o.get("dlq_topic", (topic + ".dlq")[-64:])))
-    msg_timeout = float(o.get("msg_timeout", 60.0))
-    if msg_timeout < 1:
-        raise ConfigError(f"broker_options msg_timeout={msg_timeout!r}: must be >= 1 second (nsqd's minimum)")
-    touch = float(o.get("touch_interval", msg_timeout / 3))
-    if not 0 < touch < msg_timeout / 2:
-        raise ConfigError(f"broker_options touch_interval={touch!r}: must be > 0 and under half of msg_timeout "
-                          f"({msg_timeout}), or a live long task loses its message")
+    topic = name_option(o, "topic", queue, _NAME, "nsq", _NAME_RULE)
+    channel = name_option(o, "channel", "boostkernel", _NAME, "nsq", _NAME_RULE)
+    dlq = name_option(o, "dlq_topic", (topic + ".dlq")[-64:], _NAME, "nsq", _NAME_RULE)
+    msg_timeout, touch = lease_options(o, "msg_timeout", 60.0, "touch_interval", "nsqd's minimum")
     rdy = int(o.get("max_in_flight", 100))
     if rdy < 1:
         raise ConfigError(f"broker_options max_in_flight={rdy!r}: must be >= 1")

@@ -60,7 +60,7 @@ class NsqBroker(Broker):
     def __init__(self, queue: str, url: str | None = None, params: Any = None, **options: Any) -> None:
         super().__init__(queue, url, params, **options)
         self.s = parse(self.url or self.default_url, queue, self.options)
-        self.max_crashes = int(params.max_deliveries if params is not None else self.options.get("max_deliveries", 3))
+        self.max_crashes = self.crash_limit()
         self.log = queue_logger(queue)
         self.owner = consumer_id()
         self.journal_dir = host_journal_dir("nsq-" + queue)

@@ -56,7 +56,7 @@ class PulsarBroker(Broker):
 
     def __init__(self, queue: str, url: str | None = None, params: Any = None, **options: Any) -> None:
         super().__init__(queue, url, params, **options)
-        md = int(params.max_deliveries if params is not None else self.options.get("max_deliveries", 3))
+        md = self.crash_limit()
         self.s = parse(self.url or self.default_url, queue, self.options, md)
         self.log = queue_logger(queue)
         self._lock = threading.Lock()

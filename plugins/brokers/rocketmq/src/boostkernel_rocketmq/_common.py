@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from boostkernel.broker import lease_options, name_option
 from boostkernel.errors import ConfigError
 from boostkernel.logs import mask_url
 
 _NAME = re.compile(r"^[%|a-zA-Z0-9_-]{1,127}$")
+_NAME_RULE = "1-127 letters, digits, '_', '-', '%' or '|'"
 
 
 @dataclass(frozen=True)
@@ -31,13 +33,6 @@ class RocketmqSettings:
     tls: bool
 
 
-def check_name(kind: str, name: str) -> str:
-    if not _NAME.match(name):
-        raise ConfigError(f"rocketmq {kind} {name!r} is not valid: 1-127 letters, digits, '_', '-', '%' or '|'; "
-                          f"choose another queue name or set broker_options {kind}=...")
-    return name
-
-
 def parse(url: str, queue: str, options: dict[str, Any]) -> RocketmqSettings:
     """``rocketmq://[ACCESS_KEY:SECRET_KEY@]HOST:8081[,HOST2:8081]`` (the proxy's gRPC endpoints;
     ``rocketmq+tls://`` for TLS) plus ``broker_options``: ``topic`` (the queue name), ``group``
@@ -54,15 +49,9 @@ def parse(url: str, queue: str, options: dict[str, Any]) -> RocketmqSettings:
         raise ConfigError(f"rocketmq URL {mask_url(url)!r}: give HOST:PORT (comma-separated for several), "
                           f"e.g. rocketmq://127.0.0.1:8081")
     o = options
-    topic = check_name("topic", str(o.get("topic", queue)))
-    group = check_name("group", str(o.get("group", "boostkernel")))
-    inv = float(o.get("invisible_duration", 10.0))
-    if inv < 1:
-        raise ConfigError(f"broker_options invisible_duration={inv!r}: must be >= 1 second")
-    hb = float(o.get("heartbeat_interval", inv / 3))
-    if not 0 < hb < inv / 2:
-        raise ConfigError(f"broker_options heartbeat_interval={hb!r}: must be > 0 and under half of "
-                          f"invisible_duration ({inv}), or a live long task loses its message")
+    topic = name_option(o, "topic", queue, _NAME, "rocketmq", _NAME_RULE)
+    group = name_option(o, "group", "boostkernel", _NAME, "rocketmq", _NAME_RULE)
+    inv, hb = lease_options(o, "invisible_duration", 10.0, "heartbeat_interval")
     return RocketmqSettings(
         url=url, endpoints=";".join(h.strip() for h in hosts.split(",")), topic=topic, group=group,
         dlq_topic=str(o.get("dlq_topic", f"%DLQ%{group}")),

@@ -63,7 +63,7 @@ class RocketmqBroker(Broker):
     def __init__(self, queue: str, url: str | None = None, params: Any = None, **options: Any) -> None:
         super().__init__(queue, url, params, **options)
         self.s = parse(self.url or self.default_url, queue, self.options)
-        self.max_deliveries = int(params.max_deliveries if params is not None else self.options.get("max_deliveries", 3))
+        self.max_deliveries = self.crash_limit()
         self.log = queue_logger(queue)
         self._lock = threading.Lock()
         self._producer: Any = None

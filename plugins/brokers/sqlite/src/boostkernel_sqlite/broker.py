@@ -79,7 +79,7 @@ class SqliteBroker(Broker):
         self.heartbeat_interval = float(o.get("heartbeat_interval", min(2.0, self.lease / 4)))
         self.reap_interval = float(o.get("reap_interval", min(2.0, self.lease / 4)))
         self.ack_flush_interval = float(o.get("ack_flush_interval", 0.05))
-        self.max_crashes = int(params.max_deliveries if params is not None else o.get("max_deliveries", 3))
+        self.max_crashes = self.crash_limit()
         self.path = path_from_url(self.url, params, f"queue-{queue}.db")
         self.db = Database(self.path, SCHEMA)
         self.owner = consumer_id()
