@@ -187,7 +187,7 @@ class KombuBroker(Broker):
         self._ever_ready = False
         self._first_attempt = threading.Event()
         self._last_error: str | None = None
-        self.max_crashes = int(params.max_deliveries if params is not None else o.get("max_deliveries", 3))
+        self.max_crashes = self.crash_limit()
         self.owner = consumer_id()
         self.journal_dir = host_journal_dir("kombu-" + queue)
         self.journal = RunningJournal(self.journal_dir, self.owner)

@@ -200,7 +200,7 @@ class NatsBroker(Broker):
             raise ConfigError(f"broker_options window={self.window!r}: must be >= 1")
         self.publish_timeout = float(o.get("publish_timeout", 30.0))
         self.connect_timeout = float(o.get("connect_timeout", 5.0))
-        self.max_crashes = int(params.max_deliveries if params is not None else o.get("max_deliveries", 3))
+        self.max_crashes = self.crash_limit()
         self.log = queue_logger(queue)
         token = queue_token(queue)
         self.stream, self.subject = f"BK_{token}", f"bk.{token}"

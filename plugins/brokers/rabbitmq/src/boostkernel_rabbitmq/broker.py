@@ -407,7 +407,7 @@ class RabbitmqBroker(Broker):
         self.connect_timeout = float(o.get("connect_timeout", 10.0))
         self.backoff_max = float(o.get("backoff_max", 30.0))
         self.log = queue_logger(queue)
-        self.max_crashes = int(params.max_deliveries if params is not None else o.get("max_deliveries", 3))
+        self.max_crashes = self.crash_limit()
         self.owner = consumer_id()
         self.journal_dir = host_journal_dir("rabbitmq-" + queue)
         self.journal = RunningJournal(self.journal_dir, self.owner)

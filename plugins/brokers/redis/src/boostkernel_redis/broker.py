@@ -293,7 +293,7 @@ class RedisBroker(AckBatching, Broker):
         self.idle_poll = float(o.get("idle_poll", 0.5))
         self.ack_flush_interval = float(o.get("ack_flush_interval", 0.002))
         self.publish_retry_timeout = float(o.get("publish_retry_timeout", 30.0))
-        self.max_crashes = int(params.max_deliveries if params is not None else o.get("max_deliveries", 3))
+        self.max_crashes = self.crash_limit()
         self.max_batch = int(o.get("max_batch", 1000))
         self.redis = client(self.url, o, pool_need(params))
         # socket_timeout bounds every read, including blocking ones: never block longer than it allows

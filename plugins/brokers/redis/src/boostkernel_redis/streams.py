@@ -196,7 +196,7 @@ class RedisStreamsBroker(AckBatching, Broker):
         self.reap_interval = float(o.get("reap_interval", 2.0))
         self.ack_flush_interval = float(o.get("ack_flush_interval", 0.002))
         self.delay_poll = float(o.get("delay_poll", 0.25))
-        self.max_crashes = int(params.max_deliveries if params is not None else o.get("max_deliveries", 3))
+        self.max_crashes = self.crash_limit()
         self.redis = client(self.url, o, pool_need(params))
         self._max_block = max(0.05, float(o.get("socket_timeout", 10.0)) - 1.0)
         self.base = key_base(queue, o)

@@ -221,7 +221,7 @@ class StompBroker(Broker):
         self.prefetch = int(o.get("prefetch", default_window(params)))
         if self.prefetch < 1:
             raise ConfigError(f"broker_options prefetch={self.prefetch!r}: must be >= 1")
-        self.max_crashes = int(params.max_deliveries if params is not None else o.get("max_deliveries", 3))
+        self.max_crashes = self.crash_limit()
         self.dest = s.prefix + queue
         self.dlq_dest = s.prefix + queue + s.dlq_suffix
         self.log = queue_logger(queue)
