@@ -152,3 +152,26 @@ def test_queue_name_that_is_no_topic_fails_at_decoration() -> None:
     with pytest.raises(ConfigError, match="Kafka topic"):
         @boost("bad:name", broker="kafka")
         def f() -> None: ...
+
+
+def test_purge_by_a_consuming_member_keeps_what_it_handed_out() -> None:
+    """purge() on a broker whose own consumer holds records: the waiting ones are skipped, the held ones stay
+    in flight, so a crash (here: a close without acking them) gives them to the next member, not to nobody."""
+    q = f"sem_{uuid.uuid4().hex[:8]}"
+    b = _broker(q)
+    try:
+        b.publish_many(_msgs(6))
+        held = _fetch(b, 2)
+        assert len(held) == 2
+        assert b.purge() == 4, "purge() must skip exactly the 4 records that were not handed out"
+        assert b.count() == 0
+        assert b.fetch(6, 1.0) == [], "a purged record was delivered"
+    finally:
+        b.close()  # held, never acked: the commit must not have passed them
+    nxt = _broker(q)
+    try:
+        back = _fetch(nxt, 2)
+        assert {d.id for d in held} <= {d.id for d in back}, "purge() skipped records a consumer still held"
+        nxt.ack_many(back + nxt.fetch(10, 1.0))
+    finally:
+        nxt.close()

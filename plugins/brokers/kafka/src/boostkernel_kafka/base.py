@@ -665,8 +665,10 @@ class LogBroker(Broker):
     def purge(self) -> int:
         """Skip every record now waiting: the group's committed offsets move to the end of the log.
 
-        Partitions owned by this broker's own consumer are skipped by that consumer; the others by a
-        commit from outside the group, which Kafka accepts only while no other member owns them."""
+        Partitions owned by this broker's own consumer are skipped by that consumer, except the records it has
+        handed out: they stay in flight (the group's commit passes them once they are acked; after a crash
+        they run again, and the records skipped behind them with them). The others are skipped by a commit from
+        outside the group, which Kafka accepts only while no other member owns them."""
         self.ensure_topics(self.topic)
         positions = self._i_positions(self.topic, self.group_id)
         ends = {p: hw for p, (_, _, hw) in positions.items()}
@@ -679,19 +681,24 @@ class LogBroker(Broker):
             time.sleep(0.05)  # the group join is under way: wait for our partitions
 
         def in_poll() -> int:
+            # Our own partitions: drop what is buffered and seek past the end, but the records the kernel holds
+            # stay in flight (the commit passes them only once they are acked: a crash runs them again).
             mine = [p for p in self._c_assigned() if p in ends]
             with self._cond:
+                dropped: dict[int, list[int]] = {}
+                for d in self._buffer:
+                    if d.tag[0] in mine:
+                        dropped.setdefault(d.tag[0], []).append(d.tag[1])
                 self._buffer = deque(d for d in self._buffer if d.tag[0] not in mine)
-                for p in mine:
-                    self._handed.pop(p, None)
+                for p in mine:  # what count() treats as not waiting: handed out, or skipped now
+                    self._handed[p] = max(self._handed.get(p, 0), ends[p])
+            skipped = 0
             for p in mine:
-                self.tracker.reset(p, ends[p])
+                polled = self.tracker.next_offset(p)
+                start = polled if polled is not None else positions[p][1]
+                skipped += len(dropped.get(p, ())) + max(0, ends[p] - start)
+                self.tracker.skip_to(p, dropped.get(p, ()), ends[p])
                 self._c_seek(p, ends[p])
-            offsets = {p: ends[p] for p in mine}
-            if offsets:
-                self._c_commit(offsets)
-                self.tracker.committed(offsets)
-            skipped = sum(lag[p] for p in mine)
             others = {p: off for p, off in ends.items() if p not in mine and lag[p]}
             if others:
                 try:

@@ -107,16 +107,20 @@ class OffsetTracker:
             self.changed.notify_all()
             return True
 
-    def reset(self, partition: int, next_offset: int) -> None:
-        """Skip everything below ``next_offset`` (purge): forget unfinished records, new epoch."""
+    def skip_to(self, partition: int, dropped: Iterable[int], end: int) -> None:
+        """Purge by a member that consumes ``partition``: the ``dropped`` records (polled, never handed to the
+        application) and every record below ``end`` not polled yet count as finished. Records handed out stay
+        pending, so the commit moves past them only once they finish: a crash runs them again, never skips them."""
         with self._lock:
-            old = self._parts.get(partition)
-            if old is not None:
-                self._unfinished -= len(old.pending) - len(old.done)
-            self._epoch += 1
-            part = _Partition(self._epoch)
-            part.next = next_offset
-            self._parts[partition] = part
+            part = self._parts.get(partition)
+            if part is None:
+                return
+            for off in dropped:
+                if off not in part.done:
+                    part.done.add(off)
+                    self._unfinished -= 1
+            if part.next is None or end > part.next:
+                part.next = end
             self.changed.notify_all()
 
     # --- commits -----------------------------------------------------------------------------
