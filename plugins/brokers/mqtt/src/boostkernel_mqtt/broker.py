@@ -253,6 +253,7 @@ class MqttBroker(Broker):
         self._held: dict[tuple[int, int], Delivery] = {}
         self._closed = False
         self._stop = threading.Event()
+        self._members_lock = threading.Lock()  # never held while waiting on the server (paho's thread takes it)
         self._alive: set[str] = set()
         self._dead: set[str] = set()
         self._adopter: threading.Thread | None = None
@@ -290,9 +291,11 @@ class MqttBroker(Broker):
         session exists is kept (consumers drain it)."""
         a = _Conn(self, f"{self.group}-anchor", session_expiry=self.anchor_expiry, receive_max=1)
         try:
-            if not a.session_present:
-                a.client.subscribe(self.share, qos=1)
-                self._sync(a)
+            # Subscribe even when the session is present: an adoption that just drained the anchor has
+            # unsubscribed it and may not have ended it yet (its DISCONNECT still on the way), so a present
+            # session is not proof of a subscription. Subscribing again is harmless.
+            a.client.subscribe(self.share, qos=1)
+            self._sync(a)
         finally:
             a.client.disconnect()  # keeps the session: it was connected with an expiry
             a.client.loop_stop()
@@ -311,6 +314,11 @@ class MqttBroker(Broker):
                 c.publish(me, b"alive", None, retain=True)
                 c.subscribe(f"{self.member_topic}/+")
                 c.subscribe(self.share)
+                # One round trip before this consumer adopts anything: the server handles a connection's
+                # packets in order, so once this PUBACK is back our SUBSCRIBE to the group is in place (a
+                # message republished by an adoption reaches a live member, not nobody) and the retained
+                # membership (every ``dead`` will) has been delivered, so the first round sees them all.
+                self._sync(c)
                 self._sub = c
                 self.journal.open()
                 self._adopter = threading.Thread(target=self._adopt_loop, name=f"bk-mqtt-adopt-{self.queue}",
@@ -432,7 +440,7 @@ class MqttBroker(Broker):
         if not msg.topic.startswith(self.member_topic + "/"):
             return False
         cid = msg.topic[len(self.member_topic) + 1:]
-        with self._lock:
+        with self._members_lock:
             self._alive.discard(cid)
             self._dead.discard(cid)
             if msg.payload == b"alive":
@@ -443,7 +451,7 @@ class MqttBroker(Broker):
 
     def _leader(self) -> bool:
         """Only one live consumer adopts sessions (two adopters of one session would duplicate)."""
-        with self._lock:
+        with self._members_lock:
             return self.client_id <= min(self._alive | {self.client_id})
 
     def _adopt_loop(self) -> None:
@@ -451,7 +459,7 @@ class MqttBroker(Broker):
         while not self._stop.wait(0.1):
             if not self._leader():
                 continue
-            with self._lock:
+            with self._members_lock:
                 todo = set(self._dead)
             now = time.monotonic()
             if now >= next_anchor:
@@ -501,7 +509,7 @@ class MqttBroker(Broker):
         finally:
             conn.close(end_session=end)
         if not anchor:
-            with self._lock:
+            with self._members_lock:
                 self._dead.discard(cid)
             self._publisher().publish(f"{self.member_topic}/{cid}", b"", None, retain=True).wait_for_publish(10)
             remove_journal(self.journal_dir, cid)
@@ -593,7 +601,7 @@ class MqttBroker(Broker):
         if sub is not None:
             try:
                 if sub.connected.is_set():
-                    with self._lock:
+                    with self._members_lock:
                         last = not (self._alive - {self.client_id})
                     if last and self.anchor:  # the group keeps a member: messages published now are kept
                         self._ensure_anchor()
