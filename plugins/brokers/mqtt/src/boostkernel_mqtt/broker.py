@@ -114,6 +114,17 @@ def _user(msg: Any) -> dict[str, str]:
     return {str(k): str(v) for k, v in pairs}
 
 
+def _stop_loop(client: Any) -> None:
+    """Stop paho's network thread and close its wake-up socket pair. paho closes that pair only in
+    ``Client.__del__``; a client and our ``_Conn`` reference each other (the callbacks), so the pair was left
+    to the cycle collector, which may finalize the sockets first: a ``ResourceWarning`` (an error under the
+    tests' ``filterwarnings``). ``loop_start`` makes a new pair if the client is started again."""
+    client.loop_stop()
+    reset = getattr(client, "_reset_sockets", None)
+    if reset is not None:
+        reset(sockpair_only=True)
+
+
 class _Conn:
     """One paho client with its network thread; connects synchronously."""
 
@@ -154,7 +165,7 @@ class _Conn:
             raise BrokerUnavailable(f"mqtt: cannot connect to {mask_url(broker.url)}: {exc}") from exc
         c.loop_start()
         if not self.connected.wait(float(broker.options.get("connect_timeout", 10))) or self.error:
-            c.loop_stop()
+            _stop_loop(c)
             raise BrokerUnavailable(f"mqtt: connecting to {mask_url(broker.url)} failed: {self.error or 'timeout'}")
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
@@ -206,7 +217,7 @@ class _Conn:
             self.client.disconnect(properties=props)
         except Exception:  # noqa: BLE001
             pass
-        self.client.loop_stop()
+        _stop_loop(self.client)
 
 
 class MqttBroker(Broker):
@@ -300,7 +311,7 @@ class MqttBroker(Broker):
             self._sync(a)
         finally:
             a.client.disconnect()  # keeps the session: it was connected with an expiry
-            a.client.loop_stop()
+            _stop_loop(a.client)
 
     def _sync(self, conn: _Conn, timeout: float = 10.0) -> None:
         """Round trip: a QoS 1 publish to a private topic, waited for (orders after earlier packets)."""
