@@ -13,6 +13,14 @@ Each round measures, against the same Mosquitto, one after the other:
 
 The medians over the rounds are printed, and each consume row as a share of the raw loop (target >= 80%),
 also round by round (raw and ours run seconds apart, so a load change shows there).
+
+``--consume-only`` measures consumption alone: ``n`` messages are first queued in the consumer's offline
+persistent session (raw: its client id; boostkernel: a fixed ``client_id`` option, the session created by a
+first broker that disconnects gracefully), then the consumer connects and the time to the last ack (raw) or
+the last task's end (boostkernel) is measured. It runs a private Mosquitto with ``max_queued_messages 0``
+(needs the ``mosquitto`` binary): the shared one's default of 1000 would drop most of the backlog.
+
+    uv run python benchmarks/bench_mqtt.py --consume-only -n 10000 --repeat 3
 """
 
 from __future__ import annotations
@@ -111,6 +119,151 @@ def plugin(url: str, n: int, concurrency: str, workers: int) -> tuple[float, flo
     return n / t_pub, n / t_all
 
 
+# --- consume only: a backlog waiting in the consumer's offline session, then the consumer connects ------
+def private_mosquitto(base: Path) -> tuple[str, Any]:
+    """A private Mosquitto with ``max_queued_messages 0``: the shared one (default 1000) would drop most of a
+    preloaded backlog (docs/brokers/mqtt.md, "Server settings that matter")."""
+    from boostkernel.testing.private import PrivateProcess
+
+    class Mosq(PrivateProcess):
+        def command(self) -> list[str]:
+            conf = base / "mosquitto.conf"
+            conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                            "max_queued_messages 0\nmax_inflight_messages 0\n")
+            return ["mosquitto", "-c", str(conf)]
+
+    m = Mosq()
+    m.start()
+    return f"mqtt://127.0.0.1:{m.port}", m
+
+
+def raw_consume_only(host: str, port: int, n: int) -> float:
+    """Messages/s of the raw paho consumer (Receive Maximum 100, manual PUBACK after a JSON decode) draining
+    ``n`` messages queued in its offline persistent session, from its CONNECT to the last ack."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    topic, cid = f"bench/raw/{uuid.uuid4().hex[:6]}", f"raw-{uuid.uuid4().hex[:8]}"
+    p = Properties(PacketTypes.CONNECT)
+    p.SessionExpiryInterval, p.ReceiveMaximum = 60, 100
+    first = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5)
+    first.connect(host, port, clean_start=True, properties=p)
+    first.loop_start()
+    first.subscribe(f"$share/raw/{topic}", qos=1)
+    first.publish(f"{topic}/sync", b"", qos=1).wait_for_publish(10)  # after the SUBACK
+    first.disconnect()  # the session (and its subscription) stays
+    first.loop_stop()
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    pub.connect(host, port)
+    pub.loop_start()
+    for info in [pub.publish(topic, body(i), qos=1) for i in range(n)]:
+        info.wait_for_publish(60)
+    pub.disconnect()
+    pub.loop_stop()
+    done = [0]
+    finished = threading.Event()
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5)
+    c.manual_ack_set(True)
+
+    def on_message(cl: Any, ud: Any, m: Any) -> None:
+        orjson.loads(m.payload)
+        cl.ack(m.mid, m.qos)
+        done[0] += 1
+        if done[0] >= n:
+            finished.set()
+
+    c.on_message = on_message
+    t0 = time.perf_counter()
+    c.connect(host, port, clean_start=False, properties=p)
+    c.loop_start()
+    if not finished.wait(600):
+        raise RuntimeError(f"raw consume-only: {done[0]} of {n}")
+    took = time.perf_counter() - t0
+    end = Properties(PacketTypes.DISCONNECT)
+    end.SessionExpiryInterval = 0
+    c.disconnect(properties=end)
+    c.loop_stop()
+    return n / took
+
+
+def plugin_consume_only(url: str, n: int, concurrency: str, workers: int) -> float:
+    """Messages/s of ``consume()`` (default settings) draining ``n`` messages queued in its consumer's
+    offline session (fixed ``client_id``), from ``consume()`` to the last task's end."""
+    from boostkernel_mqtt.broker import MqttBroker
+
+    from boostkernel.broker import Outgoing
+    from boostkernel.message import Envelope
+
+    queue, cid = f"bench_mqtt_co_{concurrency}_{uuid.uuid4().hex[:6]}", f"bench-{uuid.uuid4().hex[:8]}"
+    counter = [0]
+    finished = threading.Event()
+    lock = threading.Lock()
+
+    @boost(queue, broker="mqtt", broker_url=url, concurrency=concurrency, workers=workers,
+           validate_args=False, broker_options={"client_id": cid})
+    def noop(x: int) -> None:
+        with lock:
+            counter[0] += 1
+            if counter[0] == n:
+                finished.set()
+
+    first = MqttBroker(queue, url, noop.params, client_id=cid)  # the session the consumer comes back to
+    first.fetch(1, 0.2)
+    first._stop.set()
+    assert first._sub is not None
+    first._sub.close(end_session=False)  # a graceful DISCONNECT: no will, the session keeps its subscription
+    pub = MqttBroker(queue, url, anchor=False)
+    msgs = [Outgoing(e.id, e.encode()) for e in (Envelope(queue, [i], {}) for i in range(n))]
+    for i in range(0, n, 1000):
+        pub.publish_many(msgs[i:i + 1000])
+    pub.close()
+    t0 = time.perf_counter()
+    noop.consume()
+    if not finished.wait(900):
+        raise RuntimeError(f"consume-only: only {counter[0]} of {n} ran")
+    took = time.perf_counter() - t0
+    noop.stop()
+    return n / took
+
+
+def consume_only(a: argparse.Namespace) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        url, server = private_mosquitto(Path(tmp))
+        try:
+            u = urlparse(url)
+            host, port = u.hostname or "127.0.0.1", u.port or 1883
+            print(f"consume only, private Mosquitto at {url} (max_queued_messages 0); {os.cpu_count()} CPUs; "
+                  f"load average {os.getloadavg()[0]:.1f} at start; n={a.n}")
+            rows: dict[str, list[float]] = {}
+            solo, thr = "boostkernel solo (default prefetch)", f"boostkernel threads x{a.threads} (default prefetch)"
+            rawk = "paho-mqtt raw (1 client, RM 100)"
+            for rnd in range(a.repeat):
+                print(f"-- round {rnd + 1} of {a.repeat}")
+                for name, fn in ((rawk, lambda: raw_consume_only(host, port, a.n)),
+                                 (solo, lambda: plugin_consume_only(url, a.n, "solo", 1)),
+                                 (thr, lambda: plugin_consume_only(url, a.n, "threads", a.threads))):
+                    v = fn()
+                    rows.setdefault(name, []).append(v)
+                    print(f"{name:40s} consume {v:10,.0f}/s", flush=True)
+            print(f"\nmedian of {a.repeat} round(s); load average {os.getloadavg()[0]:.1f} at the end:")
+            med = {k: statistics.median(v) for k, v in rows.items()}
+            for k, v in med.items():
+                print(f"{k:40s} consume {v:10,.0f}/s")
+            for k in (solo, thr):
+                per = ", ".join(f"{o / r:.0%}" for o, r in zip(rows[k], rows[rawk]))
+                share = med[k] / med[rawk]
+                print(f"{k} / raw: {share:.0%} (target >= 80%): {'OK' if share >= 0.8 else 'below'}; "
+                      f"per round: {per}")
+            Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(a.json).with_name("mqtt_consume_only.json").write_text(json.dumps(
+                {"n": a.n, "rows": rows, "medians": med, "load_average": os.getloadavg()[0]}, indent=1))
+        finally:
+            server.stop()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-n", type=int, default=5000)
@@ -118,8 +271,13 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=16)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--json", default=str(HERE / "results" / "mqtt.json"))
+    ap.add_argument("--consume-only", action="store_true",
+                    help="drain a backlog preloaded into the consumer's offline session (private Mosquitto)")
     a = ap.parse_args()
     logging.getLogger("boostkernel").setLevel(logging.ERROR)
+    if a.consume_only:
+        consume_only(a)
+        return
     u = urlparse(a.url)
     host, port = u.hostname or "127.0.0.1", u.port or 1883
     rows: dict[str, dict[str, list[float]]] = {}

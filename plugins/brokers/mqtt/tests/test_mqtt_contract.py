@@ -25,16 +25,6 @@ class TestMqttContract(BrokerContract, ChaosContract):
     competing_messages = 1000
     chaos_tasks = 300
     chaos_kills = 3
-    timing_dependent_failures = {
-        "test_close_is_idempotent_and_returns_prefetched": (
-            "UNRESOLVED: failed once in 3 full runs on the loaded machine (the 2 prefetched messages, handed back "
-            "through the anchor by the closing consumer, were not fetched again within 5 s); cause not established"),
-        "test_crash_loop_goes_to_dead_letters": (
-            "a consumer killed while it is itself adopting the previous dead session (the test kills it as soon "
-            "as the republished poison reaches it, possibly before that adoption acked and ended the old "
-            "session) leaves two sessions holding copies; the next consumer adopts both, and the copy the test "
-            "waits for may come after its 5 s bound. Seen in about 1 run in 3 on the loaded machine"),
-    }
 
     @pytest.fixture
     def cut_connection(self) -> Callable[[Broker], None]:

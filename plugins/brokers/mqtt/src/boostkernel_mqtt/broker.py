@@ -14,7 +14,9 @@ What MQTT (measured on Mosquitto 2.0.11, docs/brokers/mqtt.md) does and what thi
   socket drops without a DISCONNECT (kill -9); a live consumer of the queue that sees it connects *as*
   that client id, unsubscribes it from the group, publishes every message the session held back to the
   queue (counting the delivery, and a crash for those the dead consumer's running journal lists), acks
-  them, and ends the session. A message that killed ``max_deliveries`` consumers goes to the DLQ.
+  them, and ends the session. A message that killed ``max_deliveries`` consumers goes to the DLQ. The dead
+  sessions seen in one round are adopted together and a task found in several of them (a consumer killed
+  while it was itself adopting) goes back once, with the highest crash count.
 * A message published while **no** session (live or offline) subscribes to the queue is dropped by the
   server (MQTT is publish/subscribe). ``publish`` therefore keeps an *anchor* session subscribed in the
   group (``<group>-anchor``, offline); consumers drain the anchor (the same adoption) when they start and
@@ -112,6 +114,17 @@ def _user(msg: Any) -> dict[str, str]:
     return {str(k): str(v) for k, v in pairs}
 
 
+def _stop_loop(client: Any) -> None:
+    """Stop paho's network thread and close its wake-up socket pair. paho closes that pair only in
+    ``Client.__del__``; a client and our ``_Conn`` reference each other (the callbacks), so the pair was left
+    to the cycle collector, which may finalize the sockets first: a ``ResourceWarning`` (an error under the
+    tests' ``filterwarnings``). ``loop_start`` makes a new pair if the client is started again."""
+    client.loop_stop()
+    reset = getattr(client, "_reset_sockets", None)
+    if reset is not None:
+        reset(sockpair_only=True)
+
+
 class _Conn:
     """One paho client with its network thread; connects synchronously."""
 
@@ -152,7 +165,7 @@ class _Conn:
             raise BrokerUnavailable(f"mqtt: cannot connect to {mask_url(broker.url)}: {exc}") from exc
         c.loop_start()
         if not self.connected.wait(float(broker.options.get("connect_timeout", 10))) or self.error:
-            c.loop_stop()
+            _stop_loop(c)
             raise BrokerUnavailable(f"mqtt: connecting to {mask_url(broker.url)} failed: {self.error or 'timeout'}")
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
@@ -204,7 +217,7 @@ class _Conn:
             self.client.disconnect(properties=props)
         except Exception:  # noqa: BLE001
             pass
-        self.client.loop_stop()
+        _stop_loop(self.client)
 
 
 class MqttBroker(Broker):
@@ -253,6 +266,7 @@ class MqttBroker(Broker):
         self._held: dict[tuple[int, int], Delivery] = {}
         self._closed = False
         self._stop = threading.Event()
+        self._members_lock = threading.Lock()  # never held while waiting on the server (paho's thread takes it)
         self._alive: set[str] = set()
         self._dead: set[str] = set()
         self._adopter: threading.Thread | None = None
@@ -290,12 +304,14 @@ class MqttBroker(Broker):
         session exists is kept (consumers drain it)."""
         a = _Conn(self, f"{self.group}-anchor", session_expiry=self.anchor_expiry, receive_max=1)
         try:
-            if not a.session_present:
-                a.client.subscribe(self.share, qos=1)
-                self._sync(a)
+            # Subscribe even when the session is present: an adoption that just drained the anchor has
+            # unsubscribed it and may not have ended it yet (its DISCONNECT still on the way), so a present
+            # session is not proof of a subscription. Subscribing again is harmless.
+            a.client.subscribe(self.share, qos=1)
+            self._sync(a)
         finally:
             a.client.disconnect()  # keeps the session: it was connected with an expiry
-            a.client.loop_stop()
+            _stop_loop(a.client)
 
     def _sync(self, conn: _Conn, timeout: float = 10.0) -> None:
         """Round trip: a QoS 1 publish to a private topic, waited for (orders after earlier packets)."""
@@ -311,6 +327,11 @@ class MqttBroker(Broker):
                 c.publish(me, b"alive", None, retain=True)
                 c.subscribe(f"{self.member_topic}/+")
                 c.subscribe(self.share)
+                # One round trip before this consumer adopts anything: the server handles a connection's
+                # packets in order, so once this PUBACK is back our SUBSCRIBE to the group is in place (a
+                # message republished by an adoption reaches a live member, not nobody) and the retained
+                # membership (every ``dead`` will) has been delivered, so the first round sees them all.
+                self._sync(c)
                 self._sub = c
                 self.journal.open()
                 self._adopter = threading.Thread(target=self._adopt_loop, name=f"bk-mqtt-adopt-{self.queue}",
@@ -432,7 +453,7 @@ class MqttBroker(Broker):
         if not msg.topic.startswith(self.member_topic + "/"):
             return False
         cid = msg.topic[len(self.member_topic) + 1:]
-        with self._lock:
+        with self._members_lock:
             self._alive.discard(cid)
             self._dead.discard(cid)
             if msg.payload == b"alive":
@@ -443,7 +464,7 @@ class MqttBroker(Broker):
 
     def _leader(self) -> bool:
         """Only one live consumer adopts sessions (two adopters of one session would duplicate)."""
-        with self._lock:
+        with self._members_lock:
             return self.client_id <= min(self._alive | {self.client_id})
 
     def _adopt_loop(self) -> None:
@@ -451,48 +472,116 @@ class MqttBroker(Broker):
         while not self._stop.wait(0.1):
             if not self._leader():
                 continue
-            with self._lock:
-                todo = set(self._dead)
-            now = time.monotonic()
-            if now >= next_anchor:
-                todo.add(f"{self.group}-anchor")
-                next_anchor = now + self.adopt_interval
-            for cid in todo:
-                if self._stop.is_set():
-                    return
+            with self._members_lock:
+                dead = sorted(self._dead)
+            if dead:
                 try:
-                    self._adopt(cid)
+                    self._adopt_dead(dead)
                 except Exception as exc:  # noqa: BLE001 - retried at the next round
-                    log.warning("mqtt: adopting session %s failed: %s", cid, exc)
+                    log.warning("mqtt: adopting dead session(s) %s failed: %s", ", ".join(dead), exc)
+            now = time.monotonic()
+            if now >= next_anchor and not self._stop.is_set():
+                next_anchor = now + self.adopt_interval
+                try:
+                    self._adopt(f"{self.group}-anchor")
+                except Exception as exc:  # noqa: BLE001 - retried at the next round
+                    log.warning("mqtt: adopting the anchor session failed: %s", exc)
+
+    ADOPT_BATCH = 500
+    """Messages of dead sessions held (unacked) while copies are looked for; below the adoption Receive Maximum."""
+
+    def _adopt_dead(self, cids: list[str]) -> int:
+        """Adopt the sessions of dead consumers together, one copy per task id.
+
+        A consumer killed while it was itself adopting a dead session (between republishing a message and
+        acking it there) leaves two sessions holding copies of that message, with different crash counts:
+        the old session's original and the copy it republished (and may have been running). Adopted one by
+        one, both came back (a task delivered once more than its crash count allowed). Here every session
+        of the round is drained first; copies of one id are handed back once, with the highest crash count
+        seen (each crash happened). Flushed every :attr:`ADOPT_BATCH` messages so a session holding more
+        than the Receive Maximum still drains; a copy found after a flush goes back only if it carries more
+        crashes than the one already handed back."""
+        opened: list[tuple[str, _Conn]] = []
+        best: dict[str, Delivery] = {}
+        sent: dict[str, int] = {}
+        unacked: list[tuple[_Conn, int]] = []
+        moved = 0
+
+        def flush() -> None:
+            for d in best.values():
+                if d.crashes >= self.max_crashes:
+                    self._to_dlq(d.id, d.body, f"crash-loop: the worker died {d.crashes} time(s) while "
+                                               f"running it (sessions: {', '.join(cids)})")
+                else:
+                    self._republish(d, d.crashes)
+                sent[d.id] = d.crashes
+            best.clear()
+            for conn, m in unacked:
+                conn.client.ack(m, 1)
+            unacked.clear()
+
+        try:
+            for cid in cids:
+                if self._stop.is_set():
+                    break
+                conn = _Conn(self, cid, session_expiry=self.session_expiry, receive_max=1000)
+                opened.append((cid, conn))
+                if not conn.session_present:
+                    continue
+                running = read_journal(self.journal_dir, cid)
+                for gen, msg in self._drain(conn):
+                    if not conn.connected.is_set() or gen != conn.generation:
+                        raise BrokerUnavailable(f"session {cid} was taken over while being adopted")
+                    u = _user(msg)
+                    mid = u.get("bk-id") or str(uuid.uuid4())
+                    crashes = int(u.get("bk-crashes", "0") or 0)
+                    if running is None or mid in running:
+                        crashes += 1  # it was running (or we cannot tell) when its consumer died
+                    unacked.append((conn, msg.mid))
+                    moved += 1
+                    prev = best.get(mid)
+                    if crashes > sent.get(mid, -1) and (prev is None or crashes > prev.crashes):
+                        best[mid] = Delivery(mid, msg.payload, None, int(u.get("bk-deliveries", "0") or 0) + 1,
+                                             crashes=crashes)
+                    if len(unacked) >= self.ADOPT_BATCH:
+                        flush()
+            flush()
+        except BaseException:
+            for _, conn in opened:  # keep the sessions: what was not acked is adopted again later
+                conn.close(end_session=False)
+            raise
+        for cid, conn in opened:
+            conn.close(end_session=True)
+            with self._members_lock:
+                self._dead.discard(cid)
+            self._publisher().publish(f"{self.member_topic}/{cid}", b"", None, retain=True).wait_for_publish(10)
+            remove_journal(self.journal_dir, cid)
+        if moved:
+            log.info("mqtt: adopted %d message(s) (%d task(s)) of session(s) %s", moved, len(sent), ", ".join(cids))
+        return moved
 
     def _adopt(self, cid: str) -> int:
-        """Connect as ``cid``, leave the group, publish back what its session held, end the session."""
-        anchor = cid.endswith("-anchor")
-        if anchor and self._stop.is_set():
+        """Connect as the anchor session ``cid``, leave the group, publish back what it held, end it."""
+        if self._stop.is_set():
             return 0
-        conn = _Conn(self, cid, session_expiry=self.anchor_expiry if anchor else self.session_expiry,
-                     receive_max=1000)
+        conn = _Conn(self, cid, session_expiry=self.anchor_expiry, receive_max=1000)
         moved = 0
         end = True
         try:
             if not conn.session_present:
                 return 0
-            running = None if anchor else read_journal(self.journal_dir, cid)
             for gen, msg in self._drain(conn):
                 if not conn.connected.is_set() or gen != conn.generation:
                     raise BrokerUnavailable(f"session {cid} was taken over while being adopted")
                 u = _user(msg)
                 mid = u.get("bk-id") or str(uuid.uuid4())
-                count = int(u.get("bk-deliveries", "0") or 0) + (0 if anchor else 1)
-                crashes = int(u.get("bk-crashes", "0") or 0)
-                if not anchor and (running is None or mid in running):
-                    crashes += 1  # it was running (or we cannot tell) when its consumer died
-                d = Delivery(mid, msg.payload, None, count, crashes=crashes)
-                if crashes >= self.max_crashes:
-                    self._to_dlq(mid, msg.payload, f"crash-loop: the worker died {crashes} time(s) while "
-                                                   f"running it (last: {cid})")
+                d = Delivery(mid, msg.payload, None, int(u.get("bk-deliveries", "0") or 0),
+                             crashes=int(u.get("bk-crashes", "0") or 0))
+                if d.crashes >= self.max_crashes:
+                    self._to_dlq(mid, msg.payload, f"crash-loop: the worker died {d.crashes} time(s) while "
+                                                   f"running it")
                 else:
-                    self._republish(d, crashes)
+                    self._republish(d, d.crashes)
                 conn.client.ack(msg.mid, 1)
                 moved += 1
         except BaseException:
@@ -500,11 +589,6 @@ class MqttBroker(Broker):
             raise
         finally:
             conn.close(end_session=end)
-        if not anchor:
-            with self._lock:
-                self._dead.discard(cid)
-            self._publisher().publish(f"{self.member_topic}/{cid}", b"", None, retain=True).wait_for_publish(10)
-            remove_journal(self.journal_dir, cid)
         if moved:
             log.info("mqtt: adopted %d message(s) of session %s", moved, cid)
         return moved
@@ -593,7 +677,7 @@ class MqttBroker(Broker):
         if sub is not None:
             try:
                 if sub.connected.is_set():
-                    with self._lock:
+                    with self._members_lock:
                         last = not (self._alive - {self.client_id})
                     if last and self.anchor:  # the group keeps a member: messages published now are kept
                         self._ensure_anchor()
