@@ -251,10 +251,15 @@ class MqttBroker(Broker):
         self.dlq_topic = f"{self.topic}/dlq"
         self.session_expiry = int(o.get("session_expiry", 3600))
         self.adopt_interval = float(o.get("adopt_interval", 2.0))
+        #: Seconds a consumer waits after joining before it may lead the adoptions: the members that joined
+        #: at the same moment see each other first, so two never adopt one session at once (a session taken
+        #: over in the middle of a drain gives its republished, not yet acked messages out twice).
+        self.lead_delay = float(o.get("lead_delay", 1.0))
+        self._lead_from = float("inf")
         self.anchor_expiry = int(o.get("anchor_expiry", 7 * 86400))
         self.anchor = bool(o.get("anchor", True))
         self.prefetch = int(o.get("prefetch", default_receive_maximum(params)))
-        self.max_crashes = int(params.max_deliveries if params is not None else o.get("max_deliveries", 3))
+        self.max_crashes = self.crash_limit()
         self.client_id = str(o.get("client_id") or
                              f"bk-{queue[:40]}-{socket.gethostname()[:20]}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
         self.journal_dir = Path(host_journal_dir(f"mqtt-{self.group}"))
@@ -332,6 +337,7 @@ class MqttBroker(Broker):
                 # message republished by an adoption reaches a live member, not nobody) and the retained
                 # membership (every ``dead`` will) has been delivered, so the first round sees them all.
                 self._sync(c)
+                self._lead_from = time.monotonic() + self.lead_delay
                 self._sub = c
                 self.journal.open()
                 self._adopter = threading.Thread(target=self._adopt_loop, name=f"bk-mqtt-adopt-{self.queue}",
@@ -463,7 +469,11 @@ class MqttBroker(Broker):
         return True
 
     def _leader(self) -> bool:
-        """Only one live consumer adopts sessions (two adopters of one session would duplicate)."""
+        """Only one live consumer adopts sessions (two adopters of one session would duplicate): the lowest
+        client id among the members, once it has been a member for ``lead_delay``. An adoption checks it
+        after every message and stops (keeping the session) when a lower member has come."""
+        if time.monotonic() < self._lead_from:
+            return False
         with self._members_lock:
             return self.client_id <= min(self._alive | {self.client_id})
 
@@ -545,6 +555,9 @@ class MqttBroker(Broker):
                                              crashes=crashes)
                     if len(unacked) >= self.ADOPT_BATCH:
                         flush()
+                    if not self._leader():  # another member leads now: it adopts what is left
+                        flush()
+                        raise BrokerUnavailable("another consumer leads the adoptions now")
             flush()
         except BaseException:
             for _, conn in opened:  # keep the sessions: what was not acked is adopted again later
@@ -584,6 +597,9 @@ class MqttBroker(Broker):
                     self._republish(d, d.crashes)
                 conn.client.ack(msg.mid, 1)
                 moved += 1
+                if not self._leader():  # another member leads now: it adopts what is left (acks go first)
+                    end = False
+                    break
         except BaseException:
             end = False  # keep the session: its messages are adopted again later
             raise
