@@ -90,3 +90,12 @@ def test_unreachable_server_raises_broker_unavailable() -> None:
             b.fetch(1, 0.1)
     finally:
         b.close()
+
+
+def test_purge_is_not_declared_and_refused() -> None:
+    """nsqd's /channel/empty drops in-flight and deferred messages too: purge is not offered (see docs/brokers/nsq.md)."""
+    from boostkernel_nsq.broker import NsqBroker
+
+    assert not NsqBroker.capabilities.purge
+    with pytest.raises(NotImplementedError, match="cannot purge"):
+        NsqBroker("q_purge").purge()

@@ -16,7 +16,8 @@
 * Crash loops: a redelivered message (``attempts > 1``) that a dead consumer's running journal on this
   host lists as running is published again with its crash count + 1 (then the original is finished), or
   dead-lettered at ``max_deliveries`` crashes; prefetched bystanders are not charged.
-* ``count`` and ``purge`` use nsqd's HTTP API (``/stats``, ``/channel/empty``; port ``http_port``, 4151).
+* ``count`` uses nsqd's HTTP API (``/stats``; port ``http_port``, 4151). No ``purge``: nsqd's
+  ``/channel/empty`` also drops the in-flight and deferred messages of the channel.
   The dead-letter queue is a topic: it can be consumed but not browsed, so ``dead_letters()`` takes the
   records on a ``boostkernel-dlq`` channel and requeues them at once (their ``attempts`` grow).
 """
@@ -52,7 +53,10 @@ class NsqBroker(Broker):
     """An NSQ topic + channel. At-least-once: FIN after the task, TOUCH heartbeats, REQ with delay."""
 
     name = "nsq"
-    capabilities = BrokerCapabilities(delay=True, durable=False, batch_publish=True, recovery_seconds=5.0)
+    # purge=False: nsqd's /channel/empty also drops the channel's in-flight and deferred messages (Channel.Empty
+    # re-initialises both queues), which the contract forbids: a running task's message would be gone
+    capabilities = BrokerCapabilities(delay=True, durable=False, batch_publish=True, purge=False,
+                                      recovery_seconds=5.0)
     default_url = "nsq://127.0.0.1:4150"
 
     check_at_decoration = True  # __init__ checks the URL and options and does not connect
@@ -265,11 +269,6 @@ class NsqBroker(Broker):
     def count(self) -> int:
         """Ready plus deferred (delayed / requeued with a delay) messages of the channel (``/stats``)."""
         return self._depth(self.s.topic, self.s.channel)
-
-    def purge(self) -> int:
-        n = self.count()
-        self._http("POST", f"/channel/empty?topic={self.s.topic}&channel={self.s.channel}")
-        return n
 
     # --- dead letters: a topic, read on the boostkernel-dlq channel ---------------------------------
     async def _dlq_pass(self, wanted: set[str] | None, limit: int, replay: bool) -> tuple[list[DeadLetterRecord], int]:
