@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, TypeVar
 
 from .broker import Broker, BrokerCapabilities, Delivery
@@ -88,6 +88,13 @@ class GroupCommit:
                 self._cond.notify_all()
 
 
+def heartbeat_options(options: Mapping[str, Any]) -> tuple[float, float, float]:
+    """``(heartbeat_interval, dead_after, reap_interval)`` from broker options (defaults 2, 10 and 2 s): the
+    timing of every broker whose consumers heartbeat and whose reaper returns a dead consumer's messages."""
+    return (float(options.get("heartbeat_interval", 2.0)), float(options.get("dead_after", 10.0)),
+            float(options.get("reap_interval", 2.0)))
+
+
 class LeasedBroker(Broker):
     """Base of at-least-once brokers on a database: claims with an owner, heartbeats, a reaper, batched acks.
 
@@ -111,10 +118,9 @@ class LeasedBroker(Broker):
     def __init__(self, queue: str, url: str | None = None, params: Any = None, **options: Any) -> None:
         super().__init__(queue, url, params, **options)
         o = self.options
-        self.heartbeat_interval = float(o.get("heartbeat_interval", 2.0))
-        self.dead_after = float(o.get("dead_after", 10.0))
-        """Seconds without a heartbeat after which a consumer is dead and its messages come back."""
-        self.reap_interval = float(o.get("reap_interval", 2.0))
+        self.heartbeat_interval, self.dead_after, self.reap_interval = heartbeat_options(o)
+        """Seconds between heartbeats; without one for ``dead_after`` a consumer is dead and its messages come
+        back (found by a reaper every ``reap_interval``)."""
         self.ack_flush_interval = float(o.get("ack_flush_interval", 0.02))
         self.idle_poll = float(o.get("idle_poll", self.default_idle_poll))
         self.publish_timeout = float(o.get("publish_timeout", 30.0))

@@ -36,6 +36,7 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
 from boostkernel.journal import RunningJournal, read_journal, remove_journal
+from boostkernel.leasing import heartbeat_options
 from boostkernel.logs import mask_url, queue_logger
 
 from ._common import (
@@ -287,9 +288,7 @@ class RedisBroker(AckBatching, Broker):
     def __init__(self, queue: str, url: str | None = None, params: Any = None, **options: Any) -> None:
         super().__init__(queue, url, params, **options)
         o = self.options
-        self.heartbeat_interval = float(o.get("heartbeat_interval", 2.0))
-        self.dead_after = float(o.get("dead_after", 10.0))
-        self.reap_interval = float(o.get("reap_interval", 2.0))
+        self.heartbeat_interval, self.dead_after, self.reap_interval = heartbeat_options(o)
         self.idle_poll = float(o.get("idle_poll", 0.5))
         self.ack_flush_interval = float(o.get("ack_flush_interval", 0.002))
         self.publish_retry_timeout = float(o.get("publish_retry_timeout", 30.0))
