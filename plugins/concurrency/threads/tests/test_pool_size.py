@@ -49,3 +49,69 @@ def test_sequential_jobs_reuse_one_thread() -> None:
         time.sleep(0.001)
     assert ex.thread_count == 1, "an idle thread is reused instead of starting another"
     ex.shutdown(wait=True, timeout=5)
+
+
+def test_a_burst_of_blocking_jobs_reaches_every_thread() -> None:
+    """Threads are woken one after another (each woken thread sends the next): 16 jobs that can only finish
+    together (a barrier of 16) must all be running at once."""
+    ex = ThreadsExecutor(16, idle_timeout=5)
+    barrier = threading.Barrier(16, timeout=10)
+    passed: list[None] = []
+
+    def job() -> None:
+        barrier.wait()
+        passed.append(None)
+
+    for _ in range(16):
+        ex.submit(_Job(job))
+    assert wait_until(lambda: len(passed) == 16, 15), f"only {len(passed)} of 16 jobs ran side by side"
+    ex.shutdown(wait=True, timeout=5)
+
+
+def test_no_job_is_stranded_while_threads_time_out() -> None:
+    """Idle threads shrink (idle_timeout 1 ms) while jobs keep coming from 4 submitters: a wake-up that
+    meets a thread timing out is taken by another thread, never lost, so every job runs."""
+    ex = ThreadsExecutor(8, idle_timeout=0.001)
+    done = threading.Semaphore(0)
+    n = 2000
+
+    def submitter() -> None:
+        for i in range(n // 4):
+            ex.submit(_Job(done.release))
+            if i % 50 == 0:
+                time.sleep(0.002)  # let threads go idle and time out
+
+    threads = [threading.Thread(target=submitter) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    ran = sum(done.acquire(timeout=10) for _ in range(n))
+    assert ran == n, f"{n - ran} of {n} jobs never ran"
+    ex.shutdown(wait=True, timeout=5)
+
+
+def test_a_burst_of_short_jobs_wakes_few_threads() -> None:
+    """1,000 no-op jobs submitted at once (the consumer's prefetched batch) are run by the threads already
+    awake: far fewer wake-ups than jobs (before, every submit woke an idle thread of its own)."""
+    ex = ThreadsExecutor(16, idle_timeout=5)
+    warm = threading.Barrier(17, timeout=10)
+    for _ in range(16):  # 16 threads, all idle
+        ex.submit(_Job(warm.wait))
+    warm.wait()
+    assert wait_until(lambda: ex.idle == 16, 5)
+    calls = 0
+    call_one = ex._call_one
+
+    def counting() -> threading.Thread | None:
+        nonlocal calls
+        calls += 1
+        return call_one()
+
+    ex._call_one = counting  # type: ignore[method-assign]
+    done = threading.Semaphore(0)
+    for _ in range(1000):
+        ex.submit(_Job(done.release))
+    assert sum(done.acquire(timeout=10) for _ in range(1000)) == 1000
+    assert calls < 500, f"{calls} wake-ups for 1,000 short jobs"
+    ex.shutdown(wait=True, timeout=5)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -16,18 +16,32 @@ log = logging.getLogger("boostkernel.threads")
 
 
 class ThreadsExecutor(Executor):
+    """Jobs wait in one deque; idle threads wait on one condition.
+
+    A submitted job wakes at most one idle thread, and only when no thread is already on its way to the
+    deque (a wake token or a starting thread): a thread that takes a job and sees more waiting wakes the next one. A burst of short
+    jobs is run by the few threads that are awake instead of waking every thread of the pool for one job
+    each (each wake is a context switch and a fight for the GIL, with the broker's network thread among the
+    losers); a burst of long jobs still reaches every thread, one wake-up apart. A ``submit`` blocked on a full
+    pool is woken when the pool has run dry or a quarter of it is free, not at every finished job."""
+
     name = "threads"
     capabilities = ExecutorCapabilities(timeout=True, cancel=True, async_functions=False)
 
     def __init__(self, max_workers: int, idle_timeout: float = 10.0, **options: Any) -> None:
         super().__init__(max_workers, **options)
         self.idle_timeout = idle_timeout
-        self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
-        self._slots = threading.Semaphore(max_workers)
         self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)  # idle threads wait here for a job
+        self._room = threading.Condition(self._lock)  # a submit waits here while max_workers jobs are held
+        self._pending: deque[Job] = deque()
         self._threads: set[threading.Thread] = set()
-        self._idle_threads = 0
-        self._running = 0
+        self._idle_threads = 0  # waiting on _work
+        self._wakes = 0  # notifications sent to idle threads and not yet taken by one
+        self._starting = 0  # threads made and not yet running their loop
+        self._running = 0  # jobs held: pending or running (at most max_workers)
+        self._blocked = 0  # submits waiting on _room
+        self._refill_at = max(1, max_workers // 4)
         self._shutdown = False
 
     @property
@@ -39,29 +53,42 @@ class ThreadsExecutor(Executor):
         return len(self._threads)
 
     def submit(self, job: Job) -> None:
-        self._slots.acquire()  # back-pressure: wait for a free slot
         with self._lock:
+            while self._running >= self.max_workers and not self._shutdown:  # back-pressure
+                self._blocked += 1
+                self._room.wait()
+                self._blocked -= 1
             if self._shutdown:
-                self._slots.release()
                 raise RuntimeError("executor is shut down")
             self._running += 1
-            grow = self._idle_threads == 0 and len(self._threads) < self.max_workers
-            if grow:
-                t = threading.Thread(target=self._worker, name=f"boostkernel-worker-{len(self._threads)}",
-                                     daemon=True)
-                self._threads.add(t)
-            else:
-                self._idle_threads -= 1  # reserve an idle thread for this job
-        self._jobs.put(job)
-        if grow:
-            t.start()
+            self._pending.append(job)
+            start = None if self._wakes or self._starting else self._call_one()
+        if start is not None:
+            start.start()
+
+    def _call_one(self) -> threading.Thread | None:
+        """Send one thread to the deque (lock held): wake an idle one not woken yet, or make one to start
+        (returned, for the caller to start once the lock is released) if the pool may grow."""
+        if self._idle_threads > self._wakes:
+            self._wakes += 1  # a token, not a count of notified threads: any waiter that returns may take it
+            self._work.notify()
+        elif len(self._threads) < self.max_workers:
+            t = threading.Thread(target=self._worker, name=f"boostkernel-worker-{len(self._threads)}", daemon=True)
+            self._threads.add(t)
+            self._starting += 1
+            return t
+        return None
+
+    def _done(self) -> None:
+        """A job finished (lock held): free its slot, and wake a blocked submit once the pool ran dry or a
+        quarter of it is free (the threads still have jobs to run until then)."""
+        self._running -= 1
+        if self._blocked and (not self._pending or self.max_workers - self._running >= self._refill_at):
+            self._room.notify()
 
     def run_here(self, job: Job) -> bool:
-        if not self._slots.acquire(blocking=False):
-            return False
         with self._lock:
-            if self._shutdown:
-                self._slots.release()
+            if self._shutdown or self._running >= self.max_workers:
                 return False
             self._running += 1
         try:
@@ -70,48 +97,57 @@ class ThreadsExecutor(Executor):
             log.exception("job crashed")
         finally:
             with self._lock:
-                self._running -= 1
-            self._slots.release()
+                self._done()
         return True
 
     def _worker(self) -> None:
-        jobs, lock, slots = self._jobs, self._lock, self._slots
+        lock, pending, work = self._lock, self._pending, self._work
         me = threading.current_thread()
+        with lock:
+            self._starting -= 1
         while True:
-            try:
-                job = jobs.get(timeout=self.idle_timeout)
-            except queue.Empty:
-                with lock:
-                    if self._idle_threads > 0:  # shrink: nobody reserved us
-                        self._idle_threads -= 1
+            start = None
+            with lock:
+                while not pending:
+                    if self._shutdown:
                         self._threads.discard(me)
                         return
-                continue
-            if job is None:
-                with lock:
-                    self._threads.discard(me)
-                return
+                    self._idle_threads += 1
+                    notified = work.wait(self.idle_timeout)
+                    self._idle_threads -= 1
+                    if self._wakes:
+                        # Take a wake token whether or not this wait returned "notified": a waiter that timed
+                        # out just as notify() picked it looks timed out, and its token would be lost.
+                        self._wakes -= 1
+                    elif not notified and not pending:  # idle for idle_timeout: shrink
+                        self._threads.discard(me)
+                        return
+                job = pending.popleft()
+                if pending and not (self._wakes or self._starting):  # more waiting: send the next thread
+                    start = self._call_one()
+            if start is not None:
+                start.start()
             try:
                 job.run()
             except BaseException:  # noqa: BLE001 - a job must never kill the pool thread
                 log.exception("job crashed")
             with lock:
-                self._running -= 1
-                self._idle_threads += 1
-            slots.release()
+                self._done()
 
     def shutdown(self, wait: bool = True, timeout: float | None = None) -> None:
+        """Jobs already submitted still run; then every thread exits."""
         with self._lock:
             if self._shutdown:
                 return
             self._shutdown = True
             threads = list(self._threads)
-        for _ in threads:
-            self._jobs.put(None)
+            self._work.notify_all()
+            self._room.notify_all()
         if wait:
             deadline = None if timeout is None else time.monotonic() + timeout
             for t in threads:
-                t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+                if t is not threading.current_thread():
+                    t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     def current_handle(self) -> Any:
         return threading.current_thread()
