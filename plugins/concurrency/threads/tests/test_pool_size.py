@@ -115,3 +115,23 @@ def test_a_burst_of_short_jobs_wakes_few_threads() -> None:
     assert sum(done.acquire(timeout=10) for _ in range(1000)) == 1000
     assert calls < 500, f"{calls} wake-ups for 1,000 short jobs"
     ex.shutdown(wait=True, timeout=5)
+
+
+def test_a_blocked_submit_goes_on_as_soon_as_a_slot_is_free() -> None:
+    """A full pool of long jobs: when one slot frees, a blocked submit starts its job at once (it does not
+    wait for a quarter of the pool to be free while the other jobs run on)."""
+    ex = ThreadsExecutor(4, idle_timeout=5)
+    release, first = threading.Event(), threading.Event()
+    ex.submit(_Job(first.wait))
+    for _ in range(3):
+        ex.submit(_Job(lambda: release.wait(20)))
+    started = threading.Event()
+    submitter = threading.Thread(target=lambda: ex.submit(_Job(started.set)))
+    submitter.start()
+    time.sleep(0.05)
+    assert not started.is_set(), "the pool was full: the fifth job cannot have started"
+    first.set()
+    assert started.wait(5), "one slot was free, but the blocked submit did not go on"
+    release.set()
+    submitter.join(5)
+    ex.shutdown(wait=True, timeout=5)

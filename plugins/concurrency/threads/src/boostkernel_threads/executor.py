@@ -123,8 +123,11 @@ class ThreadsExecutor(Executor):
                         self._threads.discard(me)
                         return
                 job = pending.popleft()
-                if pending and not (self._wakes or self._starting):  # more waiting: send the next thread
-                    start = self._call_one()
+                if pending:
+                    if not (self._wakes or self._starting):  # more waiting: send the next thread
+                        start = self._call_one()
+                elif self._blocked and self._running < self.max_workers:
+                    self._room.notify()  # the queue ran dry with a slot free: a blocked submit goes on now
             if start is not None:
                 start.start()
             try:
