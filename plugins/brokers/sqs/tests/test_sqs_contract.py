@@ -44,10 +44,6 @@ class TestSqsContract(BrokerContract, ChaosContract):
         "test_competing_consumer_threads_each_message_once": MOTO_UNDER_LOAD,
         "test_competing_consumer_processes_each_message_once": MOTO_UNDER_LOAD,
         "test_settle_from_many_threads_while_fetching": MOTO_UNDER_LOAD,
-        "test_crash_loop_spares_prefetched_messages": (
-            "SQS cannot fetch a message by id and has no reaper: a crash is charged when the message is received "
-            "again. The bystanders are spared (checked by this test), but the poison reaches the DLQ only at its "
-            "next receive, which this test does not make once the bystanders are back unless it comes with them"),
     }
 
     @pytest.fixture
