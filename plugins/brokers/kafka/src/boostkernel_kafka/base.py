@@ -20,8 +20,13 @@ small primitives; everything that decides *when* an offset may be committed live
   ``revoke_timeout`` seconds to finish, and the watermark is committed synchronously.
 * **count** is the group's lag minus the records this broker's own consumer handed out and has not committed
   yet (fetched and unacked, or acked since the last commit); records that *other* consumers of the group
-  hold are still counted (nothing on the server says which they are). **purge** moves the group's
-  committed offsets to the end of the log.
+  hold are still counted (nothing on the server says which they are), the ranges a purge skipped are not.
+* **purge** is carried out by the members that own the partitions: a request with the end offsets at purge
+  time goes to the one-partition control topic ``<topic>.bk-control``, which each member's poll thread reads
+  without a group (a non-blocking poll every ``control_interval``); a member skips its records below those
+  ends except the ones it handed out, and replies with the counts and the skipped ranges, which a later
+  owner of the partition skips too (see :meth:`LogBroker.purge`). A group without live members is purged by
+  a commit from outside.
 
 Delivery counts and crash loops (a log keeps neither):
 
@@ -896,8 +901,8 @@ class LogBroker(Broker):
         ranges: dict[str, list[int]] = {}
         polled = {p: self.tracker.next_offset(p) for p in mine}
         for p in mine:
-            start = polled[p] if polled[p] is not None else starts.get(p, ends[p])
-            assert start is not None
+            seen = polled[p]
+            start = seen if seen is not None else starts.get(p, ends[p])
             below = dropped.get(p, [])
             skipped[p] = len(below) + max(0, ends[p] - start)
             lo = min(below) if below else start
