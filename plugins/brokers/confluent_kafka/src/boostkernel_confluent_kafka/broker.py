@@ -186,6 +186,10 @@ class ConfluentKafkaBroker(LogBroker):
     def _ctl_close(self, c: Any) -> None:
         c.close()
 
+    def _ctl_empty(self, c: Any) -> bool:
+        return all(hi <= lo for lo, hi in (c.get_watermark_offsets(tp, timeout=10, cached=False)
+                                           for tp in c.assignment()))
+
     def _i_partitions(self, c: Any, topic: str) -> list[Any]:
         md = c.list_topics(topic, timeout=10).topics.get(topic)
         return sorted(md.partitions) if md is not None and md.error is None and md.partitions else []

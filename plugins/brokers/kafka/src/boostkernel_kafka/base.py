@@ -290,6 +290,10 @@ class LogBroker(Broker):
     def _ctl_close(self, c: Any) -> None:
         raise NotImplementedError
 
+    def _ctl_empty(self, c: Any) -> bool:
+        """True if the control reader's partition holds no record (one offsets lookup, no fetch)."""
+        raise NotImplementedError
+
     def _i_partitions(self, c: Any, topic: str) -> list[Any]:
         """The partitions of ``topic`` in the metadata the inspection consumer ``c`` sees now, sorted (in the
         form the client's calls take); ``[]`` while there are none."""
@@ -944,6 +948,8 @@ class LogBroker(Broker):
 
     def _load_skips(self, partitions: list[int]) -> dict[int, list[tuple[int, int]]]:
         """On assignment: the purged ranges above the group's committed offset of ``partitions``."""
+        if self._control is not None and self._ctl_empty(self._control):
+            return {}  # no purge ever went through the control topic: one offsets lookup
         ranges = self._skip_ranges(set(partitions))
         if not ranges:
             return {}

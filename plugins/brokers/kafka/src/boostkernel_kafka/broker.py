@@ -180,6 +180,11 @@ class KafkaBroker(LogBroker):
     def _ctl_close(self, c: Any) -> None:
         c.close(autocommit=False)
 
+    def _ctl_empty(self, c: Any) -> bool:
+        tps = list(c.assignment())
+        begin, end = c.beginning_offsets(tps), c.end_offsets(tps)
+        return all(end[tp] <= begin[tp] for tp in tps)
+
     def _i_partitions(self, c: Any, topic: str) -> list[Any]:
         return [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
 
