@@ -924,7 +924,15 @@ class LogBroker(Broker):
             self.tracker.skip_to(p, dropped.get(p, ()), ends[p])
             position = polled[p]
             if position is None or position < ends[p]:
-                self._c_seek(p, ends[p])
+                # What the client fetched below the end and has not returned yet is dropped on arrival (a
+                # fetch under way, or a seek the client refuses): never polled, so never added to the tracker.
+                unpolled = position if position is not None else starts.get(p, ends[p])
+                if unpolled < ends[p]:
+                    self._skips[p] = _merged([*self._skips.get(p, ()), (unpolled, ends[p])])
+                try:
+                    self._c_seek(p, ends[p])
+                except Exception as exc:  # noqa: BLE001 - the records below the end are dropped as they come
+                    self.log.debug("seek of %r/%d to %d after a purge failed: %s", self.topic, p, ends[p], exc)
         return skipped
 
     def _skip_ranges(self, partitions: set[int]) -> dict[int, list[tuple[int, int]]]:
