@@ -45,12 +45,6 @@ class KafkaContract(BrokerContract):
     competing_warmup = 10.0  # 4 consumers join the group before the messages flow (no rebalance mid-stream)
     recovery_seconds = 15.0
     expected_failures = {
-        "test_purge_leaves_in_flight_alone": "purge() skips by committing the group's offsets at the end of "
-                                             "the log: Kafka takes a group's commit only from a member, so while "
-                                             "another consumer of the group lives a purge from outside fails "
-                                             "(UNKNOWN_MEMBER_ID, tansu as Kafka), and an offset is one watermark "
-                                             "per partition: no commit skips the records waiting behind one that "
-                                             "another consumer holds without skipping that one too",
         "test_durable_across_service_restart": "runs in the PrivateTansuTests class against a private tansu",
     }
     timing_dependent_failures = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 
@@ -173,5 +174,59 @@ def test_purge_by_a_consuming_member_keeps_what_it_handed_out() -> None:
         back = _fetch(nxt, 2)
         assert {d.id for d in held} <= {d.id for d in back}, "purge() skipped records a consumer still held"
         nxt.ack_many(back + nxt.fetch(10, 1.0))
+    finally:
+        nxt.close()
+
+
+def _any_broker(broker_name: str, queue: str):  # type: ignore[no-untyped-def]
+    if broker_name == "kafka":
+        return _broker(queue)
+    pytest.importorskip("confluent_kafka")
+    from boostkernel_confluent_kafka.broker import ConfluentKafkaBroker
+
+    return ConfluentKafkaBroker(queue, service_url("kafka"), None, session_timeout_ms=2000,
+                                heartbeat_interval_ms=300, partitions=1, commit_interval=0.1)
+
+
+@pytest.mark.parametrize("broker_name", ["kafka", "confluent-kafka"])
+def test_purge_from_outside_is_done_by_the_member_and_spares_later_records(broker_name: str) -> None:
+    """purge() from a broker that does not consume, while a member owns the partition and holds 2 records: the
+    member skips the 4 waiting ones (the group takes no commit from outside while it lives), not the 3
+    published after the purge began; the held ones stay in flight, and when they come back to the next
+    member the skipped ones do not come with them."""
+    q = f"sem_{uuid.uuid4().hex[:8]}"
+    b = _any_broker(broker_name, q)
+    purger = _any_broker(broker_name, q)
+    try:
+        b.publish_many(_msgs(6))
+        held = _fetch(b, 2)
+        assert len(held) == 2
+        b._control_next = float("inf")  # the member serves no purge request until the late records are out
+        result: list[int] = []
+        t = threading.Thread(target=lambda: result.append(purger.purge()))
+        t.start()
+        assert wait_until(lambda: purger._i_positions(purger.control_topic, "probe")[0][2] > 0, 20), \
+            "purge() published no request on the control topic"
+        late = _msgs(3)
+        purger.publish_many(late)
+        b._control_next = 0.0
+        t.join(30)
+        assert result == [4], f"purge() returned {result}: 6 published, 2 held, so 4 were waiting"
+        assert b.count() == 3, "count() of the member must be the 3 records published after the purge"
+        got = _fetch(b, 3, 10)
+        assert {d.id for d in got} == {m.id for m in late}, "purge() skipped records published after it began"
+        assert b.fetch(6, 1.0) == [], "a purged record was delivered"
+        b.ack_many(got)
+    finally:
+        b.close()  # the held ones, never acked, go back to the group
+        purger.close()
+    nxt = _any_broker(broker_name, q)
+    try:  # the late ones run again too: acked, but the commit stops at the first unfinished record
+        back = _fetch(nxt, 5)
+        back += nxt.fetch(6, 2.0)
+        assert {d.id for d in back} == {d.id for d in held} | {m.id for m in late}, \
+            "the records purged behind the held ones came back with them"
+        nxt.ack_many(back)
+        assert wait_until(lambda: nxt.count() == 0, 10)
     finally:
         nxt.close()

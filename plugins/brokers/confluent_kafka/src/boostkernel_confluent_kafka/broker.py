@@ -168,6 +168,28 @@ class ConfluentKafkaBroker(LogBroker):
                          "enable.auto.commit": False, "auto.offset.reset": "earliest", "fetch.wait.max.ms": 50,
                          "enable.partition.eof": True})
 
+    # --- the control topic reader (no group) -------------------------------------------------------
+    def _ctl_open(self, topic: str) -> Any:
+        c = self._inspector(None)
+        try:
+            self._partitions_of(c, topic)
+            _, high = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10, cached=False)
+            c.assign([TopicPartition(topic, 0, max(0, high))])
+        except BaseException:
+            c.close()
+            raise
+        return c
+
+    def _ctl_poll(self, c: Any, timeout: float) -> list[bytes]:
+        return [m.value() or b"" for m in c.consume(100, timeout) if m.error() is None]
+
+    def _ctl_close(self, c: Any) -> None:
+        c.close()
+
+    def _ctl_empty(self, c: Any) -> bool:
+        return all(hi <= lo for lo, hi in (c.get_watermark_offsets(tp, timeout=10, cached=False)
+                                           for tp in c.assignment()))
+
     def _i_partitions(self, c: Any, topic: str) -> list[Any]:
         md = c.list_topics(topic, timeout=10).topics.get(topic)
         return sorted(md.partitions) if md is not None and md.error is None and md.partitions else []

@@ -20,8 +20,13 @@ small primitives; everything that decides *when* an offset may be committed live
   ``revoke_timeout`` seconds to finish, and the watermark is committed synchronously.
 * **count** is the group's lag minus the records this broker's own consumer handed out and has not committed
   yet (fetched and unacked, or acked since the last commit); records that *other* consumers of the group
-  hold are still counted (nothing on the server says which they are). **purge** moves the group's
-  committed offsets to the end of the log.
+  hold are still counted (nothing on the server says which they are), the ranges a purge skipped are not.
+* **purge** is carried out by the members that own the partitions: a request with the end offsets at purge
+  time goes to the one-partition control topic ``<topic>.bk-control``, which each member's poll thread reads
+  without a group (a non-blocking poll every ``control_interval``); a member skips its records below those
+  ends except the ones it handed out, and replies with the counts and the skipped ranges, which a later
+  owner of the partition skips too (see :meth:`LogBroker.purge`). A group without live members is purged by
+  a commit from outside.
 
 Delivery counts and crash loops (a log keeps neither):
 
@@ -46,9 +51,11 @@ Delivery counts and crash loops (a log keeps neither):
 from __future__ import annotations
 
 import heapq
+import json
 import re
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -107,6 +114,28 @@ def _header(headers: list[tuple[str, bytes]] | None, name: str) -> bytes | None:
     return None
 
 
+def _control_message(value: bytes, kind: str, group: str) -> dict[str, Any] | None:
+    """A control-topic record of ``kind`` for ``group`` (None for anything else, or what does not parse)."""
+    try:
+        msg = json.loads(value)
+    except ValueError:
+        return None
+    if isinstance(msg, dict) and msg.get("kind") == kind and msg.get("group") == group:
+        return msg
+    return None
+
+
+def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Overlapping or touching ``[lo, hi)`` ranges merged, sorted."""
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(ranges):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
 class LogBroker(Broker):
     """Shared logic of the Kafka brokers. Subclasses implement the ``_c_*`` (consumer, poll thread only),
     ``_p_*`` (producer, any thread) and ``_i_*`` (short-lived inspection consumers) primitives."""
@@ -148,6 +177,10 @@ class LogBroker(Broker):
         default_attempts = f"{self.topic}.attempts" if self.group_id == f"boostkernel.{self.topic}" else \
             f"{self.topic}.attempts.{re.sub(r'[^A-Za-z0-9._-]', '_', self.group_id)}"
         self.attempts_topic = str(o.get("attempts_topic") or default_attempts)[:249]
+        self.control_topic = str(o.get("control_topic") or f"{self.topic}.bk-control")[:249]
+        """One-partition topic of purge requests and replies, read by every consuming member (see :meth:`purge`)."""
+        self.control_interval = float(o.get("control_interval", 0.1))
+        self.purge_timeout = float(o.get("purge_timeout", self.session_timeout_ms / 1000 * 3))
         self.max_crashes = self.crash_limit()
         self.owner = consumer_id()
         self.journal_dir = host_journal_dir("kafka-" + self.group_id)
@@ -177,6 +210,14 @@ class LogBroker(Broker):
         self._producer: Any = None
         self._producer_lock = threading.Lock()
         self._consumer: Any = None
+        self._control: Any = None
+        """The poll thread's reader of the control topic (no group, from its end at start), or None."""
+        self._control_next = 0.0
+        self._served: dict[str, set[int]] = {}
+        """Purge request id -> partitions this member already purged for it (poll thread only)."""
+        self._skips: dict[int, list[tuple[int, int]]] = {}
+        """Partition -> offset ranges ``[lo, hi)`` a purge skipped, read at assignment (poll thread only):
+        records in them are marked finished instead of handed out (empty: no work per batch)."""
 
     def _producer_get(self) -> Any:
         """The broker's one producer, made on first use (``_new_producer``)."""
@@ -237,6 +278,22 @@ class LogBroker(Broker):
     def _c_close(self) -> None:
         raise NotImplementedError
 
+    def _ctl_open(self, topic: str) -> Any:
+        """A consumer without a group, assigned to partition 0 of ``topic`` at its current end (resolved before
+        returning, so that a record produced after this call is read)."""
+        raise NotImplementedError
+
+    def _ctl_poll(self, c: Any, timeout: float) -> list[bytes]:
+        """The values of the records that reached ``c`` (``timeout`` 0: do not wait)."""
+        raise NotImplementedError
+
+    def _ctl_close(self, c: Any) -> None:
+        raise NotImplementedError
+
+    def _ctl_empty(self, c: Any) -> bool:
+        """True if the control reader's partition holds no record (one offsets lookup, no fetch)."""
+        raise NotImplementedError
+
     def _i_partitions(self, c: Any, topic: str) -> list[Any]:
         """The partitions of ``topic`` in the metadata the inspection consumer ``c`` sees now, sorted (in the
         form the client's calls take); ``[]`` while there are none."""
@@ -267,7 +324,8 @@ class LogBroker(Broker):
 
     # --- publishing ---------------------------------------------------------------------------------
     def ensure_topics(self, *topics: str) -> None:
-        missing = {t: (1 if t == self.dlq_topic else self.partitions) for t in topics if t not in self._topics_ready}
+        missing = {t: (1 if t in (self.dlq_topic, self.control_topic) else self.partitions)
+                   for t in topics if t not in self._topics_ready}
         if missing:
             self._create_topics(missing)
             self._topics_ready.update(missing)
@@ -287,7 +345,8 @@ class LogBroker(Broker):
             if (self._thread is not None and self._thread.is_alive()) or self._closed:
                 return
             self._consumer_error = None
-            self.ensure_topics(self.topic, *((self.attempts_topic,) if self.delivery_counts else ()))
+            self.ensure_topics(self.topic, self.control_topic,
+                               *((self.attempts_topic,) if self.delivery_counts else ()))
             self._crashes.sweep()  # journals of consumers gone long ago
             self.journal.open()
             ready = threading.Event()
@@ -382,6 +441,11 @@ class LogBroker(Broker):
             self._consumer_error = exc
             ready.set()
             return
+        try:
+            self._control = self._ctl_open(self.control_topic)
+        except Exception as exc:  # noqa: BLE001 - consuming works without it; purges from outside do not reach us
+            self.log.warning("cannot read the control topic %r (a purge from another process will not skip the "
+                             "records this consumer owns): %s", self.control_topic, exc)
         ready.set()
         backoff = Backoff(0.1, 5.0, jitter=(1.0, 1.0))  # 0.1, 0.2, 0.4 … 5 s
         try:
@@ -389,7 +453,11 @@ class LogBroker(Broker):
                 try:
                     self._run_commands()
                     self._requeue_due()
-                    if time.monotonic() - self._last_commit >= self.commit_interval:
+                    now = time.monotonic()
+                    if self._control is not None and now >= self._control_next:
+                        self._control_next = now + self.control_interval
+                        self._serve_control()
+                    if now - self._last_commit >= self.commit_interval:
                         self._commit()
                     room = self._backpressure()
                     if room <= 0 and not self._paused:
@@ -441,8 +509,18 @@ class LogBroker(Broker):
             self._c_close()
         except Exception as exc:  # noqa: BLE001
             self.log.debug("closing the consumer failed: %s", exc)
+        if self._control is not None:
+            try:
+                self._ctl_close(self._control)
+            except Exception as exc:  # noqa: BLE001
+                self.log.debug("closing the control reader failed: %s", exc)
+            self._control = None
 
     def _buffer_records(self, records: list[Record]) -> None:
+        if self._skips:  # ranges a purge skipped (read at assignment): once per batch, while there are some
+            records = self._drop_skipped(records)
+            if not records:
+                return
         add, topic, marks = self.tracker.add, self.topic, self._marks
         if self.delivery_counts:
             ends: dict[int, int] = {}
@@ -585,6 +663,14 @@ class LogBroker(Broker):
                     for p in partitions:
                         self._marks.pop(p, None)
         self.tracker.assign(partitions)
+        for p in partitions:
+            self._skips.pop(p, None)
+        if partitions:
+            try:
+                self._skips.update(self._load_skips(partitions))
+            except Exception as exc:  # noqa: BLE001 - the records then run: at-least-once, never lost
+                self.log.warning("could not read the purged ranges of %r from %r (records a purge skipped behind "
+                                 "a record still in flight may run): %s", self.topic, self.control_topic, exc)
         self._paused = False  # newly assigned partitions start unpaused; _backpressure pauses again
 
     def _on_revoked(self, partitions: list[int]) -> None:
@@ -604,6 +690,7 @@ class LogBroker(Broker):
             self._buffer = keep
             for p in revoked:
                 self._handed.pop(p, None)
+                self._skips.pop(p, None)
         targets = {}
         for p in revoked:
             target = first_dropped.get(p)
@@ -653,63 +740,260 @@ class LogBroker(Broker):
     def count(self) -> int:
         """Records waiting: the group's lag (records after the committed offset of every partition) minus
         those this broker's consumer handed out by :meth:`fetch` and has not committed yet (in flight, or
-        acked since the last commit). Records buffered but not handed out are waiting. Records that
-        *other* consumers of the group fetched and have not committed are counted: a log does not say
-        which records a consumer holds."""
-        self.ensure_topics(self.topic)
+        acked since the last commit), minus the records a :meth:`purge` skipped behind a record still in flight
+        (the ranges the members announced on the control topic). Records buffered but not handed out are
+        waiting. Records that *other* consumers of the group fetched and have not committed are counted: a log
+        does not say which records a consumer holds."""
+        self.ensure_topics(self.topic, self.control_topic)
         positions = self._i_positions(self.topic, self.group_id)
         with self._cond:  # read after the committed offsets: a commit in between only lowers the count
             handed = dict(self._handed) if self._consuming() else {}
-        return sum(max(0, hw - max(committed, handed.get(p, 0))) for p, (_, committed, hw) in positions.items())
+        floors = {p: max(committed, handed.get(p, 0)) for p, (_, committed, _) in positions.items()}
+        lagging = {p for p, (_, _, hw) in positions.items() if hw > floors[p]}
+        skips = self._skip_ranges(lagging) if lagging else {}
+        total = 0
+        for p in lagging:
+            lo, hw = floors[p], positions[p][2]
+            total += hw - lo - sum(max(0, min(b, hw) - max(a, lo)) for a, b in skips.get(p, ()))
+        return total
 
     def purge(self) -> int:
-        """Skip every record now waiting: the group's committed offsets move to the end of the log.
+        """Skip every record now waiting; return how many were skipped. Records published after the purge
+        began are not skipped, and records a consumer holds (handed out by :meth:`fetch`, not acked) stay in
+        flight.
 
-        Partitions owned by this broker's own consumer are skipped by that consumer, except the records it has
-        handed out: they stay in flight (the group's commit passes them once they are acked; after a crash
-        they run again, and the records skipped behind them with them). The others are skipped by a commit from
-        outside the group, which Kafka accepts only while no other member owns them."""
-        self.ensure_topics(self.topic)
+        * Partitions of this broker's own consumer are purged by its poll thread.
+        * If the group has no live member, the group's committed offsets move to the end of the log (a commit
+          from outside the group, which Kafka accepts only then).
+        * Otherwise the members purge the partitions they own: a request (the end offset of each partition now)
+          goes to the one-partition control topic ``<topic>.bk-control``, which every consuming member reads
+          without a group; each drops its polled records below those ends, moves its fetch position past
+          them and replies with the count per partition and the skipped offset range. Records it handed out
+          stay in flight: the group's commit passes them once they are acked; if they come back (a crash, a
+          close, a rebalance) the next owner reads the skipped ranges from the control topic and skips them
+          again.
+
+        Waits up to ``purge_timeout`` (3 session timeouts) for replies covering every partition that had
+        waiting records. A partition no member answered for is then committed from outside if the group has
+        become empty; if not, a warning names it and its records are not counted: the return value is what
+        was skipped, which can be less than what was waiting."""
+        self.ensure_topics(self.topic, self.control_topic)
         positions = self._i_positions(self.topic, self.group_id)
         ends = {p: hw for p, (_, _, hw) in positions.items()}
-        lag = {p: max(0, hw - c) for p, (_, c, hw) in positions.items()}
-        if not self._consuming():
-            self._i_commit(self.topic, self.group_id, ends)
-            return sum(lag.values())
-        deadline = time.monotonic() + self.session_timeout_ms / 1000 * 3
-        while not self._call_in_poll_thread(self._c_assigned) and time.monotonic() < deadline:
-            time.sleep(0.05)  # the group join is under way: wait for our partitions
+        starts = {p: c for p, (_, c, _) in positions.items()}
+        lag = {p: hw - c for p, (_, c, hw) in positions.items() if hw > c}
+        if not lag:
+            return 0
+        skipped: dict[int, int] = {}
+        if self._consuming():
+            deadline = time.monotonic() + self.session_timeout_ms / 1000 * 3
+            while not self._call_in_poll_thread(self._c_assigned) and time.monotonic() < deadline:
+                time.sleep(0.05)  # the group join is under way: wait for our partitions
+            rid = uuid.uuid4().hex
+            skipped.update(self._call_in_poll_thread(
+                lambda: self._purge_owned(rid, {p: ends[p] for p in lag}, starts)))
+        else:
+            try:
+                self._i_commit(self.topic, self.group_id, {p: ends[p] for p in lag})
+                return sum(lag.values())
+            except Exception as exc:  # noqa: BLE001 - the group has live members: they purge
+                self.log.debug("purge of %r: the group takes no commit from outside (%s): asking its members",
+                               self.topic, exc)
+        rest = {p: ends[p] for p in lag if p not in skipped}
+        if rest:
+            skipped.update(self._purge_by_members(rest, starts))
+        missing = sorted(p for p in lag if p not in skipped)
+        if missing:
+            try:
+                self._i_commit(self.topic, self.group_id, {p: ends[p] for p in missing})
+                skipped.update((p, lag[p]) for p in missing)
+            except Exception as exc:  # noqa: BLE001
+                self.log.warning("purge of %r did not skip partitions %s: no consumer of group %r answered within "
+                                 "%.1fs and the group takes no commit from outside (%s)", self.topic, missing,
+                                 self.group_id, self.purge_timeout, exc)
+        return sum(skipped.values())
 
-        def in_poll() -> int:
-            # Our own partitions: drop what is buffered and seek past the end, but the records the kernel holds
-            # stay in flight (the commit passes them only once they are acked: a crash runs them again).
-            mine = [p for p in self._c_assigned() if p in ends]
-            with self._cond:
-                dropped: dict[int, list[int]] = {}
-                for d in self._buffer:
-                    if d.tag[0] in mine:
-                        dropped.setdefault(d.tag[0], []).append(d.tag[1])
-                self._buffer = deque(d for d in self._buffer if d.tag[0] not in mine)
-                for p in mine:  # what count() treats as not waiting: handed out, or skipped now
-                    self._handed[p] = max(self._handed.get(p, 0), ends[p])
-            skipped = 0
-            for p in mine:
-                polled = self.tracker.next_offset(p)
-                start = polled if polled is not None else positions[p][1]
-                skipped += len(dropped.get(p, ())) + max(0, ends[p] - start)
-                self.tracker.skip_to(p, dropped.get(p, ()), ends[p])
-                self._c_seek(p, ends[p])
-            others = {p: off for p, off in ends.items() if p not in mine and lag[p]}
-            if others:
+    def _purge_by_members(self, ends: dict[int, int], starts: dict[int, int]) -> dict[int, int]:
+        """Ask the members (control topic) to skip the records below ``ends``; ``{partition: skipped}`` of the
+        partitions some member answered for within ``purge_timeout``. The request is sent again every session
+        timeout for the partitions not answered yet (a rebalance may have moved them to a member that started
+        reading the control topic after the request)."""
+        reader = self._ctl_open(self.control_topic)  # before the request: its reply comes after it
+        try:
+            rid = uuid.uuid4().hex
+            answered: dict[int, int] = {}
+            deadline = time.monotonic() + self.purge_timeout
+            resend = 0.0
+            while True:
+                left = {p: e for p, e in ends.items() if p not in answered}
+                now = time.monotonic()
+                if not left or now >= deadline:
+                    return answered
+                if now >= resend:
+                    request = {"kind": "purge", "id": rid, "group": self.group_id,
+                               "ends": {str(p): e for p, e in left.items()},
+                               "starts": {str(p): starts.get(p, 0) for p in left},
+                               "until": time.time() + (deadline - now)}
+                    self._p_send(self.control_topic, [(json.dumps(request).encode(), [])])
+                    resend = now + self.session_timeout_ms / 1000
+                for value in self._ctl_poll(reader, min(0.1, max(0.0, deadline - now))):
+                    msg = _control_message(value, "purged", self.group_id)
+                    if msg is not None and msg.get("id") == rid:
+                        for p_text, n in dict(msg.get("skipped") or {}).items():
+                            if int(p_text) in ends:
+                                answered.setdefault(int(p_text), int(n))
+        finally:
+            try:
+                self._ctl_close(reader)
+            except Exception as exc:  # noqa: BLE001
+                self.log.debug("closing a control reader failed: %s", exc)
+
+    def _serve_control(self) -> None:
+        """Poll thread, every ``control_interval``: carry out the purge requests for the partitions we own.
+        A non-blocking poll of the control reader; nothing else while no request comes."""
+        try:
+            values = self._ctl_poll(self._control, 0)
+        except Exception as exc:  # noqa: BLE001 - retried next round
+            self.log.debug("reading the control topic %r failed: %s", self.control_topic, exc)
+            return
+        for value in values:
+            msg = _control_message(value, "purge", self.group_id)
+            if msg is None:
+                continue
+            try:
+                if float(msg.get("until", 0)) < time.time():
+                    continue  # the purger stopped waiting (or an old request read at start): not ours to act on
+                rid = str(msg["id"])
+                ends = {int(p): int(o) for p, o in dict(msg["ends"]).items()}
+                starts = {int(p): int(o) for p, o in dict(msg.get("starts") or {}).items()}
+            except (KeyError, TypeError, ValueError):
+                continue
+            served = self._served.setdefault(rid, set())
+            mine = {p: e for p, e in ends.items() if p not in served and p in self._c_assigned()}
+            if not mine:
+                continue
+            served.update(mine)
+            while len(self._served) > 64:
+                del self._served[next(iter(self._served))]
+            try:
+                self._purge_owned(rid, mine, starts)
+            except Exception as exc:  # noqa: BLE001 - the purger warns about the partitions nobody answered for
+                self.log.warning("purge request %s on %r failed: %s", rid, self.topic, exc)
+
+    def _purge_owned(self, rid: str, ends: dict[int, int], starts: dict[int, int]) -> dict[int, int]:
+        """Poll thread: skip the records below ``ends`` of the partitions this consumer owns, except those handed
+        out (they stay in flight: the commit passes them only once they are acked). Announces the skipped ranges
+        on the control topic (the reply to request ``rid``: a later owner of a partition skips them too) and
+        returns ``{partition: records skipped}``."""
+        assigned = set(self._c_assigned())
+        mine = [p for p in ends if p in assigned]
+        if not mine:
+            return {}
+        with self._cond:
+            dropped: dict[int, list[int]] = {}
+            keep: deque[Delivery] = deque()
+            for d in self._buffer:
+                p, off, _ = d.tag
+                if p in ends and p in assigned and off < ends[p]:
+                    dropped.setdefault(p, []).append(off)
+                else:
+                    keep.append(d)
+            self._buffer = keep
+            for p in mine:  # what count() treats as not waiting: handed out, or skipped now
+                self._handed[p] = max(self._handed.get(p, 0), ends[p])
+        skipped: dict[int, int] = {}
+        ranges: dict[str, list[int]] = {}
+        polled = {p: self.tracker.next_offset(p) for p in mine}
+        for p in mine:
+            seen = polled[p]
+            start = seen if seen is not None else starts.get(p, ends[p])
+            below = dropped.get(p, [])
+            skipped[p] = len(below) + max(0, ends[p] - start)
+            lo = min(below) if below else start
+            if lo < ends[p]:
+                ranges[str(p)] = [lo, ends[p]]
+        reply = {"kind": "purged", "id": rid, "group": self.group_id, "member": self.owner,
+                 "skipped": {str(p): n for p, n in skipped.items()}, "ranges": ranges}
+        try:  # before the skip: a crash after it leaves the ranges known to the next owner
+            self._p_send(self.control_topic, [(json.dumps(reply).encode(), [])])
+        except Exception as exc:  # noqa: BLE001 - skipped here all the same (the records are out of the buffer)
+            self.log.warning("could not announce the purge of %r on %r (the purger will not count it, and records "
+                             "skipped behind one in flight run if it comes back): %s", self.topic,
+                             self.control_topic, exc)
+        for p in mine:
+            self.tracker.skip_to(p, dropped.get(p, ()), ends[p])
+            position = polled[p]
+            if position is None or position < ends[p]:
+                # What the client fetched below the end and has not returned yet is dropped on arrival (a
+                # fetch under way, or a seek the client refuses): never polled, so never added to the tracker.
+                unpolled = position if position is not None else starts.get(p, ends[p])
+                if unpolled < ends[p]:
+                    self._skips[p] = _merged([*self._skips.get(p, ()), (unpolled, ends[p])])
                 try:
-                    self._i_commit(self.topic, self.group_id, others)
-                    skipped += sum(lag[p] for p in others)
-                except Exception as exc:  # noqa: BLE001 - owned by another live member
-                    self.log.warning("purge of %r skipped partitions %s: another consumer owns them (%s)",
-                                     self.topic, sorted(others), exc)
-            return skipped
+                    self._c_seek(p, ends[p])
+                except Exception as exc:  # noqa: BLE001 - the records below the end are dropped as they come
+                    self.log.debug("seek of %r/%d to %d after a purge failed: %s", self.topic, p, ends[p], exc)
+        return skipped
 
-        return int(self._call_in_poll_thread(in_poll))
+    def _skip_ranges(self, partitions: set[int]) -> dict[int, list[tuple[int, int]]]:
+        """The offset ranges purges skipped in ``partitions`` (the replies of the last 512 control records)."""
+        positions = self._i_positions(self.control_topic, f"{self.group_id}.control")
+        lo, _, hw = positions.get(0, (0, 0, 0))
+        if hw <= lo:
+            return {}
+        out: dict[int, list[tuple[int, int]]] = {}
+        for _, _, value, _ in self._i_read(self.control_topic, {0: max(lo, hw - 512)}, {0: hw}, 512):
+            msg = _control_message(value, "purged", self.group_id)
+            if msg is None:
+                continue
+            try:
+                for p_text, (a, b) in dict(msg.get("ranges") or {}).items():
+                    if int(p_text) in partitions and int(a) < int(b):
+                        out.setdefault(int(p_text), []).append((int(a), int(b)))
+            except (TypeError, ValueError):
+                continue
+        return {p: _merged(r) for p, r in out.items()}
+
+    def _load_skips(self, partitions: list[int]) -> dict[int, list[tuple[int, int]]]:
+        """On assignment: the purged ranges above the group's committed offset of ``partitions``."""
+        if self._control is not None and self._ctl_empty(self._control):
+            return {}  # no purge ever went through the control topic: one offsets lookup
+        ranges = self._skip_ranges(set(partitions))
+        if not ranges:
+            return {}
+        positions = self._i_positions(self.topic, self.group_id)
+        out = {}
+        for p, r in ranges.items():
+            committed = positions[p][1] if p in positions else 0
+            live = [(a, b) for a, b in r if b > committed]
+            if live:
+                out[p] = live
+        return out
+
+    def _drop_skipped(self, records: list[Record]) -> list[Record]:
+        """The records not in a purged range; those in one are marked finished (the commit passes them)."""
+        skips, add, done = self._skips, self.tracker.add, self.tracker.done
+        out: list[Record] = []
+        seen: set[int] = set()
+        for rec in records:
+            p, off = rec[0], rec[1]
+            ranges = skips.get(p)
+            if ranges is not None:
+                seen.add(p)
+                if any(a <= off < b for a, b in ranges):
+                    epoch = add(p, off)
+                    if epoch >= 0:
+                        done(p, off, epoch)
+                    continue
+            out.append(rec)
+        for p in seen:  # ranges the consumer has read past are done with
+            last = max(rec[1] for rec in records if rec[0] == p)
+            left = [(a, b) for a, b in skips[p] if b > last + 1]
+            if left:
+                skips[p] = left
+            else:
+                del skips[p]
+        return out
 
     # --- dead letters -------------------------------------------------------------------------------
     def _dlq_records(self, limit: int) -> tuple[list[Record], dict[int, int]]:

@@ -160,6 +160,31 @@ class KafkaBroker(LogBroker):
         except kafka.errors.NoBrokersAvailable as exc:
             raise BrokerUnavailable(f"kafka: no broker reachable at {self.bootstrap}: {exc}") from exc
 
+    # --- the control topic reader (no group) -------------------------------------------------------
+    def _ctl_open(self, topic: str) -> Any:
+        c = self._inspector(None)
+        try:
+            tps = self._partitions_of(c, topic)[:1]
+            c.assign(tps)
+            c.seek_to_end(*tps)
+            for tp in tps:
+                c.position(tp)  # resolves the lazy seek now: a record produced after this call is read
+        except BaseException:
+            c.close(autocommit=False)
+            raise
+        return c
+
+    def _ctl_poll(self, c: Any, timeout: float) -> list[bytes]:
+        return [r.value for records in c.poll(timeout_ms=int(timeout * 1000)).values() for r in records]
+
+    def _ctl_close(self, c: Any) -> None:
+        c.close(autocommit=False)
+
+    def _ctl_empty(self, c: Any) -> bool:
+        tps = list(c.assignment())
+        begin, end = c.beginning_offsets(tps), c.end_offsets(tps)
+        return all(end[tp] <= begin[tp] for tp in tps)
+
     def _i_partitions(self, c: Any, topic: str) -> list[Any]:
         return [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
 
