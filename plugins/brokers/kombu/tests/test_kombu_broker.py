@@ -94,7 +94,6 @@ def test_redis_delivery_whose_unacked_record_failed_comes_back(queue: str, monke
     import kombu.transport.redis as kombu_redis
     from redis.exceptions import ConnectionError as RedisConnectionError
 
-
     record = kombu_redis.QoS.append
     failed: list[str] = []
 
