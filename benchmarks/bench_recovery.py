@@ -37,6 +37,7 @@ BROKERS = {  # broker name -> service it needs
     "kafka": "kafka",
     "confluent-kafka": "kafka",
     "kombu": "rabbitmq",
+    "kombu-redis": "redis",  # kombu's redis transport (the kombu broker's lease on its unacked messages)
 }
 N, TASK_SECONDS = 60, 3.0
 
@@ -46,6 +47,8 @@ def _url(broker: str, tmp: Path) -> str:
         return f"sqlite:///{tmp}/queue.db"
     if broker == "kombu":
         return "kombu+" + service_url("rabbitmq").replace("/%2F", "//")
+    if broker == "kombu-redis":
+        return "kombu+" + service_url("redis")
     if broker.startswith("redis"):
         return service_url("redis")
     return service_url("kafka" if "kafka" in broker else broker)
@@ -53,6 +56,7 @@ def _url(broker: str, tmp: Path) -> str:
 
 def measure(broker: str, tmp: Path) -> tuple[float, str]:
     url = _url(broker, tmp)
+    boost_broker = "kombu" if broker.startswith("kombu") else broker
     queue = f"recovery_{broker.replace('-', '_')}_{uuid.uuid4().hex[:8]}"
     mod = f"recovery_{uuid.uuid4().hex[:8]}"
     (tmp / f"{mod}.py").write_text(textwrap.dedent(f"""
@@ -62,7 +66,7 @@ def measure(broker: str, tmp: Path) -> tuple[float, str]:
 
         starts, ends = Ledger({str(tmp / 'starts.db')!r}), Ledger({str(tmp / 'ends.db')!r})
 
-        @boost({queue!r}, broker={broker!r}, broker_url={url!r}, workers=int(os.environ.get("WORKERS", "4")))
+        @boost({queue!r}, broker={boost_broker!r}, broker_url={url!r}, workers=int(os.environ.get("WORKERS", "4")))
         def work(i: int) -> None:
             starts.record(i)
             time.sleep({TASK_SECONDS})

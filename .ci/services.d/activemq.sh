@@ -4,6 +4,10 @@
 # needed, writes the instance `boostkernel` (STOMP + OpenWire on loopback only, scheduler on for delayed
 # messages, the statistics plugin for counting, KahaDB persistence) into /etc/activemq/instances-available,
 # enables it, starts it in the background without systemd and waits for the port.
+# count() reads the statistics plugin's reply (a map message) over STOMP with transformation:jms-map-json,
+# which needs XStream and Jettison on the broker's class path: Debian ships them as libxstream-java and
+# libjettison-java (only recommended by libactivemq-java), linked here into the instance's lib/optional,
+# which ActiveMQ's launcher adds to its class path.
 set -euo pipefail
 
 HOST=127.0.0.1
@@ -21,13 +25,17 @@ if listening; then
     exit 0
 fi
 
-if [ ! -x /usr/bin/activemq ]; then
-    echo "activemq.sh: installing Debian's activemq package"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q activemq >/dev/null || {
-        apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q activemq >/dev/null; }
+PACKAGES="activemq libxstream-java libjettison-java"
+if [ ! -x /usr/bin/activemq ] || [ ! -e /usr/share/java/xstream.jar ] || [ ! -e /usr/share/java/jettison.jar ]; then
+    echo "activemq.sh: installing Debian's $PACKAGES"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q $PACKAGES >/dev/null || {
+        apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $PACKAGES >/dev/null; }
 fi
 
-mkdir -p "$CONF" "$BASE/data" "$BASE/tmp"
+mkdir -p "$CONF" "$BASE/data" "$BASE/tmp" "$BASE/lib/optional"
+for jar in xstream jettison xpp3; do
+    ln -sfn "/usr/share/java/$jar.jar" "$BASE/lib/optional/$jar.jar"
+done
 cp -n /etc/activemq/instances-available/main/log4j2.properties "$CONF/" 2>/dev/null || true
 cat >"$CONF/activemq.xml" <<EOF
 <beans xmlns="http://www.springframework.org/schema/beans"

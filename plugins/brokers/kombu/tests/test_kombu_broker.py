@@ -13,6 +13,7 @@ from boostkernel_kombu.broker import KombuBroker
 
 from boostkernel import DeadLetter, boost
 from boostkernel.booster import REGISTRY
+from boostkernel.broker import Delivery, Outgoing
 from boostkernel.errors import ConfigError
 from boostkernel.testing.helpers import service_url, wait_until
 
@@ -93,8 +94,6 @@ def test_redis_delivery_whose_unacked_record_failed_comes_back(queue: str, monke
     import kombu.transport.redis as kombu_redis
     from redis.exceptions import ConnectionError as RedisConnectionError
 
-    from boostkernel.broker import Delivery, Outgoing
-
     record = kombu_redis.QoS.append
     failed: list[str] = []
 
@@ -156,3 +155,56 @@ def test_many_delayed_nacks_beyond_the_held_window(queue: str) -> None:
         assert min(back.values()) >= 1.45, back
     finally:
         b.close()
+
+
+def test_redis_lease_options_are_checked() -> None:
+    b = KombuBroker("t_lease_opts", URLS["redis"])
+    try:  # the defaults: visibility_timeout = dead_after, own keys, an honest recovery bound
+        t = b.transport_options
+        assert t["visibility_timeout"] == 10.0 and t["unacked_index_key"] == "bk_unacked_index"
+        assert b.capabilities.recovery_seconds <= 15.0
+    finally:
+        b.close()
+    with pytest.raises(ConfigError, match="more than twice heartbeat_interval"):
+        KombuBroker("t_lease_opts", URLS["redis"], heartbeat_interval=2.0,
+                    transport_options={"visibility_timeout": 3})
+
+
+@pytest.mark.service("redis")
+def test_redis_lease_leaves_other_kombu_apps_alone(queue: str) -> None:
+    """A celery worker sharing the Redis database keeps its unacked messages in kombu's default keys with
+    its own (1 h) visibility timeout: the broker's short lease restores only its own keys' entries. Here a
+    stale entry in the default keys (delivered 60 s ago) stays, and a stale entry in the broker's keys
+    (a consumer killed 60 s ago) is restored into its queue. ``global_keyprefix`` keeps the test's keys
+    apart from anyone else's on the shared Redis."""
+    import json
+
+    import redis
+
+    prefix = f"bk-test-{uuid.uuid4().hex[:8]}:"
+    r = redis.Redis.from_url(service_url("redis"))
+    stale = 0.0  # a delivery time long past any visibility timeout of the broker
+    raw = {"body": "e30=", "content-encoding": "binary", "content-type": "application/json",
+           "headers": {"x-bk-id": "theirs"}, "properties": {"delivery_tag": "t-theirs", "body_encoding": "base64",
+                                                             "delivery_info": {"exchange": "", "routing_key": queue}}}
+    r.hset(prefix + "unacked", "t-theirs", json.dumps([raw, "", queue]))
+    r.zadd(prefix + "unacked_index", {"t-theirs": stale})
+    mine = {**raw, "headers": {"x-bk-id": "mine"}, "properties": {**raw["properties"], "delivery_tag": "t-mine"}}
+    r.hset(prefix + "bk_unacked", "t-mine", json.dumps([mine, "", queue]))
+    r.zadd(prefix + "bk_unacked_index", {"t-mine": stale})
+    b = KombuBroker(queue, URLS["redis"], transport_options={"global_keyprefix": prefix},
+                    heartbeat_interval=0.2, dead_after=1.0, reap_interval=0.2)
+    try:
+        b.publish(Outgoing("first", b"{}"))  # declares the queue (binding) so the restore finds it
+        got: dict[str, Delivery] = {}
+        assert wait_until(lambda: bool([got.setdefault(d.id, d) for d in b.fetch(2, 0.2)]) and "mine" in got,
+                          10.0), f"the killed consumer's stale entry was not restored: {sorted(got)}"
+        assert got["mine"].delivery_count == 2
+        b.ack_many(got.values())
+        assert r.zscore(prefix + "unacked_index", "t-theirs") == stale, "another app's unacked entry was touched"
+        assert r.hexists(prefix + "unacked", "t-theirs")
+    finally:
+        b.delete_queues()
+        b.close()
+        for key in r.scan_iter(prefix + "*"):
+            r.delete(key)

@@ -11,9 +11,21 @@ kombu connections are not thread-safe, so:
   queue use it too.
 
 The delivery guarantee is the transport's: at-least-once on amqp (RabbitMQ requeues unacked deliveries when
-the channel closes) and on redis (kombu restores unacked messages on a clean close, and after its
-``visibility_timeout`` - default 1 h - when a worker was killed; a message whose unacked record was cut
-with the connection is restored at once, see :func:`_track_unsure_deliveries`). Dead letters go to ``<queue>.dlq`` with the
+the channel closes) and on redis (kombu restores unacked messages on a clean close, and those of a killed
+worker after their ``visibility_timeout``; a message whose unacked record was cut with the connection is
+restored at once, see :func:`_track_unsure_deliveries`).
+
+Redis transport: kombu keeps each unacked message in a hash and its tag in a sorted set scored by delivery
+time (``unacked_index``); ``restore_visible`` requeues the entries older than ``visibility_timeout``
+(kombu's default: 1 h). This broker makes that a lease (:class:`_UnackedLease`): ``visibility_timeout``
+defaults to ``dead_after`` (10 s, :func:`boostkernel.leasing.heartbeat_options`), the consumer thread
+re-scores the tags its channel holds (``ZADD XX`` with the current time) every ``heartbeat_interval``
+(2 s), so a live consumer's long tasks and prefetched messages are never restored, and it runs
+``restore_visible`` every ``reap_interval`` (2 s) itself, so a killed consumer's messages come back within
+about ``dead_after + reap_interval`` while any consumer of the database runs. The keys are
+``bk_unacked``, ``bk_unacked_index`` and ``bk_unacked_mutex``, not kombu's defaults, so the short timeout
+never restores the messages of other kombu applications (celery workers with their 1 h) sharing the
+database. ``transport_options`` still override each of these. Dead letters go to ``<queue>.dlq`` with the
 reason in the ``x-bk-reason`` header. Priority and native delay are not declared (transports disagree on
 them); the kernel's fallback republishes not-yet-due messages.
 
@@ -52,6 +64,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
 from boostkernel.errors import BrokerUnavailable, ConfigError
 from boostkernel.journal import CrashCharges, RunningJournal, consumer_id, host_journal_dir
+from boostkernel.leasing import heartbeat_options
 from boostkernel.logs import mask, mask_url, queue_logger
 from boostkernel.retrying import backoff_delay
 
@@ -59,6 +72,9 @@ DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672//"
 H_ID, H_REASON, H_FAILED_AT, H_REQUEUES = "x-bk-id", "x-bk-reason", "x-bk-failed-at", "x-bk-requeues"
 H_ETA = "x-bk-eta"
 _RETRY_POLICY = {"max_retries": 5, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 3.0}
+REDIS_TRANSPORTS = ("redis", "rediss", "sentinel")
+REDIS_KEYS = {"unacked_key": "bk_unacked", "unacked_index_key": "bk_unacked_index",
+              "unacked_mutex_key": "bk_unacked_mutex"}
 
 log = logging.getLogger("boostkernel.kombu")
 
@@ -123,6 +139,43 @@ def _track_unsure_deliveries(channel: Any) -> None:
     qos.append, qos.restore_by_tag = tracked_append, tracked_restore_by_tag
 
 
+class _UnackedLease:
+    """The lease of a consumer's unacked messages on kombu's redis transport (module doc): every
+    ``heartbeat_interval`` the tags its channel holds get the current time as their ``unacked_index`` score
+    (``ZADD XX``: a tag acked or restored meanwhile is not added back), and every ``reap_interval`` it runs
+    kombu's ``restore_visible``, which requeues the entries nobody re-scored for ``visibility_timeout``
+    (a dead consumer's). Runs on the consumer thread, which owns the channel."""
+
+    def __init__(self, channel: Any, heartbeat_interval: float, reap_interval: float) -> None:
+        self.channel, self.qos = channel, channel.qos
+        self.heartbeat_interval, self.reap_interval = heartbeat_interval, reap_interval
+        self.next_beat = self.next_reap = 0.0
+
+    @staticmethod
+    def applies(channel: Any) -> bool:
+        qos = getattr(channel, "qos", None)
+        return all(hasattr(qos, a) for a in ("unacked_index_key", "restore_visible", "_delivered", "_dirty")) \
+            and hasattr(channel, "conn_or_acquire")
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        if now >= self.next_beat:
+            self.next_beat = now + self.heartbeat_interval
+            self.beat()
+        if now >= self.next_reap:
+            self.next_reap = now + self.reap_interval
+            # interval=1: scan now (kombu's own calls, on empty polls, scan every 10th time)
+            self.qos.restore_visible(num=getattr(self.channel, "unacked_restore_limit", None), interval=1)
+
+    def beat(self) -> None:
+        dirty = self.qos._dirty
+        tags = [t for t in list(self.qos._delivered) if t not in dirty]
+        if tags:
+            score = time.time()
+            with self.channel.conn_or_acquire() as client:
+                client.zadd(self.qos.unacked_index_key, dict.fromkeys(tags, score), xx=True)
+
+
 def _give_back(messages: list[Any]) -> None:
     """Requeue messages read without ack, newest first, so they return in their order on every transport."""
     for m in reversed(messages):
@@ -162,6 +215,20 @@ class KombuBroker(Broker):
             self.transport_options.setdefault("confirm_publish", True)  # publisher confirms
         else:  # virtual transports: poll (redis: BRPOP timeout) often enough for prompt acks and close()
             self.transport_options.setdefault("polling_interval", 0.1)
+        self.heartbeat_interval, self.dead_after, self.reap_interval = heartbeat_options(o)
+        if self.transport_name in REDIS_TRANSPORTS:  # the unacked messages' lease (module doc)
+            t = self.transport_options
+            t.setdefault("visibility_timeout", self.dead_after)
+            for key, name in REDIS_KEYS.items():
+                t.setdefault(key, name)
+            t.setdefault("unacked_mutex_expire", max(10, int(2 * self.reap_interval)))  # a killed reaper's lock
+            visibility = float(t["visibility_timeout"])
+            if visibility <= 2 * self.heartbeat_interval:
+                raise ConfigError(f"visibility_timeout ({visibility}s) must be more than twice heartbeat_interval "
+                                  f"({self.heartbeat_interval}s), or live consumers' messages would be restored")
+            # a per-instance override: a killed consumer's messages come back within this
+            self.capabilities = replace(type(self).capabilities,  # type: ignore[misc]
+                                        recovery_seconds=visibility + self.reap_interval + 1.0)
         if self.transport_name == "memory":  # one process only, nothing survives it
             # a per-instance override of the class's capabilities: this transport's queues are in-process
             self.capabilities = replace(type(self).capabilities, durable=False, cross_process=False)  # type: ignore[misc]
@@ -335,6 +402,8 @@ class KombuBroker(Broker):
                 conn.ensure_connection(max_retries=1)
                 ch = conn.channel()
                 _track_unsure_deliveries(ch)
+                lease = _UnackedLease(ch, self.heartbeat_interval, self.reap_interval) \
+                    if self.transport_name in REDIS_TRANSPORTS and _UnackedLease.applies(ch) else None
                 consumer = kombu.Consumer(ch, queues=[self.q], on_message=self._on_message, no_ack=False,
                                           prefetch_count=self.prefetch, accept=None)
                 consumer.consume()
@@ -350,6 +419,8 @@ class KombuBroker(Broker):
                         pass
                     if self._waiting:
                         self._release_due()
+                    if lease is not None:
+                        lease.tick()
                 self._run_ops()  # acks handed over before close()
                 try:
                     consumer.cancel()

@@ -10,6 +10,7 @@ from boostkernel.errors import ConfigError
 from boostkernel.logs import mask_url
 
 DEFAULT_PORT = 61613
+COUNT_WITH = ("auto", "statistics", "browser")
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,8 @@ class StompSettings:
     publish_batch: int
     delay_header: str | None
     drain_idle: float
+    count_with: str
+    stats_timeout: float
 
 
 def parse_url(url: str, options: dict[str, Any]) -> StompSettings:
@@ -37,7 +40,9 @@ def parse_url(url: str, options: dict[str, Any]) -> StompSettings:
     Options: ``destination_prefix`` (``/queue/``), ``dlq_suffix`` (``.dlq``), ``heartbeat`` (seconds, 10),
     ``connect_timeout`` (10), ``publish_timeout`` (30), ``publish_batch`` (500 messages per transaction),
     ``delay_header`` (``AMQ_SCHEDULED_DELAY``; ``None`` where the server has no scheduler), ``drain_idle``
-    (seconds without a message that end a purge or replay, 0.5)."""
+    (seconds without a message that end a purge or replay, 0.5), ``count_with`` (``auto``: ActiveMQ's
+    statistics plugin, else the queue browser; ``statistics``; ``browser``), ``stats_timeout`` (seconds to
+    wait for the statistics plugin's reply before ``auto`` falls back to the browser, 5)."""
     u = urlparse(url)
     if u.scheme not in ("stomp", "stomp+ssl", "stomp+tls"):
         raise ConfigError(f"stomp broker needs a stomp:// or stomp+ssl:// URL (e.g. stomp://127.0.0.1:61613), "
@@ -65,6 +70,9 @@ def parse_url(url: str, options: dict[str, Any]) -> StompSettings:
         return v
 
     delay = o.get("delay_header", "AMQ_SCHEDULED_DELAY")
+    count_with = str(o.get("count_with", "auto"))
+    if count_with not in COUNT_WITH:
+        raise ConfigError(f"broker_options count_with={count_with!r}: must be one of {', '.join(COUNT_WITH)}")
     return StompSettings(
         url=url, host=u.hostname, port=port, user=unquote(u.username) if u.username else None,
         password=unquote(u.password) if u.password else None, ssl=u.scheme != "stomp", vhost=vhost,
@@ -72,5 +80,6 @@ def parse_url(url: str, options: dict[str, Any]) -> StompSettings:
         heartbeat_ms=int(num("heartbeat", 10.0, 0) * 1000), connect_timeout=num("connect_timeout", 10.0, 0.1),
         publish_timeout=num("publish_timeout", 30.0, 0.1), publish_batch=int(num("publish_batch", 500, 1)),
         delay_header=str(delay) if delay not in (None, "", "none") else None,
-        drain_idle=num("drain_idle", 0.5, 0.05),
+        drain_idle=num("drain_idle", 0.5, 0.05), count_with=count_with,
+        stats_timeout=num("stats_timeout", 5.0, 0.1),
     )

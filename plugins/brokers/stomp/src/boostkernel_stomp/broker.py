@@ -13,8 +13,17 @@ connection):
 * **publisher** - ``SEND`` with ``persistent:true`` and a ``receipt``: :meth:`publish` returns once the
   server acknowledged the frame. ``publish_many`` sends the batch inside a STOMP transaction and waits
   for the receipt of its ``COMMIT`` (one round trip for the batch).
-* **admin** - a short-lived connection for the rare operations: count (a queue browser), purge and the
-  dead-letter queue.
+* **admin** - a short-lived connection for the rare operations: count, purge and the dead-letter queue.
+
+``count()`` asks ActiveMQ's statistics plugin (``<statisticsBrokerPlugin/>``): a ``SEND`` to
+``/queue/ActiveMQ.Statistics.Destination.<queue>`` with a ``reply-to`` temporary queue, subscribed with
+``transformation:jms-map-json``, is answered with the destination's counters as a map message; the waiting
+messages are ``size`` (stored and not acked) minus ``inflightCount`` (dispatched to a consumer and not
+acked: fetched, or in a prefetch window). Both the plugin and the map transformation (XStream and Jettison
+on the server's class path) must be there; when the server does not answer (no plugin: the request is
+an ordinary message, sent non-persistent and expiring in a minute) or drops the connection (no XStream),
+``count()`` falls back to a queue browser, which lists the in-flight messages too, and remembers that for
+ten minutes (``count_with="statistics"`` raises instead; ``"browser"`` never asks the plugin).
 
 Settling a message differently from a plain ack is one STOMP transaction on the consumer connection
 (``BEGIN``, ``SEND`` the copy, ``ACK`` the original, ``COMMIT``), so the copy and the ack are atomic:
@@ -37,6 +46,7 @@ again (the kernel's consume loop retries ``BrokerUnavailable`` with capped backo
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import threading
 import time
@@ -60,6 +70,10 @@ from ._common import StompSettings, parse_url
 H_ID, H_REASON, H_FAILED_AT, H_QUEUE = "bk-id", "bk-reason", "bk-failed-at", "bk-queue"
 H_REQUEUES, H_CRASHES, H_DELAY = "bk-requeues", "bk-crashes", "AMQ_SCHEDULED_DELAY"
 _KEEP = (H_ID, H_REQUEUES, H_CRASHES, "priority", "content-type")
+STATS_DEST = "/queue/ActiveMQ.Statistics.Destination."
+STATS_END = "ActiveMQ.Statistics.Destination.List.End.With.Null"  # the plugin ends its replies with an empty map
+NO_STATS_RETRY = 600.0  # a server that did not answer the statistics request is asked again after this
+_no_stats: dict[tuple[str, int, str | None], float] = {}  # server -> time.monotonic() of its last non-answer
 
 log = logging.getLogger("boostkernel.stomp")
 
@@ -361,8 +375,9 @@ class StompBroker(Broker):
 
     def buffered(self) -> int:
         """Messages the server dispatched to this subscription (its ``activemq.prefetchSize`` window) that
-        :meth:`fetch` has not returned yet: unacked, so ``purge()`` cannot reach them (ActiveMQ's queue
-        browser, and so ``count()``, still lists them), and they go back when this consumer closes or dies."""
+        :meth:`fetch` has not returned yet: unacked (in ActiveMQ's ``inflightCount``, not in ``count()``;
+        its queue browser still lists them), so ``purge()`` cannot reach them, and they go back when this
+        consumer closes or dies."""
         return len(self._buf)
 
     def fetch(self, max_messages: int, timeout: float) -> list[Delivery]:
@@ -481,10 +496,51 @@ class StompBroker(Broker):
         return n
 
     def count(self) -> int:
-        """Messages in the queue, counted by a queue browser. ActiveMQ's browser also lists messages
-        dispatched to consumers and not acked yet, not the delayed ones held by its scheduler, and at most
-        the destination's ``maxBrowsePageSize`` (400 by default; ``.ci/services.d/activemq.sh`` sets 100,000)."""
+        """Messages waiting in the queue: ActiveMQ's statistics plugin's ``size - inflightCount`` (module
+        doc); neither counts the delayed messages its scheduler holds. Without the plugin (``count_with``
+        ``auto``): the queue browser, which also lists the messages dispatched to consumers and not acked
+        yet, and at most the destination's ``maxBrowsePageSize`` (400 by default)."""
+        s = self.settings
+        server = (s.host, s.port, s.vhost)
+        if s.count_with != "browser" and self.dest.startswith("/queue/"):
+            failed = _no_stats.get(server)
+            if s.count_with == "statistics" or failed is None or time.monotonic() - failed > NO_STATS_RETRY:
+                n, why = self._count_statistics(self.dest[len("/queue/"):])
+                if n is not None:
+                    _no_stats.pop(server, None)
+                    return n
+                if s.count_with == "statistics":
+                    raise BrokerUnavailable(f"count(): ActiveMQ's statistics plugin on {mask_url(s.url)} did not "
+                                            f"answer ({why})")
+                _no_stats[server] = time.monotonic()
+                self.log.warning("count(): ActiveMQ's statistics plugin on %s did not answer (%s): counting with "
+                                 "a queue browser, which includes in-flight messages (docs/brokers/stomp.md)",
+                                 mask_url(s.url), why)
         return len(self._browse(self.dest))
+
+    def _count_statistics(self, name: str) -> tuple[int | None, str]:
+        """``(size - inflightCount, "")`` of queue ``name`` from the statistics plugin, 0 for a queue the
+        server does not know, or ``(None, why)`` when the server did not answer. Raises BrokerUnavailable
+        when it cannot be reached at all."""
+        link = self._admin()
+        try:
+            reply = "/temp-queue/bk-stats-" + uuid.uuid4().hex[:12]
+            col = _Collector(link, reply, ack="auto", headers={"transformation": "jms-map-json"})
+            rid, entry = link.new_receipt()
+            link.conn.send(STATS_DEST + name, b"", headers={
+                "reply-to": reply, STATS_END: "true", "persistent": "false", "receipt": rid,
+                "expires": str(int((time.time() + 60) * 1000))})  # an unanswered request does not stay
+            link.wait_receipt(entry, self.settings.publish_timeout)
+            frames = col.until(lambda f: not _stats_map(f.body), self.settings.stats_timeout)
+        except (BrokerUnavailable, stomp.exception.StompException, OSError, ValueError) as exc:
+            return None, mask(str(exc) or type(exc).__name__)
+        finally:
+            link.close()
+        for f in frames:
+            m = _stats_map(f.body)
+            if m.get("destinationName") == "queue://" + name:
+                return max(0, int(m.get("size", 0)) - int(m.get("inflightCount", 0))), ""
+        return 0, ""  # only the end marker: no such queue (yet)
 
     def purge(self) -> int:
         """Consume and delete the messages waiting in the queue (those dispatched to other consumers are
@@ -539,17 +595,36 @@ class StompBroker(Broker):
         return d
 
 
+def _stats_map(body: Any) -> dict[str, Any]:
+    """The entries of a map message in ActiveMQ's ``jms-map-json`` form (XStream + Jettison:
+    ``{"map": {"entry": [{"string": "size", "long": 3}, {"string": ["destinationName", "queue://q"]}]}}``,
+    ``{"map": ""}`` when empty). Raises ValueError when the body is not that."""
+    data = json.loads(body)
+    if not isinstance(data, dict) or "map" not in data:
+        raise ValueError(f"not a jms-map-json body: {str(body)[:200]!r}")
+    entries = data["map"].get("entry", []) if isinstance(data["map"], dict) else []
+    out: dict[str, Any] = {}
+    for e in entries if isinstance(entries, list) else [entries]:
+        key = e.get("string")
+        if isinstance(key, list) and len(key) == 2:  # a string value: both under "string"
+            out[str(key[0])] = key[1]
+        elif isinstance(key, str):
+            out[key] = next((v for k, v in e.items() if k != "string"), None)
+    return out
+
+
 class _Collector:
     """Frames of one admin subscription, handed from the receiver thread to the caller."""
 
-    def __init__(self, link: _Link, dest: str, ack: str, browser: bool = False, prefetch: int = 1000) -> None:
+    def __init__(self, link: _Link, dest: str, ack: str, browser: bool = False, prefetch: int = 1000,
+                 headers: dict[str, str] | None = None) -> None:
         self.link = link
         self.sub_id = uuid.uuid4().hex[:12]
         self.q: collections.deque[Any] = collections.deque()
         self.cond = threading.Condition()
         self.ended = False
         link.collectors[self.sub_id] = self
-        headers = {"activemq.prefetchSize": str(prefetch), "prefetch-count": str(prefetch)}
+        headers = {"activemq.prefetchSize": str(prefetch), "prefetch-count": str(prefetch), **(headers or {})}
         if browser:
             headers["browser"] = "true"
         link.conn.subscribe(dest, id=self.sub_id, ack=ack, headers=headers)
@@ -577,6 +652,21 @@ class _Collector:
                 self.cond.wait(min(left, 0.5))
             out = list(self.q)
         return out[:limit] if limit is not None else out
+
+    def until(self, last: Callable[[Any], bool], timeout: float) -> list[Any]:
+        """The frames received up to the first one for which ``last`` is true (included)."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                for i, frame in enumerate(self.q):
+                    if last(frame):
+                        return list(self.q)[:i + 1]
+                left = deadline - time.monotonic()
+                if not self.link.connected:
+                    raise BrokerUnavailable(f"connection closed by the server ({self.link.error or 'no error frame'})")
+                if left <= 0:
+                    raise BrokerUnavailable(f"no reply within {timeout}s")
+                self.cond.wait(min(left, 0.5))
 
     def frames(self, idle: float) -> Iterable[Any]:
         while True:
