@@ -33,6 +33,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import struct
 import threading
 import time
 import uuid
@@ -122,7 +123,8 @@ READ_CHUNK = 65536
 
 
 def _client_class() -> Any:
-    """paho's ``Client`` reading the socket in chunks, handing packets over once per chunk.
+    """paho's ``Client`` reading the socket in chunks, handing packets over once per chunk, decoding our
+    QoS 1 PUBLISH packets itself and writing the PUBACKs queued between two wake-ups of its thread at once.
 
     paho reads each packet with three ``recv`` calls (command byte, length byte(s), rest) after one
     ``select``, and calls ``loop_read`` for one packet at a time: four system calls per message, each one
@@ -131,7 +133,9 @@ def _client_class() -> Any:
     ``recv`` into a buffer the three reads are served from, handles every complete packet of the chunk in
     one ``loop_read`` (a buffered byte would otherwise wait behind the next ``select``) and then calls
     ``on_batch`` once (the consumer wakes once per chunk, not per message). The packets and their order are
-    paho's own; the buffer belongs to one socket (a reconnect starts empty, as paho's packet state does)."""
+    paho's own; the buffer belongs to one socket (a reconnect starts empty, as paho's packet state does).
+    It uses paho 2's private methods (``_sock_recv``, ``_handle_publish``, ``_packet_queue``, ``_out_packet``):
+    tests/test_mqtt_publish_properties.py and tests/test_mqtt_acks.py check it against the installed paho."""
     global _CLIENT
     if _CLIENT is None:
         import paho.mqtt.client as mqtt
@@ -140,6 +144,7 @@ def _client_class() -> Any:
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
 
+        PUBACK = 0x40
         template = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
 
         class ReceivedProps(Properties):
@@ -174,6 +179,56 @@ def _client_class() -> Any:
             _bk_buf: bytes = b""
             _bk_pos = 0
             on_batch: Any = None
+
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                self._bk_acks: deque[tuple[Any, int]] = deque()
+                self._bk_woken = False  # a wake-up byte for the acks is on its way to paho's thread
+                super().__init__(*args, **kwargs)
+
+            def ack(self, mid: int, qos: int) -> Any:
+                """A PUBACK from any thread: queued, and paho's thread woken only if no wake-up is on its
+                way already (paho sends one byte through its socket pair per ack: a system call and a
+                wake-up of its thread each, half of the fetching thread's time in the profile). The queued
+                acks go out as one write, before any packet queued after them (see ``_packet_queue``)."""
+                w = self._sockpairW
+                if qos != 1 or not self._manual_ack or w is None or self._thread is None:
+                    return super().ack(mid, qos)
+                self._bk_acks.append((self._sock, mid))
+                if not self._bk_woken:  # set after the append, cleared before the flush: no ack is left behind
+                    self._bk_woken = True
+                    try:
+                        w.send(b"0")
+                    except BlockingIOError:  # the pair's buffer is full: paho's thread is being woken anyway
+                        pass
+                    except OSError:  # the loop was stopped: the unacked message comes again (DUP)
+                        pass
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+            def _bk_flush_acks(self) -> None:
+                acks, sock = self._bk_acks, self._sock
+                mids = []
+                while acks:
+                    try:
+                        s, mid = acks.popleft()
+                    except IndexError:  # another thread flushed it
+                        break
+                    if s is sock and sock is not None:  # an ack for an earlier connection is dropped (DUP)
+                        mids.append(mid)
+                if mids:
+                    packet = b"".join(struct.pack("!BBH", PUBACK, 2, mid) for mid in mids)
+                    self._out_packet.append({"command": PUBACK, "mid": 0, "qos": 0, "pos": 0,
+                                             "to_process": len(packet), "packet": packet, "info": None})
+
+            def _packet_queue(self, *args: Any, **kwargs: Any) -> Any:
+                if self._bk_acks:  # acks queued earlier are written first
+                    self._bk_flush_acks()
+                return super()._packet_queue(*args, **kwargs)
+
+            def loop_write(self) -> Any:
+                self._bk_woken = False
+                if self._bk_acks:
+                    self._bk_flush_acks()
+                return super().loop_write()
 
             def _sock_recv(self, bufsize: int) -> bytes:
                 if self._bk_sock is not self._sock:  # a new connection: nothing buffered for it
