@@ -33,9 +33,11 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import struct
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -114,6 +116,192 @@ def _user(msg: Any) -> dict[str, str]:
     return {str(k): str(v) for k, v in pairs}
 
 
+_CLIENT: Any = None
+
+READ_CHUNK = 65536
+"""Bytes read from the socket at once by :func:`_client_class`'s client."""
+
+
+def _client_class() -> Any:
+    """paho's ``Client`` reading the socket in chunks, handing packets over once per chunk, decoding our
+    QoS 1 PUBLISH packets itself and writing the PUBACKs queued between two wake-ups of its thread at once.
+
+    paho reads each packet with three ``recv`` calls (command byte, length byte(s), rest) after one
+    ``select``, and calls ``loop_read`` for one packet at a time: four system calls per message, each one
+    releasing the GIL to the consumer's threads and waiting to get it back (``consume()`` drained a backlog
+    at 37-54 % of a raw paho loop, issue #15). This subclass reads up to :data:`READ_CHUNK` bytes per
+    ``recv`` into a buffer the three reads are served from, handles every complete packet of the chunk in
+    one ``loop_read`` (a buffered byte would otherwise wait behind the next ``select``) and then calls
+    ``on_batch`` once (the consumer wakes once per chunk, not per message). The packets and their order are
+    paho's own; the buffer belongs to one socket (a reconnect starts empty, as paho's packet state does).
+    It uses paho 2's private methods (``_sock_recv``, ``_handle_publish``, ``_packet_queue``, ``_out_packet``):
+    tests/test_mqtt_publish_properties.py and tests/test_mqtt_acks.py check it against the installed paho."""
+    global _CLIENT
+    if _CLIENT is None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import MQTTErrorCode
+        from paho.mqtt.exception import MalformedPacket
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        PUBACK = 0x40
+        template = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+
+        class ReceivedProps(Properties):
+            """A received PUBLISH's properties holding only user properties, without paho's per-instance
+            tables (two dictionaries built per message: a third of paho's thread in the profile)."""
+            types, names, properties = template.types, template.names, template.properties
+
+            def __init__(self, pairs: list[tuple[str, str]]) -> None:
+                object.__setattr__(self, "packetType", PacketTypes.PUBLISH)
+                if pairs:
+                    object.__setattr__(self, "UserProperty", pairs)
+
+        def user_properties(buf: bytes | bytearray, start: int, end: int) -> list[tuple[str, str]] | None:
+            """The user properties (id 38) in ``buf[start:end]``, or None if another property is there."""
+            pairs = []
+            i = start
+            while i < end:
+                if buf[i] != 38:
+                    return None
+                n = (buf[i + 1] << 8) | buf[i + 2]
+                k = bytes(buf[i + 3:i + 3 + n]).decode()
+                i += 3 + n
+                n = (buf[i] << 8) | buf[i + 1]
+                pairs.append((k, bytes(buf[i + 2:i + 2 + n]).decode()))
+                i += 2 + n
+            if i != end:
+                raise ValueError("property length")
+            return pairs
+
+        class BufferedClient(mqtt.Client):
+            _bk_sock: Any = None
+            _bk_buf: bytes = b""
+            _bk_pos = 0
+            on_batch: Any = None
+
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                self._bk_acks: deque[tuple[Any, int]] = deque()
+                self._bk_woken = False  # a wake-up byte for the acks is on its way to paho's thread
+                super().__init__(*args, **kwargs)
+
+            def ack(self, mid: int, qos: int) -> Any:
+                """A PUBACK from any thread: queued, and paho's thread woken only if no wake-up is on its
+                way already (paho sends one byte through its socket pair per ack: a system call and a
+                wake-up of its thread each, half of the fetching thread's time in the profile). The queued
+                acks go out as one write, before any packet queued after them (see ``_packet_queue``)."""
+                w = self._sockpairW
+                if qos != 1 or not self._manual_ack or w is None or self._thread is None:
+                    return super().ack(mid, qos)
+                self._bk_acks.append((self._sock, mid))
+                if not self._bk_woken:  # set after the append, cleared before the flush: no ack is left behind
+                    self._bk_woken = True
+                    try:
+                        w.send(b"0")
+                    except BlockingIOError:  # the pair's buffer is full: paho's thread is being woken anyway
+                        pass
+                    except OSError:  # the loop was stopped: the unacked message comes again (DUP)
+                        pass
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+            def _bk_flush_acks(self) -> None:
+                acks, sock = self._bk_acks, self._sock
+                mids = []
+                while acks:
+                    try:
+                        s, mid = acks.popleft()
+                    except IndexError:  # another thread flushed it
+                        break
+                    if s is sock and sock is not None:  # an ack for an earlier connection is dropped (DUP)
+                        mids.append(mid)
+                if mids:
+                    packet = b"".join(struct.pack("!BBH", PUBACK, 2, mid) for mid in mids)
+                    self._out_packet.append({"command": PUBACK, "mid": 0, "qos": 0, "pos": 0,
+                                             "to_process": len(packet), "packet": packet, "info": None})
+
+            def _packet_queue(self, *args: Any, **kwargs: Any) -> Any:
+                if self._bk_acks:  # acks queued earlier are written first
+                    self._bk_flush_acks()
+                return super()._packet_queue(*args, **kwargs)
+
+            def loop_write(self) -> Any:
+                self._bk_woken = False
+                if self._bk_acks:
+                    self._bk_flush_acks()
+                return super().loop_write()
+
+            def _sock_recv(self, bufsize: int) -> bytes:
+                if self._bk_sock is not self._sock:  # a new connection: nothing buffered for it
+                    self._bk_sock, self._bk_buf, self._bk_pos = self._sock, b"", 0
+                pos, buf = self._bk_pos, self._bk_buf
+                if pos >= len(buf):
+                    data: bytes = super()._sock_recv(max(bufsize, READ_CHUNK))
+                    if len(data) <= bufsize:
+                        return data
+                    self._bk_buf, self._bk_pos = data, bufsize
+                    return data[:bufsize]
+                end = pos + bufsize
+                self._bk_pos = end
+                return buf[pos:end]
+
+            def _bk_buffered(self) -> bool:
+                return self._bk_sock is self._sock and self._bk_pos < len(self._bk_buf)
+
+            def _handle_publish(self) -> Any:
+                """QoS 1 with manual acks (ours) decoded here, the rest by paho: the same message, without
+                paho's generic property decoding (dictionaries and name scans per message)."""
+                header = self._in_packet["command"]
+                if (header & 0x06) != 0x02 or self._protocol != mqtt.MQTTv5 or not self._manual_ack:
+                    return super()._handle_publish()
+                buf = self._in_packet["packet"]
+                try:
+                    tlen = (buf[0] << 8) | buf[1]
+                    i = 2 + tlen
+                    mid = (buf[i] << 8) | buf[i + 1]
+                    i += 2
+                    vbi = i
+                    plen = mult = 0  # the properties' length, a variable byte integer
+                    while True:
+                        b = buf[i]
+                        i += 1
+                        plen += (b & 127) << mult
+                        mult += 7
+                        if not b & 128:
+                            break
+                        if mult > 21:
+                            raise ValueError("variable byte integer")
+                    if i + plen > len(buf) or i > len(buf):
+                        raise ValueError("property length")
+                    pairs = user_properties(buf, i, i + plen)
+                    if pairs is None:  # another property: paho's decoding
+                        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+                        props.unpack(bytes(buf[vbi:i + plen]))  # type: ignore[no-untyped-call]
+                    else:
+                        props = ReceivedProps(pairs)
+                    message = mqtt.MQTTMessage(mid=mid, topic=bytes(buf[2:2 + tlen]))
+                except (IndexError, ValueError, UnicodeDecodeError) as exc:
+                    raise MalformedPacket(str(exc)) from exc
+                message.dup = bool(header & 0x08)
+                message.qos = 1
+                message.retain = bool(header & 0x01)
+                message.properties = props
+                message.payload = bytes(buf[i + plen:])
+                message.timestamp = time.monotonic()
+                self._handle_on_message(message)
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+            def loop_read(self, max_packets: int = 1) -> Any:
+                rc = super().loop_read(max_packets)
+                while not rc and self._sock is not None and self._bk_buffered():
+                    rc = super().loop_read(max_packets)
+                if self.on_batch is not None:
+                    self.on_batch()
+                return rc
+
+        _CLIENT = BufferedClient
+    return _CLIENT
+
+
 def _stop_loop(client: Any) -> None:
     """Stop paho's network thread and close its wake-up socket pair. paho closes that pair only in
     ``Client.__del__``; a client and our ``_Conn`` reference each other (the callbacks), so the pair was left
@@ -139,11 +327,12 @@ class _Conn:
         self.connected = threading.Event()
         self.session_present = False
         self.error: str | None = None
-        self.messages: list[Any] = []
+        self.messages: deque[tuple[int, Any]] = deque()
         self.cond = threading.Condition()
+        self.waiting = 0  # take()s waiting on cond (counted under it): on_batch notifies only then
         self.generation = 0
         self.control = control
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        c = _client_class()(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         c.manual_ack_set(True)
         if broker.username:
             c.username_pw_set(broker.username, broker.password)
@@ -151,10 +340,11 @@ class _Conn:
             c.tls_set()
         if will is not None:
             c.will_set(will[0], will[1], qos=1, retain=True)
-        c.reconnect_delay_set(0.1, float(broker.options.get("backoff_max", 10)))  # type: ignore[arg-type]
+        c.reconnect_delay_set(0.1, float(broker.options.get("backoff_max", 10)))
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
+        c.on_batch = self._on_batch
         self.client = c
         self.subscriptions: list[str] = []
         props = _props("CONNECT", SessionExpiryInterval=session_expiry, ReceiveMaximum=max(1, min(65535, receive_max)))
@@ -188,9 +378,12 @@ class _Conn:
             if msg.qos:
                 client.ack(msg.mid, msg.qos)
             return
-        with self.cond:
-            self.messages.append((self.generation, msg))
-            self.cond.notify_all()
+        self.messages.append((self.generation, msg))  # paho's thread; take() is woken once per read
+
+    def _on_batch(self) -> None:
+        if self.waiting and self.messages:
+            with self.cond:
+                self.cond.notify_all()
 
     def subscribe(self, topic: str) -> None:
         self.subscriptions.append(topic)
@@ -198,14 +391,28 @@ class _Conn:
 
     def take(self, n: int, timeout: float) -> list[tuple[int, Any]]:
         deadline = time.monotonic() + timeout
-        with self.cond:
-            while not self.messages:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return []
-                self.cond.wait(left)
-            out, self.messages = self.messages[:n], self.messages[n:]
-            return out
+        messages = self.messages
+        out: list[tuple[int, Any]] = []
+        while True:
+            try:  # popleft is atomic: a concurrent take() may empty the deque between two calls
+                while len(out) < n:
+                    out.append(messages.popleft())
+            except IndexError:
+                pass
+            if out:
+                return out
+            with self.cond:
+                # counted before the check: paho's thread, appending after the check, sees the count and
+                # notifies (under the lock: once this thread waits); a message appended before is seen here.
+                self.waiting += 1
+                try:
+                    while not messages:
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            return []
+                        self.cond.wait(left)
+                finally:
+                    self.waiting -= 1
 
     def publish(self, topic: str, payload: bytes, user: dict[str, str] | None = None, retain: bool = False) -> Any:
         props = _user_props(list(user.items())) if user else None
