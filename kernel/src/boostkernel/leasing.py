@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, TypeVar
 
-from .broker import Broker, BrokerCapabilities, Delivery
+from .broker import Broker, BrokerCapabilities, Delivery, stop_background
 from .errors import BrokerUnavailable, ConfigError
 from .journal import consumer_id, crash_loop_reason
 from .logs import queue_logger
@@ -321,12 +321,9 @@ class LeasedBroker(Broker):
 
     # --- lifecycle ----------------------------------------------------------------------------------
     def close(self) -> None:
-        if self._closed.is_set():
+        if not stop_background(self._closed, self._hb_thread, 10, wake=self._ack_wake):
             return
-        self._closed.set()
-        self._ack_wake.set()
         if self._hb_thread is not None:  # a consumer: settle acks, give back what it holds, deregister
-            self._hb_thread.join(10)
             try:
                 self.flush_acks()
                 n = self._release_all()

@@ -48,7 +48,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
-from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing, poll_claims
+from boostkernel.broker import (
+    Broker,
+    BrokerCapabilities,
+    DeadLetterRecord,
+    Delivery,
+    Outgoing,
+    poll_claims,
+    stop_background,
+)
 from boostkernel.errors import ConfigError
 from boostkernel.journal import RunningJournal, read_journal, remove_journal, sweep_journals
 from boostkernel.logs import queue_logger
@@ -574,11 +582,8 @@ class FileBroker(Broker):
         return n
 
     def close(self) -> None:
-        if self._closed.is_set():
+        if not stop_background(self._closed, self._hb_thread, 5):
             return
-        self._closed.set()
-        if self._hb_thread is not None:
-            self._hb_thread.join(5)
         self._stop_watch()
         if self._started:
             returned = 0

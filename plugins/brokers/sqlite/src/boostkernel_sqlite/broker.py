@@ -24,7 +24,15 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing, poll_claims
+from boostkernel.broker import (
+    Broker,
+    BrokerCapabilities,
+    DeadLetterRecord,
+    Delivery,
+    Outgoing,
+    poll_claims,
+    stop_background,
+)
 from boostkernel.journal import RunningJournal, consumer_id, read_journal, remove_journal, sweep_journals
 from boostkernel.logs import queue_logger
 
@@ -318,11 +326,8 @@ class SqliteBroker(Broker):
             "DELETE FROM bk_messages WHERE queue=? AND state IN (0, 2)", (self.queue,)).rowcount)
 
     def close(self) -> None:
-        if self._closed.is_set():
+        if not stop_background(self._closed, self._hb_thread, 5):
             return
-        self._closed.set()
-        if self._hb_thread is not None:
-            self._hb_thread.join(5)
         try:
             self.flush_acks()
             self.db.write(lambda c: c.execute(

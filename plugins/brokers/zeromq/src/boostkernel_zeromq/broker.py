@@ -90,7 +90,7 @@ class ZeroMQBroker(ListenerBroker):
             for host, port in self.addresses:
                 s.connect(_endpoint(host, port))
             self.connection = s
-        return s
+        return self.connection
 
     def send(self, frames: list[bytes]) -> None:
         with self.producer_lock:  # a ZeroMQ socket is not thread-safe
