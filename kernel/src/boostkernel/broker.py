@@ -89,24 +89,6 @@ def lease_options(options: Mapping[str, Any], lease: str, default: float, renewa
     return seconds, every
 
 
-def stop_background(closed: threading.Event, thread: threading.Thread | None, timeout: float,
-                    wake: threading.Event | None = None) -> bool:
-    """The start of a consumer's ``close()``: stop its background thread (heartbeat, ack flushing, reaping).
-
-    Returns ``False`` if ``closed`` was already set (``close`` ran before: nothing more to do); otherwise
-    sets it, sets ``wake`` (an event the thread may be waiting on), waits up to ``timeout`` seconds for
-    ``thread`` (``None``: a producer never started one) and returns ``True``: the caller goes on to give
-    back what the consumer holds and to close its connections."""
-    if closed.is_set():
-        return False
-    closed.set()
-    if wake is not None:
-        wake.set()
-    if thread is not None:
-        thread.join(timeout)
-    return True
-
-
 def poll_claims(claim: Callable[[], list[T]], timeout: float, wake: threading.Condition, closed: threading.Event,
                 *, longest: float = 0.1, wait_cap: Callable[[], float] | None = None,
                 woken: Callable[[], None] | None = None) -> list[T]:
@@ -256,6 +238,24 @@ class Broker(abc.ABC):
         if self.params is not None:
             return int(self.params.max_deliveries)
         return int(self.options.get("max_deliveries", 3))
+
+    @staticmethod
+    def stop_background(closed: threading.Event, thread: threading.Thread | None, timeout: float,
+                        wake: threading.Event | None = None) -> bool:
+        """The start of a consumer's ``close()``: stop its background thread (heartbeat, ack flushing, reaping).
+
+        Returns ``False`` if ``closed`` was already set (``close`` ran before: nothing more to do); otherwise
+        sets it, sets ``wake`` (an event the thread may be waiting on), waits up to ``timeout`` seconds for
+        ``thread`` (``None``: a producer never started one) and returns ``True``: the caller goes on to give
+        back what the consumer holds and to close its connections."""
+        if closed.is_set():
+            return False
+        closed.set()
+        if wake is not None:
+            wake.set()
+        if thread is not None:
+            thread.join(timeout)
+        return True
 
     @staticmethod
     def take_buffered(buffer: deque[T], ready: threading.Condition, max_messages: int, timeout: float) -> list[T]:

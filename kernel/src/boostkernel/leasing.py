@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, TypeVar
 
-from .broker import Broker, BrokerCapabilities, Delivery, stop_background
+from .broker import Broker, BrokerCapabilities, Delivery
 from .errors import BrokerUnavailable, ConfigError
 from .journal import consumer_id, crash_loop_reason
 from .logs import queue_logger
@@ -321,7 +321,7 @@ class LeasedBroker(Broker):
 
     # --- lifecycle ----------------------------------------------------------------------------------
     def close(self) -> None:
-        if not stop_background(self._closed, self._hb_thread, 10, wake=self._ack_wake):
+        if not self.stop_background(self._closed, self._hb_thread, 10, wake=self._ack_wake):
             return
         if self._hb_thread is not None:  # a consumer: settle acks, give back what it holds, deregister
             try:

@@ -48,15 +48,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
-from boostkernel.broker import (
-    Broker,
-    BrokerCapabilities,
-    DeadLetterRecord,
-    Delivery,
-    Outgoing,
-    poll_claims,
-    stop_background,
-)
+from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing, poll_claims
 from boostkernel.errors import ConfigError
 from boostkernel.journal import RunningJournal, read_journal, remove_journal, sweep_journals
 from boostkernel.logs import queue_logger
@@ -582,7 +574,7 @@ class FileBroker(Broker):
         return n
 
     def close(self) -> None:
-        if not stop_background(self._closed, self._hb_thread, 5):
+        if not self.stop_background(self._closed, self._hb_thread, 5):
             return
         self._stop_watch()
         if self._started:

@@ -24,15 +24,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from boostkernel.broker import (
-    Broker,
-    BrokerCapabilities,
-    DeadLetterRecord,
-    Delivery,
-    Outgoing,
-    poll_claims,
-    stop_background,
-)
+from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing, poll_claims
 from boostkernel.journal import RunningJournal, consumer_id, read_journal, remove_journal, sweep_journals
 from boostkernel.logs import queue_logger
 
@@ -326,7 +318,7 @@ class SqliteBroker(Broker):
             "DELETE FROM bk_messages WHERE queue=? AND state IN (0, 2)", (self.queue,)).rowcount)
 
     def close(self) -> None:
-        if not stop_background(self._closed, self._hb_thread, 5):
+        if not self.stop_background(self._closed, self._hb_thread, 5):
             return
         try:
             self.flush_acks()
