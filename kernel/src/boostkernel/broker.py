@@ -25,6 +25,7 @@ is the broker's job (it alone sees the crash); the kernel only reports ``started
 from __future__ import annotations
 
 import abc
+import functools
 import re
 import threading
 import time
@@ -34,6 +35,7 @@ from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from .errors import ConfigError
+from .logs import queue_logger
 from .params import BoostParams
 
 if TYPE_CHECKING:
@@ -229,12 +231,23 @@ class Broker(abc.ABC):
         self.params = params
         self.options = {**(params.broker_options if params else {}), **options}
 
+    @functools.cached_property
+    def log(self) -> logging.Logger:
+        """The queue's logger (:func:`boostkernel.logs.queue_logger`), made on first use."""
+        return queue_logger(self.queue)
+
+    @functools.cached_property
+    def max_crashes(self) -> int:
+        """:meth:`crash_limit`, read on first use and kept: a broker that counts crashes compares with this
+        (never calling ``crash_limit`` per message)."""
+        return self.crash_limit()
+
     def crash_limit(self) -> int:
         """``max_deliveries``: how many deaths of a consumer running a message dead-letter it (``crash-loop``).
 
         The booster's ``params.max_deliveries``; for a broker built without parameters (a tool, a test),
-        the ``max_deliveries`` broker option, default 3. A broker that counts crashes reads it once, in
-        ``__init__`` (``self.max_crashes = self.crash_limit()``), never per message."""
+        the ``max_deliveries`` broker option, default 3. A broker that counts crashes reads it once,
+        through :attr:`max_crashes`, never per message."""
         if self.params is not None:
             return int(self.params.max_deliveries)
         return int(self.options.get("max_deliveries", 3))

@@ -302,7 +302,6 @@ class ListenerBroker(Broker):
         self.signer = self.check_security(self.url, self.options)
         self.max_buffer = int(self.options.get("max_buffer", 10000))
         self.connect_timeout = float(self.options.get("connect_timeout", 5.0))
-        self.log = queue_logger(queue)
         self._queue_bytes = queue.encode()
         if b"\n" in self._queue_bytes:
             raise ConfigError(f"queue name {queue!r} contains a newline, which the {self.name} frame cannot carry")

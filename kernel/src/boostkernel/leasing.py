@@ -32,7 +32,6 @@ from typing import Any, ClassVar, TypeVar
 from .broker import Broker, BrokerCapabilities, Delivery
 from .errors import BrokerUnavailable, ConfigError
 from .journal import consumer_id, crash_loop_reason
-from .logs import queue_logger
 from .retrying import retry_unavailable
 
 __all__ = ["GroupCommit", "LeasedBroker", "consumer_id", "crash_loop_reason"]
@@ -124,12 +123,10 @@ class LeasedBroker(Broker):
         self.ack_flush_interval = float(o.get("ack_flush_interval", 0.02))
         self.idle_poll = float(o.get("idle_poll", self.default_idle_poll))
         self.publish_timeout = float(o.get("publish_timeout", 30.0))
-        self.max_crashes = self.crash_limit()
         if self.dead_after <= self.heartbeat_interval * 2:
             raise ConfigError(f"dead_after ({self.dead_after}s) must be more than twice heartbeat_interval "
                               f"({self.heartbeat_interval}s), or live workers would be declared dead")
         self.owner = consumer_id()
-        self.log = queue_logger(queue)
         self._acks: list[Any] = []
         self._acks_lock = threading.Lock()
         self._ack_wake = threading.Event()

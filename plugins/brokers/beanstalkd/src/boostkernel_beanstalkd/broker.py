@@ -64,7 +64,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing, consumer_window
 from boostkernel.errors import BrokerUnavailable, ConfigError, MessageRejected
 from boostkernel.journal import CrashCharges, RunningJournal, consumer_id, host_journal_dir
-from boostkernel.logs import mask_url, queue_logger
+from boostkernel.logs import mask_url
 from boostkernel.retrying import backoff_delay
 
 DEFAULT_URL = "beanstalk://127.0.0.1:11300"
@@ -211,11 +211,9 @@ class BeanstalkdBroker(Broker):
         self.connect_timeout = float(o.get("connect_timeout", 5.0))
         self.io_timeout = float(o.get("io_timeout", 30.0))
         self.publish_timeout = float(o.get("publish_timeout", 30.0))
-        self.max_crashes = self.crash_limit()
         self.window = int(o.get("window", default_window(params)))
         if self.window < 1:
             raise ConfigError(f"broker_options window={self.window!r}: must be >= 1")
-        self.log = queue_logger(queue)
         self.tube = tube_name(queue)
         self.dlq_tube = f"{self.tube}.bk-dlq"
         self.owner = consumer_id()

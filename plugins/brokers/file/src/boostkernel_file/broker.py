@@ -51,7 +51,6 @@ from urllib.parse import quote, unquote
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing, poll_claims
 from boostkernel.errors import ConfigError
 from boostkernel.journal import RunningJournal, read_journal, remove_journal, sweep_journals
-from boostkernel.logs import queue_logger
 from boostkernel.params import default_data_dir
 
 _SAFE_QUEUE = re.compile(r"^[A-Za-z0-9_.:~-]{1,200}$")
@@ -123,7 +122,6 @@ class FileBroker(Broker):
         self.scan_interval = float(o.get("scan_interval", 0.5))
         self.fsync = bool(o.get("fsync", False))
         self.watch = o.get("watch", "auto")
-        self.max_crashes = self.crash_limit()
         self.root = path_from_url(self.url, params, o.get("directory"))
         self.dir = self.root / queue
         self.ready, self.delayed = self.dir / "ready", self.dir / "delayed"
@@ -140,7 +138,6 @@ class FileBroker(Broker):
         self._delayed_s = f"{self.delayed}/"
         self.hb_file = self.consumers / self.owner
         self.journal = RunningJournal(self.journal_dir, self.owner)
-        self.log = queue_logger(queue)
         self._wake = _wakeups.setdefault(str(self.ready), threading.Condition())
         self._cache: deque[str] = deque()
         self._cache_at = 0.0

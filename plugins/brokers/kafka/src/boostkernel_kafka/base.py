@@ -57,7 +57,7 @@ from urllib.parse import unquote
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
 from boostkernel.errors import BrokerUnavailable, ConfigError
 from boostkernel.journal import CrashCharges, RunningJournal, consumer_id, host_journal_dir
-from boostkernel.logs import mask_url, queue_logger
+from boostkernel.logs import mask_url
 from boostkernel.retrying import Backoff
 
 from .offsets import OffsetTracker
@@ -143,12 +143,10 @@ class LogBroker(Broker):
         self.poll_timeout = float(o.get("poll_timeout", 0.1))
         self.publish_timeout = float(o.get("publish_timeout", 30.0))
         self.client_options: dict[str, Any] = dict(o.get("client_options") or {})
-        self.log = queue_logger(queue)
         self.delivery_counts = bool(o.get("delivery_counts", True))
         default_attempts = f"{self.topic}.attempts" if self.group_id == f"boostkernel.{self.topic}" else \
             f"{self.topic}.attempts.{re.sub(r'[^A-Za-z0-9._-]', '_', self.group_id)}"
         self.attempts_topic = str(o.get("attempts_topic") or default_attempts)[:249]
-        self.max_crashes = self.crash_limit()
         self.owner = consumer_id()
         self.journal_dir = host_journal_dir("kafka-" + self.group_id)
         self._crashes = CrashCharges(self.journal_dir, self.owner)

@@ -259,7 +259,6 @@ class MqttBroker(Broker):
         self.anchor_expiry = int(o.get("anchor_expiry", 7 * 86400))
         self.anchor = bool(o.get("anchor", True))
         self.prefetch = int(o.get("prefetch", default_receive_maximum(params)))
-        self.max_crashes = self.crash_limit()
         self.client_id = str(o.get("client_id") or
                              f"bk-{queue[:40]}-{socket.gethostname()[:20]}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
         self.journal_dir = Path(host_journal_dir(f"mqtt-{self.group}"))

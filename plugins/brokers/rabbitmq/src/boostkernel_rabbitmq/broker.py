@@ -60,7 +60,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing, consumer_window
 from boostkernel.errors import BrokerUnavailable, ConfigError, MessageRejected
 from boostkernel.journal import CrashCharges, RunningJournal, consumer_id, crash_loop_reason, host_journal_dir
-from boostkernel.logs import mask, mask_url, queue_logger
+from boostkernel.logs import mask, mask_url
 from boostkernel.retrying import backoff_delay
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
@@ -406,8 +406,6 @@ class RabbitmqBroker(Broker):
         self._window_registered = False
         self.connect_timeout = float(o.get("connect_timeout", 10.0))
         self.backoff_max = float(o.get("backoff_max", 30.0))
-        self.log = queue_logger(queue)
-        self.max_crashes = self.crash_limit()
         self.owner = consumer_id()
         self.journal_dir = host_journal_dir("rabbitmq-" + queue)
         self.journal = RunningJournal(self.journal_dir, self.owner)

@@ -44,7 +44,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
 from boostkernel.errors import BrokerUnavailable
-from boostkernel.logs import mask, mask_url, queue_logger
+from boostkernel.logs import mask, mask_url
 
 from ._common import parse
 
@@ -63,8 +63,6 @@ class RocketmqBroker(Broker):
     def __init__(self, queue: str, url: str | None = None, params: Any = None, **options: Any) -> None:
         super().__init__(queue, url, params, **options)
         self.s = parse(self.url or self.default_url, queue, self.options)
-        self.max_deliveries = self.crash_limit()
-        self.log = queue_logger(queue)
         self._lock = threading.Lock()
         self._producer: Any = None
         self._consumer: Any = None
@@ -167,9 +165,9 @@ class RocketmqBroker(Broker):
                 raise self._unavailable("receive", exc) from None
             for m in msgs or []:
                 d = Delivery(self._key(m), bytes(m.body), m, int(m.delivery_attempt or 1))
-                if d.delivery_count > self.max_deliveries:
+                if d.delivery_count > self.max_crashes:
                     self.dead_letter(d, f"crash-loop or repeated redelivery: delivered {d.delivery_count} times "
-                                        f"(max_deliveries={self.max_deliveries})")
+                                        f"(max_deliveries={self.max_crashes})")
                     continue
                 with self._held_lock:
                     self._held[d.id] = m

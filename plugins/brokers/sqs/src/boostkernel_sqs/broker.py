@@ -84,7 +84,6 @@ class SqsBroker(Broker):
         if self.visibility_timeout < 1 or self.heartbeat_interval >= self.visibility_timeout:
             raise ConfigError(f"sqs: visibility_timeout={self.visibility_timeout} must be >= 1 s and larger "
                               f"than heartbeat_interval={self.heartbeat_interval} (e.g. 10 and 2)")
-        self.max_crashes = self.crash_limit()
         self.max_receives = int(o.get("max_receives", max(50, self.max_crashes + 20)))
         if self.max_receives <= self.max_crashes:
             raise ConfigError(f"sqs: max_receives={self.max_receives} (the redrive policy) must be larger than "
