@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from .errors import ConfigError
-from .logs import queue_logger
+from .logs import mask_url, queue_logger
 from .params import BoostParams
 
 if TYPE_CHECKING:
@@ -230,6 +230,15 @@ class Broker(abc.ABC):
         self.url = url or self.default_url
         self.params = params
         self.options = {**(params.broker_options if params else {}), **options}
+
+    def checked_url(self, schemes: tuple[str, ...], form: str) -> str:
+        """:attr:`url`, refused with a :class:`~boostkernel.errors.ConfigError` unless its scheme is one of
+        ``schemes`` (``("amqp", "amqps")``); ``form`` names what is wanted in the message
+        (``"an amqp:// or amqps:// URL"``)."""
+        url = self.url
+        if url is None or url.partition("://")[0] not in schemes or "://" not in url:
+            raise ConfigError(f"{self.name} broker needs {form}, got {mask_url(url)!r}")
+        return url
 
     @functools.cached_property
     def log(self) -> logging.Logger:

@@ -189,16 +189,13 @@ class BeanstalkdBroker(Broker):
     capabilities = BrokerCapabilities(priority=True, delay=True, durable=True, batch_publish=True,
                                       recovery_seconds=5.0)
     default_url = DEFAULT_URL
-    url: str
 
     check_at_decoration = True  # __init__ checks the URL and options and does not connect
 
     def __init__(self, queue: str, url: str | None = None, params: Any = None, **options: Any) -> None:
         super().__init__(queue, url, params, **options)
         o = self.options
-        u = urlparse(self.url or "")
-        if u.scheme not in ("beanstalk", "beanstalkd"):
-            raise ConfigError(f"beanstalkd broker needs a beanstalk://host:port URL, got {mask_url(self.url)!r}")
+        u = urlparse(self.checked_url(("beanstalk", "beanstalkd"), "a beanstalk://host:port URL"))
         self.host, self.port = u.hostname or "127.0.0.1", u.port or 11300
         self.ttr = int(o.get("ttr", 60))
         if self.ttr < 2:

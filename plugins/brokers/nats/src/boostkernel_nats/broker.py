@@ -184,8 +184,7 @@ class NatsBroker(Broker):
     def __init__(self, queue: str, url: str | None = None, params: Any = None, **options: Any) -> None:
         super().__init__(queue, url, params, **options)
         o = self.options
-        if self.url is None or not self.url.startswith(("nats://", "tls://", "ws://", "wss://")):
-            raise ConfigError(f"nats broker needs a nats:// (or tls://) URL, got {mask_url(self.url)!r}")
+        self.checked_url(("nats", "tls", "ws", "wss"), "a nats:// (or tls://) URL")
         self.lease = float(o.get("lease", 10.0))
         if self.lease < 1.0:
             raise ConfigError(f"broker_options lease={self.lease!r}: the JetStream ack_wait must be >= 1 second")

@@ -391,8 +391,7 @@ class RabbitmqBroker(Broker):
     def __init__(self, queue: str, url: str | None = None, params: Any = None, **options: Any) -> None:
         super().__init__(queue, url, params, **options)
         o = self.options
-        if self.url is None or not self.url.startswith(("amqp://", "amqps://")):
-            raise ConfigError(f"rabbitmq broker needs an amqp:// or amqps:// URL, got {mask_url(self.url)!r}")
+        self.checked_url(("amqp", "amqps"), "an amqp:// or amqps:// URL")
         self.max_priority = int(o.get("max_priority", 10))
         if not 0 <= self.max_priority <= 255:
             raise ConfigError(f"broker_options max_priority={self.max_priority!r}: must be 0..255 (0 = no priority)")
