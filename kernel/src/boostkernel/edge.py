@@ -291,6 +291,12 @@ class ListenerBroker(Broker):
 
     capabilities: ClassVar[BrokerCapabilities] = AT_MOST_ONCE
     default_port: ClassVar[int] = 7311
+    """The port of an address without one: by default the port of ``default_url``."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "default_port" not in cls.__dict__ and cls.default_url:
+            cls.default_port = urlsplit(cls.default_url).port or cls.default_port
 
     def __init__(self, queue: str, url: str | None = None, params: BoostParams | None = None,
                  **options: Any) -> None:

@@ -86,7 +86,6 @@ def _service(listening: Listening, queue: str) -> grpc.GenericRpcHandler:
 class GrpcBroker(ListenerBroker):
     name = "grpc"
     default_url = "grpc://127.0.0.1:7314"
-    default_port = 7314
     connection: grpc.Channel | None
     #: the synchronous call waits on the consumer's own store: in-process by default
     default_store = "memory"

@@ -33,7 +33,6 @@ _LEN = 4
 class TcpBroker(ListenerBroker):
     name = "tcp"
     default_url = "tcp://127.0.0.1:7311"
-    default_port = 7311
     connection: socket.socket | None
 
     def __init__(self, queue: str, url: str | None = None, params: Any = None, **options: Any) -> None:

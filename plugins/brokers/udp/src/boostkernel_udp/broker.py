@@ -28,7 +28,6 @@ MAX_DATAGRAM = 65507
 class UdpBroker(ListenerBroker):
     name = "udp"
     default_url = "udp://127.0.0.1:7312"
-    default_port = 7312
     connection: socket.socket | None
 
     def serve(self, listening: Listening, host: str, port: int) -> tuple[int, Callable[[], None]]:

@@ -25,7 +25,6 @@ MAX_MESSAGE = 64 * 1024 * 1024
 class WebSocketBroker(ListenerBroker):
     name = "websocket"
     default_url = "ws://127.0.0.1:7315"
-    default_port = 7315
 
     # --- consumer -------------------------------------------------------------------------------
     def serve(self, listening: Listening, host: str, port: int) -> tuple[int, Callable[[], None]]:

@@ -32,7 +32,6 @@ def _endpoint(host: str, port: int | str) -> str:
 class ZeroMQBroker(ListenerBroker):
     name = "zeromq"
     default_url = "zmq://127.0.0.1:7310"
-    default_port = 7310
     connection: zmq.Socket[bytes] | None  # closed with LINGER: queued messages get linger seconds to leave
 
     def __init__(self, queue: str, url: str | None = None, params: Any = None, **options: Any) -> None:
