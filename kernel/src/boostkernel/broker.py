@@ -32,7 +32,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from .errors import ConfigError
 from .logs import mask_url, queue_logger
@@ -89,6 +89,35 @@ def lease_options(options: Mapping[str, Any], lease: str, default: float, renewa
         raise ConfigError(f"broker_options {renewal}={every!r}: must be > 0 and under half of {lease} "
                           f"({seconds}), or a live long task loses its message")
     return seconds, every
+
+
+class Lazy(Generic[T]):
+    """A value made by ``make`` on the first :meth:`get`, once even when threads race for it (a client, a
+    producer, a booster's broker): the double-checked lock written once."""
+
+    __slots__ = ("_make", "_lock", "value")
+
+    def __init__(self, make: Callable[[], T]) -> None:
+        self._make = make
+        self._lock = threading.Lock()
+        self.value: T | None = None
+        """The value if it was made (and not :meth:`take`-n since), else ``None``."""
+
+    def get(self) -> T:
+        """The value, made now if it is not yet."""
+        value = self.value
+        if value is None:
+            with self._lock:
+                value = self.value
+                if value is None:
+                    value = self.value = self._make()
+        return value
+
+    def take(self) -> T | None:
+        """Forget the value and return it (to close it); the next :meth:`get` makes a new one."""
+        with self._lock:
+            value, self.value = self.value, None
+        return value
 
 
 def poll_claims(claim: Callable[[], list[T]], timeout: float, wake: threading.Condition, closed: threading.Event,

@@ -54,7 +54,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote
 
-from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
+from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Lazy, Outgoing
 from boostkernel.errors import BrokerUnavailable, ConfigError
 from boostkernel.journal import CrashCharges, RunningJournal, consumer_id, host_journal_dir
 from boostkernel.logs import mask_url
@@ -172,17 +172,12 @@ class LogBroker(Broker):
         self._last_commit = 0.0
         self._consumer_error: BaseException | None = None
         self._topics_ready: set[str] = set()
-        self._producer: Any = None
-        self._producer_lock = threading.Lock()
+        self._producer: Lazy[Any] = Lazy(self._new_producer)
         self._consumer: Any = None
 
     def _producer_get(self) -> Any:
         """The broker's one producer, made on first use (``_new_producer``)."""
-        if self._producer is None:
-            with self._producer_lock:
-                if self._producer is None:
-                    self._producer = self._new_producer()
-        return self._producer
+        return self._producer.get()
 
     # --- primitives the client subclasses implement ------------------------------------------------
     def _new_producer(self) -> Any:

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing, consumer_window
+from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Lazy, Outgoing, consumer_window
 from boostkernel.errors import BrokerUnavailable, ConfigError
 from boostkernel.journal import RunningJournal, consumer_id, host_journal_dir, read_journal, sweep_journals
 from boostkernel.logs import mask_url
@@ -96,7 +96,7 @@ class SqsBroker(Broker):
         self.queue_prefix = str(o.get("queue_prefix", ""))
         self.qname = _queue_name(self.queue_prefix + queue)
         self.dlq_name = _queue_name(self.queue_prefix + queue, "-dlq")
-        self._client: Any = None
+        self._client: Lazy[Any] = Lazy(self._make_client)
         self._lock = threading.RLock()
         self._queue_url: str | None = None
         self._dlq_url: str | None = None
@@ -120,11 +120,7 @@ class SqsBroker(Broker):
 
     # --- connection ----------------------------------------------------------------------------------
     def _boto(self) -> Any:
-        if self._client is None:
-            with self._lock:
-                if self._client is None:
-                    self._client = self._make_client()
-        return self._client
+        return self._client.get()
 
     def _make_client(self) -> Any:
         import boto3  # type: ignore[import-untyped]
@@ -586,13 +582,13 @@ class SqsBroker(Broker):
             self._ack_cond.notify_all()
         for t in self._threads:
             t.join(10)
-        if self._acks and self._client is not None:
+        if self._acks and self._client.value is not None:
             self._flush_acks()
         with self._held_lock:
             held, self._held = list(self._held), {}
             self._leased = {}
             self._buffer = []
-        if held and self._client is not None:  # prefetched and unsettled: visible again at once
+        if held and self._client.value is not None:  # prefetched and unsettled: visible again at once
             try:
                 self._show_again(self._urls(), [{"ReceiptHandle": h} for h in held])
             except Exception as exc:  # noqa: BLE001 - they come back after their visibility timeout
