@@ -291,21 +291,26 @@ class Broker(abc.ABC):
         return int(self.options.get("max_deliveries", 3))
 
     @staticmethod
-    def stop_background(closed: threading.Event, thread: threading.Thread | None, timeout: float,
-                        wake: threading.Event | None = None) -> bool:
-        """The start of a consumer's ``close()``: stop its background thread (heartbeat, ack flushing, reaping).
+    def stop_background(closed: threading.Event, threads: threading.Thread | Iterable[threading.Thread] | None = None,
+                        timeout: float = 0.0, wake: threading.Event | threading.Condition | None = None) -> bool:
+        """The start of a consumer's ``close()``: stop its background threads (heartbeat, acks, reaper …).
 
         Returns ``False`` if ``closed`` was already set (``close`` ran before: nothing more to do); otherwise
-        sets it, sets ``wake`` (an event the thread may be waiting on), waits up to ``timeout`` seconds for
-        ``thread`` (``None``: a producer never started one) and returns ``True``: the caller goes on to give
-        back what the consumer holds and to close its connections."""
+        sets it, wakes ``wake`` (an event it sets, or a condition it notifies: what the threads may be waiting
+        on), waits up to ``timeout`` seconds for each of ``threads`` (``None``: none was started; never the
+        calling thread itself) and returns ``True``: the caller goes on to give back what the consumer holds
+        and to close its connections."""
         if closed.is_set():
             return False
         closed.set()
-        if wake is not None:
+        if isinstance(wake, threading.Event):
             wake.set()
-        if thread is not None:
-            thread.join(timeout)
+        elif wake is not None:
+            with wake:
+                wake.notify_all()
+        for t in [threads] if isinstance(threads, threading.Thread) else threads or ():
+            if t is not threading.current_thread():
+                t.join(timeout)
         return True
 
     @staticmethod

@@ -217,7 +217,6 @@ class BeanstalkdBroker(Broker):
         self.journal_dir = host_journal_dir("beanstalkd-" + self.tube)
         self.journal = RunningJournal(self.journal_dir, self.owner)
         self.crash_charges = CrashCharges(self.journal_dir, self.owner)
-        self._closed = False
         # consumer
         self._clock = threading.Lock()
         self._con: _Conn | None = None
@@ -229,7 +228,7 @@ class BeanstalkdBroker(Broker):
         self._buffer: deque[Delivery] = deque()
         """Reserved (so held and touched) and not yet handed to the kernel."""
         self._con_failures = 0
-        self._hb_stop = threading.Event()
+        self._closed = threading.Event()
         self._wake = threading.Event()
         """Set by a fetch that left the buffer low: the heartbeat thread reserves ahead at once."""
         self._hb: threading.Thread | None = None
@@ -255,7 +254,7 @@ class BeanstalkdBroker(Broker):
     def publish(self, message: Outgoing) -> None:
         """One ``put`` and its answer on the open publisher connection; reconnecting and the error paths
         are :meth:`publish_many`'s."""
-        if self._closed:
+        if self._closed.is_set():
             raise BrokerUnavailable(f"beanstalkd broker for queue {self.queue!r} is closed")
         cmd = self._put_cmd(message, time.time()) + b"\r\n"
         with self._plock:
@@ -282,7 +281,7 @@ class BeanstalkdBroker(Broker):
     def publish_many(self, messages: Sequence[Outgoing]) -> None:
         """Pipeline every ``put`` (500 per write) and check each ``INSERTED``. Reconnects and resends the
         puts not yet confirmed when the connection fails (at-least-once: a resent put may be a duplicate)."""
-        if self._closed:
+        if self._closed.is_set():
             raise BrokerUnavailable(f"beanstalkd broker for queue {self.queue!r} is closed")
         todo = list(messages)
         deadline = time.monotonic() + self.publish_timeout
@@ -339,7 +338,7 @@ class BeanstalkdBroker(Broker):
         self._buffer.clear()
         self._pending.clear()
         self._con_failures += 1
-        if not self._closed:
+        if not self._closed.is_set():
             self.log.warning("beanstalkd consumer connection to %s lost (%s: %s); reconnecting",
                              mask_url(self.url), type(exc).__name__, exc)
 
@@ -383,7 +382,7 @@ class BeanstalkdBroker(Broker):
         fetch's write; those that no fetch took along (the consume loop is waiting for a free worker, or
         stopped) are sent from here within ``SETTLE_DELAY``."""
         next_beat = time.monotonic() + self.heartbeat_interval
-        wake, stop = self._wake, self._hb_stop
+        wake, stop = self._wake, self._closed
         while not stop.is_set():
             wake.wait(SETTLE_DELAY)
             wake.clear()
@@ -409,7 +408,7 @@ class BeanstalkdBroker(Broker):
             return  # a fetch holds the connection: it reserves itself
         try:
             con = self._con
-            if con is None or self._closed or not self._wants_more():
+            if con is None or self._closed.is_set() or not self._wants_more():
                 return
             try:
                 self._buffer.extend(self._reserve(con, self.window - len(self._held), 0))
@@ -436,7 +435,7 @@ class BeanstalkdBroker(Broker):
     def fetch(self, max_messages: int, timeout: float) -> list[Delivery]:
         """From the buffer when it holds jobs (no round trip; the heartbeat thread reserves ahead when it
         runs low), else reserved on the consumer connection: up to the room left in the window."""
-        if self._closed:
+        if self._closed.is_set():
             return []
         n = max(1, max_messages)
         if self._buffer:
@@ -452,7 +451,7 @@ class BeanstalkdBroker(Broker):
         while True:
             out: list[Delivery] | None = None
             with self._clock:
-                if self._closed:
+                if self._closed.is_set():
                     return []
                 try:
                     con = self._consumer()
@@ -560,7 +559,7 @@ class BeanstalkdBroker(Broker):
         self.journal.finished(delivery.id)
         gen, jid = delivery.tag
         with self._clock:
-            if self._closed or gen != self._gen or self._con is None or jid not in self._held:
+            if self._closed.is_set() or gen != self._gen or self._con is None or jid not in self._held:
                 self.log.warning("message %s not dead-lettered: its connection is gone (it is redelivered)",
                                  delivery.id)
                 return
@@ -705,10 +704,8 @@ class BeanstalkdBroker(Broker):
     # --- lifecycle ------------------------------------------------------------------------------------
     def close(self) -> None:
         """Send pending acks, release every held job (at once, uncharged), close the connections."""
-        if self._closed:
+        if not self.stop_background(self._closed):
             return
-        self._closed = True
-        self._hb_stop.set()
         with self._clock:
             con = self._con
             if con is not None:

@@ -161,8 +161,7 @@ class LogBroker(Broker):
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._thread_lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._closed = False
+        self._closed = threading.Event()
         self._delayed: list[tuple[float, int, Delivery]] = []  # (due, seq, delivery) for nack(delay)
         self._delayed_lock = threading.Lock()
         self._seq = 0
@@ -277,7 +276,7 @@ class LogBroker(Broker):
     # --- consuming ----------------------------------------------------------------------------------
     def _start(self) -> None:
         with self._thread_lock:
-            if (self._thread is not None and self._thread.is_alive()) or self._closed:
+            if (self._thread is not None and self._thread.is_alive()) or self._closed.is_set():
                 return
             self._consumer_error = None
             self.ensure_topics(self.topic, *((self.attempts_topic,) if self.delivery_counts else ()))
@@ -295,14 +294,14 @@ class LogBroker(Broker):
 
     def fetch(self, max_messages: int, timeout: float) -> list[Delivery]:
         t = self._thread
-        if t is None or (not t.is_alive() and not self._closed):  # not started, or the consumer failed to open
+        if t is None or (not t.is_alive() and not self._closed.is_set()):  # not started, or the consumer failed to open
             self._start()
         deadline = time.monotonic() + timeout
         buf = self._buffer
         with self._cond:
             while not buf:
                 left = deadline - time.monotonic()
-                if left <= 0 or self._closed:
+                if left <= 0 or self._closed.is_set():
                     return []
                 self._cond.wait(left)
             n = min(max_messages, len(buf))
@@ -351,7 +350,7 @@ class LogBroker(Broker):
         if not requeue:
             self.ack(delivery)
             return
-        if delay > 0 and not self._closed:
+        if delay > 0 and not self._closed.is_set():
             with self._delayed_lock:
                 self._seq += 1
                 heapq.heappush(self._delayed, (time.monotonic() + delay, self._seq, delivery))
@@ -378,7 +377,7 @@ class LogBroker(Broker):
         ready.set()
         backoff = Backoff(0.1, 5.0, jitter=(1.0, 1.0))  # 0.1, 0.2, 0.4 … 5 s
         try:
-            while not self._stopping.is_set():
+            while not self._closed.is_set():
                 try:
                     self._run_commands()
                     self._requeue_due()
@@ -394,12 +393,12 @@ class LogBroker(Broker):
                         self._buffer_records(records)
                     backoff.reset()
                 except Exception as exc:  # noqa: BLE001 - the poll thread must survive broker trouble
-                    if self._stopping.is_set():
+                    if self._closed.is_set():
                         break
                     delay = backoff()
                     self.log.warning("%s poll loop error on %r (%s: %s); retrying in %.1fs", self.name,
                                      self.topic, type(exc).__name__, exc, delay)
-                    self._stopping.wait(delay)
+                    self._closed.wait(delay)
         finally:
             self._shutdown_consumer()
 
@@ -640,7 +639,7 @@ class LogBroker(Broker):
 
     def _consuming(self) -> bool:
         t = self._thread
-        return t is not None and t.is_alive() and not self._stopping.is_set()
+        return t is not None and t.is_alive() and not self._closed.is_set()
 
     # --- count and purge ----------------------------------------------------------------------------
     def count(self) -> int:
@@ -755,15 +754,8 @@ class LogBroker(Broker):
 
     # --- lifecycle ----------------------------------------------------------------------------------
     def close(self) -> None:
-        if self._closed:
+        if not self.stop_background(self._closed, self._thread, self.revoke_timeout + 30, wake=self._cond):
             return
-        self._closed = True
-        self._stopping.set()
-        with self._cond:
-            self._cond.notify_all()
-        t = self._thread
-        if t is not None and t is not threading.current_thread():
-            t.join(self.revoke_timeout + 30)
         try:
             self._p_close()
         except Exception as exc:  # noqa: BLE001

@@ -68,9 +68,8 @@ class RocketmqBroker(Broker):
         self._consumer: Any = None
         self._held: dict[str, Any] = {}  # delivery key -> message whose invisible duration the heartbeat renews
         self._held_lock = threading.Lock()
-        self._stop = threading.Event()
+        self._closed = threading.Event()
         self._heartbeat: threading.Thread | None = None
-        self._closed = False
 
     def _config(self) -> Any:
         return ClientConfiguration(self.s.endpoints, Credentials(self.s.access_key, self.s.secret_key),
@@ -102,7 +101,7 @@ class RocketmqBroker(Broker):
 
     # --- publishing -------------------------------------------------------------------------------
     def publish(self, message: Outgoing) -> None:
-        if self._closed:
+        if self._closed.is_set():
             raise BrokerUnavailable(f"rocketmq broker for queue {self.queue!r} is closed")
         try:
             self._prod().send(self._message(self.s.topic, message.body, {H_ID: message.id}))
@@ -140,7 +139,7 @@ class RocketmqBroker(Broker):
 
     def _renew(self) -> None:
         """The heartbeat: renew the invisible duration of every held message (runs on its own thread)."""
-        while not self._stop.wait(self.s.heartbeat_interval):
+        while not self._closed.wait(self.s.heartbeat_interval):
             with self._held_lock:
                 held = list(self._held.values())
             for m in held:
@@ -153,7 +152,7 @@ class RocketmqBroker(Broker):
         return str((m.properties or {}).get(H_ID) or m.message_id)
 
     def fetch(self, max_messages: int, timeout: float) -> list[Delivery]:
-        if self._closed:
+        if self._closed.is_set():
             return []
         c = self._cons()
         deadline = time.monotonic() + timeout
@@ -179,7 +178,7 @@ class RocketmqBroker(Broker):
     def _release(self, delivery: Delivery) -> Any:
         with self._held_lock:
             self._held.pop(delivery.id, None)
-        return None if self._closed else self._consumer
+        return None if self._closed.is_set() else self._consumer
 
     def ack(self, delivery: Delivery) -> None:
         c = self._release(delivery)
@@ -251,10 +250,8 @@ class RocketmqBroker(Broker):
 
     def close(self) -> None:
         """Stop the heartbeat, hand held messages back (visible again after 1 s), stop the clients."""
-        if self._closed:
+        if not self.stop_background(self._closed):
             return
-        self._closed = True
-        self._stop.set()
         with self._held_lock:
             held = list(self._held.values())
         for m in held:

@@ -110,8 +110,7 @@ class SqsBroker(Broker):
         """Received (held, heartbeated) and not yet handed to the kernel; under ``_held_lock``."""
         self._acks: list[Delivery] = []
         self._ack_cond = threading.Condition()
-        self._closed = False
-        self._stop = threading.Event()
+        self._closed = threading.Event()
         self._threads: list[threading.Thread] = []
         self.owner = consumer_id()
         self.journal_dir = Path(host_journal_dir(f"sqs-{self.qname}"))
@@ -251,7 +250,7 @@ class SqsBroker(Broker):
     # --- consuming -----------------------------------------------------------------------------------
     def _start_consuming(self) -> None:
         with self._lock:
-            if self._consuming or self._closed:
+            if self._consuming or self._closed.is_set():
                 return
             self._consuming = True
             self.journal.open()
@@ -269,7 +268,7 @@ class SqsBroker(Broker):
     def fetch(self, max_messages: int, timeout: float) -> list[Delivery]:
         """From the local buffer if it holds messages, else ``ReceiveMessage`` calls for up to ``max_messages``
         and whatever else the window has room for (10 per call); what the kernel did not ask for is buffered."""
-        if self._closed:
+        if self._closed.is_set():
             return []
         n = max(1, max_messages)
         with self._held_lock:
@@ -280,7 +279,7 @@ class SqsBroker(Broker):
         self._start_consuming()
         deadline = time.monotonic() + timeout
         out = []
-        while len(out) < n and not self._closed:
+        while len(out) < n and not self._closed.is_set():
             left = deadline - time.monotonic()
             wait = 0 if out else max(0, min(20, int(left)))
             ask = min(10, max(n - len(out), self.window - len(self._held)))
@@ -369,14 +368,14 @@ class SqsBroker(Broker):
         return known
 
     def ack(self, delivery: Delivery) -> None:
-        if not self._forget(delivery) and self._closed:
+        if not self._forget(delivery) and self._closed.is_set():
             return
         with self._ack_cond:
             self._acks.append(delivery)
             self._ack_cond.notify()
 
     def ack_many(self, deliveries: Iterable[Delivery]) -> None:
-        ds = [d for d in deliveries if self._forget(d) or not self._closed]
+        ds = [d for d in deliveries if self._forget(d) or not self._closed.is_set()]
         if ds:
             with self._ack_cond:
                 self._acks.extend(ds)
@@ -385,11 +384,11 @@ class SqsBroker(Broker):
     def _ack_loop(self) -> None:
         while True:
             with self._ack_cond:
-                while not self._acks and not self._stop.is_set():
+                while not self._acks and not self._closed.is_set():
                     self._ack_cond.wait(0.5)
-                if not self._acks and self._stop.is_set():
+                if not self._acks and self._closed.is_set():
                     return
-            if self.ack_delay and not self._stop.is_set():
+            if self.ack_delay and not self._closed.is_set():
                 time.sleep(self.ack_delay)
             self._flush_acks()
 
@@ -430,7 +429,7 @@ class SqsBroker(Broker):
             log.debug("sqs: change_message_visibility: %s", exc)
 
     def nack(self, delivery: Delivery, requeue: bool = True, delay: float = 0.0) -> None:
-        if not self._forget(delivery) and self._closed:
+        if not self._forget(delivery) and self._closed.is_set():
             return
         with self._held_lock:
             self._held.pop(delivery.tag, None)
@@ -460,7 +459,7 @@ class SqsBroker(Broker):
     # --- heartbeat -----------------------------------------------------------------------------------
     def _heartbeat_loop(self) -> None:
         last_sweep = 0.0
-        while not self._stop.wait(self.heartbeat_interval):
+        while not self._closed.wait(self.heartbeat_interval):
             # Only messages whose visibility was set at least half an interval ago: one received just now
             # is extended at the next beat (at most 1.5 intervals after its receive), and one acked
             # meanwhile (most, for short tasks) costs no call at all.
@@ -574,14 +573,8 @@ class SqsBroker(Broker):
                 pass
 
     def close(self) -> None:
-        if self._closed:
+        if not self.stop_background(self._closed, self._threads, 10, wake=self._ack_cond):
             return
-        self._closed = True
-        self._stop.set()
-        with self._ack_cond:
-            self._ack_cond.notify_all()
-        for t in self._threads:
-            t.join(10)
         if self._acks and self._client.value is not None:
             self._flush_acks()
         with self._held_lock:
