@@ -23,10 +23,11 @@ A subclass writes the statements: ``_claim``, ``_delete_acked``, ``_mark_running
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, ClassVar, TypeVar
 
 from .broker import Broker, BrokerCapabilities, Delivery
@@ -128,6 +129,7 @@ class LeasedBroker(Broker):
                               f"({self.heartbeat_interval}s), or live workers would be declared dead")
         self.owner = consumer_id()
         self._acks: list[Any] = []
+        """Tags acked and not yet deleted (``ack`` adds, :meth:`_ack_batch` takes); under ``_acks_lock``."""
         self._acks_lock = threading.Lock()
         self._ack_wake = threading.Event()
         self._held: set[Any] = set()  # tags delivered and not yet settled in the database
@@ -220,13 +222,10 @@ class LeasedBroker(Broker):
         deadline = time.monotonic() + timeout
         pause = self.idle_poll if self.wakes_on_publish else 0.005
         while True:
-            with self._acks_lock:
-                acks, self._acks = self._acks, []
             try:
-                got = self._claim(max_messages, acks)
+                with self._ack_batch() as acks:
+                    got = self._claim(max_messages, acks)
             except BaseException:
-                with self._acks_lock:
-                    self._acks[:0] = acks
                 self._suspect = True
                 raise
             self._suspect = False
@@ -261,17 +260,23 @@ class LeasedBroker(Broker):
 
     def flush_acks(self) -> None:
         """Write the queued acks now (the heartbeat thread does it within ``ack_flush_interval``)."""
+        with self._ack_batch() as acks:
+            if not acks:
+                return
+            self._delete_acked(acks)
+        self._settled(acks)
+
+    @contextlib.contextmanager
+    def _ack_batch(self) -> Iterator[list[Any]]:
+        """Take every queued ack for the with-block; if it raises, they go back first in line (none is lost)."""
         with self._acks_lock:
             acks, self._acks = self._acks, []
-        if not acks:
-            return
         try:
-            self._delete_acked(acks)
+            yield acks
         except BaseException:
             with self._acks_lock:
                 self._acks[:0] = acks
             raise
-        self._settled(acks)
 
     # --- heartbeat, ack flushing and the reaper -----------------------------------------------------
     def _start(self) -> None:

@@ -100,10 +100,8 @@ class FileBroker(Broker):
     """A directory per queue; at-least-once across threads, processes and hosts sharing the directory."""
 
     name = "file"
-    capabilities = BrokerCapabilities(
-        ack=True, requeue=True, priority=True, delay=True, durable=True, count=True, purge=True,
-        batch_publish=False, dead_letter=True, cross_process=True, recovery_seconds=15.0,
-    )
+    # and the defaults: ack, requeue, count, purge, dead letters, cross-process, recovery within 15 s
+    capabilities = BrokerCapabilities(priority=True, delay=True, durable=True)
 
     def __init__(self, queue: str, url: str | None = None, params: Any = None, **options: Any) -> None:
         super().__init__(queue, url, params, **options)

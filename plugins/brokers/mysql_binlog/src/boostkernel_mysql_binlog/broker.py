@@ -106,10 +106,8 @@ class MysqlBinlogBroker(Broker):
 
     name = "mysql-binlog"
     default_url = "mysql-binlog://root@127.0.0.1:3306/"
-    capabilities = BrokerCapabilities(
-        ack=True, requeue=True, priority=False, delay=True, durable=True, count=False, purge=False,
-        batch_publish=True, dead_letter=True, cross_process=True, recovery_seconds=15.0,
-    )
+    # and the defaults: ack, requeue, dead letters, cross-process, recovery within 15 s
+    capabilities = BrokerCapabilities(delay=True, durable=True, batch_publish=True, count=False, purge=False)
 
     def __init__(self, queue: str, url: str | None = None, params: Any = None, **options: Any) -> None:
         super().__init__(queue, url, params, **options)

@@ -142,10 +142,7 @@ _counters: dict[str, Counters] = {}
 def counters_of(queue: str) -> Counters:
     """This process's counters of ``queue``."""
     c = _counters.get(queue)
-    if c is None:
-        with _flushers_lock:
-            c = _counters.setdefault(queue, Counters())
-    return c
+    return c if c is not None else _counters.setdefault(queue, Counters())  # setdefault: racing callers get one
 
 
 def running_of(control: Control) -> int:
