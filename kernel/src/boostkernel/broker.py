@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     import logging
 
 T = TypeVar("T")
+_CLOSING = threading.Lock()
 
 
 def consumer_window(params: BoostParams | None, minimum: int, unbound: int = 1) -> int:
@@ -300,9 +301,10 @@ class Broker(abc.ABC):
         on), waits up to ``timeout`` seconds for each of ``threads`` (``None``: none was started; never the
         calling thread itself) and returns ``True``: the caller goes on to give back what the consumer holds
         and to close its connections."""
-        if closed.is_set():
-            return False
-        closed.set()
+        with _CLOSING:  # two threads closing at once: one of them closes
+            if closed.is_set():
+                return False
+            closed.set()
         if isinstance(wake, threading.Event):
             wake.set()
         elif wake is not None:
