@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from boostkernel.broker import Broker, consumer_window, lease_options, name_option, poll_claims
+from boostkernel.broker import Broker, Lazy, consumer_window, lease_options, name_option, poll_claims
 from boostkernel.control import Control, count_per_seconds
 from boostkernel.errors import ConfigError
 from boostkernel.params import BoostParams
@@ -111,3 +111,60 @@ def test_name_option_default_set_and_refused() -> None:
     with pytest.raises(ConfigError, match=r"x topic name 'toolong' is not valid: 1-5 letters; choose another queue "
                                           r"name or set broker_options topic=\.\.\."):
         name_option({}, "topic", "toolong", pattern, "x", "1-5 letters")
+
+
+def test_max_crashes_log_and_checked_url_of_the_broker_base() -> None:
+    b = _Counting("q", url="amqp://user:secret@host/", params=BoostParams(queue="q", max_deliveries=5))
+    assert b.max_crashes == 5  # crash_limit(), read once
+    assert b.log.name == "boostkernel.queue.q"
+    assert b.checked_url(("amqp", "amqps"), "an amqp:// URL") == "amqp://user:secret@host/"
+    for url in ("redis://host/", "amqp-host", None):
+        b.url = url
+        with pytest.raises(ConfigError, match=r"^counting broker needs an amqp:// URL, got ") as e:
+            b.checked_url(("amqp", "amqps"), "an amqp:// URL")
+        assert "secret" not in str(e.value)
+
+
+def test_lazy_makes_once_under_racing_threads_and_take_hands_it_over() -> None:
+    made: list[object] = []
+
+    def make() -> object:
+        made.append(object())
+        return made[-1]
+
+    lazy = Lazy(make)
+    start = threading.Barrier(8)
+    got: list[object] = []
+
+    def race() -> None:
+        start.wait()
+        got.append(lazy.get())
+
+    threads = [threading.Thread(target=race) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert len(made) == 1 and got == made * 8
+    assert lazy.take() is made[0] and lazy.value is None
+    assert lazy.get() is made[1]  # made again after take()
+
+
+def test_stop_background_runs_once_wakes_and_joins() -> None:
+    closed, cond = threading.Event(), threading.Condition()
+
+    def background() -> None:
+        with cond:
+            cond.wait_for(closed.is_set, timeout=30)  # woken by stop_background's notify_all
+
+    t = threading.Thread(target=background)
+    t.start()
+    assert Broker.stop_background(closed, t, 30, wake=cond) is True
+    assert closed.is_set() and not t.is_alive()
+    assert Broker.stop_background(closed, t, 30, wake=cond) is False  # close() ran before: nothing to do
+    # a background thread that closes its own broker is not joined by itself
+    own = threading.Event()
+    me = threading.Thread(target=lambda: Broker.stop_background(own, [threading.current_thread()], 30))
+    me.start()
+    me.join(10)
+    assert own.is_set() and not me.is_alive()

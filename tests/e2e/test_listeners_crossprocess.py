@@ -98,7 +98,7 @@ def test_worker_in_another_process(broker: str, tmp_path: Path, unique_queue: st
             plugin = importlib.import_module(f"boostkernel_{broker}")
             double.params.broker_options["secret"] = "right"
             double.broker.close()
-            double._broker = None  # rebuilt with the secret
+            double._broker.take()  # rebuilt with the secret
             assert plugin.call(double, 21, timeout=20) == 42
         else:
             from boostkernel.results import AsyncResult

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
-from .broker import Broker, Outgoing
+from .broker import Broker, Lazy, Outgoing
 from .catalog import KNOWN_METHODS, KNOWN_OPTIONS
 from .config import build_params, fill_controls
 from .consumer import Consumer, start_consumer
@@ -70,8 +70,8 @@ class Booster(_Methods, Generic[P, R]):
         self._plain_arity = len(ps) if all(
             p.kind is p.POSITIONAL_OR_KEYWORD and p.default is p.empty for p in ps) else -1
         self._lock = threading.RLock()
-        self._broker: Broker | None = None
-        self._store: Store | None = None
+        self._broker: Lazy[Broker] = Lazy(self.make_broker)
+        self._store: Lazy[Store] = Lazy(lambda: open_store(self.params, self.broker_class.default_store))
         self._consumer: Consumer | None = None
         self._processes: ProcessGroup | None = None
         self._codec: TypeCodec | None = None
@@ -152,20 +152,12 @@ class Booster(_Methods, Generic[P, R]):
     @property
     def broker(self) -> Broker:
         """The broker instance used for publishing, count and purge."""
-        if self._broker is None:
-            with self._lock:
-                if self._broker is None:
-                    self._broker = self.make_broker()
-        return self._broker
+        return self._broker.get()
 
     @property
     def store(self) -> Store:
         """The store for results and coordination (``store=`` or the broker's companion store)."""
-        if self._store is None:
-            with self._lock:
-                if self._store is None:
-                    self._store = open_store(self.params, self.broker_class.default_store)
-        return self._store
+        return self._store.get()
 
     def make_controls(self) -> list[Control]:
         return [cls(self) for cls in self.control_classes]

@@ -25,21 +25,24 @@ is the broker's job (it alone sees the crash); the kernel only reports ``started
 from __future__ import annotations
 
 import abc
+import functools
 import re
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from .errors import ConfigError
+from .logs import mask_url, queue_logger
 from .params import BoostParams
 
 if TYPE_CHECKING:
     import logging
 
 T = TypeVar("T")
+_CLOSING = threading.Lock()
 
 
 def consumer_window(params: BoostParams | None, minimum: int, unbound: int = 1) -> int:
@@ -87,6 +90,35 @@ def lease_options(options: Mapping[str, Any], lease: str, default: float, renewa
         raise ConfigError(f"broker_options {renewal}={every!r}: must be > 0 and under half of {lease} "
                           f"({seconds}), or a live long task loses its message")
     return seconds, every
+
+
+class Lazy(Generic[T]):
+    """A value made by ``make`` on the first :meth:`get`, once even when threads race for it (a client, a
+    producer, a booster's broker): the double-checked lock written once."""
+
+    __slots__ = ("_make", "_lock", "value")
+
+    def __init__(self, make: Callable[[], T]) -> None:
+        self._make = make
+        self._lock = threading.Lock()
+        self.value: T | None = None
+        """The value if it was made (and not :meth:`take`-n since), else ``None``."""
+
+    def get(self) -> T:
+        """The value, made now if it is not yet."""
+        value = self.value
+        if value is None:
+            with self._lock:
+                value = self.value
+                if value is None:
+                    value = self.value = self._make()
+        return value
+
+    def take(self) -> T | None:
+        """Forget the value and return it (to close it); the next :meth:`get` makes a new one."""
+        with self._lock:
+            value, self.value = self.value, None
+        return value
 
 
 def poll_claims(claim: Callable[[], list[T]], timeout: float, wake: threading.Condition, closed: threading.Event,
@@ -229,15 +261,59 @@ class Broker(abc.ABC):
         self.params = params
         self.options = {**(params.broker_options if params else {}), **options}
 
+    def checked_url(self, schemes: tuple[str, ...], form: str) -> str:
+        """:attr:`url`, refused with a :class:`~boostkernel.errors.ConfigError` unless its scheme is one of
+        ``schemes`` (``("amqp", "amqps")``); ``form`` names what is wanted in the message
+        (``"an amqp:// or amqps:// URL"``)."""
+        url = self.url
+        if url is None or url.partition("://")[0] not in schemes or "://" not in url:
+            raise ConfigError(f"{self.name} broker needs {form}, got {mask_url(url)!r}")
+        return url
+
+    @functools.cached_property
+    def log(self) -> logging.Logger:
+        """The queue's logger (:func:`boostkernel.logs.queue_logger`), made on first use."""
+        return queue_logger(self.queue)
+
+    @functools.cached_property
+    def max_crashes(self) -> int:
+        """:meth:`crash_limit`, read on first use and kept: a broker that counts crashes compares with this
+        (never calling ``crash_limit`` per message)."""
+        return self.crash_limit()
+
     def crash_limit(self) -> int:
         """``max_deliveries``: how many deaths of a consumer running a message dead-letter it (``crash-loop``).
 
         The booster's ``params.max_deliveries``; for a broker built without parameters (a tool, a test),
-        the ``max_deliveries`` broker option, default 3. A broker that counts crashes reads it once, in
-        ``__init__`` (``self.max_crashes = self.crash_limit()``), never per message."""
+        the ``max_deliveries`` broker option, default 3. A broker that counts crashes reads it once,
+        through :attr:`max_crashes`, never per message."""
         if self.params is not None:
             return int(self.params.max_deliveries)
         return int(self.options.get("max_deliveries", 3))
+
+    @staticmethod
+    def stop_background(closed: threading.Event, threads: threading.Thread | Iterable[threading.Thread] | None = None,
+                        timeout: float = 0.0, wake: threading.Event | threading.Condition | None = None) -> bool:
+        """The start of a consumer's ``close()``: stop its background threads (heartbeat, acks, reaper …).
+
+        Returns ``False`` if ``closed`` was already set (``close`` ran before: nothing more to do); otherwise
+        sets it, wakes ``wake`` (an event it sets, or a condition it notifies: what the threads may be waiting
+        on), waits up to ``timeout`` seconds for each of ``threads`` (``None``: none was started; never the
+        calling thread itself) and returns ``True``: the caller goes on to give back what the consumer holds
+        and to close its connections."""
+        with _CLOSING:  # two threads closing at once: one of them closes
+            if closed.is_set():
+                return False
+            closed.set()
+        if isinstance(wake, threading.Event):
+            wake.set()
+        elif wake is not None:
+            with wake:
+                wake.notify_all()
+        for t in [threads] if isinstance(threads, threading.Thread) else threads or ():
+            if t is not threading.current_thread():
+                t.join(timeout)
+        return True
 
     @staticmethod
     def take_buffered(buffer: deque[T], ready: threading.Condition, max_messages: int, timeout: float) -> list[T]:

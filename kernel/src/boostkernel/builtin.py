@@ -24,7 +24,6 @@ class ResultsControl(Control):
     """
 
     name = "results"
-    order = ORDER_RESULTS
     needs_store = True
 
     def __init__(self, booster: Any) -> None:

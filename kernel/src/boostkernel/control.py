@@ -49,6 +49,8 @@ class Control:
     """Base class of control plugins. Override only the hook points you need."""
 
     name: ClassVar[str] = "abstract"
+    #: Not read by the kernel: a control runs in the order it registers (``registry.add_control(order=...)``),
+    #: declared there once.
     order: ClassVar[int] = ORDER_DEFAULT
     #: Concurrency modes this control works with; ``None`` means all. Checked at decoration time.
     supported_concurrency: ClassVar[frozenset[str] | None] = None

@@ -37,7 +37,6 @@ the kernel reads it as the function's kwargs, under a fresh id.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import heapq
 import ipaddress
@@ -110,12 +109,18 @@ def parse_address(url: str, default_port: int) -> list[tuple[str, int]]:
 
 
 class LoopThread:
-    """One asyncio event loop in a daemon thread, shared by the listeners of a process."""
+    """One asyncio event loop in a daemon thread, shared by the listeners of a process.
+
+    ``asyncio`` is imported when the loop is made, not with this module: reading a listening broker's
+    capabilities (``boostkernel plugins list``) does not pay for it.
+    """
 
     _instance: ClassVar[LoopThread | None] = None
     _lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self) -> None:
+        import asyncio
+
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="boostkernel-edge-loop", daemon=True)
         self.thread.start()
@@ -129,6 +134,8 @@ class LoopThread:
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = 30.0) -> T:
         """Run ``coro`` on the loop and wait for its result."""
+        import asyncio
+
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
 
@@ -195,6 +202,15 @@ class Listening:
 
     def full(self) -> bool:
         return len(self.ready) >= self.max_buffer
+
+    async def until_room(self) -> None:
+        """Back-pressure for a listener on the :class:`LoopThread`: return once the buffer is no longer
+        :meth:`full` (or the listener closed); the caller reads nothing more meanwhile, so the protocol's
+        flow control holds producers back."""
+        import asyncio
+
+        while self.full() and not self.closed:
+            await asyncio.sleep(0.005)
 
     def put(self, d: Delivery) -> None:
         eta = d.extra.get("eta")
@@ -275,6 +291,12 @@ class ListenerBroker(Broker):
 
     capabilities: ClassVar[BrokerCapabilities] = AT_MOST_ONCE
     default_port: ClassVar[int] = 7311
+    """The port of an address without one: by default the port of ``default_url``."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "default_port" not in cls.__dict__ and cls.default_url:
+            cls.default_port = urlsplit(cls.default_url).port or cls.default_port
 
     def __init__(self, queue: str, url: str | None = None, params: BoostParams | None = None,
                  **options: Any) -> None:
@@ -286,12 +308,16 @@ class ListenerBroker(Broker):
         self.signer = self.check_security(self.url, self.options)
         self.max_buffer = int(self.options.get("max_buffer", 10000))
         self.connect_timeout = float(self.options.get("connect_timeout", 5.0))
-        self.log = queue_logger(queue)
         self._queue_bytes = queue.encode()
         if b"\n" in self._queue_bytes:
             raise ConfigError(f"queue name {queue!r} contains a newline, which the {self.name} frame cannot carry")
         self.listening: Listening | None = None
         self._closed = False
+        self.producer_lock = threading.Lock()
+        """Held by the producer side while it uses or replaces :attr:`connection`."""
+        self.connection: Any = None
+        """The producer's connection (socket, client, channel), opened by the subclass on its first
+        :meth:`send`; :meth:`drop_connection` and :meth:`close_producer` close it."""
 
     # --- the security rule --------------------------------------------------------------------
     @classmethod
@@ -415,7 +441,16 @@ class ListenerBroker(Broker):
         self.close_producer()
 
     def close_producer(self) -> None:
-        """Release producer connections (subclasses)."""
+        """Close the producer's :attr:`connection` (a subclass with more to release extends this)."""
+        with self.producer_lock:
+            c, self.connection = self.connection, None
+        _close_quietly(c)  # outside the lock: a ZeroMQ socket may linger to send what it holds
+
+    def drop_connection(self) -> None:
+        """Close and forget :attr:`connection` (a broken one: the next send opens another). Call it with
+        :attr:`producer_lock` held."""
+        c, self.connection = self.connection, None
+        _close_quietly(c)
 
     def describe(self) -> dict[str, Any]:
         return {"broker": self.name, "queue": self.queue, "url": mask_url(self.url), "guarantee": "at-most-once",
@@ -449,6 +484,14 @@ class ListenerBroker(Broker):
                                             f"{self.connect_timeout}s ({exc}); is a consumer listening there?") from exc
                 time.sleep(delay)
                 delay = min(delay * 2, 0.5)
+
+
+def _close_quietly(connection: Any) -> None:
+    if connection is not None:
+        try:
+            connection.close()
+        except Exception:  # noqa: BLE001 - already broken
+            pass
 
 
 def _with_port(url: str, port: int) -> str:

@@ -23,16 +23,16 @@ A subclass writes the statements: ``_claim``, ``_delete_acked``, ``_mark_running
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, ClassVar, TypeVar
 
 from .broker import Broker, BrokerCapabilities, Delivery
 from .errors import BrokerUnavailable, ConfigError
 from .journal import consumer_id, crash_loop_reason
-from .logs import queue_logger
 from .retrying import retry_unavailable
 
 __all__ = ["GroupCommit", "LeasedBroker", "consumer_id", "crash_loop_reason"]
@@ -124,13 +124,12 @@ class LeasedBroker(Broker):
         self.ack_flush_interval = float(o.get("ack_flush_interval", 0.02))
         self.idle_poll = float(o.get("idle_poll", self.default_idle_poll))
         self.publish_timeout = float(o.get("publish_timeout", 30.0))
-        self.max_crashes = self.crash_limit()
         if self.dead_after <= self.heartbeat_interval * 2:
             raise ConfigError(f"dead_after ({self.dead_after}s) must be more than twice heartbeat_interval "
                               f"({self.heartbeat_interval}s), or live workers would be declared dead")
         self.owner = consumer_id()
-        self.log = queue_logger(queue)
         self._acks: list[Any] = []
+        """Tags acked and not yet deleted (``ack`` adds, :meth:`_ack_batch` takes); under ``_acks_lock``."""
         self._acks_lock = threading.Lock()
         self._ack_wake = threading.Event()
         self._held: set[Any] = set()  # tags delivered and not yet settled in the database
@@ -223,13 +222,10 @@ class LeasedBroker(Broker):
         deadline = time.monotonic() + timeout
         pause = self.idle_poll if self.wakes_on_publish else 0.005
         while True:
-            with self._acks_lock:
-                acks, self._acks = self._acks, []
             try:
-                got = self._claim(max_messages, acks)
+                with self._ack_batch() as acks:
+                    got = self._claim(max_messages, acks)
             except BaseException:
-                with self._acks_lock:
-                    self._acks[:0] = acks
                 self._suspect = True
                 raise
             self._suspect = False
@@ -264,17 +260,23 @@ class LeasedBroker(Broker):
 
     def flush_acks(self) -> None:
         """Write the queued acks now (the heartbeat thread does it within ``ack_flush_interval``)."""
+        with self._ack_batch() as acks:
+            if not acks:
+                return
+            self._delete_acked(acks)
+        self._settled(acks)
+
+    @contextlib.contextmanager
+    def _ack_batch(self) -> Iterator[list[Any]]:
+        """Take every queued ack for the with-block; if it raises, they go back first in line (none is lost)."""
         with self._acks_lock:
             acks, self._acks = self._acks, []
-        if not acks:
-            return
         try:
-            self._delete_acked(acks)
+            yield acks
         except BaseException:
             with self._acks_lock:
                 self._acks[:0] = acks
             raise
-        self._settled(acks)
 
     # --- heartbeat, ack flushing and the reaper -----------------------------------------------------
     def _start(self) -> None:
@@ -321,12 +323,9 @@ class LeasedBroker(Broker):
 
     # --- lifecycle ----------------------------------------------------------------------------------
     def close(self) -> None:
-        if self._closed.is_set():
+        if not self.stop_background(self._closed, self._hb_thread, 10, wake=self._ack_wake):
             return
-        self._closed.set()
-        self._ack_wake.set()
         if self._hb_thread is not None:  # a consumer: settle acks, give back what it holds, deregister
-            self._hb_thread.join(10)
             try:
                 self.flush_acks()
                 n = self._release_all()

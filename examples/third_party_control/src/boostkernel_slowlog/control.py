@@ -9,7 +9,7 @@ from typing import Any
 
 from boostkernel import Booster, Control, TaskContext
 
-from .options import ORDER, SlowLogOptions
+from .options import SlowLogOptions
 
 log = logging.getLogger("boostkernel.slowlog")
 _slow: dict[str, collections.deque[str]] = {}
@@ -25,7 +25,6 @@ def slow_tasks(booster: Booster[Any, Any]) -> list[str]:
 
 class SlowLog(Control):
     name = "slowlog"
-    order = ORDER
 
     def __init__(self, booster: Any) -> None:
         super().__init__(booster)

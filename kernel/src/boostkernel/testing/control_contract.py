@@ -27,20 +27,18 @@ The mixin provides:
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import fields
 from typing import Any, ClassVar
 
 import pytest
 
-from ..booster import Booster, boost
+from ..booster import Booster
 from ..errors import ConfigError
 from ..options import describe
 from ..params import BoostParams
 from ..plugins import get_plugins
-from ..registry import REGISTRY
-from .helpers import service_reachable, service_url, wait_until
+from .helpers import BoosterFactory, service_reachable, service_url, wait_until
 
 
 class ControlContract:
@@ -75,28 +73,10 @@ class ControlContract:
     def make_booster(self, broker_name: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
                      ) -> Iterator[Callable[..., Booster[Any, Any]]]:
         monkeypatch.setenv("BOOSTKERNEL_DATA_DIR", str(tmp_path))
-        made: list[Booster[Any, Any]] = []
-
-        def make(fn: Callable[..., Any], queue: str | None = None, **params: Any) -> Booster[Any, Any]:
-            q = queue or f"ctl_{self.control}_{uuid.uuid4().hex[:10]}"
-            merged: dict[str, Any] = {"broker": broker_name, **broker_params(broker_name), **self.base_params,
-                                      **params}
-            fn.__qualname__ = f"{fn.__qualname__}_{q}"
-            b: Booster[Any, Any] = boost(q, **merged)(fn)
-            made.append(b)
-            return b
-
+        make = BoosterFactory(f"ctl_{self.control}",
+                              **{"broker": broker_name, **broker_params(broker_name), **self.base_params})
         yield make
-        for b in made:
-            try:
-                b.stop(timeout=10)
-            finally:
-                REGISTRY.pop(b.queue, None)
-                try:
-                    b.purge()
-                    b.broker.close()
-                except Exception:  # noqa: BLE001 - cleanup only
-                    pass
+        make.close_all()
 
     @staticmethod
     def run_until(booster: Booster[Any, Any], cond: Callable[[], bool], timeout: float = 10.0) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import urlparse
@@ -112,6 +113,46 @@ class BrokerFactory:
     def close_all(self) -> None:
         for b in self.made:
             b.close()
+
+
+class BoosterFactory:
+    """A ready-made ``make_booster`` for tests: ``factory(fn, queue=None, **params)`` decorates ``fn`` with
+    ``@boost`` (``defaults`` first, then ``params``) on ``queue`` or a fresh ``<prefix>_<random>`` queue;
+    ``close_all()`` stops each booster, forgets it and purges its queue::
+
+        @pytest.fixture
+        def make_booster(self) -> Iterator[BoosterFactory]:
+            f = BoosterFactory("mytest", broker="sqlite", results=True)
+            yield f
+            f.close_all()
+    """
+
+    def __init__(self, prefix: str, **defaults: Any) -> None:
+        self.prefix, self.defaults = prefix, defaults
+        self.made: list[Any] = []
+
+    def __call__(self, fn: Callable[..., Any], queue: str | None = None, **params: Any) -> Any:
+        from .. import boost
+
+        q = queue or f"{self.prefix}_{uuid.uuid4().hex[:10]}"
+        fn.__qualname__ = f"{fn.__qualname__}_{q}"  # one function per queue in the registry of methods
+        b = boost(q, **{**self.defaults, **params})(fn)
+        self.made.append(b)
+        return b
+
+    def close_all(self) -> None:
+        from ..registry import REGISTRY
+
+        for b in self.made:
+            try:
+                b.stop(timeout=10)
+            finally:
+                REGISTRY.pop(b.queue, None)
+                try:
+                    b.purge()
+                    b.broker.close()
+                except Exception:  # noqa: BLE001 - cleanup only
+                    pass
 
 
 def cut_connections_to(url: str) -> Callable[[Any], None]:

@@ -1,8 +1,8 @@
 """Tests every listening broker (:class:`boostkernel.edge.ListenerBroker`) runs besides the broker contract.
 
-Subclass :class:`ListenerContract` and set ``broker_class`` and ``scheme``; the listener binds a free
-loopback port. :class:`ListenerBrokerContract` is the broker contract itself for such a broker (the same two
-attributes). Checked: the security rule (non-loopback needs a secret, at construction and at
+Subclass :class:`ListenerContract` and set ``broker_class`` (the URLs take the scheme of its
+``default_url``); the listener binds a free loopback port. :class:`ListenerBrokerContract` is the broker
+contract itself for such a broker (the same attribute). Checked: the security rule (non-loopback needs a secret, at construction and at
 decoration), signed round trip, unsigned and tampered messages refused (never delivered) and logged
 once, key rotation, a foreign bare-JSON producer, and an end-to-end ``@boost`` run.
 """
@@ -15,6 +15,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -31,13 +32,20 @@ def _msg(body: dict[str, Any] | None = None) -> Outgoing:
     return Outgoing(env.id, env.encode())
 
 
-class ListenerBrokerContract(BrokerContract):
+class _OfListener:
+    broker_class: type[ListenerBroker]
+
+    @property
+    def scheme(self) -> str:
+        """The scheme of the test's URLs: that of the broker's ``default_url`` (``tcp``, ``ws`` …)."""
+        return urlsplit(self.broker_class.default_url or "").scheme
+
+
+class ListenerBrokerContract(_OfListener, BrokerContract):
     """:class:`BrokerContract` for a listening broker: every broker ``make_broker`` builds listens on a free
     loopback port (``publish`` on the same instance sends to it), and all are closed after the test. Set
-    ``broker_class`` and ``scheme`` (``tcp``, ``ws``, ...)."""
+    ``broker_class``."""
 
-    broker_class: type[ListenerBroker]
-    scheme: str
     settle_time = 3.0
 
     @pytest.fixture
@@ -55,9 +63,7 @@ class ListenerBrokerContract(BrokerContract):
             b.close()
 
 
-class ListenerContract:
-    broker_class: type[ListenerBroker]
-    scheme: str
+class ListenerContract(_OfListener):
     #: options every broker of the test gets (e.g. short timeouts)
     options: dict[str, Any] = {}
 
@@ -206,13 +212,11 @@ class ListenerContract:
             f.stop()
 
 
-class SyncCallContract:
+class SyncCallContract(_OfListener):
     """For listening brokers whose protocol answers each request (http, grpc): ``call`` returns the result.
 
-    Set ``broker_class``, ``scheme`` and ``call`` (the plugin's ``call(booster, *args, timeout, **kwargs)``)."""
+    Set ``broker_class`` and ``call`` (the plugin's ``call(booster, *args, timeout, **kwargs)``)."""
 
-    broker_class: type[ListenerBroker]
-    scheme: str
     call: Callable[..., Any]
 
     def _booster(self, results: bool = True) -> Any:

@@ -10,16 +10,13 @@ from boostkernel.testing.listener import ListenerBrokerContract, ListenerContrac
 
 class TestGrpcContract(ListenerBrokerContract):
     broker_class = GrpcBroker
-    scheme = "grpc"
 
 
 class TestGrpcListener(ListenerContract):
     broker_class = GrpcBroker
-    scheme = "grpc"
 
 
 class TestGrpcCall(SyncCallContract):
     broker_class = GrpcBroker
-    scheme = "grpc"
     call = staticmethod(call)
 

@@ -12,17 +12,14 @@ from boostkernel.testing.listener import ListenerBrokerContract, ListenerContrac
 
 class TestHttpContract(ListenerBrokerContract):
     broker_class = HttpBroker
-    scheme = "http"
 
 
 class TestHttpListener(ListenerContract):
     broker_class = HttpBroker
-    scheme = "http"
 
 
 class TestHttpCall(SyncCallContract):
     broker_class = HttpBroker
-    scheme = "http"
     call = staticmethod(call)
 
 

@@ -9,9 +9,7 @@ from boostkernel.testing.listener import ListenerBrokerContract, ListenerContrac
 
 class TestTcpContract(ListenerBrokerContract):
     broker_class = TcpBroker
-    scheme = "tcp"
 
 
 class TestTcpListener(ListenerContract):
     broker_class = TcpBroker
-    scheme = "tcp"

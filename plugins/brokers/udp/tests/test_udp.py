@@ -12,14 +12,12 @@ from boostkernel.testing.listener import ListenerBrokerContract, ListenerContrac
 
 class TestUdpContract(ListenerBrokerContract):
     broker_class = UdpBroker
-    scheme = "udp"
     expected_failures = {"test_binary_and_large_bodies_intact":
                          "one message is one UDP datagram: at most 65,507 bytes (a 200 kB body is refused at publish)"}
 
 
 class TestUdpListener(ListenerContract):
     broker_class = UdpBroker
-    scheme = "udp"
 
 
 def test_oversized_message_refused_at_publish() -> None:

@@ -9,9 +9,7 @@ from boostkernel.testing.listener import ListenerBrokerContract, ListenerContrac
 
 class TestWebSocketContract(ListenerBrokerContract):
     broker_class = WebSocketBroker
-    scheme = "ws"
 
 
 class TestWebSocketListener(ListenerContract):
     broker_class = WebSocketBroker
-    scheme = "ws"

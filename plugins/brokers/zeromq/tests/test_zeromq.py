@@ -9,12 +9,10 @@ from boostkernel.testing.listener import ListenerBrokerContract, ListenerContrac
 
 class TestZeroMQContract(ListenerBrokerContract):
     broker_class = ZeroMQBroker
-    scheme = "zmq"
 
 
 class TestZeroMQListener(ListenerContract):
     broker_class = ZeroMQBroker
-    scheme = "zmq"
 
 
 def test_competing_consumers_share_the_messages() -> None:

@@ -5,14 +5,12 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from boostkernel import boost
-from boostkernel.registry import REGISTRY
+from boostkernel.testing.helpers import BoosterFactory
 
 FAST = {"pausable": True, "pause_poll_interval": 0.1, "monitor": True, "monitor_interval": 0.2}
 
@@ -22,22 +20,9 @@ def make_booster(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cal
     """``make_booster(fn, **params)``: a booster on a SQLite broker in ``tmp_path`` with results, monitor
     and pause switched on (fast intervals); stopped and forgotten after the test."""
     monkeypatch.setenv("BOOSTKERNEL_DATA_DIR", str(tmp_path))
-    made: list[Any] = []
-
-    def make(fn: Callable[..., Any], queue: str | None = None, **params: Any) -> Any:
-        q = queue or f"dash_{fn.__name__}_{uuid.uuid4().hex[:8]}"
-        fn.__qualname__ = f"{fn.__qualname__}_{q}"
-        merged = {"broker": "sqlite", "results": True, "workers": 4, **FAST, **params}
-        b = boost(q, **merged)(fn)
-        made.append(b)
-        return b
-
+    make = BoosterFactory("dash", broker="sqlite", results=True, workers=4, **FAST)
     yield make
-    for b in made:
-        try:
-            b.stop(timeout=10)
-        finally:
-            REGISTRY.pop(b.queue, None)
+    make.close_all()
 
 
 @pytest.fixture

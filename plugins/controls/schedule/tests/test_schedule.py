@@ -93,7 +93,7 @@ def test_schedules_persist_in_the_store(data_dir: Path) -> None:
     assert auto == b.schedule(interval=30, kwargs={"n": 1})  # same schedule again: same id, no copy
     REGISTRY.pop(q, None)
     again = _booster(q, broker="sqlite")  # a new process would see the same (fresh store connection)
-    again._store = None
+    again._store.take()
     ids = [d["id"] for d in list_schedules(again)]
     assert sorted(ids) == sorted(["five", auto])
     five = next(d for d in again.schedules() if d["id"] == "five")

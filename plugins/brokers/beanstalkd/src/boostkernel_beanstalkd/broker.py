@@ -64,7 +64,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing, consumer_window
 from boostkernel.errors import BrokerUnavailable, ConfigError, MessageRejected
 from boostkernel.journal import CrashCharges, RunningJournal, consumer_id, host_journal_dir
-from boostkernel.logs import mask_url, queue_logger
+from boostkernel.logs import mask_url
 from boostkernel.retrying import backoff_delay
 
 DEFAULT_URL = "beanstalk://127.0.0.1:11300"
@@ -189,16 +189,13 @@ class BeanstalkdBroker(Broker):
     capabilities = BrokerCapabilities(priority=True, delay=True, durable=True, batch_publish=True,
                                       recovery_seconds=5.0)
     default_url = DEFAULT_URL
-    url: str
 
     check_at_decoration = True  # __init__ checks the URL and options and does not connect
 
     def __init__(self, queue: str, url: str | None = None, params: Any = None, **options: Any) -> None:
         super().__init__(queue, url, params, **options)
         o = self.options
-        u = urlparse(self.url or "")
-        if u.scheme not in ("beanstalk", "beanstalkd"):
-            raise ConfigError(f"beanstalkd broker needs a beanstalk://host:port URL, got {mask_url(self.url)!r}")
+        u = urlparse(self.checked_url(("beanstalk", "beanstalkd"), "a beanstalk://host:port URL"))
         self.host, self.port = u.hostname or "127.0.0.1", u.port or 11300
         self.ttr = int(o.get("ttr", 60))
         if self.ttr < 2:
@@ -211,18 +208,15 @@ class BeanstalkdBroker(Broker):
         self.connect_timeout = float(o.get("connect_timeout", 5.0))
         self.io_timeout = float(o.get("io_timeout", 30.0))
         self.publish_timeout = float(o.get("publish_timeout", 30.0))
-        self.max_crashes = self.crash_limit()
         self.window = int(o.get("window", default_window(params)))
         if self.window < 1:
             raise ConfigError(f"broker_options window={self.window!r}: must be >= 1")
-        self.log = queue_logger(queue)
         self.tube = tube_name(queue)
         self.dlq_tube = f"{self.tube}.bk-dlq"
         self.owner = consumer_id()
         self.journal_dir = host_journal_dir("beanstalkd-" + self.tube)
         self.journal = RunningJournal(self.journal_dir, self.owner)
         self.crash_charges = CrashCharges(self.journal_dir, self.owner)
-        self._closed = False
         # consumer
         self._clock = threading.Lock()
         self._con: _Conn | None = None
@@ -234,7 +228,7 @@ class BeanstalkdBroker(Broker):
         self._buffer: deque[Delivery] = deque()
         """Reserved (so held and touched) and not yet handed to the kernel."""
         self._con_failures = 0
-        self._hb_stop = threading.Event()
+        self._closed = threading.Event()
         self._wake = threading.Event()
         """Set by a fetch that left the buffer low: the heartbeat thread reserves ahead at once."""
         self._hb: threading.Thread | None = None
@@ -260,7 +254,7 @@ class BeanstalkdBroker(Broker):
     def publish(self, message: Outgoing) -> None:
         """One ``put`` and its answer on the open publisher connection; reconnecting and the error paths
         are :meth:`publish_many`'s."""
-        if self._closed:
+        if self._closed.is_set():
             raise BrokerUnavailable(f"beanstalkd broker for queue {self.queue!r} is closed")
         cmd = self._put_cmd(message, time.time()) + b"\r\n"
         with self._plock:
@@ -287,7 +281,7 @@ class BeanstalkdBroker(Broker):
     def publish_many(self, messages: Sequence[Outgoing]) -> None:
         """Pipeline every ``put`` (500 per write) and check each ``INSERTED``. Reconnects and resends the
         puts not yet confirmed when the connection fails (at-least-once: a resent put may be a duplicate)."""
-        if self._closed:
+        if self._closed.is_set():
             raise BrokerUnavailable(f"beanstalkd broker for queue {self.queue!r} is closed")
         todo = list(messages)
         deadline = time.monotonic() + self.publish_timeout
@@ -344,7 +338,7 @@ class BeanstalkdBroker(Broker):
         self._buffer.clear()
         self._pending.clear()
         self._con_failures += 1
-        if not self._closed:
+        if not self._closed.is_set():
             self.log.warning("beanstalkd consumer connection to %s lost (%s: %s); reconnecting",
                              mask_url(self.url), type(exc).__name__, exc)
 
@@ -388,7 +382,7 @@ class BeanstalkdBroker(Broker):
         fetch's write; those that no fetch took along (the consume loop is waiting for a free worker, or
         stopped) are sent from here within ``SETTLE_DELAY``."""
         next_beat = time.monotonic() + self.heartbeat_interval
-        wake, stop = self._wake, self._hb_stop
+        wake, stop = self._wake, self._closed
         while not stop.is_set():
             wake.wait(SETTLE_DELAY)
             wake.clear()
@@ -414,7 +408,7 @@ class BeanstalkdBroker(Broker):
             return  # a fetch holds the connection: it reserves itself
         try:
             con = self._con
-            if con is None or self._closed or not self._wants_more():
+            if con is None or self._closed.is_set() or not self._wants_more():
                 return
             try:
                 self._buffer.extend(self._reserve(con, self.window - len(self._held), 0))
@@ -441,7 +435,7 @@ class BeanstalkdBroker(Broker):
     def fetch(self, max_messages: int, timeout: float) -> list[Delivery]:
         """From the buffer when it holds jobs (no round trip; the heartbeat thread reserves ahead when it
         runs low), else reserved on the consumer connection: up to the room left in the window."""
-        if self._closed:
+        if self._closed.is_set():
             return []
         n = max(1, max_messages)
         if self._buffer:
@@ -457,7 +451,7 @@ class BeanstalkdBroker(Broker):
         while True:
             out: list[Delivery] | None = None
             with self._clock:
-                if self._closed:
+                if self._closed.is_set():
                     return []
                 try:
                     con = self._consumer()
@@ -565,7 +559,7 @@ class BeanstalkdBroker(Broker):
         self.journal.finished(delivery.id)
         gen, jid = delivery.tag
         with self._clock:
-            if self._closed or gen != self._gen or self._con is None or jid not in self._held:
+            if self._closed.is_set() or gen != self._gen or self._con is None or jid not in self._held:
                 self.log.warning("message %s not dead-lettered: its connection is gone (it is redelivered)",
                                  delivery.id)
                 return
@@ -710,10 +704,8 @@ class BeanstalkdBroker(Broker):
     # --- lifecycle ------------------------------------------------------------------------------------
     def close(self) -> None:
         """Send pending acks, release every held job (at once, uncharged), close the connections."""
-        if self._closed:
+        if not self.stop_background(self._closed):
             return
-        self._closed = True
-        self._hb_stop.set()
         with self._clock:
             con = self._con
             if con is not None:

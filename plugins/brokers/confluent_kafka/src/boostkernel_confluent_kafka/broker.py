@@ -82,9 +82,9 @@ class ConfluentKafkaBroker(LogBroker):
             raise BrokerUnavailable(f"confluent-kafka: publishing to {topic!r} failed: {errors[0]}")
 
     def _p_close(self) -> None:
-        if self._producer is not None:
-            self._producer.flush(5)
-            self._producer = None
+        producer = self._producer.take()
+        if producer is not None:
+            producer.flush(5)
 
     def _create_topics(self, topics: dict[str, int]) -> None:
         admin = AdminClient(self._common())

@@ -51,7 +51,6 @@ from urllib.parse import quote, unquote
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing, poll_claims
 from boostkernel.errors import ConfigError
 from boostkernel.journal import RunningJournal, read_journal, remove_journal, sweep_journals
-from boostkernel.logs import queue_logger
 from boostkernel.params import default_data_dir
 
 _SAFE_QUEUE = re.compile(r"^[A-Za-z0-9_.:~-]{1,200}$")
@@ -101,10 +100,8 @@ class FileBroker(Broker):
     """A directory per queue; at-least-once across threads, processes and hosts sharing the directory."""
 
     name = "file"
-    capabilities = BrokerCapabilities(
-        ack=True, requeue=True, priority=True, delay=True, durable=True, count=True, purge=True,
-        batch_publish=False, dead_letter=True, cross_process=True, recovery_seconds=15.0,
-    )
+    # and the defaults: ack, requeue, count, purge, dead letters, cross-process, recovery within 15 s
+    capabilities = BrokerCapabilities(priority=True, delay=True, durable=True)
 
     def __init__(self, queue: str, url: str | None = None, params: Any = None, **options: Any) -> None:
         super().__init__(queue, url, params, **options)
@@ -123,7 +120,6 @@ class FileBroker(Broker):
         self.scan_interval = float(o.get("scan_interval", 0.5))
         self.fsync = bool(o.get("fsync", False))
         self.watch = o.get("watch", "auto")
-        self.max_crashes = self.crash_limit()
         self.root = path_from_url(self.url, params, o.get("directory"))
         self.dir = self.root / queue
         self.ready, self.delayed = self.dir / "ready", self.dir / "delayed"
@@ -140,7 +136,6 @@ class FileBroker(Broker):
         self._delayed_s = f"{self.delayed}/"
         self.hb_file = self.consumers / self.owner
         self.journal = RunningJournal(self.journal_dir, self.owner)
-        self.log = queue_logger(queue)
         self._wake = _wakeups.setdefault(str(self.ready), threading.Condition())
         self._cache: deque[str] = deque()
         self._cache_at = 0.0
@@ -574,11 +569,8 @@ class FileBroker(Broker):
         return n
 
     def close(self) -> None:
-        if self._closed.is_set():
+        if not self.stop_background(self._closed, self._hb_thread, 5):
             return
-        self._closed.set()
-        if self._hb_thread is not None:
-            self._hb_thread.join(5)
         self._stop_watch()
         if self._started:
             returned = 0

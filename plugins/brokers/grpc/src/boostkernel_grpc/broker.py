@@ -21,7 +21,6 @@ shared secret authenticates messages, but nothing encrypts them.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -87,15 +86,13 @@ def _service(listening: Listening, queue: str) -> grpc.GenericRpcHandler:
 class GrpcBroker(ListenerBroker):
     name = "grpc"
     default_url = "grpc://127.0.0.1:7314"
-    default_port = 7314
+    connection: grpc.Channel | None
     #: the synchronous call waits on the consumer's own store: in-process by default
     default_store = "memory"
 
     def __init__(self, queue: str, url: str | None = None, params: Any = None, **options: Any) -> None:
         super().__init__(queue, url, params, **options)
         self.send_timeout = float(self.options.get("send_timeout", 60.0))
-        self._channel: grpc.Channel | None = None
-        self._lock = threading.Lock()
 
     # --- consumer -------------------------------------------------------------------------------
     def serve(self, listening: Listening, host: str, port: int) -> tuple[int, Callable[[], None]]:
@@ -117,12 +114,12 @@ class GrpcBroker(ListenerBroker):
 
     # --- producer -------------------------------------------------------------------------------
     def _stub(self, kind: str, method: str) -> Any:
-        with self._lock:
-            if self._channel is None:
+        with self.producer_lock:
+            if self.connection is None:
                 host, port = self.addresses[0]
                 target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-                self._channel = grpc.insecure_channel(target, options=_OPTIONS)
-            return getattr(self._channel, kind)(f"/{SERVICE}/{method}")
+                self.connection = grpc.insecure_channel(target, options=_OPTIONS)
+            return getattr(self.connection, kind)(f"/{SERVICE}/{method}")
 
     def _invoke(self, kind: str, method: str, request: Any, timeout: float) -> bytes:
         deadline = time.monotonic() + self.send_timeout
@@ -154,9 +151,3 @@ class GrpcBroker(ListenerBroker):
         """Send ``message`` and wait (up to ``timeout`` s) for the task's status record in the answer."""
         rec: dict[str, Any] = json.loads(self._invoke("unary_unary", "Call", self.frame(message), timeout + 2.0))
         return rec
-
-    def close_producer(self) -> None:
-        with self._lock:
-            ch, self._channel = self._channel, None
-        if ch is not None:
-            ch.close()

@@ -126,7 +126,6 @@ def _handler(listening: Listening, queue: str) -> type[BaseHTTPRequestHandler]:
 class HttpBroker(ListenerBroker):
     name = "http"
     default_url = "http://127.0.0.1:7313"
-    default_port = 7313
     #: the synchronous call waits on the consumer's own store: in-process by default
     default_store = "memory"
 

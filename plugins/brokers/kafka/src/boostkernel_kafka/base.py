@@ -61,10 +61,10 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote
 
-from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
+from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Lazy, Outgoing
 from boostkernel.errors import BrokerUnavailable, ConfigError
 from boostkernel.journal import CrashCharges, RunningJournal, consumer_id, host_journal_dir
-from boostkernel.logs import mask_url, queue_logger
+from boostkernel.logs import mask_url
 from boostkernel.retrying import Backoff
 
 from .offsets import OffsetTracker
@@ -172,7 +172,6 @@ class LogBroker(Broker):
         self.poll_timeout = float(o.get("poll_timeout", 0.1))
         self.publish_timeout = float(o.get("publish_timeout", 30.0))
         self.client_options: dict[str, Any] = dict(o.get("client_options") or {})
-        self.log = queue_logger(queue)
         self.delivery_counts = bool(o.get("delivery_counts", True))
         default_attempts = f"{self.topic}.attempts" if self.group_id == f"boostkernel.{self.topic}" else \
             f"{self.topic}.attempts.{re.sub(r'[^A-Za-z0-9._-]', '_', self.group_id)}"
@@ -181,7 +180,6 @@ class LogBroker(Broker):
         """One-partition topic of purge requests and replies, read by every consuming member (see :meth:`purge`)."""
         self.control_interval = float(o.get("control_interval", 0.1))
         self.purge_timeout = float(o.get("purge_timeout", self.session_timeout_ms / 1000 * 3))
-        self.max_crashes = self.crash_limit()
         self.owner = consumer_id()
         self.journal_dir = host_journal_dir("kafka-" + self.group_id)
         self._crashes = CrashCharges(self.journal_dir, self.owner)
@@ -196,8 +194,7 @@ class LogBroker(Broker):
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._thread_lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._closed = False
+        self._closed = threading.Event()
         self._delayed: list[tuple[float, int, Delivery]] = []  # (due, seq, delivery) for nack(delay)
         self._delayed_lock = threading.Lock()
         self._seq = 0
@@ -207,8 +204,7 @@ class LogBroker(Broker):
         self._last_commit = 0.0
         self._consumer_error: BaseException | None = None
         self._topics_ready: set[str] = set()
-        self._producer: Any = None
-        self._producer_lock = threading.Lock()
+        self._producer: Lazy[Any] = Lazy(self._new_producer)
         self._consumer: Any = None
         self._control: Any = None
         """The poll thread's reader of the control topic (no group, from its end at start), or None."""
@@ -221,11 +217,7 @@ class LogBroker(Broker):
 
     def _producer_get(self) -> Any:
         """The broker's one producer, made on first use (``_new_producer``)."""
-        if self._producer is None:
-            with self._producer_lock:
-                if self._producer is None:
-                    self._producer = self._new_producer()
-        return self._producer
+        return self._producer.get()
 
     # --- primitives the client subclasses implement ------------------------------------------------
     def _new_producer(self) -> Any:
@@ -342,7 +334,7 @@ class LogBroker(Broker):
     # --- consuming ----------------------------------------------------------------------------------
     def _start(self) -> None:
         with self._thread_lock:
-            if (self._thread is not None and self._thread.is_alive()) or self._closed:
+            if (self._thread is not None and self._thread.is_alive()) or self._closed.is_set():
                 return
             self._consumer_error = None
             self.ensure_topics(self.topic, self.control_topic,
@@ -361,14 +353,14 @@ class LogBroker(Broker):
 
     def fetch(self, max_messages: int, timeout: float) -> list[Delivery]:
         t = self._thread
-        if t is None or (not t.is_alive() and not self._closed):  # not started, or the consumer failed to open
+        if t is None or (not t.is_alive() and not self._closed.is_set()):  # not started, or the consumer failed to open
             self._start()
         deadline = time.monotonic() + timeout
         buf = self._buffer
         with self._cond:
             while not buf:
                 left = deadline - time.monotonic()
-                if left <= 0 or self._closed:
+                if left <= 0 or self._closed.is_set():
                     return []
                 self._cond.wait(left)
             n = min(max_messages, len(buf))
@@ -417,7 +409,7 @@ class LogBroker(Broker):
         if not requeue:
             self.ack(delivery)
             return
-        if delay > 0 and not self._closed:
+        if delay > 0 and not self._closed.is_set():
             with self._delayed_lock:
                 self._seq += 1
                 heapq.heappush(self._delayed, (time.monotonic() + delay, self._seq, delivery))
@@ -449,7 +441,7 @@ class LogBroker(Broker):
         ready.set()
         backoff = Backoff(0.1, 5.0, jitter=(1.0, 1.0))  # 0.1, 0.2, 0.4 … 5 s
         try:
-            while not self._stopping.is_set():
+            while not self._closed.is_set():
                 try:
                     self._run_commands()
                     self._requeue_due()
@@ -469,12 +461,12 @@ class LogBroker(Broker):
                         self._buffer_records(records)
                     backoff.reset()
                 except Exception as exc:  # noqa: BLE001 - the poll thread must survive broker trouble
-                    if self._stopping.is_set():
+                    if self._closed.is_set():
                         break
                     delay = backoff()
                     self.log.warning("%s poll loop error on %r (%s: %s); retrying in %.1fs", self.name,
                                      self.topic, type(exc).__name__, exc, delay)
-                    self._stopping.wait(delay)
+                    self._closed.wait(delay)
         finally:
             self._shutdown_consumer()
 
@@ -734,7 +726,7 @@ class LogBroker(Broker):
 
     def _consuming(self) -> bool:
         t = self._thread
-        return t is not None and t.is_alive() and not self._stopping.is_set()
+        return t is not None and t.is_alive() and not self._closed.is_set()
 
     # --- count and purge ----------------------------------------------------------------------------
     def count(self) -> int:
@@ -1046,15 +1038,8 @@ class LogBroker(Broker):
 
     # --- lifecycle ----------------------------------------------------------------------------------
     def close(self) -> None:
-        if self._closed:
+        if not self.stop_background(self._closed, self._thread, self.revoke_timeout + 30, wake=self._cond):
             return
-        self._closed = True
-        self._stopping.set()
-        with self._cond:
-            self._cond.notify_all()
-        t = self._thread
-        if t is not None and t is not threading.current_thread():
-            t.join(self.revoke_timeout + 30)
         try:
             self._p_close()
         except Exception as exc:  # noqa: BLE001

@@ -77,9 +77,9 @@ class KafkaBroker(LogBroker):
             f.get(self.publish_timeout)
 
     def _p_close(self) -> None:
-        if self._producer is not None:
-            self._producer.close(timeout=5)
-            self._producer = None
+        producer = self._producer.take()
+        if producer is not None:
+            producer.close(timeout=5)
 
     def _create_topics(self, topics: dict[str, int]) -> None:
         try:

@@ -65,7 +65,7 @@ from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Del
 from boostkernel.errors import BrokerUnavailable, ConfigError
 from boostkernel.journal import CrashCharges, RunningJournal, consumer_id, host_journal_dir
 from boostkernel.leasing import heartbeat_options
-from boostkernel.logs import mask, mask_url, queue_logger
+from boostkernel.logs import mask, mask_url
 from boostkernel.retrying import backoff_delay
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672//"
@@ -237,7 +237,6 @@ class KombuBroker(Broker):
         self.poll_interval = float(o.get("poll_interval", 0.05))
         self.backoff_max = float(o.get("backoff_max", 30.0))
         self.connect_timeout = float(o.get("connect_timeout", 10.0))
-        self.log = queue_logger(queue)
         self.q = Queue(queue, Exchange(""), routing_key=queue, durable=True, auto_delete=False)
         self.dlq = Queue(f"{queue}.dlq", Exchange(""), routing_key=f"{queue}.dlq", durable=True, auto_delete=False)
         self._closed = False
@@ -254,7 +253,6 @@ class KombuBroker(Broker):
         self._ever_ready = False
         self._first_attempt = threading.Event()
         self._last_error: str | None = None
-        self.max_crashes = self.crash_limit()
         self.owner = consumer_id()
         self.journal_dir = host_journal_dir("kombu-" + queue)
         self.journal = RunningJournal(self.journal_dir, self.owner)

@@ -60,16 +60,12 @@ class _Queue:
 
 
 _QUEUES: dict[str, _Queue] = {}
-_QUEUES_LOCK = threading.Lock()
 _TAGS = itertools.count(1)
 
 
 def _queue(name: str) -> _Queue:
     q = _QUEUES.get(name)
-    if q is None:
-        with _QUEUES_LOCK:
-            q = _QUEUES.setdefault(name, _Queue())
-    return q
+    return q if q is not None else _QUEUES.setdefault(name, _Queue())  # setdefault: racing callers get one
 
 
 class MemoryBroker(Broker):

@@ -466,7 +466,6 @@ class MqttBroker(Broker):
         self.anchor_expiry = int(o.get("anchor_expiry", 7 * 86400))
         self.anchor = bool(o.get("anchor", True))
         self.prefetch = int(o.get("prefetch", default_receive_maximum(params)))
-        self.max_crashes = self.crash_limit()
         self.client_id = str(o.get("client_id") or
                              f"bk-{queue[:40]}-{socket.gethostname()[:20]}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
         self.journal_dir = Path(host_journal_dir(f"mqtt-{self.group}"))
@@ -476,8 +475,7 @@ class MqttBroker(Broker):
         self._sub: _Conn | None = None
         self._anchored = False
         self._held: dict[tuple[int, int], Delivery] = {}
-        self._closed = False
-        self._stop = threading.Event()
+        self._closed = threading.Event()
         self._members_lock = threading.Lock()  # never held while waiting on the server (paho's thread takes it)
         self._alive: set[str] = set()
         self._dead: set[str] = set()
@@ -581,7 +579,7 @@ class MqttBroker(Broker):
 
     # --- consuming -----------------------------------------------------------------------------------
     def fetch(self, max_messages: int, timeout: float) -> list[Delivery]:
-        if self._closed:
+        if self._closed.is_set():
             return []
         sub = self._consumer()
         out: list[Delivery] = []
@@ -638,7 +636,7 @@ class MqttBroker(Broker):
 
         def later() -> None:  # the original stays unacked meanwhile: a crash still redelivers it
             self._timers.discard(t)
-            if self._closed:
+            if self._closed.is_set():
                 return
             try:
                 self._republish(delivery)
@@ -686,7 +684,7 @@ class MqttBroker(Broker):
 
     def _adopt_loop(self) -> None:
         next_anchor = time.monotonic() + self.adopt_interval * 0.5
-        while not self._stop.wait(0.1):
+        while not self._closed.wait(0.1):
             if not self._leader():
                 continue
             with self._members_lock:
@@ -697,7 +695,7 @@ class MqttBroker(Broker):
                 except Exception as exc:  # noqa: BLE001 - retried at the next round
                     log.warning("mqtt: adopting dead session(s) %s failed: %s", ", ".join(dead), exc)
             now = time.monotonic()
-            if now >= next_anchor and not self._stop.is_set():
+            if now >= next_anchor and not self._closed.is_set():
                 next_anchor = now + self.adopt_interval
                 try:
                     self._adopt(f"{self.group}-anchor")
@@ -739,7 +737,7 @@ class MqttBroker(Broker):
 
         try:
             for cid in cids:
-                if self._stop.is_set():
+                if self._closed.is_set():
                     break
                 conn = _Conn(self, cid, session_expiry=self.session_expiry, receive_max=1000)
                 opened.append((cid, conn))
@@ -782,7 +780,7 @@ class MqttBroker(Broker):
 
     def _adopt(self, cid: str) -> int:
         """Connect as the anchor session ``cid``, leave the group, publish back what it held, end it."""
-        if self._stop.is_set():
+        if self._closed.is_set():
             return 0
         conn = _Conn(self, cid, session_expiry=self.anchor_expiry, receive_max=1000)
         moved = 0
@@ -887,11 +885,8 @@ class MqttBroker(Broker):
     # --- lifecycle ---------------------------------------------------------------------------------------
     def close(self) -> None:
         """Leave the group, publish back every message held and not settled, end the session."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-        self._stop.set()
+        if not self.stop_background(self._closed):
+            return
         for t in list(self._timers):
             t.cancel()
         if self._adopter is not None:

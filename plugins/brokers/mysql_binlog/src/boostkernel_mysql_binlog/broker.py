@@ -48,7 +48,7 @@ from urllib.parse import unquote, urlsplit
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
 from boostkernel.errors import BrokerUnavailable, ConfigError
 from boostkernel.journal import RunningJournal, consumer_id, host_journal_dir, read_journal, remove_journal
-from boostkernel.logs import mask_url, queue_logger
+from boostkernel.logs import mask_url
 
 Key = tuple[str, int, int]
 _NO_KEY: Key = ("", 0, 0)
@@ -106,10 +106,8 @@ class MysqlBinlogBroker(Broker):
 
     name = "mysql-binlog"
     default_url = "mysql-binlog://root@127.0.0.1:3306/"
-    capabilities = BrokerCapabilities(
-        ack=True, requeue=True, priority=False, delay=True, durable=True, count=False, purge=False,
-        batch_publish=True, dead_letter=True, cross_process=True, recovery_seconds=15.0,
-    )
+    # and the defaults: ack, requeue, dead letters, cross-process, recovery within 15 s
+    capabilities = BrokerCapabilities(delay=True, durable=True, batch_publish=True, count=False, purge=False)
 
     def __init__(self, queue: str, url: str | None = None, params: Any = None, **options: Any) -> None:
         super().__init__(queue, url, params, **options)
@@ -142,12 +140,10 @@ class MysqlBinlogBroker(Broker):
         self.flush_interval = float(o.get("flush_interval", 0.2))
         self.lock_retry = float(o.get("lock_retry", 0.5))
         self.buffer = int(o.get("buffer", 2000))
-        self.max_crashes = self.crash_limit()
         self.lock_name = "bk_binlog:" + hashlib.sha1(queue.encode()).hexdigest()[:40]
         self.owner = consumer_id()
         self.journal_dir = host_journal_dir(f"mysql-binlog-{queue}")
         self.journal = RunningJournal(self.journal_dir, self.owner)
-        self.log = queue_logger(queue)
         self._pub_lock, self._ctl_lock = threading.RLock(), threading.RLock()
         self._pub: Any = None
         self._ctl: Any = None

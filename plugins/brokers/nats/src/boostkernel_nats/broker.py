@@ -76,7 +76,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing, consumer_window
 from boostkernel.errors import BrokerUnavailable, ConfigError, MessageRejected
 from boostkernel.journal import CrashCharges, RunningJournal, consumer_id, host_journal_dir
-from boostkernel.logs import mask, mask_url, queue_logger
+from boostkernel.logs import mask, mask_url
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
 H_ID, H_REASON, H_FAILED_AT, H_ETA = "Bk-Id", "Bk-Reason", "Bk-Failed-At", "Bk-Eta"
@@ -184,8 +184,7 @@ class NatsBroker(Broker):
     def __init__(self, queue: str, url: str | None = None, params: Any = None, **options: Any) -> None:
         super().__init__(queue, url, params, **options)
         o = self.options
-        if self.url is None or not self.url.startswith(("nats://", "tls://", "ws://", "wss://")):
-            raise ConfigError(f"nats broker needs a nats:// (or tls://) URL, got {mask_url(self.url)!r}")
+        self.checked_url(("nats", "tls", "ws", "wss"), "a nats:// (or tls://) URL")
         self.lease = float(o.get("lease", 10.0))
         if self.lease < 1.0:
             raise ConfigError(f"broker_options lease={self.lease!r}: the JetStream ack_wait must be >= 1 second")
@@ -200,8 +199,6 @@ class NatsBroker(Broker):
             raise ConfigError(f"broker_options window={self.window!r}: must be >= 1")
         self.publish_timeout = float(o.get("publish_timeout", 30.0))
         self.connect_timeout = float(o.get("connect_timeout", 5.0))
-        self.max_crashes = self.crash_limit()
-        self.log = queue_logger(queue)
         token = queue_token(queue)
         self.stream, self.subject = f"BK_{token}", f"bk.{token}"
         self.dlq_stream, self.dlq_subject = f"BK_{token}_DLQ", f"bkdlq.{token}"

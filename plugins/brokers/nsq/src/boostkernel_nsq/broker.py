@@ -41,7 +41,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
 from boostkernel.errors import BrokerUnavailable
 from boostkernel.journal import CrashCharges, RunningJournal, consumer_id, crash_loop_reason, host_journal_dir
-from boostkernel.logs import mask, mask_url, queue_logger
+from boostkernel.logs import mask, mask_url
 
 from ._common import dead_record, frame, parse, read_dead_record, unframe
 
@@ -64,8 +64,6 @@ class NsqBroker(Broker):
     def __init__(self, queue: str, url: str | None = None, params: Any = None, **options: Any) -> None:
         super().__init__(queue, url, params, **options)
         self.s = parse(self.url or self.default_url, queue, self.options)
-        self.max_crashes = self.crash_limit()
-        self.log = queue_logger(queue)
         self.owner = consumer_id()
         self.journal_dir = host_journal_dir("nsq-" + queue)
         # nsqd redelivers after msg_timeout: whichever consumer lists it as running lost it (read every time)

@@ -35,7 +35,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
 from boostkernel.errors import BrokerUnavailable, MessageRejected
-from boostkernel.logs import mask, mask_url, queue_logger
+from boostkernel.logs import mask, mask_url
 
 from ._common import parse
 
@@ -56,9 +56,7 @@ class PulsarBroker(Broker):
 
     def __init__(self, queue: str, url: str | None = None, params: Any = None, **options: Any) -> None:
         super().__init__(queue, url, params, **options)
-        md = self.crash_limit()
-        self.s = parse(self.url or self.default_url, queue, self.options, md)
-        self.log = queue_logger(queue)
+        self.s = parse(self.url or self.default_url, queue, self.options, self.max_crashes)
         self._lock = threading.Lock()
         self._client: Any = None
         self._producer: Any = None

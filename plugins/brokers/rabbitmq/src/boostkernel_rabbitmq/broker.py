@@ -60,7 +60,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing, consumer_window
 from boostkernel.errors import BrokerUnavailable, ConfigError, MessageRejected
 from boostkernel.journal import CrashCharges, RunningJournal, consumer_id, crash_loop_reason, host_journal_dir
-from boostkernel.logs import mask, mask_url, queue_logger
+from boostkernel.logs import mask, mask_url
 from boostkernel.retrying import backoff_delay
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
@@ -391,8 +391,7 @@ class RabbitmqBroker(Broker):
     def __init__(self, queue: str, url: str | None = None, params: Any = None, **options: Any) -> None:
         super().__init__(queue, url, params, **options)
         o = self.options
-        if self.url is None or not self.url.startswith(("amqp://", "amqps://")):
-            raise ConfigError(f"rabbitmq broker needs an amqp:// or amqps:// URL, got {mask_url(self.url)!r}")
+        self.checked_url(("amqp", "amqps"), "an amqp:// or amqps:// URL")
         self.max_priority = int(o.get("max_priority", 10))
         if not 0 <= self.max_priority <= 255:
             raise ConfigError(f"broker_options max_priority={self.max_priority!r}: must be 0..255 (0 = no priority)")
@@ -406,8 +405,6 @@ class RabbitmqBroker(Broker):
         self._window_registered = False
         self.connect_timeout = float(o.get("connect_timeout", 10.0))
         self.backoff_max = float(o.get("backoff_max", 30.0))
-        self.log = queue_logger(queue)
-        self.max_crashes = self.crash_limit()
         self.owner = consumer_id()
         self.journal_dir = host_journal_dir("rabbitmq-" + queue)
         self.journal = RunningJournal(self.journal_dir, self.owner)

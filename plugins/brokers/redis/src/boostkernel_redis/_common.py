@@ -308,7 +308,7 @@ class AckBatching:
     """
 
     queue: str
-    log: logging.Logger | logging.LoggerAdapter[logging.Logger]
+    log: logging.Logger
     redis: _RedisClient
     ack_flush_interval: float
     _closed: bool

@@ -37,7 +37,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
 from boostkernel.journal import RunningJournal, read_journal, remove_journal
 from boostkernel.leasing import heartbeat_options
-from boostkernel.logs import mask_url, queue_logger
+from boostkernel.logs import mask_url
 
 from ._common import (
     CONNECTION_ERRORS,
@@ -292,7 +292,6 @@ class RedisBroker(AckBatching, Broker):
         self.idle_poll = float(o.get("idle_poll", 0.5))
         self.ack_flush_interval = float(o.get("ack_flush_interval", 0.002))
         self.publish_retry_timeout = float(o.get("publish_retry_timeout", 30.0))
-        self.max_crashes = self.crash_limit()
         self.max_batch = int(o.get("max_batch", 1000))
         self.redis = client(self.url, o, pool_need(params))
         # socket_timeout bounds every read, including blocking ones: never block longer than it allows
@@ -302,7 +301,6 @@ class RedisBroker(AckBatching, Broker):
         self.cid = consumer_id()
         self._landing = f"{self.base}:landing:{self.cid}"
         self._inflight = f"{self.base}:inflight:{self.cid}"
-        self.log = queue_logger(queue)
         self.journal_dir = journal_dir(self.base)
         self.journal = RunningJournal(self.journal_dir, self.cid)
         self._scripts = {name: self.redis.register_script(src) for name, src in (

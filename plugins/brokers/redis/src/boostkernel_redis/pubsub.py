@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from boostkernel.broker import Broker, BrokerCapabilities, Delivery, Outgoing
-from boostkernel.logs import mask_url, queue_logger
+from boostkernel.logs import mask_url
 
 from ._common import (
     CONNECTION_ERRORS,
@@ -49,7 +49,6 @@ class RedisPubSubBroker(Broker):
         self._cluster = is_cluster(self.redis)
         self._publish_script = self.redis.register_script(
             "for i = 1, #ARGV do redis.call('PUBLISH', KEYS[1], ARGV[i]) end return #ARGV")
-        self.log = queue_logger(queue)
         self._pubsub: Any = None
         self._backoff = backoff_delays()
         self._closed = False

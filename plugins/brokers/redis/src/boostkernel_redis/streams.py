@@ -32,7 +32,7 @@ import orjson
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
 from boostkernel.journal import RunningJournal, read_journal, remove_journal
 from boostkernel.leasing import heartbeat_options
-from boostkernel.logs import mask_url, queue_logger
+from boostkernel.logs import mask_url
 
 if TYPE_CHECKING:
     from redis.typing import StreamIdT
@@ -195,13 +195,11 @@ class RedisStreamsBroker(AckBatching, Broker):
         self.heartbeat_interval, self.dead_after, self.reap_interval = heartbeat_options(o)
         self.ack_flush_interval = float(o.get("ack_flush_interval", 0.002))
         self.delay_poll = float(o.get("delay_poll", 0.25))
-        self.max_crashes = self.crash_limit()
         self.redis = client(self.url, o, pool_need(params))
         self._max_block = max(0.05, float(o.get("socket_timeout", 10.0)) - 1.0)
         self.base = key_base(queue, o)
         self.stream = self.base + ":stream"
         self.cid = consumer_id()
-        self.log = queue_logger(queue)
         self.journal_dir = journal_dir(self.base)
         self.journal = RunningJournal(self.journal_dir, self.cid)
         self._requeue = self.redis.register_script(_REQUEUE)

@@ -44,7 +44,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing
 from boostkernel.errors import BrokerUnavailable
-from boostkernel.logs import mask, mask_url, queue_logger
+from boostkernel.logs import mask, mask_url
 
 from ._common import parse
 
@@ -63,16 +63,13 @@ class RocketmqBroker(Broker):
     def __init__(self, queue: str, url: str | None = None, params: Any = None, **options: Any) -> None:
         super().__init__(queue, url, params, **options)
         self.s = parse(self.url or self.default_url, queue, self.options)
-        self.max_deliveries = self.crash_limit()
-        self.log = queue_logger(queue)
         self._lock = threading.Lock()
         self._producer: Any = None
         self._consumer: Any = None
         self._held: dict[str, Any] = {}  # delivery key -> message whose invisible duration the heartbeat renews
         self._held_lock = threading.Lock()
-        self._stop = threading.Event()
+        self._closed = threading.Event()
         self._heartbeat: threading.Thread | None = None
-        self._closed = False
 
     def _config(self) -> Any:
         return ClientConfiguration(self.s.endpoints, Credentials(self.s.access_key, self.s.secret_key),
@@ -104,7 +101,7 @@ class RocketmqBroker(Broker):
 
     # --- publishing -------------------------------------------------------------------------------
     def publish(self, message: Outgoing) -> None:
-        if self._closed:
+        if self._closed.is_set():
             raise BrokerUnavailable(f"rocketmq broker for queue {self.queue!r} is closed")
         try:
             self._prod().send(self._message(self.s.topic, message.body, {H_ID: message.id}))
@@ -142,7 +139,7 @@ class RocketmqBroker(Broker):
 
     def _renew(self) -> None:
         """The heartbeat: renew the invisible duration of every held message (runs on its own thread)."""
-        while not self._stop.wait(self.s.heartbeat_interval):
+        while not self._closed.wait(self.s.heartbeat_interval):
             with self._held_lock:
                 held = list(self._held.values())
             for m in held:
@@ -155,7 +152,7 @@ class RocketmqBroker(Broker):
         return str((m.properties or {}).get(H_ID) or m.message_id)
 
     def fetch(self, max_messages: int, timeout: float) -> list[Delivery]:
-        if self._closed:
+        if self._closed.is_set():
             return []
         c = self._cons()
         deadline = time.monotonic() + timeout
@@ -167,9 +164,9 @@ class RocketmqBroker(Broker):
                 raise self._unavailable("receive", exc) from None
             for m in msgs or []:
                 d = Delivery(self._key(m), bytes(m.body), m, int(m.delivery_attempt or 1))
-                if d.delivery_count > self.max_deliveries:
+                if d.delivery_count > self.max_crashes:
                     self.dead_letter(d, f"crash-loop or repeated redelivery: delivered {d.delivery_count} times "
-                                        f"(max_deliveries={self.max_deliveries})")
+                                        f"(max_deliveries={self.max_crashes})")
                     continue
                 with self._held_lock:
                     self._held[d.id] = m
@@ -181,7 +178,7 @@ class RocketmqBroker(Broker):
     def _release(self, delivery: Delivery) -> Any:
         with self._held_lock:
             self._held.pop(delivery.id, None)
-        return None if self._closed else self._consumer
+        return None if self._closed.is_set() else self._consumer
 
     def ack(self, delivery: Delivery) -> None:
         c = self._release(delivery)
@@ -253,10 +250,8 @@ class RocketmqBroker(Broker):
 
     def close(self) -> None:
         """Stop the heartbeat, hand held messages back (visible again after 1 s), stop the clients."""
-        if self._closed:
+        if not self.stop_background(self._closed):
             return
-        self._closed = True
-        self._stop.set()
         with self._held_lock:
             held = list(self._held.values())
         for m in held:

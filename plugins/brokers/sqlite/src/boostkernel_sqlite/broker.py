@@ -26,7 +26,6 @@ from typing import Any
 
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing, poll_claims
 from boostkernel.journal import RunningJournal, consumer_id, read_journal, remove_journal, sweep_journals
-from boostkernel.logs import queue_logger
 
 from .db import Database, path_from_url
 
@@ -79,14 +78,12 @@ class SqliteBroker(Broker):
         self.heartbeat_interval = float(o.get("heartbeat_interval", min(2.0, self.lease / 4)))
         self.reap_interval = float(o.get("reap_interval", min(2.0, self.lease / 4)))
         self.ack_flush_interval = float(o.get("ack_flush_interval", 0.05))
-        self.max_crashes = self.crash_limit()
         self.path = path_from_url(self.url, params, f"queue-{queue}.db")
         self.db = Database(self.path, SCHEMA)
         self.owner = consumer_id()
         self.journal_dir = f"{self.path}.running"
         self.journal = RunningJournal(self.journal_dir, self.owner)
         self._next_sweep = 0.0
-        self.log = queue_logger(queue)
         self._acks: list[int] = []
         self._acks_lock = threading.Lock()
         self._wake = _wakeups.setdefault(str(self.path), threading.Condition())
@@ -318,11 +315,8 @@ class SqliteBroker(Broker):
             "DELETE FROM bk_messages WHERE queue=? AND state IN (0, 2)", (self.queue,)).rowcount)
 
     def close(self) -> None:
-        if self._closed.is_set():
+        if not self.stop_background(self._closed, self._hb_thread, 5):
             return
-        self._closed.set()
-        if self._hb_thread is not None:
-            self._hb_thread.join(5)
         try:
             self.flush_acks()
             self.db.write(lambda c: c.execute(

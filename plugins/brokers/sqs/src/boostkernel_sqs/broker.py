@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing, consumer_window
+from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Lazy, Outgoing, consumer_window
 from boostkernel.errors import BrokerUnavailable, ConfigError
 from boostkernel.journal import RunningJournal, consumer_id, host_journal_dir, read_journal, sweep_journals
 from boostkernel.logs import mask_url
@@ -84,7 +84,6 @@ class SqsBroker(Broker):
         if self.visibility_timeout < 1 or self.heartbeat_interval >= self.visibility_timeout:
             raise ConfigError(f"sqs: visibility_timeout={self.visibility_timeout} must be >= 1 s and larger "
                               f"than heartbeat_interval={self.heartbeat_interval} (e.g. 10 and 2)")
-        self.max_crashes = self.crash_limit()
         self.max_receives = int(o.get("max_receives", max(50, self.max_crashes + 20)))
         if self.max_receives <= self.max_crashes:
             raise ConfigError(f"sqs: max_receives={self.max_receives} (the redrive policy) must be larger than "
@@ -97,7 +96,7 @@ class SqsBroker(Broker):
         self.queue_prefix = str(o.get("queue_prefix", ""))
         self.qname = _queue_name(self.queue_prefix + queue)
         self.dlq_name = _queue_name(self.queue_prefix + queue, "-dlq")
-        self._client: Any = None
+        self._client: Lazy[Any] = Lazy(self._make_client)
         self._lock = threading.RLock()
         self._queue_url: str | None = None
         self._dlq_url: str | None = None
@@ -111,8 +110,7 @@ class SqsBroker(Broker):
         """Received (held, heartbeated) and not yet handed to the kernel; under ``_held_lock``."""
         self._acks: list[Delivery] = []
         self._ack_cond = threading.Condition()
-        self._closed = False
-        self._stop = threading.Event()
+        self._closed = threading.Event()
         self._threads: list[threading.Thread] = []
         self.owner = consumer_id()
         self.journal_dir = Path(host_journal_dir(f"sqs-{self.qname}"))
@@ -121,11 +119,7 @@ class SqsBroker(Broker):
 
     # --- connection ----------------------------------------------------------------------------------
     def _boto(self) -> Any:
-        if self._client is None:
-            with self._lock:
-                if self._client is None:
-                    self._client = self._make_client()
-        return self._client
+        return self._client.get()
 
     def _make_client(self) -> Any:
         import boto3  # type: ignore[import-untyped]
@@ -256,7 +250,7 @@ class SqsBroker(Broker):
     # --- consuming -----------------------------------------------------------------------------------
     def _start_consuming(self) -> None:
         with self._lock:
-            if self._consuming or self._closed:
+            if self._consuming or self._closed.is_set():
                 return
             self._consuming = True
             self.journal.open()
@@ -274,7 +268,7 @@ class SqsBroker(Broker):
     def fetch(self, max_messages: int, timeout: float) -> list[Delivery]:
         """From the local buffer if it holds messages, else ``ReceiveMessage`` calls for up to ``max_messages``
         and whatever else the window has room for (10 per call); what the kernel did not ask for is buffered."""
-        if self._closed:
+        if self._closed.is_set():
             return []
         n = max(1, max_messages)
         with self._held_lock:
@@ -285,7 +279,7 @@ class SqsBroker(Broker):
         self._start_consuming()
         deadline = time.monotonic() + timeout
         out = []
-        while len(out) < n and not self._closed:
+        while len(out) < n and not self._closed.is_set():
             left = deadline - time.monotonic()
             wait = 0 if out else max(0, min(20, int(left)))
             ask = min(10, max(n - len(out), self.window - len(self._held)))
@@ -374,14 +368,14 @@ class SqsBroker(Broker):
         return known
 
     def ack(self, delivery: Delivery) -> None:
-        if not self._forget(delivery) and self._closed:
+        if not self._forget(delivery) and self._closed.is_set():
             return
         with self._ack_cond:
             self._acks.append(delivery)
             self._ack_cond.notify()
 
     def ack_many(self, deliveries: Iterable[Delivery]) -> None:
-        ds = [d for d in deliveries if self._forget(d) or not self._closed]
+        ds = [d for d in deliveries if self._forget(d) or not self._closed.is_set()]
         if ds:
             with self._ack_cond:
                 self._acks.extend(ds)
@@ -390,11 +384,11 @@ class SqsBroker(Broker):
     def _ack_loop(self) -> None:
         while True:
             with self._ack_cond:
-                while not self._acks and not self._stop.is_set():
+                while not self._acks and not self._closed.is_set():
                     self._ack_cond.wait(0.5)
-                if not self._acks and self._stop.is_set():
+                if not self._acks and self._closed.is_set():
                     return
-            if self.ack_delay and not self._stop.is_set():
+            if self.ack_delay and not self._closed.is_set():
                 time.sleep(self.ack_delay)
             self._flush_acks()
 
@@ -435,7 +429,7 @@ class SqsBroker(Broker):
             log.debug("sqs: change_message_visibility: %s", exc)
 
     def nack(self, delivery: Delivery, requeue: bool = True, delay: float = 0.0) -> None:
-        if not self._forget(delivery) and self._closed:
+        if not self._forget(delivery) and self._closed.is_set():
             return
         with self._held_lock:
             self._held.pop(delivery.tag, None)
@@ -465,7 +459,7 @@ class SqsBroker(Broker):
     # --- heartbeat -----------------------------------------------------------------------------------
     def _heartbeat_loop(self) -> None:
         last_sweep = 0.0
-        while not self._stop.wait(self.heartbeat_interval):
+        while not self._closed.wait(self.heartbeat_interval):
             # Only messages whose visibility was set at least half an interval ago: one received just now
             # is extended at the next beat (at most 1.5 intervals after its receive), and one acked
             # meanwhile (most, for short tasks) costs no call at all.
@@ -579,21 +573,15 @@ class SqsBroker(Broker):
                 pass
 
     def close(self) -> None:
-        if self._closed:
+        if not self.stop_background(self._closed, self._threads, 10, wake=self._ack_cond):
             return
-        self._closed = True
-        self._stop.set()
-        with self._ack_cond:
-            self._ack_cond.notify_all()
-        for t in self._threads:
-            t.join(10)
-        if self._acks and self._client is not None:
+        if self._acks and self._client.value is not None:
             self._flush_acks()
         with self._held_lock:
             held, self._held = list(self._held), {}
             self._leased = {}
             self._buffer = []
-        if held and self._client is not None:  # prefetched and unsettled: visible again at once
+        if held and self._client.value is not None:  # prefetched and unsettled: visible again at once
             try:
                 self._show_again(self._urls(), [{"ReceiptHandle": h} for h in held])
             except Exception as exc:  # noqa: BLE001 - they come back after their visibility timeout

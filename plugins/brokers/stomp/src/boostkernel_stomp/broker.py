@@ -63,7 +63,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from boostkernel.broker import Broker, BrokerCapabilities, DeadLetterRecord, Delivery, Outgoing, consumer_window
 from boostkernel.errors import BrokerUnavailable, ConfigError
 from boostkernel.journal import CrashCharges, RunningJournal, consumer_id, crash_loop_reason, host_journal_dir
-from boostkernel.logs import mask, mask_url, queue_logger
+from boostkernel.logs import mask, mask_url
 
 from ._common import StompSettings, parse_url
 
@@ -235,10 +235,8 @@ class StompBroker(Broker):
         self.prefetch = int(o.get("prefetch", default_window(params)))
         if self.prefetch < 1:
             raise ConfigError(f"broker_options prefetch={self.prefetch!r}: must be >= 1")
-        self.max_crashes = self.crash_limit()
         self.dest = s.prefix + queue
         self.dlq_dest = s.prefix + queue + s.dlq_suffix
-        self.log = queue_logger(queue)
         self.owner = consumer_id()
         self.journal_dir = host_journal_dir("stomp-" + queue)
         self.journal = RunningJournal(self.journal_dir, self.owner)

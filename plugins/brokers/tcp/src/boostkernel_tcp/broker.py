@@ -14,15 +14,16 @@ connections over them (competing consumers, per connection).
 
 from __future__ import annotations
 
-import asyncio
 import select
 import socket
-import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from boostkernel.edge import ListenerBroker, Listening, LoopThread
 from boostkernel.errors import MessageRejected
+
+if TYPE_CHECKING:
+    import asyncio
 
 #: Largest frame a listener accepts (a bigger length prefix closes the connection as malformed).
 MAX_FRAME = 64 * 1024 * 1024
@@ -32,16 +33,16 @@ _LEN = 4
 class TcpBroker(ListenerBroker):
     name = "tcp"
     default_url = "tcp://127.0.0.1:7311"
-    default_port = 7311
+    connection: socket.socket | None
 
     def __init__(self, queue: str, url: str | None = None, params: Any = None, **options: Any) -> None:
         super().__init__(queue, url, params, **options)
-        self._sock: socket.socket | None = None
         self.send_timeout = float(self.options.get("send_timeout", 60.0))
-        self._lock = threading.Lock()
 
     # --- consumer -------------------------------------------------------------------------------
     def serve(self, listening: Listening, host: str, port: int) -> tuple[int, Callable[[], None]]:
+        import asyncio
+
         loop = LoopThread.get()
         writers: set[asyncio.StreamWriter] = set()
 
@@ -68,8 +69,8 @@ class TcpBroker(ListenerBroker):
                     del buf[:pos]
                     if frames:
                         listening.put_frames(frames)
-                    while listening.full() and not listening.closed:  # back-pressure: stop reading
-                        await asyncio.sleep(0.005)
+                    if listening.full():
+                        await listening.until_room()
             except (ConnectionError, OSError):
                 return
             finally:
@@ -121,27 +122,15 @@ class TcpBroker(ListenerBroker):
                 raise MessageRejected(f"a message of {len(f)} bytes exceeds the tcp broker's {MAX_FRAME}-byte frame")
             data += len(f).to_bytes(_LEN, "big")
             data += f
-        with self._lock:
+        with self.producer_lock:
             for tries in (1, 2):
-                if self._sock is None or self._stale(self._sock):
-                    self._drop()
-                    self._sock = self._connect()
+                if self.connection is None or self._stale(self.connection):
+                    self.drop_connection()
+                    self.connection = self._connect()
                 try:
-                    self._sock.sendall(data)
+                    self.connection.sendall(data)
                     return
                 except OSError:
-                    self._drop()
+                    self.drop_connection()
                     if tries == 2:
                         raise
-
-    def _drop(self) -> None:
-        s, self._sock = self._sock, None
-        if s is not None:
-            try:
-                s.close()
-            except OSError:
-                pass
-
-    def close_producer(self) -> None:
-        with self._lock:
-            self._drop()

@@ -13,9 +13,7 @@ spreads producers over them by their source address.
 
 from __future__ import annotations
 
-import asyncio
 import socket
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -27,34 +25,27 @@ from boostkernel.logs import queue_logger
 MAX_DATAGRAM = 65507
 
 
-class _Protocol(asyncio.DatagramProtocol):
-    def __init__(self, listening: Listening) -> None:
-        self.listening = listening
-        self.dropped = 0
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        lst = self.listening
-        if lst.full():
-            self.dropped += 1
-            if self.dropped == 1:
-                queue_logger(lst.queue).warning(
-                    "udp listener of queue %r: the buffer holds max_buffer=%d messages, so datagrams are dropped "
-                    "(logged once; UDP has no back-pressure)", lst.queue, lst.max_buffer)
-            return
-        lst.put_frames([data])
-
-
 class UdpBroker(ListenerBroker):
     name = "udp"
     default_url = "udp://127.0.0.1:7312"
-    default_port = 7312
-
-    def __init__(self, queue: str, url: str | None = None, params: Any = None, **options: Any) -> None:
-        super().__init__(queue, url, params, **options)
-        self._sock: socket.socket | None = None
-        self._lock = threading.Lock()
+    connection: socket.socket | None
 
     def serve(self, listening: Listening, host: str, port: int) -> tuple[int, Callable[[], None]]:
+        import asyncio  # here, not at import: reading this broker's capabilities does not load it
+
+        class Protocol(asyncio.DatagramProtocol):
+            dropped = 0
+
+            def datagram_received(self, data: bytes, addr: Any) -> None:
+                if listening.full():
+                    self.dropped += 1
+                    if self.dropped == 1:
+                        queue_logger(listening.queue).warning(
+                            "udp listener of queue %r: the buffer holds max_buffer=%d messages, so datagrams are "
+                            "dropped (logged once; UDP has no back-pressure)", listening.queue, listening.max_buffer)
+                    return
+                listening.put_frames([data])
+
         loop = LoopThread.get()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -66,7 +57,7 @@ class UdpBroker(ListenerBroker):
 
         async def start() -> asyncio.DatagramTransport:
             transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
-                lambda: _Protocol(listening), sock=sock)
+                Protocol, sock=sock)
             return transport
 
         transport = loop.run(start())
@@ -83,19 +74,13 @@ class UdpBroker(ListenerBroker):
                 raise MessageRejected(f"a message of {len(f)} bytes does not fit one UDP datagram ({MAX_DATAGRAM} "
                                       "bytes with id and tag): pass a reference to the data, or use the tcp broker")
         host, port = self.addresses[0]
-        with self._lock:
-            if self._sock is None:
+        with self.producer_lock:
+            if self.connection is None:
                 family = socket.AF_INET6 if ":" in host else socket.AF_INET
-                self._sock = socket.socket(family, socket.SOCK_DGRAM)
-                self._sock.connect((host, port))
+                self.connection = socket.socket(family, socket.SOCK_DGRAM)
+                self.connection.connect((host, port))
             for f in frames:
                 try:
-                    self._sock.send(f)
+                    self.connection.send(f)
                 except ConnectionRefusedError:  # an ICMP "port unreachable" for an earlier datagram
-                    self._sock.send(f)
-
-    def close_producer(self) -> None:
-        with self._lock:
-            s, self._sock = self._sock, None
-        if s is not None:
-            s.close()
+                    self.connection.send(f)

@@ -13,9 +13,7 @@ while its buffer is full, so flow control holds producers back. URL: ``ws://host
 
 from __future__ import annotations
 
-import asyncio
 import socket
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -27,12 +25,6 @@ MAX_MESSAGE = 64 * 1024 * 1024
 class WebSocketBroker(ListenerBroker):
     name = "websocket"
     default_url = "ws://127.0.0.1:7315"
-    default_port = 7315
-
-    def __init__(self, queue: str, url: str | None = None, params: Any = None, **options: Any) -> None:
-        super().__init__(queue, url, params, **options)
-        self._conn: Any = None
-        self._lock = threading.Lock()
 
     # --- consumer -------------------------------------------------------------------------------
     def serve(self, listening: Listening, host: str, port: int) -> tuple[int, Callable[[], None]]:
@@ -45,8 +37,8 @@ class WebSocketBroker(ListenerBroker):
             try:
                 async for msg in ws:
                     listening.put_frames([msg.encode() if isinstance(msg, str) else msg])
-                    while listening.full() and not listening.closed:  # back-pressure: stop reading
-                        await asyncio.sleep(0.005)
+                    if listening.full():
+                        await listening.until_room()
             except ConnectionClosed:
                 pass
 
@@ -80,28 +72,16 @@ class WebSocketBroker(ListenerBroker):
         from websockets.exceptions import ConnectionClosed
 
         sent = 0
-        with self._lock:
+        with self.producer_lock:
             for tries in (1, 2):
-                if self._conn is None:
-                    self._conn = self._connect()
+                if self.connection is None:
+                    self.connection = self._connect()
                 try:
                     for f in frames[sent:]:  # no answer per message: a consumer that vanished mid-way loses some
-                        self._conn.send(f)
+                        self.connection.send(f)
                         sent += 1
                     return
                 except (ConnectionClosed, OSError):
-                    self._drop()
+                    self.drop_connection()
                     if tries == 2:
                         raise
-
-    def _drop(self) -> None:
-        c, self._conn = self._conn, None
-        if c is not None:
-            try:
-                c.close()
-            except Exception:  # noqa: BLE001 - already broken
-                pass
-
-    def close_producer(self) -> None:
-        with self._lock:
-            self._drop()

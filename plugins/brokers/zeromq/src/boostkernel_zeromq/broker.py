@@ -32,13 +32,11 @@ def _endpoint(host: str, port: int | str) -> str:
 class ZeroMQBroker(ListenerBroker):
     name = "zeromq"
     default_url = "zmq://127.0.0.1:7310"
-    default_port = 7310
+    connection: zmq.Socket[bytes] | None  # closed with LINGER: queued messages get linger seconds to leave
 
     def __init__(self, queue: str, url: str | None = None, params: Any = None, **options: Any) -> None:
         super().__init__(queue, url, params, **options)
         self.hwm = int(self.options.get("hwm", 1000))
-        self._push: zmq.Socket[bytes] | None = None
-        self._lock = threading.Lock()
 
     # --- consumer -------------------------------------------------------------------------------
     def serve(self, listening: Listening, host: str, port: int) -> tuple[int, Callable[[], None]]:
@@ -80,7 +78,7 @@ class ZeroMQBroker(ListenerBroker):
 
     # --- producer -------------------------------------------------------------------------------
     def _socket(self) -> zmq.Socket[bytes]:
-        if self._push is None:
+        if self.connection is None:
             s: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.PUSH)
             s.setsockopt(zmq.SNDHWM, self.hwm)
             s.setsockopt(zmq.SNDTIMEO, int(self.connect_timeout * 1000))
@@ -90,11 +88,11 @@ class ZeroMQBroker(ListenerBroker):
                 s.setsockopt(zmq.IPV6, 1)
             for host, port in self.addresses:
                 s.connect(_endpoint(host, port))
-            self._push = s
-        return self._push
+            self.connection = s
+        return self.connection
 
     def send(self, frames: list[bytes]) -> None:
-        with self._lock:  # a ZeroMQ socket is not thread-safe
+        with self.producer_lock:  # a ZeroMQ socket is not thread-safe
             s = self._socket()
             for i, f in enumerate(frames):
                 try:
@@ -103,9 +101,3 @@ class ZeroMQBroker(ListenerBroker):
                     raise BrokerUnavailable(
                         f"zeromq: no consumer at {self.url!r} took the message within {self.connect_timeout}s "
                         f"({i} of {len(frames)} sent); is a consumer listening there (or are they all full)?") from None
-
-    def close_producer(self) -> None:
-        with self._lock:
-            s, self._push = self._push, None
-        if s is not None:
-            s.close()  # with LINGER: queued messages get linger seconds to leave

@@ -1,8 +1,11 @@
-"""Runs jobs as coroutines on a dedicated event-loop thread; at most ``max_workers`` at once."""
+"""Runs jobs as coroutines on a dedicated event-loop thread; at most ``max_workers`` at once.
+
+``asyncio`` is imported when an executor is made, not with this module: ``boostkernel plugins list``
+reads the capabilities below without paying for it.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 from collections.abc import Awaitable, Callable
@@ -21,6 +24,8 @@ class AsyncioExecutor(Executor):
     capabilities = ExecutorCapabilities(timeout=True, cancel=True, async_functions=True, sync_functions=True)
 
     def __init__(self, max_workers: int, **options: Any) -> None:
+        import asyncio
+
         super().__init__(max_workers, **options)
         self._slots = threading.Semaphore(max_workers)
         self._running = 0
@@ -36,6 +41,8 @@ class AsyncioExecutor(Executor):
         self._closed = False
 
     def _run_loop(self) -> None:
+        import asyncio
+
         asyncio.set_event_loop(self.loop)
         self.loop.run_forever()
 
@@ -85,12 +92,16 @@ class AsyncioExecutor(Executor):
         return call_with_timeout(fn, timeout)
 
     def current_handle(self) -> Any:
+        import asyncio
+
         try:
             return asyncio.current_task(self.loop)
         except RuntimeError:  # a sync task in the sync pool: its thread
             return threading.current_thread()
 
     def interrupt(self, handle: Any, exc: type[BaseException]) -> bool:
+        import asyncio
+
         if isinstance(handle, asyncio.Task):
             if handle.done():
                 return False
@@ -101,6 +112,8 @@ class AsyncioExecutor(Executor):
         return False
 
     async def acall_with_timeout(self, fn: Callable[[], Awaitable[Any]], timeout: float) -> Any:
+        import asyncio
+
         try:
             return await asyncio.wait_for(fn(), timeout)
         except asyncio.TimeoutError:

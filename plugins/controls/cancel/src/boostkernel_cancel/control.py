@@ -34,7 +34,6 @@ from boostkernel.errors import Skip, TaskCancelled
 from boostkernel.timeouts import raise_in_thread
 
 from .api import revoke_generation_key, revoke_key
-from .options import ORDER
 
 log = logging.getLogger("boostkernel.cancel")
 POLL_INTERVAL = 0.25
@@ -57,7 +56,6 @@ class _Running:
 
 class CancelControl(Control):
     name = "cancel"
-    order = ORDER
     needs_store = True
     needs_executor = ("cancel", "cancellable=True cannot work with concurrency={params.concurrency!r}: that mode "
                       "runs each task inline in its only thread and cannot stop it. Use concurrency='threads' or "

@@ -19,15 +19,12 @@ from typing import Any
 
 from boostkernel.control import Control, TaskContext, count_per_seconds
 
-from .options import ORDER
-
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half-open"
 EXPECTED = "(failures, cool_down_seconds), e.g. (5, 30.0): after 5 consecutive failures stop consuming for 30 s"
 
 
 class CircuitBreaker(Control):
     name = "circuitbreaker"
-    order = ORDER
     count_per_seconds_options = {"circuit_breaker": EXPECTED}
 
     def __init__(self, booster: Any) -> None:

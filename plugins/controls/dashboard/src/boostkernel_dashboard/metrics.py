@@ -24,7 +24,6 @@ from boostkernel.control import Control, TaskContext
 from boostkernel.errors import ConfigError
 
 from .monitor import BUCKETS, counters_of, running_of
-from .options import ORDER_METRICS
 
 _lock = threading.Lock()
 _servers: dict[tuple[str, int], Any] = {}
@@ -40,7 +39,6 @@ class MetricsControl(Control):
     what ``Counters.finish`` costs, and nothing more when ``monitor=True`` already counts it."""
 
     name = "metrics"
-    order = ORDER_METRICS
 
     def __new__(cls, booster: Any) -> MetricsControl:
         if cls is MetricsControl and not getattr(booster.params, "monitor", False):

@@ -24,8 +24,6 @@ from boostkernel.control import Control, Repeating, TaskContext
 from boostkernel.logs import queue_logger
 from boostkernel.message import Envelope
 
-from .options import ORDER_MONITOR
-
 #: Upper bounds (seconds) of the duration histogram buckets (the last one, +Inf, is implicit).
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _NOT_FINISHED = ("requeued", "retry")
@@ -144,10 +142,7 @@ _counters: dict[str, Counters] = {}
 def counters_of(queue: str) -> Counters:
     """This process's counters of ``queue``."""
     c = _counters.get(queue)
-    if c is None:
-        with _flushers_lock:
-            c = _counters.setdefault(queue, Counters())
-    return c
+    return c if c is not None else _counters.setdefault(queue, Counters())  # setdefault: racing callers get one
 
 
 def running_of(control: Control) -> int:
@@ -160,7 +155,6 @@ class MonitorControl(Control):
     """Reports this worker and its queue's counters to the store for ``boostkernel dashboard``."""
 
     name = "monitor"
-    order = ORDER_MONITOR
     needs_store = True
     positive_seconds = {"monitor_interval": ""}
 

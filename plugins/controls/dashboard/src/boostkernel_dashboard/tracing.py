@@ -15,8 +15,6 @@ from typing import Any
 from boostkernel.control import Control, TaskContext
 from boostkernel.message import Envelope
 
-from .options import ORDER_TRACING
-
 HEADER = "trace"
 
 
@@ -24,7 +22,6 @@ class TracingControl(Control):
     """OpenTelemetry publish and run spans, linked through the message headers."""
 
     name = "tracing"
-    order = ORDER_TRACING
 
     def __init__(self, booster: Any) -> None:
         super().__init__(booster)

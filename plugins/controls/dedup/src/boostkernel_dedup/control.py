@@ -25,8 +25,6 @@ import orjson
 from boostkernel.control import Control, TaskContext
 from boostkernel.errors import ConfigError, Requeue, Skip
 
-from .options import ORDER
-
 _OPTS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
 
 
@@ -51,7 +49,6 @@ def key_for_call(booster: Any, args: list[Any], kwargs: dict[str, Any]) -> str:
 
 class DedupControl(Control):
     name = "dedup"
-    order = ORDER
     needs_store = True
     requires = {"dedup": "dedup_ttl={params.dedup_ttl!r} on queue {params.queue!r} does nothing without dedup: "
                          "use @boost({params.queue!r}, dedup=True, dedup_ttl={params.dedup_ttl!r})"}

@@ -16,12 +16,9 @@ from typing import Any
 from boostkernel.control import Control, TaskContext
 from boostkernel.errors import Skip
 
-from .options import ORDER
-
 
 class ExpiryControl(Control):
     name = "expiry"
-    order = ORDER
     positive_seconds = {"expires": "(messages older than that are dropped)"}
 
     def __init__(self, booster: Any) -> None:

@@ -16,7 +16,6 @@ from typing import Any
 from boostkernel.control import Control
 
 from .api import pause_key
-from .options import ORDER
 
 log = logging.getLogger("boostkernel.pause")
 POLL_INTERVAL = 0.5
@@ -24,7 +23,6 @@ POLL_INTERVAL = 0.5
 
 class PauseControl(Control):
     name = "pause"
-    order = ORDER
     needs_store = True
 
     def __init__(self, booster: Any) -> None:

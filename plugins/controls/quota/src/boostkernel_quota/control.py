@@ -14,14 +14,11 @@ from typing import Any
 
 from boostkernel.control import Control, count_per_seconds
 
-from .options import ORDER
-
 EXPECTED = "(runs, period_seconds), e.g. (1000, 86400) for at most 1000 task starts per day"
 
 
 class Quota(Control):
     name = "quota"
-    order = ORDER
     needs_store = True
     count_per_seconds_options = {"quota": EXPECTED}
 

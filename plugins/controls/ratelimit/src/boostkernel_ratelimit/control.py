@@ -24,12 +24,9 @@ from typing import Any
 from boostkernel.control import Control
 from boostkernel.errors import ConfigError
 
-from .options import ORDER
-
 
 class RateLimit(Control):
     name = "ratelimit"
-    order = ORDER
 
     @classmethod
     def check(cls, booster: Any) -> None:

@@ -24,12 +24,9 @@ from typing import Any
 from boostkernel.control import Control, TaskContext
 from boostkernel.errors import ConfigError, Retry, Signal, TaskCancelled
 
-from .options import ORDER
-
 
 class RetryControl(Control):
     name = "retry"
-    order = ORDER
     handles_retry = True  # the kernel's default Retry limit does not apply: max_retries decides
 
     @classmethod

@@ -22,8 +22,6 @@ from typing import Any
 from boostkernel.control import Control, Repeating, TaskContext
 from boostkernel.logs import queue_logger
 
-from .options import ORDER
-
 #: queue -> the last snapshot computed in this process
 LATEST: dict[str, dict[str, Any]] = {}
 _FAILED = frozenset(("failure", "dead"))
@@ -31,7 +29,6 @@ _FAILED = frozenset(("failure", "dead"))
 
 class StatsControl(Control):
     name = "stats"
-    order = ORDER
     positive_seconds = {"stats_interval": ""}
 
     def __init__(self, booster: Any) -> None:

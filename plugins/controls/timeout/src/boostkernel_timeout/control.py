@@ -29,12 +29,9 @@ from typing import Any
 from boostkernel.control import Control, TaskContext
 from boostkernel.errors import TaskTimeout
 
-from .options import ORDER
-
 
 class TimeoutControl(Control):
     name = "timeout"
-    order = ORDER
     needs_executor = ("timeout", "timeout={params.timeout!r} cannot work with concurrency={params.concurrency!r}: "
                       "that mode runs each task inline in its only thread and cannot stop it. Use "
                       "concurrency='threads' (or 'asyncio' for async functions), or drop the timeout")

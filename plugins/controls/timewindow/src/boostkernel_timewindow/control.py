@@ -15,8 +15,6 @@ from typing import Any
 from boostkernel.control import Control
 from boostkernel.errors import ConfigError
 
-from .options import ORDER
-
 
 def _croniter() -> Any:
     try:
@@ -37,7 +35,6 @@ def _tz(booster_params: Any) -> Any:
 
 class TimeWindow(Control):
     name = "timewindow"
-    order = ORDER
 
     @classmethod
     def check(cls, booster: Any) -> None:

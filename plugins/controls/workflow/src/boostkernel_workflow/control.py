@@ -37,8 +37,6 @@ from boostkernel.params import TaskOptions
 from boostkernel.registry import get_booster
 from boostkernel.results import FINAL_STATUSES
 
-from .options import ORDER
-
 #: Statuses that end a member successfully (a dedup duplicate carries the result of the run it repeats).
 _OK = ("success", "duplicate")
 
@@ -49,7 +47,6 @@ class WorkflowBroken(Exception):
 
 class WorkflowControl(Control):
     name = "workflow"
-    order = ORDER
     needs_store = True
     requires = {"results": "workflow=True on queue {params.queue!r} needs the members' results: "
                            "use @boost({params.queue!r}, results=True, workflow=True)"}
