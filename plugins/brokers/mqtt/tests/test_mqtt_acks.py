@@ -40,7 +40,7 @@ def test_acks_from_many_threads_all_reach_the_server() -> None:
             t.join()
         sub = first._sub
         assert sub is not None
-        first._stop.set()
+        first._closed.set()  # the background threads stop (close() is not called: the session must stay)
         first._sync(sub)  # a packet queued after the acks: its PUBACK means the server has them all
         sub.close(end_session=False)  # graceful: the session stays, with whatever was not acked
         second = MqttBroker(queue, url, client_id=cid, session_expiry=60, anchor=False)
