@@ -730,7 +730,7 @@ class LogBroker(Broker):
             if running:
                 self.log.warning("partitions %s of %r revoked while %d task(s) still run: they will run again "
                                  "elsewhere", sorted(revoked), self.topic, running)
-            else:
+            elif not self.tracker.wait_until(targets, 0):
                 self.log.info("partitions %s of %r revoked with records handed out but not started: they will run "
                               "again elsewhere", sorted(revoked), self.topic)
         try:
