@@ -16,8 +16,12 @@ small primitives; everything that decides *when* an offset may be committed live
 * **dead_letter** publishes to ``<topic>.dlq`` with the reason in a header, then marks the offset finished.
   The DLQ is read with a separate cursor (the committed offset of group ``<group>.dlq``): ``dead_letters``
   lists from that cursor, ``replay_dead_letters``/``purge_dead_letters`` move it forward.
-* **On revoke** (rebalance) buffered records of the revoked partitions are dropped, running ones get up to
-  ``revoke_timeout`` seconds to finish, and the watermark is committed synchronously.
+* **On revoke** (rebalance) buffered records of the revoked partitions are dropped, the records handed out
+  get up to ``revoke_timeout`` seconds to finish, and those *running* (:meth:`LogBroker.started`, not acked or
+  nacked: a set of tags, one add per message) up to ``revoke_running_timeout`` more, so that a live
+  worker's long task keeps its partition; then the watermark is committed synchronously. The bound stays
+  below ``max_poll_interval_ms`` (the clients' rebalance timeout); both clients heartbeat during the wait
+  (kafka-python's heartbeat thread, librdkafka's own threads). The wait ends at once on :meth:`close`.
 * **count** is the group's lag minus the records this broker's own consumer handed out and has not committed
   yet (fetched and unacked, or acked since the last commit); records that *other* consumers of the group
   hold are still counted (nothing on the server says which they are), the ranges a purge skipped are not.
