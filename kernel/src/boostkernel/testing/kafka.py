@@ -47,13 +47,6 @@ class KafkaContract(BrokerContract):
     expected_failures = {
         "test_durable_across_service_restart": "runs in the PrivateTansuTests class against a private tansu",
     }
-    timing_dependent_failures = {
-        "test_live_long_task_is_not_redelivered": "a consumer that does not poll while it runs a long task "
-                                                  "loses its partitions when another consumer joins, and its "
-                                                  "uncommitted messages are delivered again; whether the "
-                                                  "rebalance completes within the test's window is timing",
-    }
-
     def new_broker(self, queue: str, url: str) -> Broker:
         """The plugin's broker for ``queue`` on the server at ``url`` (with :data:`KAFKA_TEST_OPTIONS`)."""
         raise NotImplementedError("a KafkaContract subclass writes new_broker(queue, url)")

@@ -230,3 +230,45 @@ def test_purge_from_outside_is_done_by_the_member_and_spares_later_records(broke
         assert wait_until(lambda: nxt.count() == 0, 10)
     finally:
         nxt.close()
+
+
+@pytest.mark.serial
+@pytest.mark.parametrize("broker_name", ["kafka", "confluent-kafka"])
+def test_rebalance_waits_for_the_running_record_not_for_prefetched_ones(broker_name: str) -> None:
+    """A member joins while another runs record 0 (``started``) and holds record 1 only prefetched: the
+    partition stays with the runner until it acks record 0 (far past ``revoke_timeout``); then the new member
+    gets record 1 (never started, so not committed) and never record 0."""
+    q = f"sem_{uuid.uuid4().hex[:8]}"
+    if broker_name == "kafka":
+        a, b = _broker(q, revoke_timeout=1.0), _broker(q, revoke_timeout=1.0)
+    else:
+        from boostkernel_confluent_kafka.broker import ConfluentKafkaBroker
+
+        a, b = (ConfluentKafkaBroker(q, service_url("kafka"), None, session_timeout_ms=2000,
+                                     heartbeat_interval_ms=300, partitions=1, commit_interval=0.1,
+                                     revoke_timeout=1.0) for _ in range(2))
+    try:
+        msgs = _msgs(2)
+        a.publish_many(msgs)
+        held = _fetch(a, 2)
+        assert [d.id for d in held] == [m.id for m in msgs]
+        a.started(held[0])
+        got = []
+        hold_until = time.monotonic() + 6.0  # 6 x revoke_timeout, 3 x the session timeout
+        while time.monotonic() < hold_until:
+            got += b.fetch(2, 0.5)
+        assert got == [], "a record was delivered to the joining member while the other one ran record 0"
+        a.ack(held[0])
+        deadline = time.monotonic() + 20.0
+        got_a: list = []
+        while not (got or got_a) and time.monotonic() < deadline:  # the group's one partition goes to either
+            got += b.fetch(2, 0.2)
+            got_a += a.fetch(2, 0.2)
+        got += b.fetch(2, 1.0)
+        got_a += a.fetch(2, 0.1)
+        assert [d.id for d in got + got_a] == [msgs[1].id], "after the ack only the prefetched record comes again"
+        b.ack_many(got)
+        a.ack_many(got_a)
+    finally:
+        a.close()
+        b.close()

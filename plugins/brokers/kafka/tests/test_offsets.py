@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 
 from boostkernel_kafka.offsets import OffsetTracker
 
@@ -107,3 +108,30 @@ def test_wait_until_returns_when_the_watermark_reaches_the_target() -> None:
     threading.Timer(0.1, lambda: t.done(0, 0, e)).start()
     assert t.wait_until({0: 1}, 5.0) is True
     assert t.wait_until({0: 2}, 0.1) is False
+
+
+def test_is_pending_until_finished_revoked_or_stale() -> None:
+    t = OffsetTracker()
+    t.assign([0, 1])
+    e0 = t.add(0, 0)
+    t.add(0, 1)
+    t.add(0, 2)
+    e1 = t.add(1, 7)
+    assert [t.is_pending(0, off, e0) for off in (0, 1, 2)] == [True, True, True]
+    t.done(0, 2, e0)  # finished above an unfinished one: still in ``done``
+    t.done(0, 0, e0)  # finished and popped below the watermark
+    assert [t.is_pending(0, off, e0) for off in (0, 1, 2)] == [False, True, False]
+    assert t.is_pending(0, 1, e0 + 1000) is False  # another epoch's delivery
+    t.revoke([1])
+    assert t.is_pending(1, 7, e1) is False
+
+
+def test_wait_until_ends_when_stop_is_set() -> None:
+    t = OffsetTracker()
+    t.assign([0])
+    t.add(0, 0)
+    stop = threading.Event()
+    threading.Timer(0.1, lambda: (stop.set(), t.notify())).start()
+    started = time.monotonic()
+    assert t.wait_until({0: 1}, 30.0, stop.is_set) is False
+    assert time.monotonic() - started < 5.0

@@ -102,7 +102,7 @@ class ConfluentKafkaBroker(LogBroker):
         conf = {**self._common(), "group.id": self.group_id, "enable.auto.commit": False,
                 "enable.auto.offset.store": False, "auto.offset.reset": "earliest",
                 "session.timeout.ms": self.session_timeout_ms, "heartbeat.interval.ms": self.heartbeat_interval_ms,
-                "fetch.wait.max.ms": 100, "max.poll.interval.ms": 300000, "enable.partition.eof": False}
+                "fetch.wait.max.ms": 100, "max.poll.interval.ms": self.max_poll_interval_ms, "enable.partition.eof": False}
         conf.update(self.client_options.get("consumer", {}))
         self._consumer = Consumer(conf)
         self._consumer.subscribe(

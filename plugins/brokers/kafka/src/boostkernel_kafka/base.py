@@ -16,8 +16,12 @@ small primitives; everything that decides *when* an offset may be committed live
 * **dead_letter** publishes to ``<topic>.dlq`` with the reason in a header, then marks the offset finished.
   The DLQ is read with a separate cursor (the committed offset of group ``<group>.dlq``): ``dead_letters``
   lists from that cursor, ``replay_dead_letters``/``purge_dead_letters`` move it forward.
-* **On revoke** (rebalance) buffered records of the revoked partitions are dropped, running ones get up to
-  ``revoke_timeout`` seconds to finish, and the watermark is committed synchronously.
+* **On revoke** (rebalance) buffered records of the revoked partitions are dropped, the records handed out
+  get up to ``revoke_timeout`` seconds to finish, and those *running* (:meth:`LogBroker.started`, not acked or
+  nacked: a set of tags, one add per message) up to ``revoke_running_timeout`` more, so that a live
+  worker's long task keeps its partition; then the watermark is committed synchronously. The bound stays
+  below ``max_poll_interval_ms`` (the clients' rebalance timeout); both clients heartbeat during the wait
+  (kafka-python's heartbeat thread, librdkafka's own threads). The wait ends at once on :meth:`close`.
 * **count** is the group's lag minus the records this broker's own consumer handed out and has not committed
   yet (fetched and unacked, or acked since the last commit); records that *other* consumers of the group
   hold are still counted (nothing on the server says which they are), the ranges a purge skipped are not.
@@ -169,6 +173,20 @@ class LogBroker(Broker):
         self.pause_after = float(o.get("pause_after", 2.0))
         self.commit_interval = float(o.get("commit_interval", 0.5))
         self.revoke_timeout = float(o.get("revoke_timeout", 5.0))
+        consumer_conf = dict(dict(o.get("client_options") or {}).get("consumer") or {})
+        self.max_poll_interval_ms = int(o.get("max_poll_interval_ms") or consumer_conf.get("max_poll_interval_ms")
+                                        or consumer_conf.get("max.poll.interval.ms") or 300000)
+        """The client's max poll interval, which is also its rebalance timeout (JoinGroup): a member that stays
+        longer in a revoke callback leaves the group (kafka-python) or is dropped by the coordinator."""
+        poll_bound = self.max_poll_interval_ms / 1000
+        self.revoke_running_timeout = float(o.get("revoke_running_timeout",
+                                                  max(self.revoke_timeout, poll_bound - max(10.0, poll_bound / 10))))
+        """How long a revoke waits for records that are *running* (:meth:`started`, not acked or nacked yet); the
+        default stays a margin below ``max_poll_interval_ms``. Records only handed out get ``revoke_timeout``."""
+        if self.revoke_running_timeout >= poll_bound:
+            raise ConfigError(f"{self.name}: revoke_running_timeout ({self.revoke_running_timeout}s) must be below "
+                              f"max_poll_interval_ms ({self.max_poll_interval_ms} ms), or the member is dropped "
+                              f"from the group while it waits")
         self.poll_timeout = float(o.get("poll_timeout", 0.1))
         self.publish_timeout = float(o.get("publish_timeout", 30.0))
         self.client_options: dict[str, Any] = dict(o.get("client_options") or {})
@@ -190,6 +208,8 @@ class LogBroker(Broker):
         """Partition -> offset after the last record :meth:`fetch` handed out in this assignment (under _cond)."""
 
         self.tracker = OffsetTracker()
+        self._running: set[tuple[int, int, int]] = set()
+        """Tags of the deliveries :meth:`started` and not acked/nacked yet (any thread: set add/discard only)."""
         self._buffer: deque[Delivery] = deque()
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -375,18 +395,21 @@ class LogBroker(Broker):
     def started(self, delivery: Delivery) -> None:
         """Record that this delivery runs now: one write(2) to this consumer's journal (see the module doc)."""
         self.journal.started(delivery.id)
+        self._running.add(delivery.tag)
 
     def ack(self, delivery: Delivery) -> None:
         p, off, epoch = delivery.tag
+        self._running.discard(delivery.tag)  # before done(): its notify wakes a revoke waiting on the set
         self.tracker.done(p, off, epoch)
         self.journal.finished(delivery.id)
         if delivery.crashes:
             self._crashes.forget(delivery.id)
 
     def ack_many(self, deliveries: Any) -> None:
-        done, finished = self.tracker.done, self.journal.finished
+        done, finished, running = self.tracker.done, self.journal.finished, self._running
         for d in deliveries:
             p, off, epoch = d.tag
+            running.discard(d.tag)
             done(p, off, epoch)
             finished(d.id)
             if d.crashes:
@@ -413,6 +436,9 @@ class LogBroker(Broker):
             with self._delayed_lock:
                 self._seq += 1
                 heapq.heappush(self._delayed, (time.monotonic() + delay, self._seq, delivery))
+            if self._running:
+                self._running.discard(delivery.tag)  # not running any more: a revoke need not wait for it
+                self.tracker.notify()
             return
         self._requeue_now(delivery)
 
@@ -695,14 +721,51 @@ class LogBroker(Broker):
                 self._write_marks(first_dropped)
             except Exception as exc:  # noqa: BLE001
                 self.log.debug("could not write the read marks on revoke: %s", exc)
-        if targets and not self.tracker.wait_until(targets, self.revoke_timeout):
-            self.log.warning("partitions %s of %r revoked while tasks still run: they will run again elsewhere",
-                             sorted(revoked), self.topic)
+        if targets and not self.tracker.wait_until(targets, self.revoke_timeout, self._closed.is_set):
+            running = self._wait_running(revoked)
+            if running:
+                self.log.warning("partitions %s of %r revoked while %d task(s) still run: they will run again "
+                                 "elsewhere", sorted(revoked), self.topic, running)
+            elif not self.tracker.wait_until(targets, 0):
+                self.log.info("partitions %s of %r revoked with records handed out but not started: they will run "
+                              "again elsewhere", sorted(revoked), self.topic)
         try:
             self._commit(list(revoked))
         except Exception as exc:  # noqa: BLE001
             self.log.warning("commit on revoke of %r failed (records run again elsewhere): %s", self.topic, exc)
         self.tracker.revoke(revoked)
+        for tag in self._running.copy():  # acks of these are stale now (they discard their tag all the same)
+            if tag[0] in revoked:
+                self._running.discard(tag)
+
+    def _wait_running(self, revoked: set[int]) -> int:
+        """Revoke, after ``revoke_timeout``: wait up to ``revoke_running_timeout`` more while records of ``revoked`` are *running* (:meth:`started`, not finished), so
+        that they keep their partition and are not delivered to another member while they run. Records only
+        handed out are not waited for. The clients keep heartbeating meanwhile (kafka-python's heartbeat thread
+        runs during the revoke callback; librdkafka heartbeats from its own threads), and the bound stays below
+        ``max_poll_interval_ms``. Ends at once when the broker is closing. Returns how many still run."""
+        tracker, running = self.tracker, self._running
+
+        def still_running() -> int:
+            n = 0
+            for p, off, epoch in running.copy():  # copy(): atomic while other threads add and discard
+                if p in revoked and tracker.is_pending(p, off, epoch):
+                    n += 1
+            return n
+
+        n = still_running()
+        if not n or self._closed.is_set():
+            return n
+        self.log.info("partitions %s of %r revoked while %d task(s) run: waiting up to %.0fs for them to finish",
+                      sorted(revoked), self.topic, n, self.revoke_running_timeout)
+        deadline = time.monotonic() + self.revoke_running_timeout
+        while n and not self._closed.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            tracker.wait_changed(min(left, 1.0))
+            n = still_running()
+        return n
 
     # commands run by the poll thread on behalf of other threads
     def _call_in_poll_thread(self, fn: Any, timeout: float = 30.0) -> Any:
@@ -1038,8 +1101,12 @@ class LogBroker(Broker):
 
     # --- lifecycle ----------------------------------------------------------------------------------
     def close(self) -> None:
-        if not self.stop_background(self._closed, self._thread, self.revoke_timeout + 30, wake=self._cond):
+        if not self.stop_background(self._closed, wake=self._cond):
             return
+        self.tracker.notify()  # a revoke waiting for running records gives up
+        t = self._thread
+        if t is not None and t is not threading.current_thread():
+            t.join(self.revoke_timeout + 30)
         try:
             self._p_close()
         except Exception as exc:  # noqa: BLE001

@@ -100,7 +100,7 @@ class KafkaBroker(LogBroker):
         conf = {**self._common(), "group_id": self.group_id, "enable_auto_commit": False,
                 "auto_offset_reset": "earliest", "session_timeout_ms": self.session_timeout_ms,
                 "heartbeat_interval_ms": self.heartbeat_interval_ms, "max_poll_records": 500,
-                "fetch_max_wait_ms": 100, "max_poll_interval_ms": 300000}
+                "fetch_max_wait_ms": 100, "max_poll_interval_ms": self.max_poll_interval_ms}
         conf.update(self.client_options.get("consumer", {}))
         self._consumer = KafkaConsumer(**conf)
         self._consumer.subscribe([self.topic], listener=_Listener(self))

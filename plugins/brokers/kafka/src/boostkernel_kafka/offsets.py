@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import heapq
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 
 
 class _Partition:
@@ -159,10 +160,10 @@ class OffsetTracker:
         """Records handed out (buffered or running) and not finished, over every partition."""
         return self._unfinished
 
-    def wait_until(self, partition_targets: dict[int, int], timeout: float) -> bool:
-        """Wait until each partition's watermark reached its target (its first record we will not run)."""
-        import time
-
+    def wait_until(self, partition_targets: dict[int, int], timeout: float,
+                   stop: Callable[[], bool] | None = None) -> bool:
+        """Wait until each partition's watermark reached its target (its first record we will not run); False
+        after ``timeout``, or as soon as ``stop()`` is true (checked at each :meth:`notify` or change)."""
         deadline = time.monotonic() + timeout
         with self._lock:
             while True:
@@ -170,9 +171,28 @@ class OffsetTracker:
                        if p in self._parts):
                     return True
                 left = deadline - time.monotonic()
-                if left <= 0:
+                if left <= 0 or (stop is not None and stop()):
                     return False
                 self.changed.wait(left)
+
+    def is_pending(self, partition: int, offset: int, epoch: int) -> bool:
+        """True while the record was handed out under ``epoch`` of an assigned partition and is not finished."""
+        with self._lock:
+            part = self._parts.get(partition)
+            if self.closed or part is None or part.epoch != epoch or offset in part.done:
+                return False
+            w = part.watermark()  # finished offsets below the lowest unfinished one are popped from ``done``
+            return w is not None and offset >= w
+
+    def wait_changed(self, timeout: float) -> None:
+        """Wait up to ``timeout`` for a change (an offset finished, a revoke) or a :meth:`notify`."""
+        with self._lock:
+            self.changed.wait(timeout)
+
+    def notify(self) -> None:
+        """Wake the threads in :meth:`wait_until` / :meth:`wait_changed` (they check their condition again)."""
+        with self._lock:
+            self.changed.notify_all()
 
     def close(self) -> None:
         with self._lock:
