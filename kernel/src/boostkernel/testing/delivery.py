@@ -268,6 +268,22 @@ class DeliveryContract:
             child.call("start", ids=[poison.id])
             child.kill()
 
+    def _await_dead_letter(self, broker: Broker, mid: str) -> tuple[list[Any], list[Delivery]]:
+        """Wait for message ``mid``'s dead letter while fetching as a worker would (a broker without a reaper,
+        such as SQS, dead-letters it when it is received again). Returns its dead-letter records and the
+        deliveries fetched meanwhile (acked); stops at the first one: the message delivered once more means
+        the crash limit failed."""
+        deadline = time.monotonic() + self.recovery_bound(broker) + self.settle_time
+        dead: list[Any] = []
+        stray: list[Delivery] = []
+        while time.monotonic() < deadline and not stray:
+            dead = [r for r in broker.dead_letters() if r.id == mid]
+            if dead:
+                break
+            stray += broker.fetch(1, 0.2)
+        broker.ack_many(stray)
+        return dead, stray
+
     @requires("ack", "cross_process", "dead_letter")
     def test_crash_loop_goes_to_dead_letters(self, broker: Broker,
                                              consumers: Callable[[Broker], ConsumerProcess]) -> None:
@@ -276,16 +292,7 @@ class DeliveryContract:
         poison = _msg({"poison": True})
         broker.publish(poison)
         self._crash_loop(broker, consumers, poison, [])
-        bound = self.recovery_bound(broker)
-        deadline = time.monotonic() + bound + self.settle_time
-        dead: list[Any] = []
-        stray: list[Delivery] = []
-        while time.monotonic() < deadline and not stray:  # delivered once more: the limit failed, stop here
-            dead = [r for r in broker.dead_letters() if r.id == poison.id]
-            if dead:
-                break
-            stray += broker.fetch(1, 0.2)
-        broker.ack_many(stray)
+        dead, stray = self._await_dead_letter(broker, poison.id)
         assert dead, (f"a message that killed its consumer {self.max_deliveries} times was not dead-lettered "
                       f"(delivered again {len(stray)} time(s) instead)")
         assert "crash" in dead[0].reason.lower(), f"the reason must name the crash loop: {dead[0].reason!r}"
@@ -322,17 +329,10 @@ class DeliveryContract:
             # The reaper may run just after the bystanders came back, or (a broker without one: SQS) the
             # message is dead-lettered when it is received again: keep consuming, as a worker would. It must
             # not be delivered again.
-            deadline = time.monotonic() + bound + self.settle_time
-            stray: list[Delivery] = []
-            while time.monotonic() < deadline and not stray:
-                if any(r.id == poison.id for r in broker.dead_letters()):
-                    break
-                stray += broker.fetch(1, 0.2)
-            broker.ack_many(stray)
+            found, stray = self._await_dead_letter(broker, poison.id)
             assert not stray, (f"after {self.max_deliveries} crashes the message that was running was delivered "
                                f"again ({[d.id for d in stray]}) instead of dead-lettered")
-            assert any(r.id == poison.id for r in broker.dead_letters()), \
-                "the message that was running is not dead-lettered"
+            assert found, "the message that was running is not dead-lettered"
 
     # --- no crash: exactly once ---------------------------------------------------------------------
     @requires("ack")
