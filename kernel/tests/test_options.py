@@ -159,6 +159,8 @@ def test_plugins_list_json_imports_no_client_library() -> None:
     # the listening brokers' and the asyncio executor's modules are read for their capabilities: asyncio
     # (10-16 ms) is imported when a loop is made, not with them (issue #11)
     assert "asyncio" not in imported, "plugins list imported asyncio"
+    # the http broker's listener (http.server) and client (http.client, which loads ssl): 15-20 ms together
+    assert not {"http.server", "http.client"} & imported, "plugins list imported the http broker's server or client"
 
 
 def test_import_boostkernel_imports_neither_asyncio_nor_metadata() -> None:

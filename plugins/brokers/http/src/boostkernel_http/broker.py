@@ -19,108 +19,22 @@ Endpoints of the listener (stdlib :class:`http.server.ThreadingHTTPServer`, HTTP
 
 from __future__ import annotations
 
-import http.client
 import json
 import socket
 import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from typing import TYPE_CHECKING, Any
 
 from boostkernel.broker import Outgoing
-from boostkernel.edge import ListenerBroker, Listening, wait_result
+from boostkernel.edge import ListenerBroker, Listening
 from boostkernel.errors import BrokerUnavailable, MessageRejected
 
+if TYPE_CHECKING:
+    import http.client
+
+#: ``Content-Type`` of a body holding several length-prefixed frames (``publish_many``).
 FRAMES_TYPE = "application/x-boostkernel-frames"
-#: Largest request body a listener reads.
-MAX_BODY = 64 * 1024 * 1024
-
-
-def _split(body: bytes) -> list[bytes] | None:
-    out, pos = [], 0
-    while pos < len(body):
-        if len(body) - pos < 4:
-            return None
-        n = int.from_bytes(body[pos:pos + 4], "big")
-        if len(body) - pos - 4 < n:
-            return None
-        out.append(body[pos + 4:pos + 4 + n])
-        pos += 4 + n
-    return out
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    reuse_port = False
-
-    def server_bind(self) -> None:
-        if self.reuse_port:
-            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        super().server_bind()
-
-
-def _handler(listening: Listening, queue: str) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:  # no line per request
-            pass
-
-        def setup(self) -> None:
-            super().setup()
-            # headers and body leave in two writes: without this, Nagle + delayed ACK add 40 ms per request
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-        def _answer(self, code: int, body: bytes = b"", ctype: str = "text/plain") -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            if listening.closed:
-                self.send_header("Connection", "close")
-                self.close_connection = True
-            self.end_headers()
-            self.wfile.write(body)
-
-        def do_POST(self) -> None:  # noqa: N802 - the http.server API
-            n = int(self.headers.get("Content-Length") or 0)
-            if n > MAX_BODY:
-                self.close_connection = True
-                return self._answer(413, b"body too large")
-            body = self.rfile.read(n)
-            if listening.closed:
-                return self._answer(503, b"stopping")
-            if listening.full():
-                return self._answer(503, b"buffer full")
-            path = urlsplit(self.path)
-            if path.path.rstrip("/").endswith("/call"):
-                return self._call(body, parse_qs(path.query))
-            if self.headers.get("Content-Type") == FRAMES_TYPE:
-                frames = _split(body)
-                if frames is None:
-                    listening.refuse("a malformed frame list")
-                    return self._answer(400, b"malformed frame list")
-            else:
-                frames = [body]
-            taken = listening.put_frames(frames)
-            if taken < len(frames):
-                return self._answer(403, b"%d of %d message(s) refused" % (len(frames) - taken, len(frames)))
-            self._answer(202, b"%d" % taken)
-
-        def _call(self, body: bytes, query: dict[str, list[str]]) -> None:
-            d = listening.decode(body)
-            if d is None:
-                return self._answer(403, b"message refused")
-            timeout = min(float(query.get("timeout", ["30"])[0]), 3600.0)
-            listening.put(d)
-            rec = wait_result(queue, d.id, timeout)
-            self._answer(200, json.dumps(rec, default=str).encode(), "application/json")
-
-        def do_GET(self) -> None:  # noqa: N802
-            self._answer(200, b"boostkernel http listener\n")
-
-    return Handler
 
 
 class HttpBroker(ListenerBroker):
@@ -136,10 +50,12 @@ class HttpBroker(ListenerBroker):
 
     # --- consumer -------------------------------------------------------------------------------
     def serve(self, listening: Listening, host: str, port: int) -> tuple[int, Callable[[], None]]:
-        cls = type("_Server", (_Server,), {  # per listener: the family and reuse_port are class attributes
+        from .listener import Server, handler  # http.server: only where a consumer listens
+
+        cls = type("_Server", (Server,), {  # per listener: the family and reuse_port are class attributes
             "address_family": socket.AF_INET6 if ":" in host else socket.AF_INET,
             "reuse_port": bool(self.options.get("reuse_port", hasattr(socket, "SO_REUSEPORT")))})
-        server = cls((host, port), _handler(listening, self.queue))
+        server = cls((host, port), handler(listening, self.queue))
         t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
                              name=f"boostkernel-http-{self.queue}", daemon=True)
         t.start()
@@ -155,6 +71,8 @@ class HttpBroker(ListenerBroker):
     def _conn(self) -> http.client.HTTPConnection:
         c: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
         if c is None:
+            import http.client  # once per thread: producers only, and not at plugin load
+
             host, port = self.addresses[0]
             c = http.client.HTTPConnection(host, port, timeout=self.send_timeout)
             self._local.conn = c
@@ -163,6 +81,8 @@ class HttpBroker(ListenerBroker):
         return c
 
     def _post(self, path: str, body: bytes, ctype: str, timeout: float | None = None) -> tuple[int, bytes]:
+        from http.client import HTTPException  # not at plugin load; after the first call, a dictionary lookup
+
         deadline = time.monotonic() + self.send_timeout
         delay = 0.02
         refused_since: float | None = None
@@ -176,7 +96,7 @@ class HttpBroker(ListenerBroker):
                 data = r.read()
                 if r.getheader("Connection", "").lower() == "close":
                     c.close()
-            except (ConnectionError, OSError, http.client.HTTPException) as exc:
+            except (ConnectionError, OSError, HTTPException) as exc:
                 c.close()
                 now = time.monotonic()
                 refused_since = refused_since or now
