@@ -26,11 +26,6 @@ IN_MEMORY = ("the local SQS-compatible server (moto) keeps its queues in memory:
              "durability across a service restart cannot be shown here (Amazon SQS itself stores messages "
              "redundantly; that is its guarantee, not one this suite can test)")
 
-MOTO_UNDER_LOAD = ("moto, not this plugin: under load moto delivers a message again after it answered its "
-                   "DeleteMessageBatch with Successful (scripts/sqs_duplicates_probe.py: 103 of 103 duplicates "
-                   "had a successful delete within 1 s of the first receive; docs/brokers/sqs.md, 'Duplicates "
-                   "against moto'), and the 400-message settle test may not finish in 40 s on a loaded machine")
-
 
 class TestSqsContract(BrokerContract, ChaosContract):
     lease_seconds = 6.0  # visibility_timeout
@@ -40,11 +35,6 @@ class TestSqsContract(BrokerContract, ChaosContract):
     chaos_tasks = 150
     chaos_kills = 3
     expected_failures = {"test_durable_across_service_restart": IN_MEMORY}
-    timing_dependent_failures = {
-        "test_competing_consumer_threads_each_message_once": MOTO_UNDER_LOAD,
-        "test_competing_consumer_processes_each_message_once": MOTO_UNDER_LOAD,
-        "test_settle_from_many_threads_while_fetching": MOTO_UNDER_LOAD,
-    }
 
     @pytest.fixture
     def cut_connection(self) -> Callable[[Broker], None]:
