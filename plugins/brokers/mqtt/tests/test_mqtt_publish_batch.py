@@ -12,7 +12,14 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pytest
-from boostkernel_mqtt.broker import MqttBroker, PublishNotAcknowledged, _client_class, _props, _publish_parts
+from boostkernel_mqtt.broker import (
+    MqttBroker,
+    PublishNotAcknowledged,
+    _client_class,
+    _props,
+    _publish_parts,
+    _task_parts,
+)
 
 from boostkernel.broker import Outgoing
 from boostkernel.testing.helpers import service_url, wait_until
@@ -51,6 +58,14 @@ def test_packets_are_pahos(case: tuple[str, bytes, dict[str, str] | None, bool])
     for mid in (1, 255, 256, 65535):
         before, after = _publish_parts(topic.encode(), payload, user, retain)
         assert before + mid.to_bytes(2, "big") + after == _paho_packet(topic, payload, user, retain, mid)
+
+
+def test_task_packets_are_the_generic_ones() -> None:
+    """``publish_many``'s builder (the ``bk-id`` property only) gives ``_publish_parts``' bytes."""
+    msgs = [Outgoing("0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", b'{"a":1}'), Outgoing("é" * 100, b""),
+            Outgoing("x", b"p" * 16360), Outgoing("y" * 300, b"q" * 70000)]
+    for topic in (b"boostkernel/q", "boostkernel/ü".encode()):
+        assert _task_parts(topic, msgs) == [_publish_parts(topic, m.body, {"bk-id": m.id}, False) for m in msgs]
 
 
 def _offline_client(window: int) -> tuple[Any, list[bytes]]:

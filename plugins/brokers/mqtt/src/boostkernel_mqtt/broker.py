@@ -144,6 +144,20 @@ def _publish_parts(topic: bytes, payload: bytes, user: dict[str, str] | None, re
     return before, after
 
 
+def _task_parts(topic: bytes, messages: Sequence[Outgoing]) -> list[tuple[bytes, bytes]]:
+    """``_publish_parts(topic, m.body, {"bk-id": m.id}, False)`` for each message, the fixed parts built once."""
+    th = len(topic).to_bytes(2, "big") + topic
+    key = b"\x26\x00\x05bk-id"  # User Property, "bk-id"
+    n = len(th) + 2
+    out = []
+    for m in messages:
+        i = m.id.encode()
+        props = key + len(i).to_bytes(2, "big") + i
+        after = _vbi(len(props)) + props + m.body
+        out.append((b"\x32" + _vbi(n + len(after)) + th, after))
+    return out
+
+
 class _Batch:
     """QoS 1 publishes sent together: ``left`` counts those not PUBACKed yet, ``acked`` marks each one."""
 
@@ -200,6 +214,16 @@ def _client_class() -> Any:
                 object.__setattr__(self, "packetType", PacketTypes.PUBLISH)
                 if pairs:
                     object.__setattr__(self, "UserProperty", pairs)
+
+        class ReceivedMessage(mqtt.MQTTMessage):
+            """A received QoS 1 message without paho's ``MQTTMessageInfo`` (a ``threading.Condition`` built per
+            message, for waiting on an outgoing publish: nothing waits on a received one)."""
+            __slots__ = ()
+
+            def __init__(self, mid: int, topic: bytes, props: Any, payload: bytes, header: int) -> None:
+                self.mid, self._topic, self.properties, self.payload = mid, topic, props, payload
+                self.dup, self.qos, self.retain = bool(header & 0x08), 1, bool(header & 0x01)
+                self.state, self.info, self.timestamp = 0, None, time.monotonic()  # type: ignore[assignment]
 
         def user_properties(buf: bytes | bytearray, start: int, end: int) -> list[tuple[str, str]] | None:
             """The user properties (id 38) in ``buf[start:end]``, or None if another property is there."""
@@ -426,15 +450,9 @@ def _client_class() -> Any:
                         props.unpack(bytes(buf[vbi:i + plen]))  # type: ignore[no-untyped-call]
                     else:
                         props = ReceivedProps(pairs)
-                    message = mqtt.MQTTMessage(mid=mid, topic=bytes(buf[2:2 + tlen]))
+                    message = ReceivedMessage(mid, bytes(buf[2:2 + tlen]), props, bytes(buf[i + plen:]), header)
                 except (IndexError, ValueError, UnicodeDecodeError) as exc:
                     raise MalformedPacket(str(exc)) from exc
-                message.dup = bool(header & 0x08)
-                message.qos = 1
-                message.retain = bool(header & 0x01)
-                message.properties = props
-                message.payload = bytes(buf[i + plen:])
-                message.timestamp = time.monotonic()
                 self._handle_on_message(message)
                 return MQTTErrorCode.MQTT_ERR_SUCCESS
 
@@ -751,8 +769,7 @@ class MqttBroker(Broker):
         counted in paho's thread); :class:`PublishNotAcknowledged` names the ones that were not."""
         if not messages:
             return
-        topic = self.topic.encode()
-        parts = [_publish_parts(topic, m.body, {"bk-id": m.id}, False) for m in messages]
+        parts = _task_parts(self.topic.encode(), messages)
         pub = self._publisher()
         pub.wait_batch(pub.client.bk_publish(parts), [m.id for m in messages], self._publish_timeout())
 
