@@ -217,7 +217,7 @@ def plugin_consume_only(url: str, n: int, concurrency: str, workers: int) -> flo
 
     first = MqttBroker(queue, url, noop.params, client_id=cid)  # the session the consumer comes back to
     first.fetch(1, 0.2)
-    first._stop.set()
+    first._closed.set()  # its adopter stops; close() is not called: the session must stay
     assert first._sub is not None
     first._sub.close(end_session=False)  # a graceful DISCONNECT: no will, the session keeps its subscription
     pub = MqttBroker(queue, url, anchor=False)

@@ -23,6 +23,9 @@ What MQTT (measured on Mosquitto 2.0.11, docs/brokers/mqtt.md) does and what thi
   every ``adopt_interval``. Messages the server hands to the anchor wait up to that interval.
 * No native delay, priority, count or purge. ``nack(delay=d)`` keeps the message unacked (so a crash still
   redelivers it) and republishes it after ``d`` seconds, then acks the original.
+* Publishing: ``publish_many`` builds its QoS 1 PUBLISH packets itself and its client writes them in chunks
+  within the server's Receive Maximum, counting the PUBACKs (``_client_class``'s ``bk_publish``); it returns
+  when every one is PUBACKed, or raises :class:`PublishNotAcknowledged` with the ids of those that were not.
 * Dead letters: one **retained** message per dead letter on ``<prefix>/Q/dlq/<id>``, reason in the user
   property ``bk-reason``; listed by subscribing to ``<prefix>/Q/dlq/+``, removed by an empty retained
   publish. Mosquitto keeps retained messages across restarts when ``persistence`` is on.
@@ -196,7 +199,7 @@ def _client_class() -> Any:
     global _CLIENT
     if _CLIENT is None:
         import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import MQTTErrorCode
+        from paho.mqtt.enums import MessageState, MQTTErrorCode
         from paho.mqtt.exception import MalformedPacket
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
@@ -223,7 +226,7 @@ def _client_class() -> Any:
             def __init__(self, mid: int, topic: bytes, props: Any, payload: bytes, header: int) -> None:
                 self.mid, self._topic, self.properties, self.payload = mid, topic, props, payload
                 self.dup, self.qos, self.retain = bool(header & 0x08), 1, bool(header & 0x01)
-                self.state, self.info, self.timestamp = 0, None, time.monotonic()  # type: ignore[assignment]
+                self.state, self.info, self.timestamp = MessageState.MQTT_MS_INVALID, None, time.monotonic()  # type: ignore[assignment]
 
         def user_properties(buf: bytes | bytearray, start: int, end: int) -> list[tuple[str, str]] | None:
             """The user properties (id 38) in ``buf[start:end]``, or None if another property is there."""
