@@ -337,17 +337,18 @@ def _client_class() -> Any:
                 mid = (pkt[0] << 8) | pkt[1]
                 with self._bk_plock:
                     p = self._bk_flight.pop(mid, None)
-                    if p is None:
-                        return super()._handle_pubackcomp(cmd)
-                    batch, i = p[0], p[1]
-                    if not batch.acked[i]:
-                        batch.acked[i] = 1
-                        if len(pkt) > 2 and pkt[2] >= 0x80:  # a reason code: the server refused it
-                            batch.failed.append((i, pkt[2]))
-                        batch.left -= 1
-                        if not batch.left:
-                            batch.done.set()
-                    self._bk_refill = True
+                    if p is not None:
+                        batch, i = p[0], p[1]
+                        if not batch.acked[i]:
+                            batch.acked[i] = 1
+                            if len(pkt) > 2 and pkt[2] >= 0x80:  # a reason code: the server refused it
+                                batch.failed.append((i, pkt[2]))
+                            batch.left -= 1
+                            if not batch.left:
+                                batch.done.set()
+                        self._bk_refill = True
+                if p is None:  # not ours: paho's (it takes its own locks)
+                    return super()._handle_pubackcomp(cmd)
                 return MQTTErrorCode.MQTT_ERR_SUCCESS
 
             def reconnect(self) -> Any:
