@@ -980,7 +980,10 @@ class MqttBroker(Broker):
             conn.close(end_session=True)
             with self._members_lock:
                 self._dead.discard(cid)
-            self._publish_one(f"{self.member_topic}/{cid}", b"", None, retain=True, timeout=10)
+            try:  # the sessions are ended: a retained "dead" left behind only brings an adoption of nothing
+                self._publish_one(f"{self.member_topic}/{cid}", b"", None, retain=True, timeout=10)
+            except BrokerUnavailable as exc:
+                log.warning("mqtt: clearing the membership of %s failed: %s", cid, exc)
             remove_journal(self.journal_dir, cid)
         if moved:
             log.info("mqtt: adopted %d message(s) (%d task(s)) of session(s) %s", moved, len(sent), ", ".join(cids))
