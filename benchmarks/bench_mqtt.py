@@ -2,6 +2,10 @@
 
     uv run python benchmarks/bench_mqtt.py -n 5000 --repeat 3   # --url mqtt://127.0.0.1:1883 --threads 16
 
+It starts a private Mosquitto (``max_queued_messages 0``, its other settings the defaults: Receive Maximum
+20 for publishers, as on the shared server) unless ``--url`` names a server: the shared one's default ``max_queued_messages 1000``
+dropped messages queued for a consumer that fell behind, and the round waited for them until its timeout.
+
 Each round measures, against the same Mosquitto, one after the other:
 
 * raw paho-mqtt (the reference): one consumer client in a share group with a persistent session, manual
@@ -120,16 +124,19 @@ def plugin(url: str, n: int, concurrency: str, workers: int) -> tuple[float, flo
 
 
 # --- consume only: a backlog waiting in the consumer's offline session, then the consumer connects ------
-def private_mosquitto(base: Path) -> tuple[str, Any]:
+def private_mosquitto(base: Path, inflight: bool = False) -> tuple[str, Any]:
     """A private Mosquitto with ``max_queued_messages 0``: the shared one (default 1000) would drop most of a
-    preloaded backlog (docs/brokers/mqtt.md, "Server settings that matter")."""
+    preloaded backlog (docs/brokers/mqtt.md, "Server settings that matter"). ``inflight`` False: also
+    ``max_inflight_messages 0`` (no limit); True: Mosquitto's default (20, the Receive Maximum it gives
+    publishers), as on the shared server."""
+    limit = "" if inflight else "max_inflight_messages 0\n"
     from boostkernel.testing.private import PrivateProcess
 
     class Mosq(PrivateProcess):
         def command(self) -> list[str]:
             conf = base / "mosquitto.conf"
             conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                            "max_queued_messages 0\nmax_inflight_messages 0\n")
+                            f"max_queued_messages 0\n{limit}")
             return ["mosquitto", "-c", str(conf)]
 
     m = Mosq()
@@ -210,7 +217,7 @@ def plugin_consume_only(url: str, n: int, concurrency: str, workers: int) -> flo
 
     first = MqttBroker(queue, url, noop.params, client_id=cid)  # the session the consumer comes back to
     first.fetch(1, 0.2)
-    first._stop.set()
+    first._closed.set()  # its adopter stops; close() is not called: the session must stay
     assert first._sub is not None
     first._sub.close(end_session=False)  # a graceful DISCONNECT: no will, the session keeps its subscription
     pub = MqttBroker(queue, url, anchor=False)
@@ -267,7 +274,8 @@ def consume_only(a: argparse.Namespace) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-n", type=int, default=5000)
-    ap.add_argument("--url", default=os.environ.get("BOOSTKERNEL_MQTT_URL", "mqtt://127.0.0.1:1883"))
+    ap.add_argument("--url", default=os.environ.get("BOOSTKERNEL_MQTT_URL"),
+                    help="the server to measure (default: a private Mosquitto with max_queued_messages 0)")
     ap.add_argument("--threads", type=int, default=16)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--json", default=str(HERE / "results" / "mqtt.json"))
@@ -278,6 +286,20 @@ def main() -> None:
     if a.consume_only:
         consume_only(a)
         return
+    if a.url:
+        publish_consume(a)
+        return
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        a.url, server = private_mosquitto(Path(tmp), inflight=True)
+        try:
+            publish_consume(a)
+        finally:
+            server.stop()
+
+
+def publish_consume(a: argparse.Namespace) -> None:
     u = urlparse(a.url)
     host, port = u.hostname or "127.0.0.1", u.port or 1883
     rows: dict[str, dict[str, list[float]]] = {}

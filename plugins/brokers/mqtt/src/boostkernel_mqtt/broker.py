@@ -23,6 +23,9 @@ What MQTT (measured on Mosquitto 2.0.11, docs/brokers/mqtt.md) does and what thi
   every ``adopt_interval``. Messages the server hands to the anchor wait up to that interval.
 * No native delay, priority, count or purge. ``nack(delay=d)`` keeps the message unacked (so a crash still
   redelivers it) and republishes it after ``d`` seconds, then acks the original.
+* Publishing: ``publish_many`` builds its QoS 1 PUBLISH packets itself and its client writes them in chunks
+  within the server's Receive Maximum, counting the PUBACKs (``_client_class``'s ``bk_publish``); it returns
+  when every one is PUBACKed, or raises :class:`PublishNotAcknowledged` with the ids of those that were not.
 * Dead letters: one **retained** message per dead letter on ``<prefix>/Q/dlq/<id>``, reason in the user
   property ``bk-reason``; listed by subscribing to ``<prefix>/Q/dlq/+``, removed by an empty retained
   publish. Mosquitto keeps retained messages across restarts when ``persistence`` is on.
@@ -116,6 +119,63 @@ def _user(msg: Any) -> dict[str, str]:
     return {str(k): str(v) for k, v in pairs}
 
 
+def _vbi(n: int) -> bytes:
+    """MQTT's variable byte integer (remaining length, property length)."""
+    if n < 128:
+        return bytes((n,))
+    out = bytearray()
+    while True:
+        b, n = n & 127, n >> 7
+        if n:
+            out.append(b | 128)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def _utf(s: str) -> bytes:
+    b = s.encode()
+    return len(b).to_bytes(2, "big") + b
+
+
+def _publish_parts(topic: bytes, payload: bytes, user: dict[str, str] | None, retain: bool) -> tuple[bytes, bytes]:
+    """A QoS 1 MQTT 5 PUBLISH packet without its packet identifier: ``(before, after)`` the two bytes of the
+    id, the bytes paho's ``Client.publish`` writes for the same message (tests compare them)."""
+    props = b"".join(b"\x26" + _utf(k) + _utf(v) for k, v in user.items()) if user else b""  # 0x26: User Property
+    after = _vbi(len(props)) + props + payload
+    before = bytes((0x32 | retain,)) + _vbi(2 + len(topic) + 2 + len(after)) + len(topic).to_bytes(2, "big") + topic
+    return before, after
+
+
+def _task_parts(topic: bytes, messages: Sequence[Outgoing]) -> list[tuple[bytes, bytes]]:
+    """``_publish_parts(topic, m.body, {"bk-id": m.id}, False)`` for each message, the fixed parts built once."""
+    th = len(topic).to_bytes(2, "big") + topic
+    key = b"\x26\x00\x05bk-id"  # User Property, "bk-id"
+    n = len(th) + 2
+    out = []
+    for m in messages:
+        i = m.id.encode()
+        props = key + len(i).to_bytes(2, "big") + i
+        after = _vbi(len(props)) + props + m.body
+        out.append((b"\x32" + _vbi(n + len(after)) + th, after))
+    return out
+
+
+class _Batch:
+    """QoS 1 publishes sent together: ``left`` counts those not PUBACKed yet, ``acked`` marks each one."""
+
+    __slots__ = ("acked", "cancelled", "done", "failed", "left")
+
+    def __init__(self, n: int) -> None:
+        self.left = n
+        self.acked = bytearray(n)
+        self.failed: list[tuple[int, int]] = []  # (index, reason code >= 0x80)
+        self.cancelled = False
+        self.done = threading.Event()
+        if not n:
+            self.done.set()
+
+
 _CLIENT: Any = None
 
 READ_CHUNK = 65536
@@ -139,12 +199,13 @@ def _client_class() -> Any:
     global _CLIENT
     if _CLIENT is None:
         import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import MQTTErrorCode
+        from paho.mqtt.enums import MessageState, MQTTErrorCode
         from paho.mqtt.exception import MalformedPacket
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
 
         PUBACK = 0x40
+        PUBLISH_Q1 = 0x32  # PUBLISH, QoS 1: paho's _packet_write treats it as one (no on_publish, no info)
         template = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
 
         class ReceivedProps(Properties):
@@ -156,6 +217,16 @@ def _client_class() -> Any:
                 object.__setattr__(self, "packetType", PacketTypes.PUBLISH)
                 if pairs:
                     object.__setattr__(self, "UserProperty", pairs)
+
+        class ReceivedMessage(mqtt.MQTTMessage):
+            """A received QoS 1 message without paho's ``MQTTMessageInfo`` (a ``threading.Condition`` built per
+            message, for waiting on an outgoing publish: nothing waits on a received one)."""
+            __slots__ = ()
+
+            def __init__(self, mid: int, topic: bytes, props: Any, payload: bytes, header: int) -> None:
+                self.mid, self._topic, self.properties, self.payload = mid, topic, props, payload
+                self.dup, self.qos, self.retain = bool(header & 0x08), 1, bool(header & 0x01)
+                self.state, self.info, self.timestamp = MessageState.MQTT_MS_INVALID, None, time.monotonic()  # type: ignore[assignment]
 
         def user_properties(buf: bytes | bytearray, start: int, end: int) -> list[tuple[str, str]] | None:
             """The user properties (id 38) in ``buf[start:end]``, or None if another property is there."""
@@ -183,7 +254,112 @@ def _client_class() -> Any:
             def __init__(self, *args: Any, **kwargs: Any) -> None:
                 self._bk_acks: deque[tuple[Any, int]] = deque()
                 self._bk_woken = False  # a wake-up byte for the acks is on its way to paho's thread
+                # bk_publish(): messages not sent yet, and those sent and not PUBACKed (by packet id)
+                self._bk_plock = threading.Lock()
+                self._bk_queue: deque[tuple[_Batch, int, bytes, bytes]] = deque()
+                self._bk_flight: dict[int, tuple[_Batch, int, bytes, bytes]] = {}
+                self._bk_window = 20  # the server's Receive Maximum (its CONNACK; 20 is Mosquitto's default)
+                self._bk_mid = 0
+                self._bk_live = False  # CONNACK received and the connection not lost since
+                self._bk_refill = False  # a PUBACK of ours arrived in this read: room in the window
                 super().__init__(*args, **kwargs)
+
+            # --- QoS 1 publishes sent by us, not by paho (see bk_publish) ---------------------------------
+            def bk_publish(self, parts: Sequence[tuple[bytes, bytes]]) -> _Batch:
+                """Queue QoS 1 PUBLISH packets (``_publish_parts``: the bytes before and after the packet id)
+                and send as many as the server's Receive Maximum allows, as one write; paho's thread sends
+                the rest as PUBACKs come back (one write per read of the socket). The returned batch's
+                ``done`` is set when every message was PUBACKed. A message in flight when the connection
+                drops is sent again (a new packet id) after the next CONNACK: at least once, like QoS 1.
+
+                paho's ``publish`` builds an ``MQTTMessage``, an ``MQTTMessageInfo`` and a packet per
+                message, wakes its thread per message and, beyond its in-flight limit, scans every queued
+                message on every PUBACK (``_update_inflight``). This client's other QoS 1 publishes must not
+                go through paho's ``publish`` too: the two would share the server's window unknowingly."""
+                batch = _Batch(len(parts))
+                with self._bk_plock:
+                    self._bk_queue.extend((batch, i, a, b) for i, (a, b) in enumerate(parts))
+                    data = self._bk_fill()
+                    if data:  # under the lock: a reconnect cannot clear paho's queue in between (see reconnect)
+                        self._packet_queue(PUBLISH_Q1, data, 0, 1)
+                return batch
+
+            def _bk_fill(self) -> bytes:
+                """Packets for the free part of the window, joined (``_bk_plock`` held)."""
+                q, flight = self._bk_queue, self._bk_flight
+                room = self._bk_window - len(flight)
+                if not self._bk_live or room <= 0 or not q:
+                    return b""
+                parts: list[bytes] = []
+                mid, out = self._bk_mid, self._out_messages
+                while room > 0 and q:
+                    p = q.popleft()
+                    if p[0].cancelled:
+                        continue
+                    while True:  # a free packet id: the window (<= 65535) leaves one
+                        mid = mid + 1 if mid < 65535 else 1
+                        if mid not in flight and mid not in out:
+                            break
+                    flight[mid] = p
+                    parts += (p[2], mid.to_bytes(2, "big"), p[3])
+                    room -= 1
+                self._bk_mid = mid
+                return b"".join(parts)
+
+            def bk_connected(self, receive_maximum: int) -> None:
+                """A CONNACK (paho's thread, before any packet of it is written): the messages in flight on
+                the previous connection go first (the server forgot them: a clean start), then the queue."""
+                with self._bk_plock:
+                    self._bk_window = max(1, min(65535, receive_maximum))
+                    if self._bk_flight:
+                        self._bk_queue.extendleft(reversed(list(self._bk_flight.values())))
+                        self._bk_flight.clear()
+                    self._bk_live = True
+                    data = self._bk_fill()
+                    if data:
+                        self._bk_out(data)
+
+            def bk_cancel(self, batch: _Batch) -> list[int]:
+                """Stop sending ``batch``; the indexes of its messages not PUBACKed (those in flight keep
+                their place in the window until answered or the connection ends)."""
+                with self._bk_plock:
+                    batch.cancelled = True
+                    return [i for i, a in enumerate(batch.acked) if not a]
+
+            def _bk_out(self, data: bytes) -> None:
+                self._out_packet.append({"command": PUBLISH_Q1, "mid": 0, "qos": 1, "pos": 0,
+                                         "to_process": len(data), "packet": data, "info": None})
+
+            def _handle_pubackcomp(self, cmd: Any) -> Any:
+                if cmd != "PUBACK" or not self._bk_flight:
+                    return super()._handle_pubackcomp(cmd)
+                pkt = self._in_packet["packet"]
+                mid = (pkt[0] << 8) | pkt[1]
+                with self._bk_plock:
+                    p = self._bk_flight.pop(mid, None)
+                    if p is not None:
+                        batch, i = p[0], p[1]
+                        if not batch.acked[i]:
+                            batch.acked[i] = 1
+                            if len(pkt) > 2 and pkt[2] >= 0x80:  # a reason code: the server refused it
+                                batch.failed.append((i, pkt[2]))
+                            batch.left -= 1
+                            if not batch.left:
+                                batch.done.set()
+                        self._bk_refill = True
+                if p is None:  # not ours: paho's (it takes its own locks)
+                    return super()._handle_pubackcomp(cmd)
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+            def reconnect(self) -> Any:
+                with self._bk_plock:  # nothing of ours may be queued before the new CONNECT
+                    self._bk_live = False
+                return super().reconnect()
+
+            def _do_on_disconnect(self, *args: Any, **kwargs: Any) -> Any:
+                with self._bk_plock:
+                    self._bk_live = False
+                return super()._do_on_disconnect(*args, **kwargs)
 
             def ack(self, mid: int, qos: int) -> Any:
                 """A PUBACK from any thread: queued, and paho's thread woken only if no wake-up is on its
@@ -278,15 +454,9 @@ def _client_class() -> Any:
                         props.unpack(bytes(buf[vbi:i + plen]))  # type: ignore[no-untyped-call]
                     else:
                         props = ReceivedProps(pairs)
-                    message = mqtt.MQTTMessage(mid=mid, topic=bytes(buf[2:2 + tlen]))
+                    message = ReceivedMessage(mid, bytes(buf[2:2 + tlen]), props, bytes(buf[i + plen:]), header)
                 except (IndexError, ValueError, UnicodeDecodeError) as exc:
                     raise MalformedPacket(str(exc)) from exc
-                message.dup = bool(header & 0x08)
-                message.qos = 1
-                message.retain = bool(header & 0x01)
-                message.properties = props
-                message.payload = bytes(buf[i + plen:])
-                message.timestamp = time.monotonic()
                 self._handle_on_message(message)
                 return MQTTErrorCode.MQTT_ERR_SUCCESS
 
@@ -294,6 +464,14 @@ def _client_class() -> Any:
                 rc = super().loop_read(max_packets)
                 while not rc and self._sock is not None and self._bk_buffered():
                     rc = super().loop_read(max_packets)
+                if self._bk_refill:  # PUBACKs of ours in this read: the next packets go out now, as one write
+                    self._bk_refill = False
+                    with self._bk_plock:
+                        data = self._bk_fill()
+                        if data:
+                            self._bk_out(data)
+                    if data and not rc and self._sock is not None:
+                        self.loop_write()
                 if self.on_batch is not None:
                     self.on_batch()
                 return rc
@@ -311,6 +489,17 @@ def _stop_loop(client: Any) -> None:
     reset = getattr(client, "_reset_sockets", None)
     if reset is not None:
         reset(sockpair_only=True)
+
+
+class PublishNotAcknowledged(BrokerUnavailable):
+    """QoS 1 publishes not PUBACKed in time (``refused`` False: the connection was lost or the server is
+    slow; they may still arrive) or answered with an error reason code (``refused`` True: not stored).
+    ``unacked``: the ids of those messages; the others of the same call were acknowledged."""
+
+    def __init__(self, message: str, unacked: list[str], refused: bool = False) -> None:
+        super().__init__(message)
+        self.unacked = unacked
+        self.refused = refused
 
 
 class _Conn:
@@ -366,6 +555,7 @@ class _Conn:
         self.session_present = bool(flags.session_present)
         with self.cond:
             self.generation += 1
+        client.bk_connected(int(getattr(props, "ReceiveMaximum", 65535)))
         for topic in self.subscriptions:  # a lost session (expired) needs its subscriptions again
             client.subscribe(topic, qos=1)
         self.connected.set()
@@ -417,6 +607,29 @@ class _Conn:
     def publish(self, topic: str, payload: bytes, user: dict[str, str] | None = None, retain: bool = False) -> Any:
         props = _user_props(list(user.items())) if user else None
         return self.client.publish(topic, payload, qos=1, retain=retain, properties=props)
+
+    def publish_wait(self, items: Sequence[tuple[str, bytes, dict[str, str] | None, bool]], ids: Sequence[str],
+                     timeout: float) -> None:
+        """QoS 1 publishes of ``(topic, payload, user properties, retain)`` through ``bk_publish``, returning
+        when every one was PUBACKed; :class:`PublishNotAcknowledged` names those that were not in
+        ``timeout`` seconds (kept across reconnects meanwhile) or that the server refused."""
+        parts = [_publish_parts(t.encode(), p, u, r) for t, p, u, r in items]
+        self.wait_batch(self.client.bk_publish(parts), ids, timeout)
+
+    def wait_batch(self, batch: _Batch, ids: Sequence[str], timeout: float) -> None:
+        if not batch.done.wait(timeout):
+            left = self.client.bk_cancel(batch)
+            if left:
+                state = "connected" if self.connected.is_set() else "not connected"
+                raise PublishNotAcknowledged(
+                    f"mqtt: {mask_url(self.b.url)} did not acknowledge {len(left)} of {len(ids)} publish(es) in "
+                    f"{timeout}s ({state}); they may or may not have reached the server",
+                    unacked=[ids[i] for i in left])
+        if batch.failed:
+            raise PublishNotAcknowledged(
+                f"mqtt: {mask_url(self.b.url)} refused {len(batch.failed)} of {len(ids)} publish(es) (reason code "
+                f"{', '.join(sorted({hex(r) for _, r in batch.failed}))})",
+                unacked=[ids[i] for i, _ in batch.failed], refused=True)
 
     def close(self, end_session: bool) -> None:
         try:
@@ -555,27 +768,24 @@ class MqttBroker(Broker):
         self.publish_many([message])
 
     def publish_many(self, messages: Sequence[Outgoing]) -> None:
-        timeout = float(self.options.get("publish_timeout", 30))
-        deadline = time.monotonic() + timeout
-        pending = list(messages)
-        while pending:
-            pub = self._publisher()
-            pub.connected.wait(max(0.0, deadline - time.monotonic()))
-            infos = [(m, pub.publish(self.topic, m.body, {"bk-id": m.id})) for m in pending]
-            pending = []
-            for m, info in infos:
-                try:
-                    info.wait_for_publish(max(0.1, deadline - time.monotonic()))
-                    published = info.is_published()
-                except (RuntimeError, ValueError):  # not connected (both raise then): sent again after the reconnect
-                    published = False
-                if not published:
-                    pending.append(m)
-            if pending and time.monotonic() >= deadline:
-                raise BrokerUnavailable(f"mqtt: {mask_url(self.url)} did not acknowledge {len(pending)} "
-                                        f"publish(es) in {timeout}s")
-            if pending:
-                time.sleep(0.1)
+        """Every message published at QoS 1 and PUBACKed before this returns (see ``bk_publish``: the
+        packets are built here, written in chunks as the server's Receive Maximum allows, and the PUBACKs
+        counted in paho's thread); :class:`PublishNotAcknowledged` names the ones that were not."""
+        if not messages:
+            return
+        parts = _task_parts(self.topic.encode(), messages)
+        pub = self._publisher()
+        pub.wait_batch(pub.client.bk_publish(parts), [m.id for m in messages], self._publish_timeout())
+
+    def _publish_timeout(self) -> float:
+        return float(self.options.get("publish_timeout", 30))
+
+    def _publish_one(self, topic: str, body: bytes, user: dict[str, str] | None, *, retain: bool = False,
+                     mid: str = "", timeout: float | None = None) -> None:
+        """One QoS 1 publish on the publisher connection, waited for (every publish there goes through
+        ``bk_publish``: it and paho's ``publish`` would share the server's window unknowingly)."""
+        self._publisher().publish_wait([(topic, body, user, retain)], [mid or topic],
+                                       self._publish_timeout() if timeout is None else timeout)
 
     # --- consuming -----------------------------------------------------------------------------------
     def fetch(self, max_messages: int, timeout: float) -> list[Delivery]:
@@ -622,8 +832,7 @@ class MqttBroker(Broker):
         c = d.crashes if crashes is None else crashes
         if c:
             user["bk-crashes"] = str(c)
-        info = self._publisher().publish(self.topic, d.body, user)
-        info.wait_for_publish(float(self.options.get("publish_timeout", 30)))
+        self._publish_one(self.topic, d.body, user, mid=d.id)
 
     def nack(self, delivery: Delivery, requeue: bool = True, delay: float = 0.0) -> None:
         if not requeue:
@@ -654,9 +863,8 @@ class MqttBroker(Broker):
         self._settle(delivery)
 
     def _to_dlq(self, mid: str, body: bytes, reason: str) -> None:
-        info = self._publisher().publish(f"{self.dlq_topic}/{mid}", body, {
-            "bk-id": mid, "bk-reason": reason[:10000], "bk-failed-at": repr(time.time())}, retain=True)
-        info.wait_for_publish(float(self.options.get("publish_timeout", 30)))
+        self._publish_one(f"{self.dlq_topic}/{mid}", body, {
+            "bk-id": mid, "bk-reason": reason[:10000], "bk-failed-at": repr(time.time())}, retain=True, mid=mid)
 
     # --- adoption of dead and anchor sessions ------------------------------------------------------------
     def _on_member(self, msg: Any) -> bool:
@@ -772,7 +980,10 @@ class MqttBroker(Broker):
             conn.close(end_session=True)
             with self._members_lock:
                 self._dead.discard(cid)
-            self._publisher().publish(f"{self.member_topic}/{cid}", b"", None, retain=True).wait_for_publish(10)
+            try:  # the sessions are ended: a retained "dead" left behind only brings an adoption of nothing
+                self._publish_one(f"{self.member_topic}/{cid}", b"", None, retain=True, timeout=10)
+            except BrokerUnavailable as exc:
+                log.warning("mqtt: clearing the membership of %s failed: %s", cid, exc)
             remove_journal(self.journal_dir, cid)
         if moved:
             log.info("mqtt: adopted %d message(s) (%d task(s)) of session(s) %s", moved, len(sent), ", ".join(cids))
@@ -866,20 +1077,18 @@ class MqttBroker(Broker):
     def replay_dead_letters(self, ids: Sequence[str] | None = None) -> int:
         want = set(ids) if ids is not None else None
         n = 0
-        pub = self._publisher()
         for rec in self.dead_letters(1_000_000):
             if want is not None and rec.id not in want:
                 continue
-            pub.publish(self.topic, rec.body, {"bk-id": rec.id}).wait_for_publish(30)
-            pub.publish(rec.tag, b"", None, retain=True).wait_for_publish(30)
+            self._publish_one(self.topic, rec.body, {"bk-id": rec.id}, mid=rec.id)
+            self._publish_one(rec.tag, b"", None, retain=True, mid=rec.id)
             n += 1
         return n
 
     def purge_dead_letters(self) -> int:
         recs = self.dead_letters(1_000_000)
-        pub = self._publisher()
         for rec in recs:
-            pub.publish(rec.tag, b"", None, retain=True).wait_for_publish(30)
+            self._publish_one(rec.tag, b"", None, retain=True, mid=rec.id)
         return len(recs)
 
     # --- lifecycle ---------------------------------------------------------------------------------------
