@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -270,5 +271,54 @@ def test_rebalance_waits_for_the_running_record_not_for_prefetched_ones(broker_n
         b.ack_many(got)
         a.ack_many(got_a)
     finally:
+        a.close()
+        b.close()
+
+
+class _Seen(logging.Handler):
+    """Sets ``event`` when a record whose message contains ``text`` is logged."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(logging.DEBUG)
+        self.text, self.event = text, threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.event.set()
+
+
+@pytest.mark.serial
+@pytest.mark.parametrize("broker_name", ["kafka", "confluent-kafka"])
+def test_member_closed_during_a_rebalance_does_not_stall_the_other(broker_name: str) -> None:
+    """Issue #15: member ``a`` runs a record when ``b`` joins, so its revoke waits; ``a`` is closed during that
+    wait. tansu 0.6.0 kept a member that sent LeaveGroup while the group was forming as the group's leader,
+    so ``b`` waited for that gone leader's assignment forever (never got a partition in 40 s, nor in 240 s).
+    Closed without a LeaveGroup, ``a`` is dropped when its session (2 s) times out and ``b`` gets both
+    records (the running one was never acked, so it comes again)."""
+    q = f"sem_{uuid.uuid4().hex[:8]}"
+    a, b = _any_broker(broker_name, q), _any_broker(broker_name, q)
+    seen = _Seen("waiting up to")  # _wait_running: a's revoke waits for the running record
+    a.log.addHandler(seen)
+    level = a.log.level
+    a.log.setLevel(logging.INFO)
+    try:
+        msgs = _msgs(2)
+        a.publish_many(msgs)
+        held = _fetch(a, 2)
+        assert [d.id for d in held] == [m.id for m in msgs]
+        a.started(held[0])
+        got = b.fetch(2, 0.1)  # b's consumer starts and joins: the group rebalances
+        assert seen.event.wait(20), "a's revoke never waited for its running record: no rebalance happened"
+        t0 = time.monotonic()
+        a.close()
+        deadline = t0 + 20.0  # session timeout 2 s + tansu's join pauses (~3 s each); the stall was unbounded
+        while len(got) < 2 and time.monotonic() < deadline:
+            got += b.fetch(2, 0.2)
+        assert sorted(d.id for d in got) == sorted(m.id for m in msgs), \
+            f"the remaining member got {len(got)} of 2 records within 20 s of the other one's close mid-rebalance"
+        b.ack_many(got)
+    finally:
+        a.log.removeHandler(seen)
+        a.log.setLevel(level)
         a.close()
         b.close()

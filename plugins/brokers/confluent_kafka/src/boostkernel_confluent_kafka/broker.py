@@ -109,7 +109,7 @@ class ConfluentKafkaBroker(LogBroker):
             [self.topic],
             on_assign=lambda _c, parts: self._on_assigned([tp.partition for tp in parts]),
             on_revoke=lambda _c, parts: self._on_revoked([tp.partition for tp in parts]),
-            on_lost=lambda _c, parts: self.tracker.revoke([tp.partition for tp in parts]),
+            on_lost=lambda _c, parts: self._on_lost([tp.partition for tp in parts]),
         )
 
     def _c_poll(self, timeout: float, max_records: int) -> list[Record]:
@@ -157,9 +157,12 @@ class ConfluentKafkaBroker(LogBroker):
     def _c_seek(self, partition: int, offset: int) -> None:
         self._consumer.seek(TopicPartition(self.topic, partition, offset))
 
-    def _c_close(self) -> None:
+    def _c_close(self, leave: bool = True) -> None:
         if self._consumer is not None:
-            self._consumer.close()
+            if leave:
+                self._consumer.close()
+            # else: dropping the last reference destroys the handle with RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE
+            # (confluent-kafka's Consumer dealloc): no LeaveGroup, no rebalance callbacks
             self._consumer = None
 
     # --- short-lived inspection consumers ----------------------------------------------------------

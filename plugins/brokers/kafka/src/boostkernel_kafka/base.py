@@ -226,6 +226,10 @@ class LogBroker(Broker):
         self._topics_ready: set[str] = set()
         self._producer: Lazy[Any] = Lazy(self._new_producer)
         self._consumer: Any = None
+        self._rebalancing = True
+        """True from the consumer's start, and from a revoke, until the next assignment (poll thread). A member
+        closed meanwhile sends no LeaveGroup: tansu 0.6.0 keeps a member that leaves a forming group as the
+        group's leader, and the others then wait for its assignment forever (see ``_shutdown_consumer``)."""
         self._control: Any = None
         """The poll thread's reader of the control topic (no group, from its end at start), or None."""
         self._control_next = 0.0
@@ -287,7 +291,9 @@ class LogBroker(Broker):
     def _c_seek(self, partition: int, offset: int) -> None:
         raise NotImplementedError
 
-    def _c_close(self) -> None:
+    def _c_close(self, leave: bool = True) -> None:
+        """Close the consumer; with ``leave`` False without a LeaveGroup (the group drops the member when its
+        session times out), see :attr:`_rebalancing`."""
         raise NotImplementedError
 
     def _ctl_open(self, topic: str) -> Any:
@@ -523,8 +529,17 @@ class LogBroker(Broker):
             self.log.warning("final commit on %r failed (records after the last commit run again): %s",
                              self.topic, exc)
         self.tracker.close()
+        # tansu 0.6.0 (coordinator/group/administrator.rs, LeaveGroup on a forming group) removes a member that
+        # leaves during a rebalance but keeps it as the group's leader: every later JoinGroup names the gone
+        # member leader, and the other members wait for its SyncGroup forever (issue #15). Without the
+        # LeaveGroup the member stays in the group until its session times out, and the expiry clears the
+        # leader: the others get its partitions after ``session_timeout_ms``.
+        leave = not self._rebalancing
+        if not leave:
+            self.log.info("closing the consumer of %r during a rebalance: no LeaveGroup, the group drops it after "
+                          "its session timeout (%d ms)", self.topic, self.session_timeout_ms)
         try:
-            self._c_close()
+            self._c_close(leave)
         except Exception as exc:  # noqa: BLE001
             self.log.debug("closing the consumer failed: %s", exc)
         if self._control is not None:
@@ -690,9 +705,16 @@ class LogBroker(Broker):
                 self.log.warning("could not read the purged ranges of %r from %r (records a purge skipped behind "
                                  "a record still in flight may run): %s", self.topic, self.control_topic, exc)
         self._paused = False  # newly assigned partitions start unpaused; _backpressure pauses again
+        self._rebalancing = False
+
+    def _on_lost(self, partitions: list[int]) -> None:
+        """The partitions were taken away without a revoke (the session expired): a rejoin follows."""
+        self._rebalancing = True
+        self.tracker.revoke(partitions)
 
     def _on_revoked(self, partitions: list[int]) -> None:
         self.log.debug("revoked partitions %s of %r", partitions, self.topic)
+        self._rebalancing = True
         if not partitions:
             return
         revoked = set(partitions)

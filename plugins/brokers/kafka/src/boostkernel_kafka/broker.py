@@ -146,8 +146,10 @@ class KafkaBroker(LogBroker):
     def _c_seek(self, partition: int, offset: int) -> None:
         self._consumer.seek(TopicPartition(self.topic, partition), offset)
 
-    def _c_close(self) -> None:
+    def _c_close(self, leave: bool = True) -> None:
         if self._consumer is not None:
+            if not leave:  # close() sends no LeaveGroup for a member without a generation (maybe_leave_group)
+                self._consumer._coordinator.reset_generation()
             self._consumer.close(autocommit=False)
             self._consumer = None
 
