@@ -61,7 +61,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import unquote
 
@@ -511,12 +511,8 @@ class LogBroker(Broker):
                 self._requeue_now(d)
             except Exception as exc:  # noqa: BLE001 - the offset stays uncommitted: the record comes back
                 self.log.warning("could not requeue delayed message %s on close: %s", d.id, exc)
-        with self._cond:
-            first_dropped: dict[int, int] = {}
-            for d in self._buffer:
-                p, off, _ = d.tag
-                first_dropped[p] = min(off, first_dropped.get(p, off))
-            self._buffer.clear()  # never started: not committed, so the group reads them again
+        with self._cond:  # never started: not committed, so the group reads them again
+            first_dropped = {p: min(offs) for p, offs in self._drop_buffered(lambda p, off: True).items()}
             self._handed.clear()
         if self.delivery_counts and first_dropped:
             try:  # they never reached the application: the next owner must not count them as redelivered
@@ -586,6 +582,25 @@ class LogBroker(Broker):
         with self._cond:
             self._buffer.extend(out)
             self._cond.notify_all()
+
+    def _drop_buffered(self, drop: Callable[[int, int], bool]) -> dict[int, list[int]]:
+        """Remove the buffered records for which ``drop(partition, offset)`` is true; ``{partition: their offsets}``
+        in buffer order). The deque is changed in place (never replaced), so a
+        :meth:`fetch` that took it before the lock never sees records dropped here."""
+        dropped: dict[int, list[int]] = {}
+        with self._cond:
+            buf = self._buffer
+            keep: list[Delivery] = []
+            for d in buf:
+                p, off, _ = d.tag
+                if drop(p, off):
+                    dropped.setdefault(p, []).append(off)
+                else:
+                    keep.append(d)
+            if dropped:
+                buf.clear()
+                buf.extend(keep)
+        return dropped
 
     def _write_marks(self, ends: dict[int, int]) -> None:
         """Append ``"p:end"`` read marks to the attempts topic (waits for the broker's ack)."""
@@ -719,15 +734,7 @@ class LogBroker(Broker):
             return
         revoked = set(partitions)
         with self._cond:
-            keep: deque[Delivery] = deque()
-            first_dropped: dict[int, int] = {}
-            for d in self._buffer:
-                p, off, _ = d.tag
-                if p in revoked:
-                    first_dropped[p] = min(off, first_dropped.get(p, off))
-                else:
-                    keep.append(d)
-            self._buffer = keep
+            first_dropped = {p: min(offs) for p, offs in self._drop_buffered(lambda p, off: p in revoked).items()}
             for p in revoked:
                 self._handed.pop(p, None)
                 self._skips.pop(p, None)
@@ -967,15 +974,7 @@ class LogBroker(Broker):
         if not mine:
             return {}
         with self._cond:
-            dropped: dict[int, list[int]] = {}
-            keep: deque[Delivery] = deque()
-            for d in self._buffer:
-                p, off, _ = d.tag
-                if p in ends and p in assigned and off < ends[p]:
-                    dropped.setdefault(p, []).append(off)
-                else:
-                    keep.append(d)
-            self._buffer = keep
+            dropped = self._drop_buffered(lambda p, off: p in ends and p in assigned and off < ends[p])
             for p in mine:  # what count() treats as not waiting: handed out, or skipped now
                 self._handed[p] = max(self._handed.get(p, 0), ends[p])
         skipped: dict[int, int] = {}
@@ -1051,21 +1050,21 @@ class LogBroker(Broker):
         """The records not in a purged range; those in one are marked finished (the commit passes them)."""
         skips, add, done = self._skips, self.tracker.add, self.tracker.done
         out: list[Record] = []
-        seen: set[int] = set()
+        last: dict[int, int] = {}  # partition with ranges -> the highest offset of the batch
         for rec in records:
             p, off = rec[0], rec[1]
             ranges = skips.get(p)
             if ranges is not None:
-                seen.add(p)
+                if off > last.get(p, -1):
+                    last[p] = off
                 if any(a <= off < b for a, b in ranges):
                     epoch = add(p, off)
                     if epoch >= 0:
                         done(p, off, epoch)
                     continue
             out.append(rec)
-        for p in seen:  # ranges the consumer has read past are done with
-            last = max(rec[1] for rec in records if rec[0] == p)
-            left = [(a, b) for a, b in skips[p] if b > last + 1]
+        for p, high in last.items():  # ranges the consumer has read past are done with
+            left = [(a, b) for a, b in skips[p] if b > high + 1]
             if left:
                 skips[p] = left
             else:
