@@ -322,3 +322,48 @@ def test_member_closed_during_a_rebalance_does_not_stall_the_other(broker_name: 
         a.log.setLevel(level)
         a.close()
         b.close()
+
+
+@pytest.mark.parametrize("broker_name", ["kafka", "confluent-kafka"])
+def test_count_reads_the_control_topic_again_only_when_it_moved(broker_name: str) -> None:
+    """count() subtracts the ranges purges skipped, read from the tail of ``<topic>.bk-control``. A dashboard
+    polls count(): while nothing was purged it must not look at the control topic beyond one offsets lookup,
+    and after a purge it reads the tail once, then again only when a new control record came."""
+    q = f"sem_{uuid.uuid4().hex[:8]}"
+    b = _any_broker(broker_name, q)
+    reads: list[str] = []  # the inspection calls on the control topic
+    i_positions, i_read = b._i_positions, b._i_read
+
+    def counting_positions(topic: str, group: str):  # type: ignore[no-untyped-def]
+        if topic == b.control_topic:
+            reads.append("positions")
+        return i_positions(topic, group)
+
+    def counting_read(topic: str, start, end, limit: int):  # type: ignore[no-untyped-def]
+        if topic == b.control_topic:
+            reads.append("read")
+        return i_read(topic, start, end, limit)
+
+    b._i_positions, b._i_read = counting_positions, counting_read
+    try:
+        b.publish_many(_msgs(6))
+        for _ in range(3):
+            assert b.count() == 6
+        assert reads == [], f"count() looked into an empty control topic: {reads}"
+        held = _fetch(b, 2)
+        assert len(held) == 2
+        assert b.purge() == 4  # the member's reply, with the skipped range [2, 6), goes to the control topic
+        late = _msgs(3)
+        b.publish_many(late)  # lag again: count() must look up the purged ranges
+        assert wait_until(lambda: b.count() == 3, 10), b.count()
+        n = len(reads)
+        assert n > 0, "count() never read the purged ranges"
+        for _ in range(3):
+            assert b.count() == 3
+        assert len(reads) == n, f"count() read the unchanged control topic again: {reads}"
+        b._p_send(b.control_topic, [(b'{"kind": "other"}', [])])  # the control topic moved
+        assert b.count() == 3
+        assert len(reads) > n, "count() did not read the control topic after it moved"
+        b.ack_many(held + _fetch(b, 3))
+    finally:
+        b.close()

@@ -189,9 +189,12 @@ class ConfluentKafkaBroker(LogBroker):
     def _ctl_close(self, c: Any) -> None:
         c.close()
 
-    def _ctl_empty(self, c: Any) -> bool:
-        return all(hi <= lo for lo, hi in (c.get_watermark_offsets(tp, timeout=10, cached=False)
-                                           for tp in c.assignment()))
+    def _ctl_offsets(self, c: Any) -> tuple[int, int]:
+        tps = c.assignment()[:1]
+        if not tps:
+            return 0, 0
+        lo, hi = c.get_watermark_offsets(tps[0], timeout=10, cached=False)
+        return int(lo), int(hi)
 
     def _i_partitions(self, c: Any, topic: str) -> list[Any]:
         md = c.list_topics(topic, timeout=10).topics.get(topic)

@@ -233,6 +233,12 @@ class LogBroker(Broker):
         self._control: Any = None
         """The poll thread's reader of the control topic (no group, from its end at start), or None."""
         self._control_next = 0.0
+        self._count_lock = threading.Lock()
+        self._count_reader: Any = None
+        """:meth:`count`'s own reader of the control topic (any thread, under ``_count_lock``), or None."""
+        self._count_ranges: tuple[tuple[int, int], dict[int, list[tuple[int, int]]]] | None = None
+        """(control topic (start, end) when read, the purged ranges of every partition then): what :meth:`count`
+        subtracts, read again only when the control topic's offsets moved."""
         self._served: dict[str, set[int]] = {}
         """Purge request id -> partitions this member already purged for it (poll thread only)."""
         self._skips: dict[int, list[tuple[int, int]]] = {}
@@ -308,9 +314,14 @@ class LogBroker(Broker):
     def _ctl_close(self, c: Any) -> None:
         raise NotImplementedError
 
+    def _ctl_offsets(self, c: Any) -> tuple[int, int]:
+        """(log start, end offset) of the control reader's partition: one offsets lookup, no fetch."""
+        raise NotImplementedError
+
     def _ctl_empty(self, c: Any) -> bool:
         """True if the control reader's partition holds no record (one offsets lookup, no fetch)."""
-        raise NotImplementedError
+        lo, hi = self._ctl_offsets(c)
+        return hi <= lo
 
     def _i_partitions(self, c: Any, topic: str) -> list[Any]:
         """The partitions of ``topic`` in the metadata the inspection consumer ``c`` sees now, sorted (in the
@@ -584,9 +595,9 @@ class LogBroker(Broker):
             self._cond.notify_all()
 
     def _drop_buffered(self, drop: Callable[[int, int], bool]) -> dict[int, list[int]]:
-        """Remove the buffered records for which ``drop(partition, offset)`` is true; ``{partition: their offsets}``
-        in buffer order). The deque is changed in place (never replaced), so a
-        :meth:`fetch` that took it before the lock never sees records dropped here."""
+        """Remove the buffered records for which ``drop(partition, offset)`` is true; return ``{partition: their
+        offsets}`` (in buffer order). The deque is changed in place (never replaced), so a :meth:`fetch` that took
+        it before the lock never sees records dropped here."""
         dropped: dict[int, list[int]] = {}
         with self._cond:
             buf = self._buffer
@@ -834,7 +845,7 @@ class LogBroker(Broker):
             handed = dict(self._handed) if self._consuming() else {}
         floors = {p: max(committed, handed.get(p, 0)) for p, (_, committed, _) in positions.items()}
         lagging = {p for p, (_, _, hw) in positions.items() if hw > floors[p]}
-        skips = self._skip_ranges(lagging) if lagging else {}
+        skips = self._count_skips(lagging) if lagging else {}
         total = 0
         for p in lagging:
             lo, hw = floors[p], positions[p][2]
@@ -1011,8 +1022,25 @@ class LogBroker(Broker):
                     self.log.debug("seek of %r/%d to %d after a purge failed: %s", self.topic, p, ends[p], exc)
         return skipped
 
-    def _skip_ranges(self, partitions: set[int]) -> dict[int, list[tuple[int, int]]]:
-        """The offset ranges purges skipped in ``partitions`` (the replies of the last 512 control records)."""
+    def _count_skips(self, partitions: set[int]) -> dict[int, list[tuple[int, int]]]:
+        """:meth:`_skip_ranges` for :meth:`count`: one offsets lookup of the control topic, and its tail read
+        only when its offsets moved since the last read (a purge reply, or any other control record)."""
+        with self._count_lock:
+            if self._closed.is_set():  # no reader kept open after close()
+                return self._skip_ranges(partitions)
+            if self._count_reader is None:
+                self._count_reader = self._ctl_open(self.control_topic)
+            offsets = self._ctl_offsets(self._count_reader)
+            if offsets[1] <= offsets[0]:
+                return {}  # no purge ever went through the control topic
+            cached = self._count_ranges
+            if cached is None or cached[0] != offsets:
+                cached = self._count_ranges = (offsets, self._skip_ranges(None))
+        return {p: r for p, r in cached[1].items() if p in partitions}
+
+    def _skip_ranges(self, partitions: set[int] | None) -> dict[int, list[tuple[int, int]]]:
+        """The offset ranges purges skipped in ``partitions`` (None: all) (the replies of the last 512 control
+        records)."""
         positions = self._i_positions(self.control_topic, f"{self.group_id}.control")
         lo, _, hw = positions.get(0, (0, 0, 0))
         if hw <= lo:
@@ -1024,7 +1052,7 @@ class LogBroker(Broker):
                 continue
             try:
                 for p_text, (a, b) in dict(msg.get("ranges") or {}).items():
-                    if int(p_text) in partitions and int(a) < int(b):
+                    if (partitions is None or int(p_text) in partitions) and int(a) < int(b):
                         out.setdefault(int(p_text), []).append((int(a), int(b)))
             except (TypeError, ValueError):
                 continue
@@ -1125,6 +1153,13 @@ class LogBroker(Broker):
         if not self.stop_background(self._closed, wake=self._cond):
             return
         self.tracker.notify()  # a revoke waiting for running records gives up
+        with self._count_lock:
+            reader, self._count_reader = self._count_reader, None
+        if reader is not None:
+            try:
+                self._ctl_close(reader)
+            except Exception as exc:  # noqa: BLE001
+                self.log.debug("closing the count reader of the control topic failed: %s", exc)
         t = self._thread
         if t is not None and t is not threading.current_thread():
             t.join(self.revoke_timeout + 30)

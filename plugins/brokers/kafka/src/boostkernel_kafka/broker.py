@@ -182,10 +182,12 @@ class KafkaBroker(LogBroker):
     def _ctl_close(self, c: Any) -> None:
         c.close(autocommit=False)
 
-    def _ctl_empty(self, c: Any) -> bool:
-        tps = list(c.assignment())
+    def _ctl_offsets(self, c: Any) -> tuple[int, int]:
+        tps = list(c.assignment())[:1]
+        if not tps:
+            return 0, 0
         begin, end = c.beginning_offsets(tps), c.end_offsets(tps)
-        return all(end[tp] <= begin[tp] for tp in tps)
+        return begin[tps[0]], end[tps[0]]
 
     def _i_partitions(self, c: Any, topic: str) -> list[Any]:
         return [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
