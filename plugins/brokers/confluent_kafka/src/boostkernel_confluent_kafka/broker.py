@@ -157,6 +157,11 @@ class ConfluentKafkaBroker(LogBroker):
     def _c_seek(self, partition: int, offset: int) -> None:
         self._consumer.seek(TopicPartition(self.topic, partition, offset))
 
+    def _c_group_settled(self, timeout: float) -> bool:
+        admin = AdminClient(self._common())
+        desc = admin.describe_consumer_groups([self.group_id], request_timeout=timeout)[self.group_id].result(timeout)
+        return desc.state.name in ("STABLE", "EMPTY")
+
     def _c_close(self, leave: bool = True) -> None:
         if self._consumer is not None:
             if leave:

@@ -297,6 +297,11 @@ class LogBroker(Broker):
     def _c_seek(self, partition: int, offset: int) -> None:
         raise NotImplementedError
 
+    def _c_group_settled(self, timeout: float) -> bool:
+        """False if the group coordinator describes the group as rebalancing (DescribeGroups: a state other than
+        ``Stable`` or ``Empty``); raises if it does not answer within ``timeout`` seconds."""
+        raise NotImplementedError
+
     def _c_close(self, leave: bool = True) -> None:
         """Close the consumer; with ``leave`` False without a LeaveGroup (the group drops the member when its
         session times out), see :attr:`_rebalancing`."""
@@ -541,7 +546,14 @@ class LogBroker(Broker):
         # member leader, and the other members wait for its SyncGroup forever (issue #15). Without the
         # LeaveGroup the member stays in the group until its session times out, and the expiry clears the
         # leader: the others get its partitions after ``session_timeout_ms``.
+        # The rebalance may have begun on the server before this consumer heard of it (its next heartbeat):
+        # one DescribeGroups tells. Left: a rebalance beginning after that answer (milliseconds).
         leave = not self._rebalancing
+        if leave:
+            try:
+                leave = self._c_group_settled(min(5.0, self.session_timeout_ms / 1000))
+            except Exception as exc:  # noqa: BLE001 - then leave, as any client does
+                self.log.debug("could not describe group %r before leaving it: %s", self.group_id, exc)
         if not leave:
             self.log.info("closing the consumer of %r during a rebalance: no LeaveGroup, the group drops it after "
                           "its session timeout (%d ms)", self.topic, self.session_timeout_ms)

@@ -23,6 +23,7 @@ try:
         from kafka import KafkaConsumer, KafkaProducer, TopicPartition
         from kafka.admin import KafkaAdminClient, NewTopic
         from kafka.consumer.subscription_state import ConsumerRebalanceListener
+        from kafka.protocol.admin import DescribeGroupsRequest
         from kafka.structs import OffsetAndMetadata
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise PluginNotInstalled("client library", "kafka-python",
@@ -145,6 +146,22 @@ class KafkaBroker(LogBroker):
 
     def _c_seek(self, partition: int, offset: int) -> None:
         self._consumer.seek(TopicPartition(self.topic, partition), offset)
+
+    def _c_group_settled(self, timeout: float) -> bool:
+        # the consumer's own connection to the coordinator; v0: no authorized operations to parse (kafka-python's
+        # admin client fails on tansu's value for them)
+        c = self._consumer
+        node = c._coordinator.coordinator() if c is not None else None
+        if node is None:
+            raise BrokerUnavailable(f"kafka: no coordinator known for group {self.group_id!r}")
+        future = c._client.send(node, DescribeGroupsRequest[0](groups=(self.group_id,)))
+        c._client.poll(future=future, timeout_ms=int(timeout * 1000))
+        if not future.is_done:
+            raise BrokerUnavailable(f"kafka: DescribeGroups of {self.group_id!r} not answered in {timeout}s")
+        if future.failed():
+            raise future.exception
+        state = str(future.value.groups[0][2])
+        return state.lower() in ("stable", "empty")
 
     def _c_close(self, leave: bool = True) -> None:
         if self._consumer is not None:
