@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -271,4 +272,101 @@ def test_rebalance_waits_for_the_running_record_not_for_prefetched_ones(broker_n
         a.ack_many(got_a)
     finally:
         a.close()
+        b.close()
+
+
+class _Seen(logging.Handler):
+    """Sets ``event`` when a record whose message contains ``text`` is logged."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(logging.DEBUG)
+        self.text, self.event = text, threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.event.set()
+
+
+@pytest.mark.serial
+@pytest.mark.parametrize("when", ["revoke-wait", "join"])
+@pytest.mark.parametrize("broker_name", ["kafka", "confluent-kafka"])
+def test_member_closed_during_a_rebalance_does_not_stall_the_other(broker_name: str, when: str) -> None:
+    """Issue #15: member ``a`` holds two records (one running) when ``b`` joins, and ``a`` is closed while the
+    group rebalances: during its revoke's wait for the running record (``revoke-wait``), or 0.1 s after ``b``
+    started joining, before ``a`` may have heard of the rebalance (``join``). tansu 0.6.0 keeps a member that
+    sends LeaveGroup while the group is forming as the group's leader, so ``b`` waited for the gone leader's
+    assignment forever (no partition in 40 s, nor in 240 s). Closed without a LeaveGroup, ``a`` is dropped
+    when its session (2 s) times out, and ``b`` gets both records (none was acked, so both come again)."""
+    q = f"sem_{uuid.uuid4().hex[:8]}"
+    a, b = _any_broker(broker_name, q), _any_broker(broker_name, q)
+    seen = _Seen("waiting up to")  # _wait_running: a's revoke waits for the running record
+    a.log.addHandler(seen)
+    level = a.log.level
+    a.log.setLevel(logging.INFO)
+    try:
+        msgs = _msgs(2)
+        a.publish_many(msgs)
+        held = _fetch(a, 2)
+        assert [d.id for d in held] == [m.id for m in msgs]
+        a.started(held[0])
+        got = b.fetch(2, 0.1)  # b's consumer starts and joins: the group rebalances
+        if when == "revoke-wait":
+            assert seen.event.wait(20), "a's revoke never waited for its running record: no rebalance happened"
+        t0 = time.monotonic()
+        a.close()
+        deadline = t0 + 20.0  # session timeout 2 s + tansu's join pauses (~3 s each); the stall was unbounded
+        while len(got) < 2 and time.monotonic() < deadline:
+            got += b.fetch(2, 0.2)
+        assert sorted(d.id for d in got) == sorted(m.id for m in msgs), \
+            f"the remaining member got {len(got)} of 2 records within 20 s of the other one's close mid-rebalance"
+        b.ack_many(got)
+    finally:
+        a.log.removeHandler(seen)
+        a.log.setLevel(level)
+        a.close()
+        b.close()
+
+
+@pytest.mark.parametrize("broker_name", ["kafka", "confluent-kafka"])
+def test_count_reads_the_control_topic_again_only_when_it_moved(broker_name: str) -> None:
+    """count() subtracts the ranges purges skipped, read from the tail of ``<topic>.bk-control``. A dashboard
+    polls count(): while nothing was purged it must not look at the control topic beyond one offsets lookup,
+    and after a purge it reads the tail once, then again only when a new control record came."""
+    q = f"sem_{uuid.uuid4().hex[:8]}"
+    b = _any_broker(broker_name, q)
+    reads: list[str] = []  # the inspection calls on the control topic
+    i_positions, i_read = b._i_positions, b._i_read
+
+    def counting_positions(topic: str, group: str):  # type: ignore[no-untyped-def]
+        if topic == b.control_topic:
+            reads.append("positions")
+        return i_positions(topic, group)
+
+    def counting_read(topic: str, start, end, limit: int):  # type: ignore[no-untyped-def]
+        if topic == b.control_topic:
+            reads.append("read")
+        return i_read(topic, start, end, limit)
+
+    b._i_positions, b._i_read = counting_positions, counting_read
+    try:
+        b.publish_many(_msgs(6))
+        for _ in range(3):
+            assert b.count() == 6
+        assert reads == [], f"count() looked into an empty control topic: {reads}"
+        held = _fetch(b, 2)
+        assert len(held) == 2
+        assert b.purge() == 4  # the member's reply, with the skipped range [2, 6), goes to the control topic
+        late = _msgs(3)
+        b.publish_many(late)  # lag again: count() must look up the purged ranges
+        assert wait_until(lambda: b.count() == 3, 10), b.count()
+        n = len(reads)
+        assert n > 0, "count() never read the purged ranges"
+        for _ in range(3):
+            assert b.count() == 3
+        assert len(reads) == n, f"count() read the unchanged control topic again: {reads}"
+        b._p_send(b.control_topic, [(b'{"kind": "other"}', [])])  # the control topic moved
+        assert b.count() == 3
+        assert len(reads) > n, "count() did not read the control topic after it moved"
+        b.ack_many(held + _fetch(b, 3))
+    finally:
         b.close()

@@ -109,7 +109,7 @@ class ConfluentKafkaBroker(LogBroker):
             [self.topic],
             on_assign=lambda _c, parts: self._on_assigned([tp.partition for tp in parts]),
             on_revoke=lambda _c, parts: self._on_revoked([tp.partition for tp in parts]),
-            on_lost=lambda _c, parts: self.tracker.revoke([tp.partition for tp in parts]),
+            on_lost=lambda _c, parts: self._on_lost([tp.partition for tp in parts]),
         )
 
     def _c_poll(self, timeout: float, max_records: int) -> list[Record]:
@@ -157,9 +157,17 @@ class ConfluentKafkaBroker(LogBroker):
     def _c_seek(self, partition: int, offset: int) -> None:
         self._consumer.seek(TopicPartition(self.topic, partition, offset))
 
-    def _c_close(self) -> None:
+    def _c_group_settled(self, timeout: float) -> bool:
+        admin = AdminClient(self._common())
+        desc = admin.describe_consumer_groups([self.group_id], request_timeout=timeout)[self.group_id].result(timeout)
+        return desc.state.name in ("STABLE", "EMPTY")
+
+    def _c_close(self, leave: bool = True) -> None:
         if self._consumer is not None:
-            self._consumer.close()
+            if leave:
+                self._consumer.close()
+            # else: dropping the last reference destroys the handle with RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE
+            # (confluent-kafka's Consumer dealloc): no LeaveGroup, no rebalance callbacks
             self._consumer = None
 
     # --- short-lived inspection consumers ----------------------------------------------------------
@@ -186,9 +194,12 @@ class ConfluentKafkaBroker(LogBroker):
     def _ctl_close(self, c: Any) -> None:
         c.close()
 
-    def _ctl_empty(self, c: Any) -> bool:
-        return all(hi <= lo for lo, hi in (c.get_watermark_offsets(tp, timeout=10, cached=False)
-                                           for tp in c.assignment()))
+    def _ctl_offsets(self, c: Any) -> tuple[int, int]:
+        tps = c.assignment()[:1]
+        if not tps:
+            return 0, 0
+        lo, hi = c.get_watermark_offsets(tps[0], timeout=10, cached=False)
+        return int(lo), int(hi)
 
     def _i_partitions(self, c: Any, topic: str) -> list[Any]:
         md = c.list_topics(topic, timeout=10).topics.get(topic)

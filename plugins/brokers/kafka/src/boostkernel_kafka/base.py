@@ -61,7 +61,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import unquote
 
@@ -226,9 +226,19 @@ class LogBroker(Broker):
         self._topics_ready: set[str] = set()
         self._producer: Lazy[Any] = Lazy(self._new_producer)
         self._consumer: Any = None
+        self._rebalancing = True
+        """True from the consumer's start, and from a revoke, until the next assignment (poll thread). A member
+        closed meanwhile sends no LeaveGroup: tansu 0.6.0 keeps a member that leaves a forming group as the
+        group's leader, and the others then wait for its assignment forever (see ``_shutdown_consumer``)."""
         self._control: Any = None
         """The poll thread's reader of the control topic (no group, from its end at start), or None."""
         self._control_next = 0.0
+        self._count_lock = threading.Lock()
+        self._count_reader: Any = None
+        """:meth:`count`'s own reader of the control topic (any thread, under ``_count_lock``), or None."""
+        self._count_ranges: tuple[tuple[int, int], dict[int, list[tuple[int, int]]]] | None = None
+        """(control topic (start, end) when read, the purged ranges of every partition then): what :meth:`count`
+        subtracts, read again only when the control topic's offsets moved."""
         self._served: dict[str, set[int]] = {}
         """Purge request id -> partitions this member already purged for it (poll thread only)."""
         self._skips: dict[int, list[tuple[int, int]]] = {}
@@ -287,7 +297,14 @@ class LogBroker(Broker):
     def _c_seek(self, partition: int, offset: int) -> None:
         raise NotImplementedError
 
-    def _c_close(self) -> None:
+    def _c_group_settled(self, timeout: float) -> bool:
+        """False if the group coordinator describes the group as rebalancing (DescribeGroups: a state other than
+        ``Stable`` or ``Empty``); raises if it does not answer within ``timeout`` seconds."""
+        raise NotImplementedError
+
+    def _c_close(self, leave: bool = True) -> None:
+        """Close the consumer; with ``leave`` False without a LeaveGroup (the group drops the member when its
+        session times out), see :attr:`_rebalancing`."""
         raise NotImplementedError
 
     def _ctl_open(self, topic: str) -> Any:
@@ -302,9 +319,14 @@ class LogBroker(Broker):
     def _ctl_close(self, c: Any) -> None:
         raise NotImplementedError
 
+    def _ctl_offsets(self, c: Any) -> tuple[int, int]:
+        """(log start, end offset) of the control reader's partition: one offsets lookup, no fetch."""
+        raise NotImplementedError
+
     def _ctl_empty(self, c: Any) -> bool:
         """True if the control reader's partition holds no record (one offsets lookup, no fetch)."""
-        raise NotImplementedError
+        lo, hi = self._ctl_offsets(c)
+        return hi <= lo
 
     def _i_partitions(self, c: Any, topic: str) -> list[Any]:
         """The partitions of ``topic`` in the metadata the inspection consumer ``c`` sees now, sorted (in the
@@ -505,12 +527,8 @@ class LogBroker(Broker):
                 self._requeue_now(d)
             except Exception as exc:  # noqa: BLE001 - the offset stays uncommitted: the record comes back
                 self.log.warning("could not requeue delayed message %s on close: %s", d.id, exc)
-        with self._cond:
-            first_dropped: dict[int, int] = {}
-            for d in self._buffer:
-                p, off, _ = d.tag
-                first_dropped[p] = min(off, first_dropped.get(p, off))
-            self._buffer.clear()  # never started: not committed, so the group reads them again
+        with self._cond:  # never started: not committed, so the group reads them again
+            first_dropped = {p: min(offs) for p, offs in self._drop_buffered(lambda p, off: True).items()}
             self._handed.clear()
         if self.delivery_counts and first_dropped:
             try:  # they never reached the application: the next owner must not count them as redelivered
@@ -523,8 +541,24 @@ class LogBroker(Broker):
             self.log.warning("final commit on %r failed (records after the last commit run again): %s",
                              self.topic, exc)
         self.tracker.close()
+        # tansu 0.6.0 (coordinator/group/administrator.rs, LeaveGroup on a forming group) removes a member that
+        # leaves during a rebalance but keeps it as the group's leader: every later JoinGroup names the gone
+        # member leader, and the other members wait for its SyncGroup forever (issue #15). Without the
+        # LeaveGroup the member stays in the group until its session times out, and the expiry clears the
+        # leader: the others get its partitions after ``session_timeout_ms``.
+        # The rebalance may have begun on the server before this consumer heard of it (its next heartbeat):
+        # one DescribeGroups tells. Left: a rebalance beginning after that answer (milliseconds).
+        leave = not self._rebalancing
+        if leave:
+            try:
+                leave = self._c_group_settled(min(5.0, self.session_timeout_ms / 1000))
+            except Exception as exc:  # noqa: BLE001 - then leave, as any client does
+                self.log.debug("could not describe group %r before leaving it: %s", self.group_id, exc)
+        if not leave:
+            self.log.info("closing the consumer of %r during a rebalance: no LeaveGroup, the group drops it after "
+                          "its session timeout (%d ms)", self.topic, self.session_timeout_ms)
         try:
-            self._c_close()
+            self._c_close(leave)
         except Exception as exc:  # noqa: BLE001
             self.log.debug("closing the consumer failed: %s", exc)
         if self._control is not None:
@@ -571,6 +605,25 @@ class LogBroker(Broker):
         with self._cond:
             self._buffer.extend(out)
             self._cond.notify_all()
+
+    def _drop_buffered(self, drop: Callable[[int, int], bool]) -> dict[int, list[int]]:
+        """Remove the buffered records for which ``drop(partition, offset)`` is true; return ``{partition: their
+        offsets}`` (in buffer order). The deque is changed in place (never replaced), so a :meth:`fetch` that took
+        it before the lock never sees records dropped here."""
+        dropped: dict[int, list[int]] = {}
+        with self._cond:
+            buf = self._buffer
+            keep: list[Delivery] = []
+            for d in buf:
+                p, off, _ = d.tag
+                if drop(p, off):
+                    dropped.setdefault(p, []).append(off)
+                else:
+                    keep.append(d)
+            if dropped:
+                buf.clear()
+                buf.extend(keep)
+        return dropped
 
     def _write_marks(self, ends: dict[int, int]) -> None:
         """Append ``"p:end"`` read marks to the attempts topic (waits for the broker's ack)."""
@@ -690,22 +743,21 @@ class LogBroker(Broker):
                 self.log.warning("could not read the purged ranges of %r from %r (records a purge skipped behind "
                                  "a record still in flight may run): %s", self.topic, self.control_topic, exc)
         self._paused = False  # newly assigned partitions start unpaused; _backpressure pauses again
+        self._rebalancing = False
+
+    def _on_lost(self, partitions: list[int]) -> None:
+        """The partitions were taken away without a revoke (the session expired): a rejoin follows."""
+        self._rebalancing = True
+        self.tracker.revoke(partitions)
 
     def _on_revoked(self, partitions: list[int]) -> None:
         self.log.debug("revoked partitions %s of %r", partitions, self.topic)
+        self._rebalancing = True
         if not partitions:
             return
         revoked = set(partitions)
         with self._cond:
-            keep: deque[Delivery] = deque()
-            first_dropped: dict[int, int] = {}
-            for d in self._buffer:
-                p, off, _ = d.tag
-                if p in revoked:
-                    first_dropped[p] = min(off, first_dropped.get(p, off))
-                else:
-                    keep.append(d)
-            self._buffer = keep
+            first_dropped = {p: min(offs) for p, offs in self._drop_buffered(lambda p, off: p in revoked).items()}
             for p in revoked:
                 self._handed.pop(p, None)
                 self._skips.pop(p, None)
@@ -805,7 +857,7 @@ class LogBroker(Broker):
             handed = dict(self._handed) if self._consuming() else {}
         floors = {p: max(committed, handed.get(p, 0)) for p, (_, committed, _) in positions.items()}
         lagging = {p for p, (_, _, hw) in positions.items() if hw > floors[p]}
-        skips = self._skip_ranges(lagging) if lagging else {}
+        skips = self._count_skips(lagging) if lagging else {}
         total = 0
         for p in lagging:
             lo, hw = floors[p], positions[p][2]
@@ -945,15 +997,7 @@ class LogBroker(Broker):
         if not mine:
             return {}
         with self._cond:
-            dropped: dict[int, list[int]] = {}
-            keep: deque[Delivery] = deque()
-            for d in self._buffer:
-                p, off, _ = d.tag
-                if p in ends and p in assigned and off < ends[p]:
-                    dropped.setdefault(p, []).append(off)
-                else:
-                    keep.append(d)
-            self._buffer = keep
+            dropped = self._drop_buffered(lambda p, off: p in ends and p in assigned and off < ends[p])
             for p in mine:  # what count() treats as not waiting: handed out, or skipped now
                 self._handed[p] = max(self._handed.get(p, 0), ends[p])
         skipped: dict[int, int] = {}
@@ -990,8 +1034,25 @@ class LogBroker(Broker):
                     self.log.debug("seek of %r/%d to %d after a purge failed: %s", self.topic, p, ends[p], exc)
         return skipped
 
-    def _skip_ranges(self, partitions: set[int]) -> dict[int, list[tuple[int, int]]]:
-        """The offset ranges purges skipped in ``partitions`` (the replies of the last 512 control records)."""
+    def _count_skips(self, partitions: set[int]) -> dict[int, list[tuple[int, int]]]:
+        """:meth:`_skip_ranges` for :meth:`count`: one offsets lookup of the control topic, and its tail read
+        only when its offsets moved since the last read (a purge reply, or any other control record)."""
+        with self._count_lock:
+            if self._closed.is_set():  # no reader kept open after close()
+                return self._skip_ranges(partitions)
+            if self._count_reader is None:
+                self._count_reader = self._ctl_open(self.control_topic)
+            offsets = self._ctl_offsets(self._count_reader)
+            if offsets[1] <= offsets[0]:
+                return {}  # no purge ever went through the control topic
+            cached = self._count_ranges
+            if cached is None or cached[0] != offsets:
+                cached = self._count_ranges = (offsets, self._skip_ranges(None))
+        return {p: r for p, r in cached[1].items() if p in partitions}
+
+    def _skip_ranges(self, partitions: set[int] | None) -> dict[int, list[tuple[int, int]]]:
+        """The offset ranges purges skipped in ``partitions`` (None: all) (the replies of the last 512 control
+        records)."""
         positions = self._i_positions(self.control_topic, f"{self.group_id}.control")
         lo, _, hw = positions.get(0, (0, 0, 0))
         if hw <= lo:
@@ -1003,7 +1064,7 @@ class LogBroker(Broker):
                 continue
             try:
                 for p_text, (a, b) in dict(msg.get("ranges") or {}).items():
-                    if int(p_text) in partitions and int(a) < int(b):
+                    if (partitions is None or int(p_text) in partitions) and int(a) < int(b):
                         out.setdefault(int(p_text), []).append((int(a), int(b)))
             except (TypeError, ValueError):
                 continue
@@ -1029,21 +1090,21 @@ class LogBroker(Broker):
         """The records not in a purged range; those in one are marked finished (the commit passes them)."""
         skips, add, done = self._skips, self.tracker.add, self.tracker.done
         out: list[Record] = []
-        seen: set[int] = set()
+        last: dict[int, int] = {}  # partition with ranges -> the highest offset of the batch
         for rec in records:
             p, off = rec[0], rec[1]
             ranges = skips.get(p)
             if ranges is not None:
-                seen.add(p)
+                if off > last.get(p, -1):
+                    last[p] = off
                 if any(a <= off < b for a, b in ranges):
                     epoch = add(p, off)
                     if epoch >= 0:
                         done(p, off, epoch)
                     continue
             out.append(rec)
-        for p in seen:  # ranges the consumer has read past are done with
-            last = max(rec[1] for rec in records if rec[0] == p)
-            left = [(a, b) for a, b in skips[p] if b > last + 1]
+        for p, high in last.items():  # ranges the consumer has read past are done with
+            left = [(a, b) for a, b in skips[p] if b > high + 1]
             if left:
                 skips[p] = left
             else:
@@ -1104,6 +1165,13 @@ class LogBroker(Broker):
         if not self.stop_background(self._closed, wake=self._cond):
             return
         self.tracker.notify()  # a revoke waiting for running records gives up
+        with self._count_lock:
+            reader, self._count_reader = self._count_reader, None
+        if reader is not None:
+            try:
+                self._ctl_close(reader)
+            except Exception as exc:  # noqa: BLE001
+                self.log.debug("closing the count reader of the control topic failed: %s", exc)
         t = self._thread
         if t is not None and t is not threading.current_thread():
             t.join(self.revoke_timeout + 30)

@@ -23,6 +23,7 @@ try:
         from kafka import KafkaConsumer, KafkaProducer, TopicPartition
         from kafka.admin import KafkaAdminClient, NewTopic
         from kafka.consumer.subscription_state import ConsumerRebalanceListener
+        from kafka.protocol.admin import DescribeGroupsRequest
         from kafka.structs import OffsetAndMetadata
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise PluginNotInstalled("client library", "kafka-python",
@@ -146,8 +147,26 @@ class KafkaBroker(LogBroker):
     def _c_seek(self, partition: int, offset: int) -> None:
         self._consumer.seek(TopicPartition(self.topic, partition), offset)
 
-    def _c_close(self) -> None:
+    def _c_group_settled(self, timeout: float) -> bool:
+        # the consumer's own connection to the coordinator; v0: no authorized operations to parse (kafka-python's
+        # admin client fails on tansu's value for them)
+        c = self._consumer
+        node = c._coordinator.coordinator() if c is not None else None
+        if node is None:
+            raise BrokerUnavailable(f"kafka: no coordinator known for group {self.group_id!r}")
+        future = c._client.send(node, DescribeGroupsRequest[0](groups=(self.group_id,)))
+        c._client.poll(future=future, timeout_ms=int(timeout * 1000))
+        if not future.is_done:
+            raise BrokerUnavailable(f"kafka: DescribeGroups of {self.group_id!r} not answered in {timeout}s")
+        if future.failed():
+            raise future.exception
+        state = str(future.value.groups[0][2])
+        return state.lower() in ("stable", "empty")
+
+    def _c_close(self, leave: bool = True) -> None:
         if self._consumer is not None:
+            if not leave:  # close() sends no LeaveGroup for a member without a generation (maybe_leave_group)
+                self._consumer._coordinator.reset_generation()
             self._consumer.close(autocommit=False)
             self._consumer = None
 
@@ -180,10 +199,12 @@ class KafkaBroker(LogBroker):
     def _ctl_close(self, c: Any) -> None:
         c.close(autocommit=False)
 
-    def _ctl_empty(self, c: Any) -> bool:
-        tps = list(c.assignment())
+    def _ctl_offsets(self, c: Any) -> tuple[int, int]:
+        tps = list(c.assignment())[:1]
+        if not tps:
+            return 0, 0
         begin, end = c.beginning_offsets(tps), c.end_offsets(tps)
-        return all(end[tp] <= begin[tp] for tp in tps)
+        return begin[tps[0]], end[tps[0]]
 
     def _i_partitions(self, c: Any, topic: str) -> list[Any]:
         return [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
