@@ -258,9 +258,8 @@ def run_peer(name: str, url: str, n: int) -> dict[str, Any]:
 
 def rate_in_own_process(module: str, fn: str, *args: Any, timeout: float = 900) -> Any:
     """``module.fn(*args)`` (a benchmark function returning a rate, or any JSON value) run in a fresh Python
-    process, for rows
-    that change the process itself: ``cpu_affinity`` pins a process for good, so a pinned row must not
-    run in the process that measures the raw loop. ``args`` go through JSON."""
+    process, for rows that change the process itself: ``cpu_affinity`` pins a process for good, so a pinned
+    row must not run in the process that measures the raw loop. ``args`` go through JSON."""
     code = (f"import json, logging, sys; sys.path.insert(0, {str(HERE)!r}); "
             "logging.getLogger('boostkernel').setLevel(logging.ERROR); "
             f"import {module} as m; print(json.dumps(m.{fn}(*json.loads(sys.argv[1]))))")

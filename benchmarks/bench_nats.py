@@ -160,8 +160,8 @@ def own_process_rows(row: Any, url: str, n: int, threads: int, affinity: str) ->
     for name, concurrency, workers, prefetch in own_process_modes(threads):
         for pin in (None, affinity):
             label = f"{OWN}, cpu_affinity={pin!r}: {name}"
-            row("boostkernel", label, consume=float(rate_in_own_process("bench_nats", "bk_consume", url, n, concurrency,
-                                                                        workers, prefetch, pin)))
+            rate = rate_in_own_process("bench_nats", "bk_consume", url, n, concurrency, workers, prefetch, pin)
+            row("boostkernel", label, consume=float(rate))
 
 
 def print_own_process_ratios(table: Table, threads: int, affinity: str) -> None:
