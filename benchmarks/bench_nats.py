@@ -145,6 +145,20 @@ def bk_consume(url: str, n: int, concurrency: str, workers: int, prefetch: int |
     return rate
 
 
+def bk_consume_measured(url: str, n: int, concurrency: str, workers: int, prefetch: int | None = None,
+                        cpu_affinity: str | None = None) -> dict[str, float]:
+    """:func:`bk_consume` with what the process spent on it (``getrusage``): context switches per message
+    (voluntary: a thread blocked, e.g. waiting for the GIL; involuntary: preempted) and CPU seconds."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    rate = bk_consume(url, n, concurrency, workers, prefetch, cpu_affinity)
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    return {"rate": rate, "voluntary_switches_per_msg": (after.ru_nvcsw - before.ru_nvcsw) / n,
+            "involuntary_switches_per_msg": (after.ru_nivcsw - before.ru_nivcsw) / n,
+            "cpu_s": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)}
+
+
 OWN = "own process"
 
 
@@ -155,13 +169,20 @@ def own_process_modes(threads: int) -> list[tuple[str, str, int, int | None]]:
             (f"threads x{threads}, prefetch 100", "threads", threads, 100)]
 
 
-def own_process_rows(row: Any, url: str, n: int, threads: int, affinity: str) -> None:
-    """The consume rows in a fresh process each: unpinned, then with ``cpu_affinity=affinity``."""
+def own_process_rows(row: Any, url: str, n: int, threads: int, affinity: str,
+                     usage: list[dict[str, Any]]) -> None:
+    """The consume rows in a fresh process each: unpinned, then with ``cpu_affinity=affinity``; what each
+    process spent goes to ``usage``."""
     for name, concurrency, workers, prefetch in own_process_modes(threads):
         for pin in (None, affinity):
             label = f"{OWN}, cpu_affinity={pin!r}: {name}"
-            rate = rate_in_own_process("bench_nats", "bk_consume", url, n, concurrency, workers, prefetch, pin)
-            row("boostkernel", label, consume=float(rate))
+            got = rate_in_own_process("bench_nats", "bk_consume_measured", url, n, concurrency, workers, prefetch,
+                                      pin)
+            row("boostkernel", label, consume=float(got["rate"]))
+            print(f"{'':21}({got['voluntary_switches_per_msg']:.2f} voluntary + "
+                  f"{got['involuntary_switches_per_msg']:.2f} involuntary context switches per message, "
+                  f"{got['cpu_s']:.2f} s CPU)", flush=True)
+            usage.append({"mode": label, **got})
 
 
 def print_own_process_ratios(table: Table, threads: int, affinity: str) -> None:
@@ -190,6 +211,7 @@ def main() -> int:
           f"({len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else '?'} allowed); "
           f"load average {os.getloadavg()[0]:.1f} at start; n={n}; cpu_affinity rows: {args.cpu_affinity!r}")
     table.header()
+    usage: list[dict[str, Any]] = []
     for rnd in range(args.repeat):
         print(f"-- round {rnd + 1} of {args.repeat}")
         one, batched, raw_con = asyncio.run(_raw(url, n))
@@ -202,14 +224,14 @@ def main() -> int:
         row("boostkernel", "broker layer: fetch(100) + ack_many", consume=bk_broker_layer(url, n))
         consume_rows(row, bk_consume, url, n, args.threads)
         if args.cpu_affinity:
-            own_process_rows(row, url, n, args.threads, args.cpu_affinity)
+            own_process_rows(row, url, n, args.threads, args.cpu_affinity, usage)
     rows = table.rows
     table.print_best(args.repeat)
     print_consume_ratios(table, args.threads)
     if args.cpu_affinity:
         print_own_process_ratios(table, args.threads, args.cpu_affinity)
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
-    write_json(args.json, {"n": n, "rows": rows, "cpu_affinity": args.cpu_affinity,
+    write_json(args.json, {"n": n, "rows": rows, "cpu_affinity": args.cpu_affinity, "own_process_usage": usage,
                            "load_average": os.getloadavg()[0]}, indent=1, say=False)
     return 0
 
