@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
+import textwrap
 import threading
 import uuid
 from pathlib import Path
@@ -166,8 +168,6 @@ def run_until(args: list[str], cwd: Path, out: Path, done: Any, timeout: float =
 
 def slots(output: list[str]) -> dict[int, int]:
     """pid -> slot (0-based) of each child, from the overlay's "started worker process PID (i/N)" lines."""
-    import re
-
     return {int(m[1]): int(m[2]) - 1 for m in re.finditer(r"started worker process (\d+) \((\d+)/\d+\)",
                                                           "".join(output))}
 
@@ -207,6 +207,33 @@ def test_consume_in_this_process_pins_every_thread_also_those_started_before(tmp
     # main thread, the thread started before consume(), the consumer's, the pool's
     assert len(masks) >= 4, masks
     assert {tuple(m) for m in masks.values()} == {(ALLOWED[-1],)}, masks
+
+
+def test_two_boosters_of_one_process_share_its_cpu_and_a_different_setting_warns(tmp_path: Path) -> None:
+    """The second booster's consume() (and decorating a third after pinning) must neither fail nor move
+    the process: one process, one CPU."""
+    script = tmp_path / "two.py"
+    script.write_text(textwrap.dedent(f"""
+        import json, logging, os
+        from boostkernel import boost
+        logging.basicConfig(level=logging.INFO)
+
+        a = boost("{q()}", broker="memory", cpu_affinity={ALLOWED!r})(lambda: None)
+        b = boost("{q()}", broker="memory", cpu_affinity={ALLOWED!r})(lambda: None)
+        a.consume()
+        first = os.sched_getaffinity(0)
+        b.consume()
+        c = boost("{q()}", broker="memory", cpu_affinity={[ALLOWED[-1]]!r})(lambda: None)
+        c.consume()
+        print("CPUS", json.dumps([sorted(first), sorted(os.sched_getaffinity(0))]))
+    """))
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    first, now = json.loads(r.stdout.split("CPUS ")[1])
+    assert first == now and len(now) == 1, r.stdout  # b and c did not move it
+    assert len(re.findall(r"process \d+ pinned to CPU", r.stderr)) == 1, r.stderr  # once, by a
+    assert (f"cpu_affinity=({ALLOWED[-1]},) ignored: this process is already pinned to CPU {now[0]} "
+            f"(by cpu_affinity={tuple(ALLOWED)!r})") in r.stderr, r.stderr
 
 
 def test_worker_cli_flag_pins_and_the_default_leaves_affinity_alone(tmp_path: Path) -> None:

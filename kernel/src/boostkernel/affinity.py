@@ -75,9 +75,10 @@ def _parse_string(text: str, what: str) -> tuple[int, ...]:
     return tuple(sorted(ids))
 
 
-def parse(value: object, queue: str | None = None) -> Parsed:
+def parse(value: object, queue: str | None = None, check_available: bool = True) -> Parsed:
     """``value`` checked and normalised: ``"one"`` or a sorted tuple of CPU ids (raises ConfigError with
-    the fix). CPU ids must be among the CPUs this process may run on, where the platform tells."""
+    the fix). With ``check_available``, CPU ids must be among the CPUs this process may run on, where the
+    platform tells (once this process is pinned, that is its one CPU: no longer checked then)."""
     what = f"cpu_affinity={value!r}" + (f" for queue {queue!r}" if queue else "")
     if isinstance(value, str):
         text = value.strip().lower()
@@ -93,7 +94,7 @@ def parse(value: object, queue: str | None = None) -> Parsed:
     else:
         hint = ' (True: write "one")' if value is True else ""
         raise ConfigError(f"{what}{hint}: {_FIX}")
-    allowed = allowed_cpus()
+    allowed = allowed_cpus() if check_available and _pinned is None else None
     if allowed is not None and not set(cpus) <= allowed:
         missing = set(cpus) - allowed
         raise ConfigError(f"{what}: CPU {_fmt(missing)} is not available to this process (it may run on "
@@ -162,7 +163,7 @@ def pin_process(value: object, source: str = "cpu_affinity") -> int | None:
             log.warning("%s=%r is ignored: this platform cannot pin a process to a CPU (no os.sched_setaffinity; "
                         "Linux only); consuming unpinned", source, value)
         return None
-    setting = parse(value)
+    setting = parse(value, check_available=False)  # checked at decoration; pinning below says if it cannot
     with _lock:
         if _pinned is not None:
             if _pinned[0] != setting:
