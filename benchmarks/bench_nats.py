@@ -134,11 +134,22 @@ def bk_broker_layer(url: str, n: int) -> float:
 
 
 def bk_consume(url: str, n: int, concurrency: str, workers: int, prefetch: int | None = None,
-               cpu_affinity: str | None = None) -> float:
+               cpu_affinity: str | None = None, usage: dict[str, float] | None = None) -> float:
+    """``consume()`` of ``n`` queued no-op tasks, tasks/s; ``usage`` receives what the process spent on
+    the consuming (``getrusage`` around it): context switches per message (voluntary: a thread blocked,
+    e.g. to wait for the GIL; involuntary: preempted) and CPU seconds."""
+    import resource
+
     done: list[None] = []
     f = _booster(url, concurrency, workers, done, prefetch, cpu_affinity)
     f.push_many([(i,) for i in range(n)])
+    before = resource.getrusage(resource.RUSAGE_SELF)
     rate = consume_rate(f, n, done)
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    if usage is not None:
+        usage.update(voluntary_switches_per_msg=(after.ru_nvcsw - before.ru_nvcsw) / n,
+                     involuntary_switches_per_msg=(after.ru_nivcsw - before.ru_nivcsw) / n,
+                     cpu_s=(after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime))
     if cpu_affinity is not None and hasattr(os, "sched_getaffinity"):
         assert len(os.sched_getaffinity(0)) == 1, f"cpu_affinity={cpu_affinity!r} did not pin the process"
     _drop(f)
@@ -147,16 +158,10 @@ def bk_consume(url: str, n: int, concurrency: str, workers: int, prefetch: int |
 
 def bk_consume_measured(url: str, n: int, concurrency: str, workers: int, prefetch: int | None = None,
                         cpu_affinity: str | None = None) -> dict[str, float]:
-    """:func:`bk_consume` with what the process spent on it (``getrusage``): context switches per message
-    (voluntary: a thread blocked, e.g. waiting for the GIL; involuntary: preempted) and CPU seconds."""
-    import resource
-
-    before = resource.getrusage(resource.RUSAGE_SELF)
-    rate = bk_consume(url, n, concurrency, workers, prefetch, cpu_affinity)
-    after = resource.getrusage(resource.RUSAGE_SELF)
-    return {"rate": rate, "voluntary_switches_per_msg": (after.ru_nvcsw - before.ru_nvcsw) / n,
-            "involuntary_switches_per_msg": (after.ru_nivcsw - before.ru_nivcsw) / n,
-            "cpu_s": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)}
+    """:func:`bk_consume`, returning its rate and its ``usage``."""
+    usage: dict[str, float] = {}
+    rate = bk_consume(url, n, concurrency, workers, prefetch, cpu_affinity, usage)
+    return {"rate": rate, **usage}
 
 
 OWN = "own process"
