@@ -83,6 +83,19 @@ def test_no_affinity_support_warns_once_and_consumes_unpinned(monkeypatch: pytes
     assert os.sched_getaffinity(0) == before
 
 
+def test_more_processes_than_cpus_is_allowed_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    from boostkernel.overlay import _check_spread
+
+    with caplog.at_level(logging.WARNING, logger="boostkernel.worker"):
+        _check_spread("one", len(ALLOWED))
+        assert caplog.records == []
+        _check_spread("one", len(ALLOWED) + 1)
+    cpus = ",".join(map(str, ALLOWED))
+    assert [r.getMessage() for r in caplog.records] == [
+        f"cpu_affinity='one': {len(ALLOWED) + 1} worker processes on {len(ALLOWED)} CPU(s) ({cpus}): some share "
+        "a CPU, each pinned to it"]
+
+
 # --- real processes -----------------------------------------------------------------------------------
 
 TASKS = '''
