@@ -179,8 +179,3 @@ def pin_process(value: object, source: str = "cpu_affinity") -> int | None:
         _pinned = (setting, cpu)
     log.info("process %s pinned to CPU %d (%s=%r)", os.getpid(), cpu, source, value)
     return cpu
-
-
-def pinned_cpu() -> int | None:
-    """The CPU this process was pinned to by :func:`pin_process`, or None."""
-    return None if _pinned is None else _pinned[1]
