@@ -193,7 +193,7 @@ def by_pid(got: list[dict[str, Any]]) -> dict[int, dict[str, list[int]]]:
 @pytest.mark.skipif(len(ALLOWED) < 2, reason="spreading processes over CPUs needs 2 CPUs")
 def test_processes_2_puts_each_child_on_its_own_cpu(tmp_path: Path) -> None:
     mod, out = write_tasks(tmp_path, processes=2, affinity="one")
-    mod.report.push_many([(i,) for i in range(200)])
+    mod.report.push_many([(i,) for i in range(1000)])  # both children take part before it drains
     script = tmp_path / f"{mod.__name__}.py"
     output: list[str] = []
     got = run_until([sys.executable, str(script)], tmp_path, out, lambda r: len({x["pid"] for x in r}) >= 2,
@@ -267,7 +267,7 @@ def test_worker_cli_flag_pins_and_the_default_leaves_affinity_alone(tmp_path: Pa
 @pytest.mark.skipif(len(ALLOWED) < 2, reason="spreading processes over CPUs needs 2 CPUs")
 def test_worker_cli_flag_spreads_processes(tmp_path: Path) -> None:
     mod, out = write_tasks(tmp_path)
-    mod.report.push_many([(i,) for i in range(200)])
+    mod.report.push_many([(i,) for i in range(1000)])  # both children take part before it drains
     output: list[str] = []
     got = run_until([BK, "worker", mod.__name__, "--processes", "2", "--cpu-affinity", f"{ALLOWED[1]},{ALLOWED[0]}"],
                     tmp_path, out, lambda r: len({x["pid"] for x in r}) >= 2, output=output)
