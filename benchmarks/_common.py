@@ -82,14 +82,18 @@ def body(i: int) -> bytes:
                          "published_at": time.time(), "attempt": 0})
 
 
-def rounds_args(doc: str | None, *, n: int, url_env: str, url: str, json_name: str) -> argparse.Namespace:
-    """The command line of a benchmark that interleaves raw and boostkernel rows over ``--repeat`` rounds."""
+def rounds_args(doc: str | None, *, n: int, url_env: str, url: str, json_name: str,
+                extra: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.Namespace:
+    """The command line of a benchmark that interleaves raw and boostkernel rows over ``--repeat`` rounds
+    (``extra`` adds the benchmark's own options)."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-n", type=int, default=n, help=f"messages per measurement (default {n})")
     ap.add_argument("--url", default=os.environ.get(url_env, url))
     ap.add_argument("--threads", type=int, default=16, help="workers of the threads consume row")
     ap.add_argument("--repeat", type=int, default=3, help="rounds (raw and boostkernel rows interleaved); median of each")
     ap.add_argument("--json", default=str(HERE / "results" / json_name), help="where to write the JSON")
+    if extra is not None:
+        extra(ap)
     return ap.parse_args()
 
 
@@ -250,3 +254,18 @@ def run_peer(name: str, url: str, n: int) -> dict[str, Any]:
             except json.JSONDecodeError:
                 break
     return {"framework": name, "skipped": f"exit {proc.returncode}: {(proc.stderr or proc.stdout)[-300:]}"}
+
+
+def rate_in_own_process(module: str, fn: str, *args: Any, timeout: float = 900) -> Any:
+    """``module.fn(*args)`` (a benchmark function returning a rate, or any JSON value) run in a fresh Python
+    process, for rows that change the process itself: ``cpu_affinity`` pins a process for good, so a pinned
+    row must not run in the process that measures the raw loop. ``args`` go through JSON."""
+    code = (f"import json, logging, sys; sys.path.insert(0, {str(HERE)!r}); "
+            "logging.getLogger('boostkernel').setLevel(logging.ERROR); "
+            f"import {module} as m; print(json.dumps(m.{fn}(*json.loads(sys.argv[1]))))")
+    proc = subprocess.run([sys.executable, "-c", code, json.dumps(args)], capture_output=True, text=True,
+                          timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{module}.{fn}{tuple(args)} in its own process: exit {proc.returncode}\n"
+                           f"{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -1,6 +1,6 @@
 """NATS JetStream throughput: boostkernel's `nats` broker side by side with raw nats-py loops.
 
-    uv run python benchmarks/bench_nats.py [-n 20000] [--url nats://127.0.0.1:4222]
+    uv run python benchmarks/bench_nats.py [-n 20000] [--url nats://127.0.0.1:4222] [--cpu-affinity one]
                                            [--json benchmarks/results/nats.json]
 
 All rows run against the same NATS server in one run, file-storage work-queue streams, no-op tasks, one
@@ -14,11 +14,17 @@ consumer process:
   the broker layer alone (``fetch(100)`` + ``ack_many``), ``consume()`` with ``solo`` (default prefetch 4,
   and prefetch 100) and with ``threads`` (x16, default prefetch, and prefetch 100): decode, run, ack after run.
 
+With ``--cpu-affinity VALUE`` (e.g. ``one``) each round also measures the ``consume()`` rows in a fresh
+process of their own, twice: unpinned, and with ``@boost(..., cpu_affinity=VALUE)`` (the process pinned to
+one CPU when consuming starts). They run in their own process because a pinned process stays pinned: the
+raw loop and the other rows keep running unpinned in this one, as before.
+
 Target (checked and printed for each consume row): >= 80% of the raw consume loop.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import os
@@ -39,6 +45,8 @@ from _common import (
     consume_rows,
     counting_booster,
     print_consume_ratios,
+    print_ratios,
+    rate_in_own_process,
     rounds_args,
     write_json,
 )
@@ -85,8 +93,9 @@ async def _raw(url: str, n: int) -> tuple[float, float, float]:
     return one, batched, consume
 
 
-def _booster(url: str, concurrency: str, workers: int, counter: list[None], prefetch: int | None = None) -> Any:
-    return counting_booster("nats", url, concurrency, workers, prefetch, counter)
+def _booster(url: str, concurrency: str, workers: int, counter: list[None], prefetch: int | None = None,
+             cpu_affinity: str | None = None) -> Any:
+    return counting_booster("nats", url, concurrency, workers, prefetch, counter, cpu_affinity=cpu_affinity)
 
 
 def _drop(f: Any) -> None:
@@ -124,25 +133,90 @@ def bk_broker_layer(url: str, n: int) -> float:
     return rate
 
 
-def bk_consume(url: str, n: int, concurrency: str, workers: int, prefetch: int | None = None) -> float:
+def bk_consume(url: str, n: int, concurrency: str, workers: int, prefetch: int | None = None,
+               cpu_affinity: str | None = None, usage: dict[str, float] | None = None) -> float:
+    """``consume()`` of ``n`` queued no-op tasks, tasks/s; ``usage`` receives what the process spent on
+    the consuming (``getrusage`` around it): context switches per message (voluntary: a thread blocked,
+    e.g. to wait for the GIL; involuntary: preempted) and CPU seconds."""
+    import resource
+
     done: list[None] = []
-    f = _booster(url, concurrency, workers, done, prefetch)
+    f = _booster(url, concurrency, workers, done, prefetch, cpu_affinity)
     f.push_many([(i,) for i in range(n)])
+    before = resource.getrusage(resource.RUSAGE_SELF)
     rate = consume_rate(f, n, done)
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    if usage is not None:
+        usage.update(voluntary_switches_per_msg=(after.ru_nvcsw - before.ru_nvcsw) / n,
+                     involuntary_switches_per_msg=(after.ru_nivcsw - before.ru_nivcsw) / n,
+                     cpu_s=(after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime))
+    if cpu_affinity is not None and hasattr(os, "sched_getaffinity"):
+        assert len(os.sched_getaffinity(0)) == 1, f"cpu_affinity={cpu_affinity!r} did not pin the process"
     _drop(f)
     return rate
 
 
+def bk_consume_measured(url: str, n: int, concurrency: str, workers: int, prefetch: int | None = None,
+                        cpu_affinity: str | None = None) -> dict[str, float]:
+    """:func:`bk_consume`, returning its rate and its ``usage``."""
+    usage: dict[str, float] = {}
+    rate = bk_consume(url, n, concurrency, workers, prefetch, cpu_affinity, usage)
+    return {"rate": rate, **usage}
+
+
+OWN = "own process"
+
+
+def own_process_modes(threads: int) -> list[tuple[str, str, int, int | None]]:
+    """(name, concurrency, workers, prefetch) of the consume rows measured in a process of their own."""
+    return [("solo (default prefetch 4)", "solo", 1, None), ("solo, prefetch 100", "solo", 1, 100),
+            (f"threads x{threads} (default prefetch)", "threads", threads, None),
+            (f"threads x{threads}, prefetch 100", "threads", threads, 100)]
+
+
+def own_process_rows(row: Any, url: str, n: int, threads: int, affinity: str,
+                     usage: list[dict[str, Any]]) -> None:
+    """The consume rows in a fresh process each: unpinned, then with ``cpu_affinity=affinity``; what each
+    process spent goes to ``usage``."""
+    for name, concurrency, workers, prefetch in own_process_modes(threads):
+        for pin in (None, affinity):
+            label = f"{OWN}, cpu_affinity={pin!r}: {name}"
+            got = rate_in_own_process("bench_nats", "bk_consume_measured", url, n, concurrency, workers, prefetch,
+                                      pin)
+            row("boostkernel", label, consume=float(got["rate"]))
+            print(f"{'':21}({got['voluntary_switches_per_msg']:.2f} voluntary + "
+                  f"{got['involuntary_switches_per_msg']:.2f} involuntary context switches per message, "
+                  f"{got['cpu_s']:.2f} s CPU)", flush=True)
+            usage.append({"mode": label, **got})
+
+
+def print_own_process_ratios(table: Table, threads: int, affinity: str) -> None:
+    raw = table.raw_consume()
+    rates = [(f"{OWN}, cpu_affinity={pin!r}, {name}", table.top_consume(f"{OWN}, cpu_affinity={pin!r}: {name}"))
+             for name, *_ in own_process_modes(threads) for pin in (None, affinity)]
+    print_ratios(raw, rates)
+    raw_samples = table.samples("(raw)", "")
+    if len(raw_samples) > 1:
+        for name, _ in rates:
+            own, _, mode = name.partition(", ")
+            pin, _, rest = mode.partition(", ")
+            ours = table.samples("boostkernel", f"{own}, {pin}: {rest}")
+            print(f"  per round, {name}: " + ", ".join(f"{o / r:.0%}" for o, r in zip(ours, raw_samples)))
+
+
 def main() -> int:
-    args = rounds_args(__doc__, n=20_000, url_env="BOOSTKERNEL_NATS_URL", url=DEFAULT_URL, json_name="nats.json")
+    args = rounds_args(__doc__, n=20_000, url_env="BOOSTKERNEL_NATS_URL", url=DEFAULT_URL, json_name="nats.json",
+                       extra=_extra_args)
     n, url = args.n, args.url
     logging.getLogger("boostkernel").setLevel(logging.ERROR)
-    table = Table(20, 50, keep_best=True)
+    table = Table(20, 74 if args.cpu_affinity else 50, keep_best=True)
     row = table.row
 
-    print(f"NATS at {url}; Python {platform.python_version()}; {os.cpu_count()} CPUs; "
-          f"load average {os.getloadavg()[0]:.1f} at start; n={n}")
+    print(f"NATS at {url}; Python {platform.python_version()}; {os.cpu_count()} CPUs "
+          f"({len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else '?'} allowed); "
+          f"load average {os.getloadavg()[0]:.1f} at start; n={n}; cpu_affinity rows: {args.cpu_affinity!r}")
     table.header()
+    usage: list[dict[str, Any]] = []
     for rnd in range(args.repeat):
         print(f"-- round {rnd + 1} of {args.repeat}")
         one, batched, raw_con = asyncio.run(_raw(url, n))
@@ -154,12 +228,23 @@ def main() -> int:
         row("boostkernel", "push_many() (PubAcks gathered)", pub["push_many"])
         row("boostkernel", "broker layer: fetch(100) + ack_many", consume=bk_broker_layer(url, n))
         consume_rows(row, bk_consume, url, n, args.threads)
+        if args.cpu_affinity:
+            own_process_rows(row, url, n, args.threads, args.cpu_affinity, usage)
     rows = table.rows
     table.print_best(args.repeat)
     print_consume_ratios(table, args.threads)
-    write_json(args.json, {"n": n, "rows": rows,
+    if args.cpu_affinity:
+        print_own_process_ratios(table, args.threads, args.cpu_affinity)
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
+    write_json(args.json, {"n": n, "rows": rows, "cpu_affinity": args.cpu_affinity, "own_process_usage": usage,
                            "load_average": os.getloadavg()[0]}, indent=1, say=False)
     return 0
+
+
+def _extra_args(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--cpu-affinity", default=None, metavar="one|CPUS",
+                    help="also measure the consume rows in a process of their own, unpinned and with "
+                         "@boost(cpu_affinity=VALUE), e.g. one")
 
 
 if __name__ == "__main__":

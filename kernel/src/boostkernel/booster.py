@@ -316,6 +316,10 @@ class Booster(_Methods, Generic[P, R]):
         """Start consuming in background threads of this process (or ``processes`` children); return at once."""
         if self.params.processes > 1:
             return self.multi_process_consume(self.params.processes)
+        if self.params.cpu_affinity is not None:  # once, before the consumer's threads start
+            from .affinity import pin_process
+
+            pin_process(self.params.cpu_affinity)
         if self.broker_class.capabilities.needs_own_worker:  # the framework's worker, in the background
             with self._lock:
                 if self._consumer is None or not self._consumer.running:

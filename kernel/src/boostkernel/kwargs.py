@@ -24,6 +24,7 @@ class BoostKwargs(TypedDict, total=False):
     workers: int
     processes: int
     prefetch: int | None
+    cpu_affinity: str | tuple[int, ...] | list[int] | None
     results: bool
     result_ttl: float
     validate_args: bool

@@ -26,6 +26,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from .affinity import SLOT_ENV
 from .errors import ConfigError
 from .loading import import_target
 from .modes import check_modes, prepare_concurrency, set_concurrency
@@ -83,7 +84,7 @@ class ProcessGroup:
         return self
 
     def _spawn(self, slot: int) -> None:
-        env = {**os.environ, CHILD_ENV: str(os.getpid()), READY_ENV: self._ready_dir}
+        env = {**os.environ, CHILD_ENV: str(os.getpid()), READY_ENV: self._ready_dir, SLOT_ENV: str(slot)}
         code = "from boostkernel.overlay import _child_entry; _child_entry()"
         p = subprocess.Popen([sys.executable, "-c", code, json.dumps(self.spec)], env=env)
         self.procs[slot] = p
@@ -193,11 +194,12 @@ def _log_level() -> str:
 
 
 def start_processes(queues: Sequence[str], n: int, module: str | None, concurrency: str | None = None,
-                    prepare: str | None = None) -> ProcessGroup:
+                    prepare: str | None = None, cpu_affinity: str | Sequence[int] | None = None) -> ProcessGroup:
     """Start ``n`` spawned children consuming ``queues``; a supervisor thread restarts children that die.
 
     ``module`` defines the boosters (each child imports it); ``prepare`` is the mode to prepare before that
-    import (gevent/eventlet); ``concurrency`` overrides every booster's mode.
+    import (gevent/eventlet); ``concurrency`` overrides every booster's mode; ``cpu_affinity`` every
+    booster's ``cpu_affinity`` (child i is pinned to the i-th CPU of the set, see :mod:`boostkernel.affinity`).
     """
     if child_of() is not None:
         raise ConfigError(
@@ -213,15 +215,33 @@ def start_processes(queues: Sequence[str], n: int, module: str | None, concurren
         )
     if prepare is None:
         prepare = check_modes([REGISTRY[q] for q in queues if q in REGISTRY])
+    affinity = cpu_affinity
+    if affinity is None:
+        affinity = next((REGISTRY[q].params.cpu_affinity for q in queues
+                         if q in REGISTRY and REGISTRY[q].params.cpu_affinity is not None), None)
+    if affinity is not None:
+        _check_spread(affinity, n)
     spec: dict[str, Any] = {
         "module": _module_ref(module), "queues": list(queues), "prepare": prepare or concurrency,
         "concurrency": concurrency, "sys_path": [p for p in sys.path if p],
         "log_level": _log_level(),
+        "cpu_affinity": list(cpu_affinity) if isinstance(cpu_affinity, (list, tuple)) else cpu_affinity,
     }
     install_signal_handlers()
     group = ProcessGroup(spec, n)
     add_group(group)
     return group.start()
+
+
+def _check_spread(value: str | Sequence[int], n: int) -> None:
+    """Say so when ``n`` pinned children must share CPUs (allowed, but each shares its CPU's time)."""
+    from .affinity import ONE, allowed_cpus, parse
+
+    setting = parse(value)
+    cpus = sorted(allowed_cpus() or ()) if setting == ONE else list(setting)
+    if cpus and n > len(cpus):
+        log.warning("cpu_affinity=%r: %d worker processes on %d CPU(s) (%s): some share a CPU, each pinned to it",
+                    value, n, len(cpus), ",".join(map(str, cpus)))
 
 
 def is_child_process() -> bool:
@@ -254,6 +274,7 @@ def _child_entry() -> None:
     """Entry point of a spawned child: prepare the mode, import the boosters' module, consume until SIGTERM."""
     parent = int(os.environ.pop(CHILD_ENV))
     ready_dir = os.environ.pop(READY_ENV, None)
+    slot = os.environ.pop(SLOT_ENV, None)
     mark_child(parent)
     spec = json.loads(sys.argv[1])
     sys.argv = sys.argv[:1]
@@ -288,8 +309,14 @@ def _child_entry() -> None:
         boosters = [REGISTRY[q] for q in spec["queues"]]
         if spec.get("concurrency"):
             set_concurrency(boosters, spec["concurrency"])
+        if slot is not None:
+            from .affinity import set_slot
+
+            set_slot(int(slot))  # consume() pins this child to the slot-th CPU when cpu_affinity is set
         for b in boosters:
             b.params.processes = 1
+            if spec.get("cpu_affinity") is not None:
+                b.params.cpu_affinity = spec["cpu_affinity"]
             b.consume()
     except Exception:
         log.exception("worker process %s could not start", os.getpid())

@@ -54,6 +54,12 @@ class BoostParams:
     """Number of worker processes ``consume()`` starts, each with its own pool."""
     prefetch: int | None = None
     """Messages fetched per round trip (default: twice ``workers``, at least 4). Returned on shutdown."""
+    cpu_affinity: str | tuple[int, ...] | None = None
+    """Keep each consuming process on one CPU (Linux): ``"one"`` picks it from the CPUs the process may run
+    on, CPU ids (``[0, 1]`` or ``"0,2-3"``) pick it from those; the N children of ``processes=N`` spread
+    over them (child i on the i-th, modulo their number). ``None``: affinity untouched. Pays off when a
+    broker client runs its own network thread (nats, mqtt, pulsar, confluent-kafka); see
+    docs/concurrency.md#cpu-affinity for when it hurts."""
 
     # --- results ------------------------------------------------------------------------------
     results: bool = False
@@ -94,6 +100,15 @@ class BoostParams:
                 raise ConfigError(f"{name}={v!r} for queue {self.queue!r}: must be an integer >= 1")
         if self.prefetch is not None and (not isinstance(self.prefetch, int) or self.prefetch < 0):
             raise ConfigError(f"prefetch={self.prefetch!r}: must be an integer >= 0")
+        if self.cpu_affinity is not None:
+            if isinstance(self.cpu_affinity, str) and self.cpu_affinity.strip().lower() in ("", "none", "off"):
+                self.cpu_affinity = None  # BOOSTKERNEL_CPU_AFFINITY=off overrides a setting from pyproject.toml
+            else:
+                from .affinity import parse
+
+                parsed = parse(self.cpu_affinity, self.queue)
+                if isinstance(self.cpu_affinity, list):
+                    self.cpu_affinity = parsed
         if self.result_ttl <= 0:
             raise ConfigError(f"result_ttl={self.result_ttl!r}: must be > 0")
         if self.max_deliveries < 1:

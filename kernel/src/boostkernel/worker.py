@@ -52,14 +52,22 @@ class Worker:
 
 
 def run_worker(module: str | None, queues: Sequence[str] | None = None, group: str | None = None,
-               processes: int = 1, concurrency: str | None = None, reexec: bool = False) -> int:
+               processes: int = 1, concurrency: str | None = None, reexec: bool = False,
+               cpu_affinity: str | Sequence[int] | None = None) -> int:
     """Consume every selected booster until SIGTERM/SIGINT; return an exit code.
 
     ``concurrency`` runs every booster with that mode. When a mode needs the process prepared before
     the user's module is imported (gevent/eventlet) and ``processes == 1``, the process is prepared
     first if the mode is known up front (``concurrency`` or ``BOOSTKERNEL_CONCURRENCY``); otherwise, with
     ``reexec`` (the CLI), the worker re-executes itself with the mode prepared first.
+
+    ``cpu_affinity`` (``--cpu-affinity``) replaces every booster's ``cpu_affinity``: this process, or each
+    of the ``processes`` children, is pinned to one CPU when consuming starts (:mod:`boostkernel.affinity`).
     """
+    if cpu_affinity is not None:
+        from .affinity import parse
+
+        parse(cpu_affinity)  # a bad value fails before anything starts
     reexeced = os.environ.pop(PREPARE_ENV, None)  # not inherited by processes the tasks start
     pre = concurrency or reexeced or os.environ.get("BOOSTKERNEL_CONCURRENCY")
     if pre and processes == 1:
@@ -70,6 +78,9 @@ def run_worker(module: str | None, queues: Sequence[str] | None = None, group: s
         return 2
     if concurrency:
         set_concurrency(boosters, concurrency)
+    if cpu_affinity is not None:
+        for b in boosters:
+            b.params.cpu_affinity = cpu_affinity
     exclusive = check_modes(boosters)
     group_: ProcessGroup | None = None
     worker = Worker(os.getpid(), list(boosters), processes)
@@ -85,7 +96,7 @@ def run_worker(module: str | None, queues: Sequence[str] | None = None, group: s
     if processes > 1:
         install_signal_handlers()
         group_ = start_processes([b.queue for b in boosters], processes, module=module, concurrency=concurrency,
-                                 prepare=exclusive)
+                                 prepare=exclusive, cpu_affinity=cpu_affinity)
     else:
         if exclusive and not is_prepared(exclusive):
             if reexec and not reexeced:
@@ -93,6 +104,11 @@ def run_worker(module: str | None, queues: Sequence[str] | None = None, group: s
                 _reexec({PREPARE_ENV: exclusive})
             # Otherwise the executor checks the process itself and says what to do.
         install_signal_handlers()
+        pin = next((b.params.cpu_affinity for b in boosters if b.params.cpu_affinity is not None), None)
+        if pin is not None:  # before any consumer thread starts (a framework's worker does not call consume())
+            from .affinity import pin_process
+
+            pin_process(pin, "--cpu-affinity" if cpu_affinity is not None else "cpu_affinity")
         frameworks: dict[Any, list[Any]] = {}
         for b in boosters:
             if b.broker_class.capabilities.needs_own_worker:

@@ -175,7 +175,12 @@ def plugins_check() -> None:
 @click.option("-p", "--processes", default=1, show_default=True, help="Worker processes, each with its own pool.")
 @click.option("-c", "--concurrency", default=None,
               help="Run every booster with this mode (threads, asyncio, solo, gevent, eventlet …) instead of its own.")
-def worker(module: str, queues: tuple[str, ...], group: str | None, processes: int, concurrency: str | None) -> None:
+@click.option("--cpu-affinity", default=None, metavar="one|CPUS",
+              help="Keep each worker process on one CPU (Linux): 'one' picks it from the CPUs the worker may run on, "
+                   "CPU ids ('0,2-3') from those; the --processes children spread over them. Replaces the "
+                   "boosters' cpu_affinity. Helps brokers whose client runs its own thread (nats, mqtt).")
+def worker(module: str, queues: tuple[str, ...], group: str | None, processes: int, concurrency: str | None,
+           cpu_affinity: str | None) -> None:
     """Consume every booster defined in MODULE (a dotted name or a .py path) until SIGTERM/SIGINT.
 
     gevent/eventlet: the worker monkey-patches the process before importing MODULE (you write no patching).
@@ -184,7 +189,8 @@ def worker(module: str, queues: tuple[str, ...], group: str | None, processes: i
     from ..worker import run_worker
 
     try:
-        code = run_worker(module, list(queues) or None, group, processes, concurrency=concurrency, reexec=True)
+        code = run_worker(module, list(queues) or None, group, processes, concurrency=concurrency, reexec=True,
+                          cpu_affinity=cpu_affinity)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     sys.exit(code)
