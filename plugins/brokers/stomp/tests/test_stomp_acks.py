@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import stomp
+import stomp.utils
 from boostkernel_stomp.broker import StompBroker, _AckWriter, ack_frame
 
 from boostkernel.broker import Delivery, Outgoing
@@ -148,6 +149,8 @@ def test_acks_from_many_threads_reach_activemq_and_none_comes_back() -> None:
     try:
         got = _fetch_all(consumer, n)
         assert len({d.id for d in got}) == n
+        link: Any = consumer._con
+        assert "_BaseTransport__read_frames" in vars(link.conn.transport)  # parsed by our parse_frame
         start = threading.Barrier(n_threads)
 
         def worker(k: int) -> None:
@@ -208,3 +211,33 @@ def test_unacked_messages_do_come_back_after_a_reconnect() -> None:
         assert third.fetch(20, 3.0) == []
     finally:
         third.close()
+
+
+FRAMES = [
+    b"MESSAGE\ncontent-length:2\nexpires:0\ndestination:/queue/q\nsubscription:bk-1\npriority:4\nbk-id:abc\n"
+    b"ack:ID\\cbk-host-40123-1764790000000-3\\c1\\c1\\c1\\c17\nmessage-id:ID\\cbk-host-1\\c1\npersistent:true\n"
+    b"content-type:application/json\nredelivered:true\ntimestamp:1764790000000\n\n{}",
+    b"RECEIPT\nreceipt-id:77\n\n",
+    b"CONNECTED\nversion:1.2\nheart-beat:10000,10000\nserver:ActiveMQ/5.17.6\n\n",
+    b"ERROR\nmessage:Unknown ACK\\c x\ncontent-type:text/plain\n\nbody with : colons\nand lines\n",
+    b"MESSAGE\nrepeated:first\nrepeated:second\n\n",  # the first of repeated headers wins
+    b"MESSAGE\nno colon line\n:empty key\nempty-value:\nk:v:w\n\nbody\x00with nul",
+    b"MESSAGE\nesc:a\\\\b\\nc\\rd\\ce\\x\nk\\cey:v\n\n",  # escapes, an unknown one kept, an escaped key
+    b"MESSAGE\nutf8:\xc3\xa9\xe2\x82\xac\nbad:\xff\xfe\n\n\xff",
+    b"MESSAGE\r\ncrlf:yes\r\n\r\nbody",  # CRLF line ends: stomp.py's parser
+    b"\nMESSAGE\nleading:newline\n\nbody",  # a leading newline: stomp.py's parser
+    b"MESSAGE\nno-blank-line:at-all",
+    b"\n\n",
+    b"",
+]
+
+
+@pytest.mark.parametrize("frame", FRAMES)
+def test_parse_frame_is_stomp_pys(frame: bytes) -> None:
+    from boostkernel_stomp.broker import parse_frame
+
+    ours, theirs = parse_frame(frame), stomp.utils.parse_frame(frame)
+    if theirs is None:
+        assert ours is None
+        return
+    assert (ours.cmd, ours.headers, ours.body) == (theirs.cmd, theirs.headers, theirs.body)

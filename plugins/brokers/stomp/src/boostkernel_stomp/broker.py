@@ -51,8 +51,10 @@ again (the kernel's consume loop retries ``BrokerUnavailable`` with capped backo
 from __future__ import annotations
 
 import collections
+import functools
 import json
 import logging
+import re
 import threading
 import time
 import uuid
@@ -62,6 +64,7 @@ from typing import Any
 try:
     import stomp  # type: ignore[import-untyped]
     import stomp.exception  # type: ignore[import-untyped]
+    import stomp.utils  # type: ignore[import-untyped]
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(f'the stomp broker needs stomp.py ({exc}): pip install "boostkernel[stomp]"') from exc
 
@@ -88,6 +91,53 @@ def ack_frame(ack_id: str) -> bytes:
     sends: the header value escaped (backslash, newline, colon, carriage return), no body."""
     v = ack_id.replace("\\", "\\\\").replace("\n", "\\n").replace(":", "\\c").replace("\r", "\\r")
     return b"ACK\nid:" + v.encode("utf-8", "replace") + b"\n\n\x00"
+
+
+_ESCAPED = re.compile(r"\\.")
+_parse_frame = stomp.utils.parse_frame
+_unescape = stomp.utils._unescape_header
+
+
+def parse_frame(frame: bytes) -> Any:
+    """``stomp.utils.parse_frame(frame)``, the same ``Frame``, at about a tenth of its cost for the frames
+    ActiveMQ sends (lines ending in ``\\n``, no leading newline): one ``split`` and a ``partition`` per
+    header line instead of a regular expression match and two substitutions per header. Any other frame is
+    left to stomp.py's own parser."""
+    end = frame.find(b"\n\n")
+    if end <= 0 or frame[0] == 10 or b"\r" in frame[:end]:  # 10: a leading newline
+        return _parse_frame(frame)
+    lines = frame[:end].decode("utf-8", "replace").split("\n")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        key, sep, value = line.partition(":")
+        if not sep or not key:
+            continue  # stomp.py skips a line without a key and a colon
+        if "\\" in line:
+            key, value = _ESCAPED.sub(_unescape, key), _ESCAPED.sub(_unescape, value)
+        if key not in headers:  # the first of repeated headers wins (STOMP 1.2)
+            headers[key] = value
+    return stomp.utils.Frame(lines[0], headers, frame[end + 2:])
+
+
+def _read_frames(transport: Any) -> None:
+    """stomp.py's ``BaseTransport.__read_frames`` (9.0: read the socket, parse each frame, hand it to the
+    listeners) with :func:`parse_frame`; installed on our connections' transports only."""
+    is_eol = transport._BaseTransport__is_eol
+    for frame in transport._BaseTransport__read():
+        f = stomp.utils.HEARTBEAT_FRAME if is_eol(frame) else parse_frame(frame)
+        if f is None:
+            continue
+        if transport._BaseTransport__auto_decode:
+            f.body = stomp.utils.decode(f.body)
+        transport.process_frame(f, frame)
+
+
+def _fast_parsing(conn: Any) -> None:
+    """Make ``conn``'s receiver thread parse with :func:`_read_frames` (an instance attribute shadows the
+    name-mangled method the receiver loop calls); a stomp.py without those internals keeps its own."""
+    t = conn.transport
+    if all(hasattr(t, "_BaseTransport__" + a) for a in ("read_frames", "read", "is_eol", "auto_decode")):
+        t._BaseTransport__read_frames = functools.partial(_read_frames, t)
 
 
 class _AckWriter:
@@ -208,6 +258,7 @@ class _Link:
             if s.ssl:
                 conn.set_ssl([(s.host, s.port)])
             conn.set_listener("bk", _Listener(self))
+            _fast_parsing(conn)
             try:
                 conn.connect(s.user, s.password, wait=True)
             except Exception as exc:  # noqa: BLE001 - any failure: unavailable, retried by the caller
