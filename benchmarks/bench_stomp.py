@@ -17,7 +17,9 @@ interleaved, so a change of load on a shared machine hits both):
   ``consume()`` with ``solo`` and with ``threads`` (x16), each at the booster's default prefetch and at
   prefetch 100 (the stomp broker's server window is at least 100 messages either way).
 
-The medians over the rounds are printed, then each consume row's median as a share of the median raw
+The CPU time of the benchmark process per consumed message (client library, broker layer and kernel; not
+ActiveMQ's) is printed for the consume rows too: when it is well under a CPU's worth, the server bounds the
+rate. The medians over the rounds are printed, then each consume row's median as a share of the median raw
 consume loop and the same share round by round. Targets (checked and printed): each consume row (solo and
 threads, default prefetch and prefetch 100) >= 80% of the raw consume loop (medians).
 """
@@ -27,6 +29,8 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import resource
+import statistics
 import sys
 import threading
 import time
@@ -52,6 +56,18 @@ from _common import (
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_URL = "stomp://127.0.0.1:61613"
+#: CPU time of this process (all its threads: client library, broker layer, kernel) per consumed message,
+#: in microseconds, by row, round by round. The rest of a message's cost is ActiveMQ's (another process).
+CPU_US: dict[str, list[float]] = {}
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _cpu_row(name: str, c0: float, n: int) -> None:
+    CPU_US.setdefault(name, []).append((_cpu() - c0) * 1e6 / max(1, n))
 
 
 class _Receipts(stomp.ConnectionListener):  # type: ignore[misc]
@@ -122,10 +138,13 @@ def raw_consume(url: str, q: str, n: int) -> float:
             done.set()
 
     lst.on_msg = on_msg
+    c0 = _cpu()
     t0 = time.perf_counter()
     c.subscribe("/queue/" + q, id="1", ack="client-individual", headers={"activemq.prefetchSize": "100"})
     done.wait(600)
     dt = time.perf_counter() - t0
+    if q.startswith("bench_raw_"):
+        _cpu_row("raw stomp.py consume", c0, count[0])
     c.disconnect()
     return count[0] / dt
 
@@ -159,7 +178,9 @@ def bk_broker_layer(url: str, n: int) -> float:
     f = _booster(url, "solo", 1, 100, [])
     f.push_many([(i,) for i in range(n)])
     b = StompBroker(f.queue, url, prefetch=100)
+    c0 = _cpu()
     rate = broker_layer_rate(b, n, 5.0)
+    _cpu_row("broker layer", c0, n)
     f.broker.close()
     return rate
 
@@ -168,7 +189,9 @@ def bk_consume(url: str, n: int, concurrency: str, workers: int, prefetch: int |
     done: list[None] = []
     f = _booster(url, concurrency, workers, prefetch, done)
     f.push_many([(i,) for i in range(n)])
+    c0 = _cpu()
     rate = consume_rate(f, n, done)
+    _cpu_row(f"consume {concurrency} x{workers}, prefetch {prefetch or 'default'}", c0, n)
     left = f.count()
     if left:
         print(f"  warning: {left} message(s) left after the consume run", file=sys.stderr)
@@ -217,11 +240,14 @@ def main() -> int:
         checks.append((f"{name} >= 80% of the raw stomp.py consume loop (medians)", v >= 0.8 * raw,
                        f"{v:,.0f} vs {raw:,.0f} ({v / raw:.0%}; per round {per})"))
     targets = print_targets(checks)
+    print("\nCPU time of this process per consumed message (median over the rounds; ActiveMQ's not included):")
+    for name, v in CPU_US.items():
+        print(f"  {name:40s} {statistics.median(v):6.1f} us  (rounds: {', '.join(f'{x:.0f}' for x in v)})")
     load1 = os.getloadavg()[0]
     print(f"load average {load1:.1f} at the end")
     write_json(args.json, {"n": n, "repeat": args.repeat, "url": url, "python": platform.python_version(),
                            "loadavg_start": load0, "loadavg_end": load1, "time": time.time(),
-                           "rows": table.rows, "targets": targets})
+                           "rows": table.rows, "targets": targets, "cpu_us_per_message": CPU_US})
     return 0
 
 

@@ -132,11 +132,24 @@ def _read_frames(transport: Any) -> None:
         transport.process_frame(f, frame)
 
 
+def _stomp_major() -> int:
+    v = getattr(stomp, "__version__", "")
+    try:
+        return int(v[0] if isinstance(v, tuple) else str(v).split(".")[0])
+    except (ValueError, IndexError):
+        return 0
+
+
+FAST_PARSING = _stomp_major() == 9  # the stomp.py whose __read_frames _read_frames copies (tested: 9.0)
+
+
 def _fast_parsing(conn: Any) -> None:
     """Make ``conn``'s receiver thread parse with :func:`_read_frames` (an instance attribute shadows the
-    name-mangled method the receiver loop calls); a stomp.py without those internals keeps its own."""
+    name-mangled method the receiver loop calls); another stomp.py major version, or one without those
+    internals, keeps its own."""
     t = conn.transport
-    if all(hasattr(t, "_BaseTransport__" + a) for a in ("read_frames", "read", "is_eol", "auto_decode")):
+    if FAST_PARSING and all(hasattr(t, "_BaseTransport__" + a) for a in ("read_frames", "read", "is_eol",
+                                                                            "auto_decode")):
         t._BaseTransport__read_frames = functools.partial(_read_frames, t)
 
 
