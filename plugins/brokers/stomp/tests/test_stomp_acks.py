@@ -223,6 +223,7 @@ FRAMES = [
     b"MESSAGE\nrepeated:first\nrepeated:second\n\n",  # the first of repeated headers wins
     b"MESSAGE\nno colon line\n:empty key\nempty-value:\nk:v:w\n\nbody\x00with nul",
     b"MESSAGE\nesc:a\\\\b\\nc\\rd\\ce\\x\nk\\cey:v\n\n",  # escapes, an unknown one kept, an escaped key
+    b"MESSAGE\nkey\\:value ends in a backslash\\\ntwo:\\\\c is not a colon\nthree:\\c\\\\\\n\\x\n\n",
     b"MESSAGE\nutf8:\xc3\xa9\xe2\x82\xac\nbad:\xff\xfe\n\n\xff",
     b"MESSAGE\r\ncrlf:yes\r\n\r\nbody",  # CRLF line ends: stomp.py's parser
     b"\nMESSAGE\nleading:newline\n\nbody",  # a leading newline: stomp.py's parser

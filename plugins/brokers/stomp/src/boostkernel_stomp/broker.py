@@ -99,7 +99,7 @@ _unescape = stomp.utils._unescape_header
 
 
 def parse_frame(frame: bytes) -> Any:
-    """``stomp.utils.parse_frame(frame)``, the same ``Frame``, at about a tenth of its cost for the frames
+    """``stomp.utils.parse_frame(frame)``, the same ``Frame``, at a fraction of its cost for the frames
     ActiveMQ sends (lines ending in ``\\n``, no leading newline): one ``split`` and a ``partition`` per
     header line instead of a regular expression match and two substitutions per header. Any other frame is
     left to stomp.py's own parser."""
@@ -113,7 +113,11 @@ def parse_frame(frame: bytes) -> Any:
         if not sep or not key:
             continue  # stomp.py skips a line without a key and a colon
         if "\\" in line:
-            key, value = _ESCAPED.sub(_unescape, key), _ESCAPED.sub(_unescape, value)
+            if "\\\\" in line:  # an escaped backslash: escapes must be read left to right
+                key, value = _ESCAPED.sub(_unescape, key), _ESCAPED.sub(_unescape, value)
+            else:  # every backslash starts an escape and no replacement makes one: replacing is the same
+                key = key.replace("\\c", ":").replace("\\n", "\n").replace("\\r", "\r")
+                value = value.replace("\\c", ":").replace("\\n", "\n").replace("\\r", "\r")
         if key not in headers:  # the first of repeated headers wins (STOMP 1.2)
             headers[key] = value
     return stomp.utils.Frame(lines[0], headers, frame[end + 2:])
