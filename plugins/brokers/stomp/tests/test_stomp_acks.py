@@ -119,7 +119,7 @@ def test_ack_writer_drops_the_queue_of_a_failed_write_and_writes_again() -> None
     assert t.writes == [ack_frame("after")]
 
 
-pytestmark_service = pytest.mark.service("stomp")
+needs_activemq = pytest.mark.service("stomp")
 
 
 def _publish(url: str, queue: str, n: int) -> None:
@@ -139,7 +139,7 @@ def _fetch_all(b: StompBroker, n: int) -> list[Delivery]:
     return got
 
 
-@pytestmark_service
+@needs_activemq
 def test_acks_from_many_threads_reach_activemq_and_none_comes_back() -> None:
     url = service_url("stomp")
     queue = f"bk_acks_{uuid.uuid4().hex[:8]}"
@@ -183,7 +183,7 @@ def test_acks_from_many_threads_reach_activemq_and_none_comes_back() -> None:
         again.close()
 
 
-@pytestmark_service
+@needs_activemq
 def test_unacked_messages_do_come_back_after_a_reconnect() -> None:
     """The counterpart of the test above: what was not acked is redelivered (so its empty fetch means
     something), and an ack_many mixing both connections' deliveries acks only the live connection's."""
