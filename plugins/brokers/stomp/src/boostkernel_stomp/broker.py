@@ -162,7 +162,9 @@ class _AckWriter:
     frames; the calling thread writes them itself unless another thread is writing, in which case that
     thread writes them after its current ``sendall`` (flat combining: the queue is drained in order, each
     turn one ``sendall`` of everything queued). A failed write drops what was queued: the connection is
-    gone and the server redelivers those messages."""
+    gone and the server redelivers those messages. stomp.py's listeners do not see these frames: its
+    heart-beat listener, which only postpones the next heart-beat after a send, may send one (an end of
+    line) that it could have skipped."""
 
     __slots__ = ("transport", "generation", "_pending", "_lock", "_idle", "_writing")
 
